@@ -1,0 +1,3 @@
+from radio_nas.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,51 @@
+"""The ``radio-nas`` command. Each sub-command lives in its own module of this package with
+``add_parser(subparsers)`` and ``run(args) -> int``; heavy imports happen inside ``run``.
+
+Errors in user input (:class:`~radio_nas.ConfigError`) print one line and exit 2, no traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import json
+import sys
+from typing import Any
+
+from radio_nas import __version__
+from radio_nas._config import ConfigError
+
+COMMANDS = ["profile", "trial", "cache", "sweep", "report", "export", "viz", "validate"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="radio-nas",
+        description="Architecture search and ablation for E-RADIO students by multi-teacher distillation.")
+    parser.add_argument("--version", action="version", version=f"radio-nas {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="<command>", required=True)
+    for name in COMMANDS:
+        module_name = f"radio_nas.cli.{name}_cmd"
+        if importlib.util.find_spec(module_name) is not None:
+            module = importlib.import_module(module_name)
+            module.add_parser(sub).set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args._run(args) or 0)
+    except ConfigError as exc:
+        print(f"radio-nas {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"radio-nas {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+def print_json(obj: Any) -> None:
+    """The one JSON object a `--json` command prints on stdout."""
+    json.dump(obj, sys.stdout, indent=2, default=str)
+    sys.stdout.write("\n")

@@ -1,0 +1,469 @@
+"""E-RADIO: the efficient hybrid CNN-Transformer student of AM-RADIO.
+
+Paper: "AM-RADIO: Agglomerative Vision Foundation Model -- Reduce All Domains Into One",
+Ranzinger, Heinrich, Kautz, Molchanov (CVPR 2024), supplementary §A.
+Reference code: NVlabs/RADIO ``radio/eradio_model.py`` (its v2 options are expressible here).
+
+Layout (strides 4/8/16/32, widths C/2C/4C/8C)::
+
+    stem (2x conv3x3 s2) -> C2f stage -> down -> C2f stage -> down
+        -> MRA transformer stage (stride 16) -> down -> transformer stage (stride 32)
+        -> fusion of stages 3 and 4 -> stride-16 features; summary = mean of those tokens
+
+A transformer stage has ``depth`` multi-resolution-attention (MRA) units; each unit runs one
+windowed-attention block per ratio of the stage's pattern, so pattern ``(2, 1)`` interleaves a
+2x-subsampled block with a full-resolution one (the seed's FasterViT-2 setting). A block with
+ratio r > 1 subsamples (strided conv k=r, s=r), attends in windows, and upsamples back
+(transposed conv k=r, s=r) before merging with its input.
+
+Usage::
+
+    >>> from radio_nas.models import build_model
+    >>> model = build_model("t", window_sizes=(7, 7))
+    >>> summary, features = model(torch.randn(2, 3, 224, 224))   # (2, 320), (2, 320, 14, 14)
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from radio_nas._config import Config, ConfigError
+
+PATCH_SIZE = 16  # stride of the output features
+INPUT_MULTIPLE = 32  # stride of the deepest stage
+
+
+@dataclasses.dataclass(frozen=True)
+class ERadioConfig(Config):
+    """Every architectural choice of an E-RADIO variant. Frozen, validated, hashable to ``id``.
+
+    Defaults follow the seed (v1-like design); the published v2 choices are options
+    (see the ``l-v2`` preset).
+    """
+
+    family: Literal["eradio"] = "eradio"
+    width: int = 80
+    """C: stage widths are C, 2C, 4C, 8C."""
+    depths: tuple[int, int, int, int] = (1, 3, 4, 5)
+    """C2f bottlenecks in stages 1-2; MRA units in stages 3-4."""
+    stem_width: int | None = None
+    """Channels after the first stem conv; None means C/2."""
+    head_dim: int = 32
+    mlp_ratio: float = 4.0
+    qkv_bias: bool = False
+    window_sizes: tuple[int, int] = (7, 7)
+    """Attention window per transformer stage (3, 4); maps are padded to a multiple of it."""
+    mra_pattern: tuple[tuple[int, ...], tuple[int, ...]] = ((2, 1), (1,))
+    """Subsample ratios run by each MRA unit, per transformer stage; 1 = plain windowed attention."""
+    pos_bias: Literal["swinv2", "none"] = "swinv2"
+    """Swin-V2 continuous relative position bias (log-spaced coords -> MLP -> 16*sigmoid)."""
+    cpb_hidden: int = 512
+    pre_conv: Literal["none", "dense", "depthwise"] = "none"
+    """3x3 conv-BN residual before each ratio-1 block (v2: dense)."""
+    mra_resample: Literal["conv", "pool"] = "conv"
+    """conv: conv k=r s=r / transposed conv k=r s=r; pool: avg-pool + 1x1 conv-BN / nearest + 1x1 conv-BN."""
+    mra_merge: Literal["residual", "half"] = "residual"
+    """residual: input + branch for r > 1; half: 0.5*block + 0.5*input for every block (v2)."""
+    fusion: Literal["deconv", "neck"] = "deconv"
+    """deconv: stage 4 upsampled by a transposed conv and added to stage 3 (seed);
+    neck: nearest upsample + depthwise 3x3 + BN + 1x1 per stage, summed (v2)."""
+    output_dim: int | None = None
+    """Width of the output features; None means 4C for deconv (no projection) and 8C for neck."""
+
+    def validate(self) -> None:
+        if self.width <= 0:
+            raise ConfigError(f"expected a positive integer, got {self.width}", key="width")
+        for i, depth in enumerate(self.depths):
+            if depth < 1:
+                raise ConfigError(f"every depth must be >= 1, got {depth}", key=f"depths[{i}]")
+        if self.stem_width is not None and self.stem_width <= 0:
+            raise ConfigError(f"expected a positive integer, got {self.stem_width}", key="stem_width")
+        if self.head_dim <= 0:
+            raise ConfigError(f"expected a positive integer, got {self.head_dim}", key="head_dim")
+        for stage, mult in ((3, 4), (4, 8)):
+            if (self.width * mult) % self.head_dim:
+                raise ConfigError(
+                    f"stage {stage} width {mult}*{self.width}={self.width * mult} is not divisible by "
+                    f"head_dim {self.head_dim}", key="head_dim")
+        if self.mlp_ratio <= 0:
+            raise ConfigError(f"expected a positive number, got {self.mlp_ratio}", key="mlp_ratio")
+        for i, ws in enumerate(self.window_sizes):
+            if ws < 1:
+                raise ConfigError(f"window sizes must be >= 1, got {ws}", key=f"window_sizes[{i}]")
+        for i, pattern in enumerate(self.mra_pattern):
+            if not pattern:
+                raise ConfigError("pattern is empty; expected a list of ratios >= 1 such as [2, 1]",
+                                  key=f"mra_pattern[{i}]")
+            for r in pattern:
+                if r < 1:
+                    raise ConfigError(f"ratios must be integers >= 1, got {r}", key=f"mra_pattern[{i}]")
+        if self.cpb_hidden <= 0:
+            raise ConfigError(f"expected a positive integer, got {self.cpb_hidden}", key="cpb_hidden")
+        if self.output_dim is not None and self.output_dim <= 0:
+            raise ConfigError(f"expected a positive integer, got {self.output_dim}", key="output_dim")
+
+    @property
+    def widths(self) -> tuple[int, int, int, int]:
+        c = self.width
+        return (c, 2 * c, 4 * c, 8 * c)
+
+    @property
+    def feature_dim(self) -> int:
+        if self.output_dim is not None:
+            return self.output_dim
+        return 4 * self.width if self.fusion == "deconv" else 8 * self.width
+
+    def check_input_size(self, height: int, width: int) -> None:
+        """Raise ConfigError unless an input of this size can run through the model."""
+        if height <= 0 or width <= 0 or height % INPUT_MULTIPLE or width % INPUT_MULTIPLE:
+            raise ConfigError(
+                f"{height}x{width} is not supported; both sides must be positive multiples of "
+                f"{INPUT_MULTIPLE} (e.g. 224, 256x384)", key="resolution")
+        for i, (stride, pattern) in enumerate(zip((16, 32), self.mra_pattern)):
+            h, w = height // stride, width // stride
+            for r in pattern:
+                if h % r or w % r:
+                    raise ConfigError(
+                        f"ratio {r} does not divide the stage-{i + 3} map {h}x{w} at input "
+                        f"{height}x{width}; use ratios that divide it", key=f"mra_pattern[{i}]")
+
+
+PRESETS: dict[str, dict] = {
+    "xt": dict(width=64, depths=(1, 3, 4, 5)),
+    "t": dict(width=80, depths=(1, 3, 4, 5)),
+    "s": dict(width=96, depths=(3, 3, 5, 5)),
+    "b": dict(width=128, depths=(3, 3, 5, 5)),
+    "l": dict(width=192, depths=(3, 3, 5, 5), head_dim=96),
+    # The published E-RADIO v2 ("eradio_large_fullres_ws16") options, for comparison.
+    "l-v2": dict(width=192, depths=(3, 3, 5, 5), stem_width=64, head_dim=96, window_sizes=(16, 16),
+                 pre_conv="dense", mra_merge="half", fusion="neck", output_dim=1536),
+}
+"""Seed §A.2 presets: C = XT 64, T 80, S 96, B 128, L 192; depths [1,3,4,5] for XT/T, else [3,3,5,5]."""
+
+
+def optimal_window_size(height: int, width: int, max_window: int = 16) -> int:
+    """Largest divisor of min(H, W)/32 that is <= max_window (224 -> 7, 256 -> 8, 512 -> 16)."""
+    grid = min(height, width) // INPUT_MULTIPLE
+    if grid < 1:
+        raise ConfigError(f"{height}x{width} is smaller than {INPUT_MULTIPLE}", key="resolution")
+    return max(d for d in range(1, min(grid, max_window) + 1) if grid % d == 0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Convolutional parts (stem, C2f, downsample)
+
+
+class ConvBNAct(nn.Sequential):
+    """Conv2d (no bias) -> BatchNorm -> activation, 'same' padding."""
+
+    def __init__(self, in_chs: int, out_chs: int, kernel_size: int = 1, stride: int = 1,
+                 groups: int = 1, act: type[nn.Module] | None = nn.SiLU):
+        super().__init__(
+            nn.Conv2d(in_chs, out_chs, kernel_size, stride, kernel_size // 2, groups=groups, bias=False),
+            nn.BatchNorm2d(out_chs),
+            act() if act is not None else nn.Identity(),
+        )
+
+
+class Stem(nn.Sequential):
+    """Two 3x3 stride-2 conv-BN-ReLU: stride 4."""
+
+    def __init__(self, in_chs: int, mid_chs: int, out_chs: int):
+        super().__init__(ConvBNAct(in_chs, mid_chs, 3, 2, act=nn.ReLU),
+                         ConvBNAct(mid_chs, out_chs, 3, 2, act=nn.ReLU))
+
+
+class Bottleneck(nn.Module):
+    """YOLOv8 bottleneck: two 3x3 conv-BN-SiLU with an identity shortcut."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.cv1 = ConvBNAct(dim, dim, 3)
+        self.cv2 = ConvBNAct(dim, dim, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.cv2(self.cv1(x))
+
+
+class C2f(nn.Module):
+    """YOLOv8 C2f: 1x1 to two halves, n bottlenecks chained on the newest half, concat all, 1x1."""
+
+    def __init__(self, in_chs: int, out_chs: int, depth: int):
+        super().__init__()
+        self.hidden = out_chs // 2
+        self.cv1 = ConvBNAct(in_chs, 2 * self.hidden, 1)
+        self.m = nn.ModuleList(Bottleneck(self.hidden) for _ in range(depth))
+        self.cv2 = ConvBNAct((2 + depth) * self.hidden, out_chs, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        ys = list(self.cv1(x).chunk(2, dim=1))
+        for block in self.m:
+            ys.append(block(ys[-1]))
+        return self.cv2(torch.cat(ys, dim=1))
+
+
+class Downsample(nn.Sequential):
+    """3x3 stride-2 conv -> BN, doubling the width (no activation)."""
+
+    def __init__(self, in_chs: int, out_chs: int):
+        super().__init__(nn.Conv2d(in_chs, out_chs, 3, 2, 1, bias=False), nn.BatchNorm2d(out_chs))
+
+
+# ---------------------------------------------------------------------------------------------
+# Windowed attention with multi-resolution subsampling
+
+
+class ContinuousPositionBias(nn.Module):
+    """Swin-V2 continuous relative position bias for a fixed window: (heads, N, N), N = ws^2."""
+
+    def __init__(self, window_size: int, num_heads: int, hidden: int):
+        super().__init__()
+        self.mlp = nn.Sequential(nn.Linear(2, hidden), nn.ReLU(inplace=True),
+                                 nn.Linear(hidden, num_heads, bias=False))
+        ws = window_size
+        rel = torch.arange(-(ws - 1), ws, dtype=torch.float32)
+        table = torch.stack(torch.meshgrid(rel, rel, indexing="ij"), dim=-1)  # (2ws-1, 2ws-1, 2)
+        table = table / max(ws - 1, 1) * 8
+        table = torch.sign(table) * torch.log2(table.abs() + 1.0) / math.log2(8)
+        coords = torch.stack(torch.meshgrid(torch.arange(ws), torch.arange(ws), indexing="ij")).flatten(1)
+        delta = (coords[:, :, None] - coords[:, None, :]).permute(1, 2, 0) + (ws - 1)  # (N, N, 2)
+        index = delta[..., 0] * (2 * ws - 1) + delta[..., 1]
+        self.register_buffer("table", table.reshape(-1, 2), persistent=False)
+        self.register_buffer("index", index.reshape(-1), persistent=False)
+        self.num_tokens = ws * ws
+
+    def forward(self) -> torch.Tensor:
+        bias = self.mlp(self.table)[self.index]  # (N*N, heads)
+        bias = bias.view(self.num_tokens, self.num_tokens, -1).permute(2, 0, 1)
+        return 16 * torch.sigmoid(bias)
+
+
+class WindowAttention(nn.Module):
+    """Multi-head self-attention inside windows via F.scaled_dot_product_attention."""
+
+    def __init__(self, dim: int, num_heads: int, window_size: int, qkv_bias: bool = False,
+                 pos_bias: bool = True, cpb_hidden: int = 512):
+        super().__init__()
+        self.num_heads = num_heads
+        self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
+        self.proj = nn.Linear(dim, dim, bias=False)
+        self.pos_bias = ContinuousPositionBias(window_size, num_heads, cpb_hidden) if pos_bias else None
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """x: (B*, N, C); mask: additive (B* or 1, 1, N, N) or None."""
+        b, n, c = x.shape
+        q, k, v = self.qkv(x).view(b, n, 3, self.num_heads, c // self.num_heads).permute(2, 0, 3, 1, 4)
+        bias = None
+        if self.pos_bias is not None:
+            bias = self.pos_bias().unsqueeze(0).to(q.dtype)
+        if mask is not None:
+            bias = mask.to(q.dtype) if bias is None else bias + mask.to(q.dtype)
+        x = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+        return self.proj(x.transpose(1, 2).reshape(b, n, c))
+
+
+class Mlp(nn.Sequential):
+    def __init__(self, dim: int, hidden: int):
+        super().__init__(nn.Linear(dim, hidden, bias=False), nn.GELU(), nn.Linear(hidden, dim, bias=False))
+
+
+def window_partition(x: torch.Tensor, ws: int) -> torch.Tensor:
+    """(B, H, W, C) with H, W multiples of ws -> (B * nW, ws*ws, C)."""
+    b, h, w, c = x.shape
+    x = x.view(b, h // ws, ws, w // ws, ws, c).transpose(2, 3)
+    return x.reshape(-1, ws * ws, c)
+
+
+def window_reverse(windows: torch.Tensor, ws: int, h: int, w: int) -> torch.Tensor:
+    """Inverse of :func:`window_partition`."""
+    c = windows.shape[-1]
+    x = windows.view(-1, h // ws, w // ws, ws, ws, c).transpose(2, 3)
+    return x.reshape(-1, h, w, c)
+
+
+def _padding_mask(h: int, w: int, ws: int, device: torch.device) -> torch.Tensor:
+    """Additive mask (nW, 1, N, N) hiding the padded keys of each window."""
+    valid = torch.zeros(1, h + (-h) % ws, w + (-w) % ws, 1, device=device)
+    valid[:, :h, :w] = 1
+    keys = window_partition(valid, ws).squeeze(-1)  # (nW, N)
+    return torch.zeros_like(keys).masked_fill(keys == 0, float("-inf"))[:, None, None, :]
+
+
+class WindowTransformerBlock(nn.Module):
+    """Pre-norm windowed MHSA + MLP on an NCHW map; maps not a multiple of the window are padded
+    (padded keys masked out) and cropped back."""
+
+    def __init__(self, dim: int, num_heads: int, window_size: int, mlp_ratio: float = 4.0,
+                 qkv_bias: bool = False, pos_bias: bool = True, cpb_hidden: int = 512):
+        super().__init__()
+        self.window_size = window_size
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = WindowAttention(dim, num_heads, window_size, qkv_bias, pos_bias, cpb_hidden)
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        ws = self.window_size
+        x = x.permute(0, 2, 3, 1)  # NHWC
+        shortcut = x
+        x = self.norm1(x)
+        pad_h, pad_w = (-h) % ws, (-w) % ws
+        mask = None
+        if pad_h or pad_w:
+            x = F.pad(x, (0, 0, 0, pad_w, 0, pad_h))
+            mask = _padding_mask(h, w, ws, x.device).repeat(b, 1, 1, 1)
+        windows = self.attn(window_partition(x, ws), mask)
+        x = window_reverse(windows, ws, h + pad_h, w + pad_w)[:, :h, :w]
+        x = shortcut + x
+        x = x + self.mlp(self.norm2(x))
+        return x.permute(0, 3, 1, 2)
+
+
+class MRABlock(nn.Module):
+    """One multi-resolution attention block: [pre-conv] -> subsample(r) -> windowed attention ->
+    upsample(r) -> merge with the input. r = 1 is plain windowed attention."""
+
+    def __init__(self, dim: int, num_heads: int, window_size: int, ratio: int, *,
+                 mlp_ratio: float = 4.0, qkv_bias: bool = False, pos_bias: bool = True,
+                 cpb_hidden: int = 512, pre_conv: str = "none", resample: str = "conv",
+                 merge: str = "residual"):
+        super().__init__()
+        self.ratio, self.merge = ratio, merge
+        self.pre_conv = None
+        if ratio == 1 and pre_conv != "none":
+            self.pre_conv = ConvBNAct(dim, dim, 3, groups=dim if pre_conv == "depthwise" else 1, act=None)
+        self.subsample: nn.Module = nn.Identity()
+        self.upsample: nn.Module = nn.Identity()
+        if ratio > 1:
+            if resample == "conv":
+                self.subsample = nn.Conv2d(dim, dim, ratio, ratio)
+                self.upsample = nn.ConvTranspose2d(dim, dim, ratio, ratio)
+            else:
+                self.subsample = nn.Sequential(nn.AvgPool2d(ratio), ConvBNAct(dim, dim, 1, act=None))
+                self.upsample = nn.Sequential(nn.Upsample(scale_factor=ratio, mode="nearest"),
+                                              ConvBNAct(dim, dim, 1, act=None))
+        self.block = WindowTransformerBlock(dim, num_heads, window_size, mlp_ratio, qkv_bias,
+                                            pos_bias, cpb_hidden)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        skip = x
+        if self.pre_conv is not None:
+            x = x + self.pre_conv(x)
+        x = self.upsample(self.block(self.subsample(x)))
+        if self.merge == "half":
+            return 0.5 * x + 0.5 * skip
+        return skip + x if self.ratio > 1 else x
+
+
+class ConvStage(nn.Module):
+    """[Downsample] -> C2f."""
+
+    def __init__(self, in_chs: int, out_chs: int, depth: int, downsample: bool):
+        super().__init__()
+        self.downsample = Downsample(in_chs, out_chs) if downsample else nn.Identity()
+        self.blocks = C2f(out_chs, out_chs, depth)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.blocks(self.downsample(x))
+
+
+class AttentionStage(nn.Module):
+    """Downsample -> `depth` MRA units, each one block per ratio of `pattern`."""
+
+    def __init__(self, in_chs: int, out_chs: int, depth: int, pattern: tuple[int, ...],
+                 window_size: int, cfg: ERadioConfig):
+        super().__init__()
+        self.downsample = Downsample(in_chs, out_chs)
+        self.blocks = nn.Sequential(*(
+            MRABlock(out_chs, out_chs // cfg.head_dim, window_size, ratio, mlp_ratio=cfg.mlp_ratio,
+                     qkv_bias=cfg.qkv_bias, pos_bias=cfg.pos_bias == "swinv2",
+                     cpb_hidden=cfg.cpb_hidden, pre_conv=cfg.pre_conv,
+                     resample=cfg.mra_resample, merge=cfg.mra_merge)
+            for _ in range(depth) for ratio in pattern))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.blocks(self.downsample(x))
+
+
+# ---------------------------------------------------------------------------------------------
+# Fusion to stride-16 features
+
+
+class DeconvFusion(nn.Module):
+    """Seed: stage 4 upsampled 2x by a transposed conv to 4C and added to stage 3 [+ 1x1 proj]."""
+
+    def __init__(self, c3: int, c4: int, out_dim: int | None):
+        super().__init__()
+        self.up = nn.ConvTranspose2d(c4, c3, 2, 2)
+        self.proj = nn.Conv2d(c3, out_dim, 1) if out_dim is not None else nn.Identity()
+
+    def forward(self, x3: torch.Tensor, x4: torch.Tensor) -> torch.Tensor:
+        return self.proj(x3 + self.up(x4))
+
+
+class NeckFusion(nn.Module):
+    """v2 "HiResNeck": per stage nearest upsample -> depthwise 3x3 -> BN -> 1x1 to D; summed."""
+
+    def __init__(self, c3: int, c4: int, out_dim: int):
+        super().__init__()
+        self.proj = nn.ModuleList(self._branch(c, out_dim, scale) for c, scale in ((c3, 1), (c4, 2)))
+
+    @staticmethod
+    def _branch(chs: int, out_dim: int, scale: int) -> nn.Sequential:
+        up = nn.Upsample(scale_factor=scale, mode="nearest") if scale > 1 else nn.Identity()
+        return nn.Sequential(up, nn.Conv2d(chs, chs, 3, padding=1, groups=chs), nn.BatchNorm2d(chs),
+                             nn.Conv2d(chs, out_dim, 1))
+
+    def forward(self, x3: torch.Tensor, x4: torch.Tensor) -> torch.Tensor:
+        return self.proj[0](x3) + self.proj[1](x4)
+
+
+class ERadio(nn.Module):
+    """E-RADIO backbone. ``forward`` returns (summary (B, D), features (B, D, H/16, W/16))."""
+
+    patch_size = PATCH_SIZE
+
+    def __init__(self, cfg: ERadioConfig, in_chans: int = 3):
+        super().__init__()
+        self.cfg = cfg
+        c1, c2, c3, c4 = cfg.widths
+        self.stem = Stem(in_chans, cfg.stem_width or c1 // 2, c1)
+        self.stages = nn.ModuleList([
+            ConvStage(c1, c1, cfg.depths[0], downsample=False),
+            ConvStage(c1, c2, cfg.depths[1], downsample=True),
+            AttentionStage(c2, c3, cfg.depths[2], cfg.mra_pattern[0], cfg.window_sizes[0], cfg),
+            AttentionStage(c3, c4, cfg.depths[3], cfg.mra_pattern[1], cfg.window_sizes[1], cfg),
+        ])
+        if cfg.fusion == "deconv":
+            self.fusion: nn.Module = DeconvFusion(c3, c4, cfg.output_dim)
+        else:
+            self.fusion = NeckFusion(c3, c4, cfg.feature_dim)
+        self.summary_dim = self.feature_dim = cfg.feature_dim
+        self.apply(_init_weights)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Stride-16 spatial features (B, D, H/16, W/16)."""
+        self.cfg.check_input_size(x.shape[-2], x.shape[-1])
+        x = self.stem(x)
+        x = self.stages[0](x)
+        x = self.stages[1](x)
+        x3 = self.stages[2](x)
+        x4 = self.stages[3](x3)
+        return self.fusion(x3, x4)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        features = self.forward_features(x)
+        return features.mean(dim=(2, 3)), features
+
+
+def _init_weights(module: nn.Module) -> None:
+    if isinstance(module, nn.Linear):
+        nn.init.trunc_normal_(module.weight, std=0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
