@@ -1,0 +1,49 @@
+"""`radio-nas profile`: params, GMACs, latency and peak memory of one variant."""
+from __future__ import annotations
+
+import argparse
+
+from radio_nas._config import parse_assignment
+
+
+def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = sub.add_parser("profile", help="params, GMACs, latency and memory of one variant",
+                       description="Profile one student variant: parameter count, GMACs (fvcore, every op "
+                                   "counted), latency (median and p90 after warm-up) and peak memory.")
+    p.add_argument("arch", help="preset name (xt, t, s, b, l, l-v2, ...) or an architecture YAML file")
+    p.add_argument("--resolution", default="224", help="input size: N or HxW, multiples of 32 (default 224)")
+    p.add_argument("--batch-size", type=int, default=1)
+    p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    p.add_argument("--dtype", default="fp32", help="fp32, bf16 or fp16 (autocast; default fp32)")
+    p.add_argument("--channels-last", action="store_true", help="channels_last memory format")
+    p.add_argument("--runs", type=int, default=50, help="timed runs after warm-up (default 50)")
+    p.add_argument("--warmup", type=int, default=10)
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override an architecture field, e.g. --set width=96 (repeatable)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    from radio_nas.cli import print_json
+    from radio_nas.measure import profile
+
+    overrides = dict(parse_assignment(s) for s in args.set)
+    result = profile(args.arch, resolution=args.resolution, batch_size=args.batch_size, device=args.device,
+                     dtype=args.dtype, channels_last=args.channels_last, runs=args.runs,
+                     warmup=args.warmup, **overrides)
+    if args.json:
+        print_json(result)
+        return 0
+    lat = result["latency"]
+    h, w = result["resolution"]
+    print(f"arch {args.arch} (id {result['arch_id']}) at {h}x{w}, batch {lat['batch_size']}")
+    print(f"  params     {result['params'] / 1e6:.2f} M")
+    print(f"  GMACs      {result['gmacs']:.3f} per image")
+    print(f"  latency    median {lat['median_ms']:.2f} ms, p90 {lat['p90_ms']:.2f} ms "
+          f"({lat['runs']} runs, {lat['dtype']}{', channels_last' if lat['channels_last'] else ''})")
+    print(f"  throughput {lat['images_per_s']:.1f} img/s")
+    if lat["peak_memory_mb"] is not None:
+        print(f"  peak mem   {lat['peak_memory_mb']:.1f} MB")
+    print(f"  device     {lat['device_name']}")
+    return 0

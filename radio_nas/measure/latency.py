@@ -1,0 +1,192 @@
+"""Inference latency, timm-benchmark style: warm-up, then median and p90 over many timed runs.
+
+GPU runs are timed with CUDA events (each run bracketed, one synchronize at the end); CPU runs
+with ``time.perf_counter``. Every figure carries the device name, dtype and layout it was taken
+with. Results are cached on disk by architecture id and measurement settings, since a sweep
+meets the same variant many times.
+
+    >>> r = measure_latency(build_model("t"), (224, 224), batch_size=1)
+    >>> r.median_ms, r.p90_ms, r.device_name
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import platform
+import statistics
+import tempfile
+import time
+import weakref
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
+
+from radio_nas._config import ConfigError, stable_id
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+DEVICES = ("cpu", "cuda")
+
+
+@dataclasses.dataclass(frozen=True)
+class LatencyResult:
+    median_ms: float
+    p90_ms: float
+    mean_ms: float
+    runs: int
+    batch_size: int
+    resolution: tuple[int, int]
+    device: str
+    device_name: str
+    dtype: str
+    channels_last: bool
+    images_per_s: float
+    peak_memory_mb: float | None
+    """Peak memory of one forward: CUDA allocator peak on GPU; on CPU weights + peak live tensors."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def device_name(device: str = "cpu") -> str:
+    if device.startswith("cuda"):
+        return torch.cuda.get_device_name(torch.device(device))
+    model = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return f"{model} ({torch.get_num_threads()} threads)"
+
+
+def check_settings(device: str, dtype: str) -> None:
+    if device not in DEVICES:
+        raise ConfigError(f"expected one of {', '.join(DEVICES)}, got {device!r}", key="--device")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("CUDA was asked for but no GPU is available here", key="--device")
+    if dtype not in DTYPES:
+        raise ConfigError(f"expected one of {', '.join(DTYPES)}, got {dtype!r}", key="--dtype")
+
+
+def measure_latency(model: nn.Module, resolution: tuple[int, int], batch_size: int = 1,
+                    device: str = "cpu", dtype: str = "fp32", channels_last: bool = False,
+                    warmup: int = 10, runs: int = 50) -> LatencyResult:
+    """Median/p90 forward latency in ms of `model` (eval mode, no grad, autocast for bf16/fp16)."""
+    check_settings(device, dtype)
+    if batch_size < 1 or runs < 1 or warmup < 0:
+        raise ConfigError("batch size and runs must be >= 1, warm-up >= 0", key="--batch-size")
+    h, w = resolution
+    cfg = getattr(model, "cfg", None)
+    if cfg is not None:
+        cfg.check_input_size(h, w)
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    model = model.to(device=device, memory_format=memory_format).eval()
+    x = torch.randn(batch_size, 3, h, w, device=device).contiguous(memory_format=memory_format)
+    autocast = torch.autocast(device_type=device, dtype=DTYPES[dtype], enabled=dtype != "fp32")
+    cuda = device.startswith("cuda")
+
+    with torch.inference_mode(), autocast:
+        for _ in range(warmup):
+            model(x)
+        if cuda:
+            torch.cuda.synchronize(device)
+            torch.cuda.reset_peak_memory_stats(device)
+            events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
+                      for _ in range(runs)]
+            for start, end in events:
+                start.record()
+                model(x)
+                end.record()
+            torch.cuda.synchronize(device)
+            times = [start.elapsed_time(end) for start, end in events]
+            peak = torch.cuda.max_memory_allocated(device) / 2**20
+        else:
+            times = []
+            for _ in range(runs):
+                t0 = time.perf_counter()
+                model(x)
+                times.append((time.perf_counter() - t0) * 1e3)
+            weights = sum(t.numel() * t.element_size() for t in (*model.parameters(), *model.buffers()))
+            with _LiveTensorPeak() as tracker:
+                model(x)
+            peak = (weights + tracker.peak) / 2**20
+
+    median = statistics.median(times)
+    return LatencyResult(
+        median_ms=median, p90_ms=_quantile(times, 0.9), mean_ms=statistics.fmean(times), runs=runs,
+        batch_size=batch_size, resolution=(h, w), device=device, device_name=device_name(device),
+        dtype=dtype, channels_last=channels_last, images_per_s=batch_size / median * 1e3,
+        peak_memory_mb=peak)
+
+
+def cached_latency(cfg: Any, cache_dir: str | Path, resolution: tuple[int, int], batch_size: int = 1,
+                   device: str = "cpu", dtype: str = "fp32", channels_last: bool = False,
+                   runs: int = 50, warmup: int = 10) -> LatencyResult:
+    """:func:`measure_latency` of the model `cfg` builds, cached by arch id + settings + device name."""
+    from radio_nas.models import build_model
+
+    check_settings(device, dtype)
+    key = stable_id({"arch": cfg.id, "resolution": list(resolution), "batch": batch_size, "device":
+                     device_name(device), "dtype": dtype, "channels_last": channels_last, "runs": runs})
+    path = Path(cache_dir) / f"latency-{key}.json"
+    if path.is_file():
+        with contextlib.suppress(ValueError, TypeError, KeyError):
+            data = json.loads(path.read_text())
+            data["resolution"] = tuple(data["resolution"])
+            return LatencyResult(**data)
+    result = measure_latency(build_model(cfg), resolution, batch_size, device, dtype, channels_last,
+                             warmup=warmup, runs=runs)
+    _write_atomic(path, json.dumps(result.to_dict()))
+    return result
+
+
+def _quantile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    pos = q * (len(ordered) - 1)
+    lo = int(pos)
+    hi = min(lo + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    os.replace(tmp, path)
+
+
+class _LiveTensorPeak(TorchDispatchMode):
+    """Peak bytes of tensor storages alive at once during a forward (CPU has no allocator stats)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.live = self.peak = 0
+        self._seen: set[int] = set()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
+        out = func(*args, **(kwargs or {}))
+        for t in _tensors(out):
+            storage = t.untyped_storage()
+            key = storage.data_ptr()
+            if key and key not in self._seen:
+                self._seen.add(key)
+                self.live += storage.nbytes()
+                self.peak = max(self.peak, self.live)
+                # the Python tensor dies with its last reference, which frees the storage here
+                weakref.finalize(t, self._free, key, storage.nbytes())
+        return out
+
+    def _free(self, key: int, nbytes: int) -> None:
+        self._seen.discard(key)
+        self.live -= nbytes
+
+
+def _tensors(out: Any) -> Iterator[torch.Tensor]:
+    return (t for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor))

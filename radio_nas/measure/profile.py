@@ -1,0 +1,58 @@
+"""One variant's profile: size, compute, speed and memory, with the machine it was measured on."""
+from __future__ import annotations
+
+import platform
+from typing import Any
+
+import torch
+
+from radio_nas import __version__
+from radio_nas._config import ConfigError
+from radio_nas.measure.flops import count_gmacs, count_params
+from radio_nas.measure.latency import measure_latency
+
+
+def parse_resolution(value: Any) -> tuple[int, int]:
+    """224, "224", "256x384", [256, 384] -> (H, W)."""
+    if isinstance(value, (list, tuple)) and len(value) == 2:
+        parts = list(value)
+    elif isinstance(value, int) and not isinstance(value, bool):
+        parts = [value, value]
+    else:
+        parts = str(value).lower().replace("×", "x").split("x")
+        if len(parts) == 1:
+            parts = parts * 2
+    try:
+        h, w = (int(p) for p in parts)
+    except (TypeError, ValueError):
+        raise ConfigError(f"expected N or HxW (e.g. 224 or 256x384), got {value!r}",
+                          key="resolution") from None
+    if h <= 0 or w <= 0:
+        raise ConfigError(f"expected positive sides, got {value!r}", key="resolution")
+    return h, w
+
+
+def versions() -> dict[str, str]:
+    import fvcore  # noqa: F401  (version via metadata)
+    from importlib.metadata import version
+
+    return {"radio_nas": __version__, "torch": torch.__version__, "fvcore": version("fvcore"),
+            "python": platform.python_version()}
+
+
+def profile(spec: Any, resolution: Any = 224, batch_size: int = 1, device: str = "cpu",
+            dtype: str = "fp32", channels_last: bool = False, runs: int = 50, warmup: int = 10,
+            **overrides: Any) -> dict[str, Any]:
+    """Params, GMACs (per image) and latency of the variant `spec` (preset, dict, YAML, config)."""
+    from radio_nas.models import build_model, resolve_config
+
+    cfg = resolve_config(spec, **overrides)
+    h, w = parse_resolution(resolution)
+    cfg.check_input_size(h, w)
+    model = build_model(cfg)
+    gmacs = count_gmacs(model, (h, w))
+    latency = measure_latency(model, (h, w), batch_size, device, dtype, channels_last, warmup, runs)
+    return {
+        "arch_id": cfg.id, "arch": cfg.to_dict(), "resolution": [h, w], "params": count_params(model),
+        "gmacs": gmacs, "latency": latency.to_dict(), "versions": versions(),
+    }
