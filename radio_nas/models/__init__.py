@@ -18,6 +18,8 @@ from torch import nn
 from radio_nas._config import Config, ConfigError, load_yaml
 from radio_nas.models.eradio import ERadio, ERadioConfig, optimal_window_size
 from radio_nas.models.eradio import PRESETS as ERADIO_PRESETS
+from radio_nas.models.vit import PRESETS as VIT_PRESETS
+from radio_nas.models.vit import ViT, ViTConfig
 
 
 class Family(NamedTuple):
@@ -26,7 +28,8 @@ class Family(NamedTuple):
     presets: dict[str, dict[str, Any]]
 
 
-FAMILIES: dict[str, Family] = {"eradio": Family(ERadioConfig, ERadio, ERADIO_PRESETS)}
+FAMILIES: dict[str, Family] = {"eradio": Family(ERadioConfig, ERadio, ERADIO_PRESETS),
+                               "vit": Family(ViTConfig, ViT, VIT_PRESETS)}
 
 
 def register_family(name: str, family: Family) -> None:
@@ -91,4 +94,4 @@ def _from_mapping(data: dict[str, Any]) -> Config:
 
 
 __all__ = ["ERadio", "ERadioConfig", "FAMILIES", "Family", "build_model", "optimal_window_size",
-           "preset_names", "register_family", "resolve_config"]
+           "preset_names", "register_family", "resolve_config", "ViT", "ViTConfig"]
