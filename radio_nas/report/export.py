@@ -1,0 +1,244 @@
+"""Export chosen trials of a sweep: a YAML per variant that rebuilds the model, plus weights and ONNX.
+
+    >>> from radio_nas.report.study_table import open_study
+    >>> from radio_nas.report.export import export_trials, pareto_numbers
+    >>> handle = open_study("results/mra")
+    >>> done = export_trials(handle, pareto_numbers(handle), weights=True, onnx=True)
+    >>> from radio_nas.models import resolve_config
+    >>> resolve_config(done[0].yaml_path).id == done[0].arch_id          # same model
+    True
+
+Each ``<study>-trial<N>.yaml`` holds ``arch:`` (the full architecture config), ``pipeline:`` (as
+the trial ran it), ``metrics:`` (objectives and recorded metrics), ``provenance:`` (study, trial,
+radio-nas version, results folder, storage) and ``files:`` (weights/ONNX beside it, if exported).
+Weights are copied from the trial's safetensors (student and adaptors; keys as the trial wrote
+them) after checking that the student part loads strictly into the rebuilt model. ONNX holds the
+student backbone (inputs ``images`` (1, 3, H, W) RGB; outputs ``summary``, ``features``) at one
+fixed resolution, checked against PyTorch with onnxruntime on a random input.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from radio_nas import __version__
+from radio_nas._config import ConfigError, dump_yaml
+from radio_nas.report.study_table import StudyHandle, is_candidate, study_objectives, trials_table
+
+ONNX_ATOL = 1e-4
+"""Largest |ONNX - PyTorch| accepted on a random input (fp32; seen here: ~1e-7)."""
+
+
+class OnnxParityError(RuntimeError):
+    """ONNX Runtime disagrees with PyTorch beyond the tolerance."""
+
+
+@dataclass
+class ExportedVariant:
+    trial: int
+    arch_id: str
+    n_params: int
+    yaml_path: Path
+    weights_path: Path | None = None
+    weights_bytes: int | None = None
+    onnx_path: Path | None = None
+    onnx_resolution: tuple[int, int] | None = None
+    onnx_max_abs_diff: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"trial": self.trial, "arch_id": self.arch_id, "n_params": self.n_params,
+                "yaml": str(self.yaml_path), "weights": _str(self.weights_path),
+                "weights_bytes": self.weights_bytes, "onnx": _str(self.onnx_path),
+                "onnx_resolution": list(self.onnx_resolution) if self.onnx_resolution else None,
+                "onnx_max_abs_diff": self.onnx_max_abs_diff or None}
+
+
+def pareto_numbers(handle: StudyHandle) -> list[int]:
+    """Trial numbers on the Pareto front of fully trained trials."""
+    table = trials_table(handle.study)
+    return [int(n) for n in table.loc[table["pareto"], "number"]]
+
+
+def variant_document(handle: StudyHandle, trial: Any) -> dict[str, Any]:
+    """The exported YAML's content for one trial (see the module docstring)."""
+    from radio_nas.models import resolve_config
+
+    arch = trial.user_attrs.get("arch")
+    if not isinstance(arch, dict):
+        raise ConfigError(f"trial {trial.number} has no 'arch' user attribute to rebuild it from",
+                          key=f"trial {trial.number}")
+    cfg = resolve_config(arch)
+    metrics: dict[str, Any] = {}
+    if trial.values is not None:
+        for obj, value in zip(study_objectives(handle.study), trial.values):
+            metrics[obj.metric] = float(value)
+    for key in ("params", "gmacs", "latency_ms", "latency_device"):
+        if trial.user_attrs.get(key) is not None:
+            metrics.setdefault(key, trial.user_attrs[key])
+    recorded = trial.user_attrs.get("metrics") or {}
+    if isinstance(recorded, dict):
+        for key, value in recorded.items():
+            metrics.setdefault(key, value)
+    recorded_id = trial.user_attrs.get("arch_id")
+    provenance = {
+        "study": handle.name,
+        "trial": trial.number,
+        "state": trial.state.name,
+        "status": trial.user_attrs.get("status", "ok"),
+        "arch_id": cfg.id,
+        "radio_nas_version": __version__,
+        "sweep_radio_nas_version": handle.study.user_attrs.get("radio_nas_version"),
+        "space_name": handle.study.user_attrs.get("space_name"),
+        "space_hash": handle.study.user_attrs.get("space_hash"),
+        "results_dir": str(handle.results_dir) if handle.results_dir else None,
+        "storage": handle.storage_url,
+        "seed": trial.user_attrs.get("seed", trial.params.get("seed")),
+        "exported_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    if recorded_id and recorded_id != cfg.id:
+        provenance["recorded_arch_id"] = recorded_id  # config defaults changed since the sweep
+    return {"arch": cfg.to_dict(), "pipeline": trial.user_attrs.get("pipeline")
+            or handle.study.user_attrs.get("pipeline"), "metrics": metrics, "provenance": provenance}
+
+
+def export_trials(handle: StudyHandle, numbers: list[int], out_dir: str | Path | None = None, *,
+                  weights: bool = False, onnx: bool = False,
+                  onnx_resolution: tuple[int, int] | None = None,
+                  atol: float = ONNX_ATOL, allow_unfinished: bool = False) -> list[ExportedVariant]:
+    """Export each trial in `numbers`; returns what was written. Raises ConfigError on bad input
+    (unknown trial, not fully trained, no weights) before writing anything for that trial."""
+    if out_dir is None:
+        if handle.results_dir is None:
+            raise ConfigError("a bare storage URL has no results folder; pass --out DIR", key="--out")
+        out_dir = handle.results_dir / "exported"
+    out_dir = Path(out_dir)
+    trials = {t.number: t for t in handle.study.get_trials(deepcopy=False)}
+    chosen = []
+    for number in numbers:
+        if number not in trials:
+            raise ConfigError(f"no trial {number} in study {handle.name!r} "
+                              f"(trials 0..{max(trials, default=-1)})", key="--trial")
+        trial = trials[number]
+        if not allow_unfinished and not is_candidate(trial):
+            raise ConfigError(f"trial {number} is not fully trained (state {trial.state.name}, status "
+                              f"{trial.user_attrs.get('status', '-')})", key="--trial")
+        chosen.append(trial)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return [_export_one(handle, t, out_dir, weights, onnx, onnx_resolution, atol) for t in chosen]
+
+
+def _export_one(handle: StudyHandle, trial: Any, out_dir: Path, weights: bool, onnx: bool,
+                onnx_resolution: tuple[int, int] | None, atol: float) -> ExportedVariant:
+    from radio_nas.models import build_model
+    from radio_nas.report.weights import load_weights_into
+
+    doc = variant_document(handle, trial)
+    stem = f"{handle.name}-trial{trial.number}"
+    model = build_model(doc["arch"]).eval()
+    result = ExportedVariant(trial.number, doc["provenance"]["arch_id"],
+                             sum(p.numel() for p in model.parameters()), out_dir / f"{stem}.yaml")
+    files: dict[str, Any] = {}
+    if weights:
+        source = trial_weights_path(handle, trial)
+        load_weights_into(model, source)  # fails loudly if the file does not fit the architecture
+        target = out_dir / f"{stem}.safetensors"
+        if source.resolve() != target.resolve():
+            tmp = target.with_name(target.name + ".tmp")
+            shutil.copyfile(source, tmp)
+            tmp.replace(target)
+        result.weights_path, result.weights_bytes = target, target.stat().st_size
+        files["weights"] = target.name
+        files["weights_bytes"] = result.weights_bytes
+    if onnx:
+        resolution = onnx_resolution or pipeline_resolution(doc.get("pipeline"))
+        model.cfg.check_input_size(*resolution)
+        target = out_dir / f"{stem}.onnx"
+        result.onnx_max_abs_diff = export_onnx(model, target, resolution, atol=atol)
+        result.onnx_path, result.onnx_resolution = target, resolution
+        files["onnx"] = target.name
+        files["onnx_resolution"] = list(resolution)
+        files["onnx_max_abs_diff"] = result.onnx_max_abs_diff
+    if files:
+        doc["files"] = files
+    tmp = result.yaml_path.with_name(result.yaml_path.name + ".tmp")
+    tmp.write_text(dump_yaml(doc))
+    tmp.replace(result.yaml_path)
+    return result
+
+
+def trial_weights_path(handle: StudyHandle, trial: Any) -> Path:
+    """The trial's safetensors file (``weights_path`` is relative to the results folder)."""
+    rel = trial.user_attrs.get("weights_path")
+    if not rel:
+        raise ConfigError(f"trial {trial.number} kept no weights (weights_path is empty); re-run it "
+                          f"with weights kept, or export without --weights", key="--weights")
+    path = Path(rel)
+    if not path.is_absolute():
+        if handle.results_dir is None:
+            raise ConfigError("weights paths are relative to the results folder; open the study "
+                              "through its folder", key="--weights")
+        path = handle.results_dir / path
+    if not path.is_file():
+        raise ConfigError(f"trial {trial.number}: weights file is missing", file=path, key="--weights")
+    return path
+
+
+def pipeline_resolution(pipeline: Any, default: int = 224) -> tuple[int, int]:
+    """The training resolution recorded in a pipeline dict (``resolution`` at the top or under
+    ``data``/``eval``), as (H, W); `default` when none is recorded."""
+    candidates = []
+    if isinstance(pipeline, dict):
+        candidates.append(pipeline.get("resolution"))
+        for section in ("data", "eval", "train"):
+            if isinstance(pipeline.get(section), dict):
+                candidates.append(pipeline[section].get("resolution"))
+    for value in candidates:
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return (value, value)
+        if isinstance(value, (list, tuple)) and len(value) == 2 and all(isinstance(v, int) for v in value):
+            return (int(value[0]), int(value[1]))
+    return (default, default)
+
+
+def export_onnx(model: torch.nn.Module, path: str | Path, resolution: tuple[int, int], *,
+                atol: float = ONNX_ATOL, seed: int = 0) -> dict[str, float]:
+    """Export `model` (input (1, 3, H, W)) to ONNX and compare with PyTorch under onnxruntime.
+
+    Uses the TorchScript exporter (``dynamo=False``): in torch 2.13 the dynamo exporter fails on
+    the window attention's ``reshape`` after SDPA. Returns the max |diff| per output; raises
+    :class:`OnnxParityError` (and removes the file) when any exceeds `atol`.
+    """
+    import warnings
+
+    import onnxruntime as ort
+
+    path = Path(path)
+    model = model.eval()
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.rand(1, 3, *resolution, generator=generator)
+    tmp = path.with_name(path.name + ".tmp")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation/tracer chatter
+        torch.onnx.export(model, (x,), str(tmp), input_names=["images"],
+                          output_names=["summary", "features"], dynamo=False)
+    session = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
+    outputs = session.run(None, {"images": x.numpy()})
+    with torch.no_grad():
+        expected = model(x)
+    diffs = {name: float(np.abs(got - want.numpy()).max())
+             for name, got, want in zip(("summary", "features"), outputs, expected)}
+    if any(d > atol or not np.isfinite(d) for d in diffs.values()):
+        tmp.unlink(missing_ok=True)
+        raise OnnxParityError(f"ONNX output differs from PyTorch beyond {atol:g}: {diffs}")
+    tmp.replace(path)
+    return diffs
+
+
+def _str(path: Path | None) -> str | None:
+    return str(path) if path is not None else None
