@@ -9,7 +9,7 @@ import torch
 from radio_nas import __version__
 from radio_nas._config import ConfigError
 from radio_nas.measure.flops import count_gmacs, count_params
-from radio_nas.measure.latency import measure_latency
+from radio_nas.measure.latency import check_settings, measure_latency
 
 
 def parse_resolution(value: Any) -> tuple[int, int]:
@@ -46,6 +46,7 @@ def profile(spec: Any, resolution: Any = 224, batch_size: int = 1, device: str =
     """Params, GMACs (per image) and latency of the variant `spec` (preset, dict, YAML, config)."""
     from radio_nas.models import build_model, resolve_config
 
+    check_settings(device, dtype)
     cfg = resolve_config(spec, **overrides)
     h, w = parse_resolution(resolution)
     cfg.check_input_size(h, w)
