@@ -305,3 +305,22 @@ def test_input_size_checks():
         model(torch.randn(1, 3, 60, 64))
     with pytest.raises(ConfigError, match="does not tile"):
         model.forward_features(torch.randn(1, 3, 64, 64), window_size=3)
+
+
+# --- measurement ---------------------------------------------------------------------------
+
+
+def test_gmacs_count_every_block_op_including_attention():
+    from radio_nas.measure import count_gmacs
+
+    cfg = dict(TINY, num_summary_tokens=2, vitdet_window_sizes=(2,))
+    h, w = 64, 96
+    n, d, hidden = 2 + (h // 8) * (w // 8), 32, 128  # tokens, width, MLP hidden
+    block = (n * d * 3 * d + n * d * d  # qkv, proj
+             + 2 * n * d * hidden  # MLP
+             + 2 * n * n * d  # q @ k^T and attn @ v over all heads
+             + 2 * 5 * n * d)  # two LayerNorms (fvcore: 5 per element with affine)
+    deeper, shallower = (count_gmacs(dict(cfg, depth=k), (h, w)) for k in (3, 2))
+    assert deeper - shallower == pytest.approx(block / 1e9, rel=1e-6)
+    with pytest.raises(ConfigError, match="resolution"):
+        count_gmacs(cfg, (60, 64))
