@@ -1,10 +1,10 @@
 """PCA pictures of spatial features (seed §B): the features' top 3 principal components as RGB.
 
-    >>> from radio_nas.report.pca import load_image, pca_rgb, feature_pictures, save_panel
+    >>> from radio_nas.report.pca import load_image, pca_rgb, feature_pictures, resized, save_panel
     >>> image = load_image("photo.jpg")                  # or "skimage:astronaut"
     >>> rgb = pca_rgb(features[0])                        # (D, h, w) -> (h, w, 3) in [0, 1]
     >>> pictures = feature_pictures({"student": model}, image, resolution=(224, 320))
-    >>> save_panel(image, pictures, "pca.png")
+    >>> save_panel(resized(image, (224, 320)), pictures, "pca.png")
 
 Any resolution and aspect ratio works (the student needs multiples of 32). Each component is
 scaled to [0, 1] between its 1st and 99th percentile over the picture's tokens, and its sign is
@@ -118,6 +118,11 @@ def to_batch(image: np.ndarray, resolution: tuple[int, int]) -> torch.Tensor:
     """(1, 3, H, W) float32 RGB in [0, 1], resized (bilinear, antialiased) to `resolution`."""
     x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float()
     return F.interpolate(x, size=resolution, mode="bilinear", align_corners=False, antialias=True).clamp(0, 1)
+
+
+def resized(image: np.ndarray, resolution: tuple[int, int]) -> np.ndarray:
+    """The picture exactly as the student sees it, (H, W, 3) in [0, 1] (for display)."""
+    return to_batch(image, resolution)[0].permute(1, 2, 0).numpy()
 
 
 FeatureFn = Callable[[torch.Tensor], Any]

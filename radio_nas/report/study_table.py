@@ -38,6 +38,7 @@ class StudyHandle:
 
     study: Any  # optuna.Study
     storage_url: str
+    storage: Any  # optuna storage object (artifact uploads need it)
     results_dir: Path | None
     """The sweep folder (reports and exports go there), or None for a bare storage URL."""
 
@@ -103,7 +104,7 @@ def open_study(source: str | Path, study_name: str | None = None) -> StudyHandle
     if results_dir is None and study.user_attrs.get("results_dir"):
         candidate = Path(study.user_attrs["results_dir"])
         results_dir = candidate if candidate.is_dir() else None
-    return StudyHandle(study, url, results_dir)
+    return StudyHandle(study, url, storage, results_dir)
 
 
 def study_objectives(study: Any) -> list[Objective]:
