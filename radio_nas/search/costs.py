@@ -1,0 +1,74 @@
+"""What a variant costs (params, GMACs, latency) and whether it fits a space's constraints.
+
+Measured in the sweep driver before any training, so infeasible variants are never trained.
+Latency goes through :func:`radio_nas.measure.cached_latency` (keyed by arch id + settings).
+
+    >>> cost = measure_costs(arch_cfg, space.config, resolution=(128, 128), need_latency=True)
+    >>> violations(cost, space.config.constraints)      # [] when feasible
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any
+
+from radio_nas.search.space import Constraints, LatencySettings
+
+
+@dataclasses.dataclass(frozen=True)
+class Costs:
+    params: int
+    gmacs: float
+    latency_ms: float | None = None
+    latency_device: str | None = None
+
+    def as_metrics(self) -> dict[str, Any]:
+        return {"params": self.params, "gmacs": self.gmacs, "latency_ms": self.latency_ms}
+
+
+def latency_cache_dir() -> Path:
+    """Shared by every sweep: ``$RADIO_NAS_CACHE/latency`` (default ``~/.cache/radio-nas/latency``)."""
+    root = os.environ.get("RADIO_NAS_CACHE") or Path.home() / ".cache" / "radio-nas"
+    return Path(root) / "latency"
+
+
+def measure_costs(arch_cfg: Any, settings: LatencySettings, resolution: tuple[int, int],
+                  need_latency: bool) -> Costs:
+    """Params and GMACs at `resolution` (batch 1); latency with `settings` when `need_latency`."""
+    from radio_nas.measure import cached_latency, count_gmacs, count_params, parse_resolution
+    from radio_nas.models import build_model
+
+    model = build_model(arch_cfg)
+    params = count_params(model)
+    gmacs = count_gmacs(model, resolution)
+    if not need_latency:
+        return Costs(params, gmacs)
+    lat_res = parse_resolution(settings.resolution) if settings.resolution is not None else resolution
+    result = cached_latency(arch_cfg, latency_cache_dir(), lat_res, settings.batch_size, settings.device,
+                            settings.dtype, settings.channels_last, runs=settings.runs, warmup=settings.warmup)
+    return Costs(params, gmacs, result.median_ms, result.device_name)
+
+
+def latency_is_cached(arch_cfg: Any, settings: LatencySettings, resolution: tuple[int, int]) -> bool:
+    """True when :func:`measure_costs` would not time anything (used to wait for an idle device)."""
+    from radio_nas._config import stable_id
+    from radio_nas.measure import device_name, parse_resolution
+
+    lat_res = parse_resolution(settings.resolution) if settings.resolution is not None else resolution
+    key = stable_id({"arch": arch_cfg.id, "resolution": list(lat_res), "batch": settings.batch_size,
+                     "device": device_name(settings.device), "dtype": settings.dtype,
+                     "channels_last": settings.channels_last, "runs": settings.runs})
+    return (latency_cache_dir() / f"latency-{key}.json").is_file()
+
+
+def violations(costs: Costs, constraints: Constraints) -> list[str]:
+    """Human-readable broken constraints, e.g. ['gmacs 3.1 > max_gmacs 2']."""
+    out = []
+    checks = (("params", costs.params, constraints.max_params),
+              ("gmacs", costs.gmacs, constraints.max_gmacs),
+              ("latency_ms", costs.latency_ms, constraints.max_latency_ms))
+    for name, value, limit in checks:
+        if limit is not None and value is not None and value > limit:
+            out.append(f"{name} {value:.4g} > max_{name} {limit:.4g}")
+    return out

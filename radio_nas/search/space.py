@@ -1,0 +1,521 @@
+"""Search-space files: what varies in a sweep, validated before anything runs.
+
+    >>> from radio_nas.search.space import load_space
+    >>> space = load_space("search_spaces/mra.yaml")          # ConfigError names file + key
+    >>> space.name, [p.name for p in space.params], space.objective_names
+    >>> values = space.sample(optuna_trial)                     # define-by-run, conditions honoured
+    >>> space.arch_config(values), space.pipeline_for(values)
+
+A space says *what varies* (``parameters`` over ``arch.*`` and ``pipeline.*`` fields, in the grammar
+of :mod:`radio_nas.search.grammar`); its ``pipeline`` says *how each trial is trained*. The keys are
+documented in ``search_spaces/README.md``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from radio_nas._config import Config, ConfigError, load_yaml, stable_id
+from radio_nas.search.grammar import Choice, Fixed, FloatRange, IntRange, parse_param
+
+# Metrics a trial produces: measured before training, or returned by run_trial.
+MEASURED_METRICS = ("params", "gmacs", "latency_ms")
+TRIAL_METRICS = ("fidelity", "knn_accuracy", "train_loss_final", "train_loss_mean", "steps_per_s",
+                 "images_per_s", "wall_s")
+DEFAULT_OBJECTIVES = ({"metric": "fidelity", "direction": "maximize"},
+                      {"metric": "gmacs", "direction": "minimize"},
+                      {"metric": "latency_ms", "direction": "minimize"})
+# Keys that do not change what a study searches: they may differ when a sweep is resumed.
+_RUN_ONLY_KEYS = ("budget", "resources", "concurrency", "storage")
+
+
+def parse_duration(value: Any, *, key: str) -> float | None:
+    """Seconds from 90, '90s', '15m', '2h' or None."""
+    if value is None:
+        return None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        seconds = float(value)
+    else:
+        m = re.fullmatch(r"\s*(\d+(?:\.\d*)?)\s*([smh]?)\s*", str(value))
+        if not m:
+            raise ConfigError(f"expected seconds or a duration like 90s, 15m, 2h; got {value!r}", key=key)
+        seconds = float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[m.group(2)]
+    if seconds <= 0:
+        raise ConfigError(f"expected a positive duration, got {value!r}", key=key)
+    return seconds
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineRef(Config):
+    path: str | None = None
+    """Pipeline YAML; None means the embedded CPU default of radio_nas.distill."""
+    overrides: dict[str, Any] = dataclasses.field(default_factory=dict)
+    """Dotted pipeline keys set for every trial, e.g. {steps: 30}."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Constraints(Config):
+    max_params: float | None = None
+    """Parameters, absolute count (e.g. 5e6)."""
+    max_gmacs: float | None = None
+    """GMACs of one forward at the pipeline's student resolution, batch 1."""
+    max_latency_ms: float | None = None
+    """Median latency in ms with the `latency` settings."""
+
+    def validate(self) -> None:
+        for name in ("max_params", "max_gmacs", "max_latency_ms"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ConfigError(f"expected a positive number, got {value}", key=name)
+
+
+@dataclasses.dataclass(frozen=True)
+class LatencySettings(Config):
+    device: Literal["cpu", "cuda"] = "cpu"
+    batch_size: int = 1
+    dtype: Literal["fp32", "bf16", "fp16"] = "fp32"
+    channels_last: bool = False
+    runs: int = 20
+    warmup: int = 3
+    resolution: int | tuple[int, int] | None = None
+    """None: the pipeline's student resolution."""
+
+    def validate(self) -> None:
+        for name in ("batch_size", "runs"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"expected an integer >= 1, got {getattr(self, name)}", key=name)
+        if self.warmup < 0:
+            raise ConfigError(f"expected an integer >= 0, got {self.warmup}", key="warmup")
+
+
+@dataclasses.dataclass(frozen=True)
+class Objective(Config):
+    metric: str
+    direction: Literal["maximize", "minimize"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Sampler(Config):
+    name: Literal["tpe", "nsga2", "random", "grid", "gp"] = "tpe"
+    seed: int | None = 0
+    n_startup_trials: int | None = None
+    """tpe/gp: random trials before the model kicks in; nsga2: population size."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Budget(Config):
+    trials: int | None = None
+    """Trained trials (ok + failed + pruned) in the study; None: the grid size (grid / ablation) or 20."""
+    wall_time: float | str | None = None
+    """No new trial starts after this long (seconds, or '90s', '15m', '2h'); running ones finish."""
+    max_infeasible: int = 200
+    """Stop when this many sampled variants in a row break a constraint or are rejected."""
+
+    def validate(self) -> None:
+        if self.trials is not None and self.trials < 1:
+            raise ConfigError(f"expected an integer >= 1, got {self.trials}", key="trials")
+        parse_duration(self.wall_time, key="wall_time")
+        if self.max_infeasible < 1:
+            raise ConfigError(f"expected an integer >= 1, got {self.max_infeasible}", key="max_infeasible")
+
+
+@dataclasses.dataclass(frozen=True)
+class Resources(Config):
+    cpu: float = 2
+    gpu: float = 0
+
+    def validate(self) -> None:
+        if self.cpu < 0 or self.gpu < 0 or self.cpu + self.gpu <= 0:
+            raise ConfigError(f"expected cpu >= 0, gpu >= 0, not both 0; got cpu={self.cpu} gpu={self.gpu}",
+                              key="cpu")
+
+
+@dataclasses.dataclass(frozen=True)
+class Scheduler(Config):
+    name: Literal["none", "asha"] = "none"
+    grace_period: int | None = None
+    """ASHA: steps before a trial can be stopped; None: the pipeline's eval.every."""
+    reduction_factor: float = 3.0
+
+    def validate(self) -> None:
+        if self.grace_period is not None and self.grace_period < 1:
+            raise ConfigError(f"expected an integer >= 1, got {self.grace_period}", key="grace_period")
+        if self.reduction_factor <= 1:
+            raise ConfigError(f"expected a number > 1, got {self.reduction_factor}", key="reduction_factor")
+
+
+@dataclasses.dataclass(frozen=True)
+class Ablation(Config):
+    design: Literal["grid", "ofat"] = "ofat"
+    """grid: every combination; ofat: one factor at a time around `base`."""
+    seeds: int = 3
+    """Repeats per point: pipeline seeds seed, seed+1, ... (seed of the pipeline)."""
+    base: dict[str, Any] = dataclasses.field(default_factory=dict)
+    """ofat: each factor's base level (default: its first choice)."""
+
+    def validate(self) -> None:
+        if self.seeds < 1:
+            raise ConfigError(f"expected an integer >= 1, got {self.seeds}", key="seeds")
+
+
+@dataclasses.dataclass(frozen=True)
+class SpaceConfig(Config):
+    """The YAML file as written (after shorthand expansion)."""
+    name: str
+    pipeline: PipelineRef = PipelineRef()
+    base: dict[str, Any] = dataclasses.field(default_factory=lambda: {"preset": "t"})
+    parameters: dict[str, Any] = dataclasses.field(default_factory=dict)
+    constraints: Constraints = Constraints()
+    latency: LatencySettings = LatencySettings()
+    objectives: tuple[Objective, ...] = tuple(Objective(**o) for o in DEFAULT_OBJECTIVES)
+    sampler: Sampler = Sampler()
+    budget: Budget = Budget()
+    resources: Resources = Resources()
+    concurrency: int = 1
+    scheduler: Scheduler = Scheduler()
+    storage: str | None = None
+    mode: Literal["search", "ablation"] = "search"
+    ablation: Ablation = Ablation()
+    description: str = ""
+
+    def validate(self) -> None:
+        if not re.fullmatch(r"[A-Za-z0-9][\w.\-]*", self.name):
+            raise ConfigError(f"expected letters, digits, '.', '_' or '-' (a folder name), got {self.name!r}",
+                              key="name")
+        if self.concurrency < 1:
+            raise ConfigError(f"expected an integer >= 1, got {self.concurrency}", key="concurrency")
+        if not self.objectives:
+            raise ConfigError("expected at least one objective", key="objectives")
+        seen = set()
+        for i, obj in enumerate(self.objectives):
+            if obj.metric in seen:
+                raise ConfigError(f"metric {obj.metric!r} is listed twice", key=f"objectives[{i}].metric")
+            seen.add(obj.metric)
+            if obj.metric not in MEASURED_METRICS + TRIAL_METRICS and not obj.metric.startswith("fidelity/"):
+                raise ConfigError(f"unknown metric {obj.metric!r}; expected one of "
+                                  f"{', '.join(MEASURED_METRICS + TRIAL_METRICS)} or fidelity/<teacher>/<term>",
+                                  key=f"objectives[{i}].metric")
+        if self.scheduler.name == "asha" and len(self.objectives) != 1:
+            raise ConfigError(f"ASHA needs exactly one objective, the space has {len(self.objectives)}",
+                              key="scheduler.name")
+        if self.scheduler.name == "asha" and self.objectives[0].metric != "fidelity":
+            raise ConfigError("ASHA stops trials on their intermediate fidelity; the objective must be "
+                              "fidelity", key="scheduler.name")
+
+
+@dataclasses.dataclass(frozen=True)
+class Param:
+    """One entry of ``parameters``: a dotted target and its distribution (or fixed value)."""
+    name: str
+    dist: Any
+    when: dict[str, tuple[Any, ...]]
+
+    @property
+    def target(self) -> str:
+        return self.name.split(".", 1)[0]
+
+    @property
+    def field(self) -> str:
+        return self.name.split(".", 1)[1]
+
+    @property
+    def fixed(self) -> bool:
+        return isinstance(self.dist, Fixed)
+
+    @property
+    def finite_values(self) -> tuple[Any, ...] | None:
+        """Every value this parameter can take, when there are finitely many."""
+        d = self.dist
+        if isinstance(d, Choice):
+            return d.values
+        if isinstance(d, IntRange) and not d.log:
+            return tuple(range(d.low, d.high + 1, d.step))
+        if isinstance(d, FloatRange) and d.step is not None and not d.log:
+            n = int(round((d.high - d.low) / d.step))
+            return tuple(d.low + k * d.step for k in range(n + 1))
+        return None
+
+    def suggest(self, trial: Any) -> Any:
+        d = self.dist
+        if isinstance(d, Choice):
+            encoded = [encode_choice(v) for v in d.values]
+            return decode_choice(trial.suggest_categorical(self.name, encoded))
+        if isinstance(d, IntRange):
+            return trial.suggest_int(self.name, d.low, d.high, step=d.step, log=d.log)
+        return trial.suggest_float(self.name, d.low, d.high, step=d.step, log=d.log)
+
+
+def encode_choice(value: Any) -> Any:
+    """Optuna's categorical values are scalars: lists and mappings travel as their JSON text."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return json.dumps(value)
+
+
+def decode_choice(value: Any) -> Any:
+    if isinstance(value, str) and value[:1] in "[{":
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value
+
+
+@dataclasses.dataclass(frozen=True)
+class Space:
+    """A loaded, validated search space."""
+    config: SpaceConfig
+    params: tuple[Param, ...]
+    pipeline: Any
+    """The resolved PipelineConfig (space overrides applied, parameters not)."""
+    file: Path | None
+    hash: str
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def objective_names(self) -> list[str]:
+        return [o.metric for o in self.config.objectives]
+
+    @property
+    def objective_directions(self) -> list[str]:
+        return [o.direction for o in self.config.objectives]
+
+    @property
+    def sampled(self) -> tuple[Param, ...]:
+        return tuple(p for p in self.params if not p.fixed)
+
+    def sample(self, trial: Any) -> dict[str, Any]:
+        """Values for every active parameter (fixed ones included), suggested on an Optuna trial."""
+        values: dict[str, Any] = {}
+        for p in self.params:
+            if any(values.get(dep, _MISSING) not in allowed for dep, allowed in p.when.items()):
+                continue
+            values[p.name] = p.dist.value if p.fixed else p.suggest(trial)
+        return values
+
+    def arch_spec(self, values: dict[str, Any]) -> dict[str, Any]:
+        spec = dict(self.config.base)
+        spec.update({p.field: values[p.name] for p in self.params if p.target == "arch" and p.name in values})
+        return spec
+
+    def arch_config(self, values: dict[str, Any]) -> Any:
+        """The validated architecture config of these values (ConfigError if the model rejects it)."""
+        from radio_nas.models import resolve_config
+        return resolve_config(self.arch_spec(values))
+
+    def pipeline_overrides(self, values: dict[str, Any]) -> dict[str, Any]:
+        over = dict(self.config.pipeline.overrides)
+        over.update({p.field: values[p.name] for p in self.params
+                     if p.target == "pipeline" and p.name in values})
+        return over
+
+    def pipeline_for(self, values: dict[str, Any]) -> Any:
+        return _load_pipeline(self.config.pipeline.path, self.pipeline_overrides(values), self.file)
+
+    def grid(self) -> dict[str, list[Any]] | None:
+        """Encoded finite values per sampled parameter, or None if some parameter is continuous."""
+        out = {}
+        for p in self.sampled:
+            vals = p.finite_values
+            if vals is None:
+                return None
+            out[p.name] = [encode_choice(v) for v in vals]
+        return out
+
+    def grid_size(self) -> int | None:
+        grid = self.grid()
+        if grid is None:
+            return None
+        size = 1
+        for vals in grid.values():
+            size *= len(vals)
+        return size
+
+
+_MISSING = object()
+
+
+def load_space(source: str | Path | dict[str, Any], overrides: dict[str, Any] | None = None) -> Space:
+    """Load and validate a search space; every error is one ConfigError naming file and key."""
+    file = None if isinstance(source, dict) else Path(source)
+    try:
+        raw = dict(source) if isinstance(source, dict) else load_yaml(source)
+        for dotted, value in (overrides or {}).items():
+            from radio_nas._config import set_dotted
+            set_dotted(raw, dotted, value)
+        return _build(raw, file)
+    except ConfigError as exc:
+        raise exc.within(file=file) from None
+
+
+def _build(raw: dict[str, Any], file: Path | None) -> Space:
+    raw = dict(raw)
+    if isinstance(raw.get("pipeline"), str) or raw.get("pipeline") is None and "pipeline" in raw:
+        raw["pipeline"] = {"path": raw["pipeline"]}
+    if isinstance(raw.get("base"), str):
+        raw["base"] = {"preset": raw["base"]}
+    for key in ("sampler", "scheduler"):
+        if isinstance(raw.get(key), str):
+            raw[key] = {"name": raw[key]}
+    if "name" not in raw and file is not None:
+        raw["name"] = file.stem
+    cfg = SpaceConfig.from_dict(raw)
+
+    pipeline = _load_pipeline(cfg.pipeline.path, cfg.pipeline.overrides, file, key="pipeline")
+    params = _parse_params(cfg, file)
+    _check_targets(cfg, params, pipeline, file)
+    if cfg.sampler.name == "grid" or cfg.mode == "ablation":
+        what = "the grid sampler" if cfg.mode == "search" else "ablation mode"
+        for p in params:
+            if not p.fixed and p.finite_values is None:
+                raise ConfigError(f"{what} needs finitely many values (choice, range or a stepped interval)",
+                                  key=f"parameters.{p.name}")
+            if p.when and not p.fixed:
+                raise ConfigError(f"{what} does not support conditions", key=f"parameters.{p.name}.when")
+    if cfg.mode == "ablation":
+        _check_ablation(cfg, params)
+        seeds = tuple(pipeline.seed + i for i in range(cfg.ablation.seeds))
+        params.append(Param("pipeline.seed", Choice(seeds), {}))  # k repeats per point
+    hashed = {k: v for k, v in cfg.to_dict().items() if k not in _RUN_ONLY_KEYS}
+    hashed["pipeline_resolved"] = pipeline.to_dict() if hasattr(pipeline, "to_dict") else pipeline
+    return Space(cfg, tuple(params), pipeline, file, stable_id(hashed, 16))
+
+
+def _parse_params(cfg: SpaceConfig, file: Path | None) -> list[Param]:
+    params: list[Param] = []
+    by_name: dict[str, Param] = {}
+    for name, spec in cfg.parameters.items():
+        key = f"parameters.{name}"
+        if not re.fullmatch(r"(arch|pipeline)\.[A-Za-z_][\w.]*", name):
+            raise ConfigError("expected a dotted target starting with 'arch.' or 'pipeline.' "
+                              "(e.g. arch.width, pipeline.balancing.method)", key=key)
+        when: dict[str, tuple[Any, ...]] = {}
+        if isinstance(spec, dict) and "_type" not in spec:
+            extra = set(spec) - {"values", "when"}
+            if extra or "values" not in spec:
+                bad = sorted(extra)[0] if extra else "values"
+                raise ConfigError(f"{'unknown key ' + repr(bad) if extra else 'missing values'}; a parameter "
+                                  "mapping takes 'values' (grammar, NNI or a fixed value) and optional 'when'",
+                                  key=key)
+            when = _parse_when(spec.get("when") or {}, by_name, f"{key}.when")
+            spec = spec["values"]
+        elif isinstance(spec, dict) and "when" in spec:  # NNI mapping with a condition
+            spec = dict(spec)
+            when = _parse_when(spec.pop("when") or {}, by_name, f"{key}.when")
+        dist = parse_param(spec, key=f"{key}.values" if when else key)
+        param = Param(name, dist, when)
+        params.append(param)
+        by_name[name] = param
+    return params
+
+
+def _parse_when(when: Any, known: dict[str, Param], key: str) -> dict[str, tuple[Any, ...]]:
+    if not isinstance(when, dict) or not when:
+        raise ConfigError("expected a mapping {parameter: value or [values]}", key=key)
+    out = {}
+    for dep, allowed in when.items():
+        if dep not in known:
+            raise ConfigError(f"condition on {dep!r}, which is not a parameter declared above this one; "
+                              f"expected one of: {', '.join(known) or '(none)'}", key=f"{key}.{dep}")
+        values = tuple(allowed) if isinstance(allowed, list) else (allowed,)
+        possible = known[dep].finite_values if not known[dep].fixed else (known[dep].dist.value,)
+        if possible is not None:
+            for v in values:
+                if v not in possible:
+                    raise ConfigError(f"{v!r} is not a value {dep} can take ({', '.join(map(repr, possible))})",
+                                      key=f"{key}.{dep}")
+        out[dep] = values
+    return out
+
+
+def _check_targets(cfg: SpaceConfig, params: list[Param], pipeline: Any, file: Path | None) -> None:
+    from radio_nas.models import FAMILIES, resolve_config
+
+    try:
+        base_cfg = resolve_config(dict(cfg.base))
+    except ConfigError as exc:
+        raise exc.within(prefix="base") from None
+    arch_fields = {f.name for f in dataclasses.fields(FAMILIES[base_cfg.family].config)}
+    fixed_arch = {p.field: p.dist.value for p in params if p.target == "arch" and p.fixed and not p.when}
+    for p in params:
+        key = f"parameters.{p.name}"
+        if p.target == "arch":
+            if p.field not in arch_fields:
+                import difflib
+                close = difflib.get_close_matches(p.field, arch_fields, n=1)
+                hint = f"did you mean 'arch.{close[0]}'?" if close else f"expected one of {', '.join(sorted(arch_fields))}"
+                raise ConfigError(f"unknown architecture field {p.field!r}; {hint}", key=key)
+        else:
+            sample = p.dist.value if p.fixed else _representative(p)
+            try:
+                _load_pipeline(cfg.pipeline.path, {**cfg.pipeline.overrides, p.field: sample}, file)
+            except ConfigError as exc:
+                raise ConfigError(f"the pipeline rejects it: {exc.detail}"
+                                  + (f" (at {exc.key})" if exc.key else ""), key=key) from None
+    if fixed_arch:
+        try:
+            resolve_config({**cfg.base, **fixed_arch})
+        except ConfigError as exc:
+            field = (exc.key or "").split(".")[0].split("[")[0]
+            key = f"parameters.arch.{field}" if field in fixed_arch else "base"
+            raise ConfigError(f"the model rejects it: {exc.detail}", key=key) from None
+    resolution = getattr(pipeline, "resolution", None)
+    if resolution is not None and not any(p.target == "arch" and not p.fixed for p in params):
+        from radio_nas.measure import parse_resolution
+        try:
+            resolve_config({**cfg.base, **fixed_arch}).check_input_size(*parse_resolution(resolution))
+        except ConfigError as exc:
+            raise ConfigError(f"the model rejects the pipeline resolution: {exc.detail}", key="base") from None
+
+
+def _representative(p: Param) -> Any:
+    d = p.dist
+    if isinstance(d, Choice):
+        return d.values[0]
+    return d.low
+
+
+def _check_ablation(cfg: SpaceConfig, params: list[Param]) -> None:
+    names = {p.name: p for p in params if not p.fixed}
+    if not names:
+        raise ConfigError("an ablation needs at least one parameter that varies", key="parameters")
+    for name, level in cfg.ablation.base.items():
+        if name not in names:
+            raise ConfigError(f"{name!r} is not a varying parameter; expected one of {', '.join(names)}",
+                              key=f"ablation.base.{name}")
+        if level not in (names[name].finite_values or ()):
+            raise ConfigError(f"{level!r} is not one of the levels of {name}", key=f"ablation.base.{name}")
+    if any(p.name == "pipeline.seed" for p in params):
+        raise ConfigError("ablation mode sets pipeline.seed itself (ablation.seeds repeats per point)",
+                          key="parameters.pipeline.seed")
+
+
+def _load_pipeline(path: str | None, overrides: dict[str, Any], space_file: Path | None,
+                   key: str | None = None) -> Any:
+    """The pipeline at `path`: a file found relative to the CWD, then the space file's folder and its
+    parent; else a bundled pipeline name (``distill_cpu``). None means the embedded ``distill_cpu``."""
+    from radio_nas.distill.pipeline import load_pipeline
+
+    source: Any = "distill_cpu" if path is None else path
+    if path is not None:
+        candidates = [Path(path)]
+        if space_file is not None and not Path(path).is_absolute():
+            candidates += [space_file.parent / path, space_file.parent.parent / path]
+        found = next((c for c in candidates if c.is_file()), None)
+        if found is not None:
+            source = found
+        elif Path(path).suffix or "/" in path:
+            raise ConfigError(f"pipeline file {path!r} does not exist (looked in the current folder and next "
+                              "to the space file)", key="pipeline.path")
+    try:
+        return load_pipeline(source, dict(overrides) or None)
+    except ConfigError as exc:
+        if key is None:
+            raise
+        raise ConfigError(f"{exc}", key=key) from None
