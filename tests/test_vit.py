@@ -324,3 +324,20 @@ def test_gmacs_count_every_block_op_including_attention():
     assert deeper - shallower == pytest.approx(block / 1e9, rel=1e-6)
     with pytest.raises(ConfigError, match="resolution"):
         count_gmacs(cfg, (60, 64))
+
+
+@pytest.mark.parametrize("summary_tokens", [0, 2])
+def test_export_onnx_parity_and_safetensors_round_trip(tmp_path, summary_tokens):
+    from safetensors.torch import load_file, save_file
+
+    from radio_nas.report.export import export_onnx
+
+    model = tiny(num_summary_tokens=summary_tokens, vitdet_window_sizes=(2,)).eval()
+    diffs = export_onnx(model, tmp_path / "vit.onnx", (64, 96))
+    assert set(diffs) == {"summary", "features"} and max(diffs.values()) < 1e-4
+    save_file(model.state_dict(), str(tmp_path / "vit.safetensors"))
+    clone = build_model(model.cfg)
+    clone.load_state_dict(load_file(str(tmp_path / "vit.safetensors")))
+    x = torch.randn(1, 3, 64, 96)
+    with torch.no_grad():
+        assert all(torch.equal(a, b) for a, b in zip(model(x), clone.eval()(x)))
