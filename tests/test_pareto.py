@@ -108,6 +108,12 @@ def test_pareto_set_equals_optuna_best_trials(tmp_path) -> None:
     table = trials_table(open_study(tmp_path).study)
     ours = set(table.loc[table["pareto"], "number"])
     assert ours == {t.number for t in study.best_trials}
+    # a COMPLETE trial whose status is not "ok" (a sweep that stored sentinel values) must never
+    # reach the front, even though its values dominate everything
+    study.add_trial(optuna.trial.create_trial(values=[1.0, 0.0, 0.0], user_attrs={"status": "infeasible"}))
+    assert {t.number for t in study.best_trials} == {study.trials[-1].number}
+    table = trials_table(open_study(tmp_path).study)
+    assert set(table.loc[table["pareto"], "number"]) == ours
     assert len(ours) >= 2
     assert table.loc[~table["candidate"], "pareto_rank"].isna().all()
     assert (table.loc[table["candidate"], "pareto_rank"] >= 1).all()

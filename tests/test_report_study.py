@@ -76,10 +76,10 @@ def make_study(root: Path, name: str = "tiny", *, n_ok: int = 6, weights: bool =
     study.add_trial(optuna.trial.create_trial(
         state=optuna.trial.TrialState.PRUNED, params={"width": 16, "window": 4}, distributions=d2,
         user_attrs={"status": "pruned"}))
-    # an infeasible trial is recorded COMPLETE with sentinel values but must never be a candidate
+    # infeasible: rejected before training, recorded PRUNED (radio_nas.search convention)
     study.add_trial(optuna.trial.create_trial(
-        params={"width": 32, "window": 4}, distributions=d2, values=[1.0, 0.0, 0.0],
-        user_attrs={"status": "infeasible", "failure_reason": "params 5.1M > max_params 5M"}))
+        state=optuna.trial.TrialState.PRUNED, params={"width": 32, "window": 4}, distributions=d2,
+        user_attrs={"status": "infeasible", "failure_reason": "constraints: params 5.1M > 5M"}))
     return results
 
 
@@ -96,7 +96,6 @@ def test_table_has_every_trial_and_ranks_only_trained_ones(tmp_path: Path) -> No
     by_status = dict(zip(table["number"], table["status"]))
     assert sorted(by_status.values()).count("ok") == 6
     infeasible = table[table["status"] == "infeasible"].iloc[0]
-    # its sentinel values would dominate everything if it were a candidate
     assert not infeasible["candidate"] and not infeasible["pareto"]
     assert table.loc[table["status"] == "failed", "failure_reason"].iloc[0].startswith("RuntimeError")
     assert table.loc[table["status"] != "ok", "pareto_rank"].isna().all()

@@ -173,6 +173,7 @@ def trials_table(study: Any) -> pd.DataFrame:
     front_cols = ["number", "state", "status", "failure_reason", "arch_id",
                   *[o.metric for o in objectives], "n_params", "gmacs", "latency_ms",
                   "latency_device", "seed", "duration_s", "weights_path", "candidate"]
+    front_cols = list(dict.fromkeys(front_cols))  # an objective may be gmacs or latency_ms itself
     table = pd.DataFrame(rows)
     if table.empty:
         table = pd.DataFrame(columns=front_cols)

@@ -1,0 +1,393 @@
+"""The sweep report: tables, Pareto front, hypervolume, plots, ablation statistics, PCA pictures.
+
+    >>> from radio_nas.report.study_table import open_study
+    >>> from radio_nas.report.report import build_report
+    >>> rep = build_report(open_study("results/mra"), reference="radio_nas/report/reference_rows.yaml")
+    >>> rep.files["report.md"], rep.hypervolume.value, rep.pareto_json()
+
+Writes into the results folder (or `out_dir`): ``report.md``, ``trials.csv`` (every trial),
+``pareto.csv`` (the front), ``fidelity_vs_gmacs.png``, ``fidelity_vs_latency.png``,
+``parameter_effects.png``, for ablations ``ablation_<metric>.png`` and ``ablation.csv``, and
+``pca/pca_trial<N>.png`` per Pareto variant with saved weights (student beside each teacher). The
+PCA pictures and plots are also attached to the study as Optuna artifacts (FileSystemArtifactStore
+under ``<results>/artifacts``; Optuna 5.0 refuses to change finished trials, so trial-level
+attachment has to happen while a trial runs), so ``optuna-dashboard --artifact-dir
+results/NAME/artifacts sqlite:///results/NAME/study.db`` shows them.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from radio_nas import __version__
+from radio_nas._config import ConfigError
+from radio_nas.report import ablation as _ablation
+from radio_nas.report import plots
+from radio_nas.report.pareto import HypervolumeResult, normalised_hypervolume
+from radio_nas.report.study_table import Objective, StudyHandle, trials_table
+
+ARTIFACT_DIR = "artifacts"
+
+
+@dataclass
+class PcaEntry:
+    trial: int
+    path: Path | None
+    note: str = ""
+    artifact_id: str | None = None
+
+
+@dataclass
+class Report:
+    handle: StudyHandle
+    table: pd.DataFrame
+    objectives: list[Objective]
+    hypervolume: HypervolumeResult
+    out_dir: Path
+    files: dict[str, Path] = field(default_factory=dict)
+    ablation: dict[str, pd.DataFrame] = field(default_factory=dict)
+    pca: list[PcaEntry] = field(default_factory=list)
+    reference: pd.DataFrame | None = None
+
+    @property
+    def pareto(self) -> pd.DataFrame:
+        return self.table[self.table["pareto"]]
+
+    def pareto_json(self) -> dict[str, Any]:
+        """The Pareto set and how it was computed, as one JSON-ready object."""
+        params = [c for c in self.table.columns if c.startswith("param.")]
+        front = []
+        for _, row in self.pareto.iterrows():
+            front.append({
+                "number": int(row["number"]), "arch_id": row["arch_id"],
+                "values": {o.metric: _plain(row[o.metric]) for o in self.objectives},
+                "n_params": _plain(row["n_params"]), "gmacs": _plain(row["gmacs"]),
+                "latency_ms": _plain(row["latency_ms"]),
+                "params": {c[len("param."):]: _plain(row[c]) for c in params if not _isna(row[c])},
+                "weights_path": _plain(row["weights_path"]),
+            })
+        counts = self.table["status"].value_counts().to_dict()
+        return {
+            "study": self.handle.name, "storage": self.handle.storage_url, "mode": self.handle.mode,
+            "objectives": [o._asdict() for o in self.objectives],
+            "n_trials": len(self.table), "n_candidates": int(self.table["candidate"].sum()),
+            "status_counts": {str(k): int(v) for k, v in counts.items()},
+            "hypervolume": {"value": self.hypervolume.value, "reference": self.hypervolume.reference,
+                            "ideal": self.hypervolume.ideal, "nadir": self.hypervolume.nadir,
+                            "method": self.hypervolume.describe()},
+            "pareto": front,
+            "files": {k: str(v) for k, v in self.files.items()},
+        }
+
+
+def build_report(handle: StudyHandle, out_dir: str | Path | None = None, *,
+                 reference: str | Path | None = None, pca: bool = True,
+                 pca_image: str = "skimage:astronaut", max_pca: int = 8) -> Report:
+    """Compute everything and write the files (see the module docstring)."""
+    from radio_nas.report.pca import DEFAULT_IMAGE
+
+    if out_dir is None:
+        if handle.results_dir is None:
+            raise ConfigError("a bare storage URL has no results folder; pass --out DIR", key="--out")
+        out_dir = handle.results_dir
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    objectives = handle.objectives
+    table = trials_table(handle.study)
+    cand = table[table["candidate"].astype(bool)]
+    hv = normalised_hypervolume(cand[[o.metric for o in objectives]].to_numpy(dtype=float),
+                                [o.direction for o in objectives])
+    rep = Report(handle, table, objectives, hv, out_dir)
+    if reference is not None:
+        from radio_nas.report.reference import load_reference
+
+        rep.reference = load_reference(reference).frame()
+    _write_csv(table, out_dir / "trials.csv")
+    _write_csv(rep.pareto, out_dir / "pareto.csv")
+    rep.files["trials.csv"], rep.files["pareto.csv"] = out_dir / "trials.csv", out_dir / "pareto.csv"
+    quality = _quality_metric(objectives, table)
+    for x, name, label in (("gmacs", "fidelity_vs_gmacs.png", "GMACs (fvcore multiply-adds)"),
+                           ("latency_ms", "fidelity_vs_latency.png", "latency (ms, median)")):
+        if quality is None:
+            break
+        path = plots.tradeoff_plot(table, x=x, y=quality, out=out_dir / name, x_label=label,
+                                   title=f"{handle.name}: {quality} vs {x}")
+        if path:
+            rep.files[name] = path
+    params = [c[len("param."):] for c in table.columns if c.startswith("param.")]
+    if quality is not None:
+        path = plots.parameter_effects_plot(table, params, quality, out_dir / "parameter_effects.png")
+        if path:
+            rep.files["parameter_effects.png"] = path
+    if handle.mode == "ablation":
+        metrics = [o.metric for o in objectives]
+        rep.ablation = {f: _ablation.factor_table(table, f, metrics) for f in _ablation.factor_names(table)}
+        if rep.ablation:
+            merged = pd.concat([t.assign(factor=f) for f, t in rep.ablation.items()], ignore_index=True)
+            _write_csv(merged[["factor", *[c for c in merged.columns if c != "factor"]]],
+                       out_dir / "ablation.csv")
+            rep.files["ablation.csv"] = out_dir / "ablation.csv"
+            for metric in metrics:
+                path = plots.ablation_plot(rep.ablation, metric, out_dir / f"ablation_{_slug(metric)}.png")
+                if path:
+                    rep.files[f"ablation_{_slug(metric)}.png"] = path
+    if pca:
+        rep.pca = _pca_for_front(rep, pca_image or DEFAULT_IMAGE, max_pca)
+    if handle.results_dir is not None and out_dir.resolve() == handle.results_dir.resolve():
+        for name, path in rep.files.items():
+            if name.endswith(".png"):
+                _attach(handle, None, path)  # the plots, on the dashboard's study page
+    (out_dir / "report.md").write_text(render_markdown(rep))
+    rep.files["report.md"] = out_dir / "report.md"
+    return rep
+
+
+# -- PCA pictures for the front, attached as Optuna artifacts ---------------------------------------
+
+def _pca_for_front(rep: Report, image_source: str, max_pca: int) -> list[PcaEntry]:
+    from radio_nas.report.export import pipeline_resolution, trial_weights_path
+    from radio_nas.report.pca import feature_pictures, load_image, resized, save_panel
+    from radio_nas.report.weights import load_student
+
+    handle = rep.handle
+    trials = {t.number: t for t in handle.study.get_trials(deepcopy=False)}
+    image = load_image(image_source)
+    entries: list[PcaEntry] = []
+    teacher_cache: dict[str, tuple[dict[str, Any], str]] = {}
+    front = rep.pareto.sort_values(rep.objectives[0].metric,
+                                   ascending=rep.objectives[0].direction == "minimize")
+    for number in front["number"].astype(int).tolist()[:max_pca]:
+        trial = trials[number]
+        try:
+            weights = trial_weights_path(handle, trial)
+        except ConfigError as exc:
+            entries.append(PcaEntry(number, None, f"skipped: {exc.detail}"))
+            continue
+        pipeline = trial.user_attrs.get("pipeline") or handle.study.user_attrs.get("pipeline") or {}
+        resolution = pipeline_resolution(pipeline)
+        models: dict[str, Any] = {f"student #{number}": load_student(trial.user_attrs["arch"], weights)}
+        teachers, note = _teachers_for(pipeline, teacher_cache)
+        models.update(teachers)
+        pictures = feature_pictures(models, image, resolution)
+        path = save_panel(resized(image, resolution), pictures, rep.out_dir / "pca" / f"pca_trial{number}.png",
+                          title=f"{handle.name} trial {number} at {resolution[0]}x{resolution[1]}")
+        entry = PcaEntry(number, path, note)
+        entry.artifact_id = _attach(handle, trial, path)
+        entries.append(entry)
+    return entries
+
+
+def _teachers_for(pipeline: dict[str, Any], cache: dict[str, tuple[dict[str, Any], str]]
+                  ) -> tuple[dict[str, Any], str]:
+    """Teachers of a pipeline dict by name (built once per distinct teacher list)."""
+    key = json.dumps(pipeline.get("teachers"), sort_keys=True, default=str)
+    if key not in cache:
+        try:
+            from radio_nas.distill import build_teachers, load_pipeline
+
+            cache[key] = ({f"teacher {t.name}": t for t in build_teachers(load_pipeline(pipeline))}, "")
+        except Exception as exc:  # noqa: BLE001  (a teacher that cannot load here: picture without it)
+            cache[key] = ({}, f"teachers not shown: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
+    return cache[key]
+
+
+def _attach(handle: StudyHandle, trial: Any | None, path: Path) -> str | None:
+    """Upload `path` to `trial` while it still runs, else to the study (see attach_artifact)."""
+    if handle.results_dir is None:
+        return None
+    target = trial if trial is not None and not trial.state.is_finished() else handle.study
+    return attach_artifact(target, path, handle.results_dir, storage=handle.storage)
+
+
+def attach_artifact(target: Any, path: str | Path, results_dir: str | Path, *,
+                    storage: Any = None) -> str:
+    """Upload `path` as an Optuna artifact of `target` (a running Trial, or a Study) into the
+    FileSystemArtifactStore at ``<results_dir>/artifacts``; returns the artifact id.
+
+    Optuna 5.0 (and optuna-dashboard 0.21) refuse to change a finished trial, so a report made
+    after the sweep attaches its pictures to the study (the dashboard lists them on the study
+    page, named ``pca_trial<N>.png``); a sweep can attach to a trial before telling it. A file
+    name already attached to `target` is overwritten in place instead of piling up copies.
+    """
+    from optuna.artifacts import FileSystemArtifactStore, get_all_artifact_meta, upload_artifact
+
+    path = Path(path)
+    store_dir = Path(results_dir) / ARTIFACT_DIR
+    store_dir.mkdir(parents=True, exist_ok=True)
+    store = FileSystemArtifactStore(str(store_dir))
+    for meta in get_all_artifact_meta(target, storage=storage):
+        if meta.filename == path.name:
+            with open(path, "rb") as f:
+                store.write(meta.artifact_id, f)
+            return meta.artifact_id
+    return upload_artifact(artifact_store=store, file_path=str(path), study_or_trial=target,
+                           storage=storage, mimetype="image/png" if path.suffix == ".png" else None)
+
+
+# -- Markdown ------------------------------------------------------------------------------------
+
+def render_markdown(rep: Report) -> str:
+    h = rep.handle
+    t = rep.table
+    counts = t["status"].value_counts().to_dict()
+    lines = [
+        f"# Sweep report: {h.name}",
+        "",
+        f"- storage: `{h.storage_url}`; mode: {h.mode}; space: {h.study.user_attrs.get('space_name', '-')}"
+        f" (hash {h.study.user_attrs.get('space_hash', '-')})",
+        f"- trials: {len(t)} ({', '.join(f'{k}: {v}' for k, v in sorted(counts.items()))}); "
+        f"fully trained (Pareto candidates): {int(t['candidate'].sum())}",
+        f"- objectives: {', '.join(f'{o.metric} ({o.direction})' for o in rep.objectives)}",
+        f"- generated {_dt.datetime.now(_dt.timezone.utc).isoformat(timespec='seconds')} by radio-nas "
+        f"{__version__}",
+        "",
+        "## Pareto front",
+        "",
+        "Non-dominated among fully trained trials (COMPLETE, status ok) over all objectives; the same "
+        "set as Optuna's `study.best_trials`. `rank` is the non-dominated-sorting rank (1 = front).",
+        "",
+        f"**Hypervolume: {rep.hypervolume.value:.4f}** — {rep.hypervolume.describe()}.",
+        "",
+    ]
+    params = [c for c in t.columns if c.startswith("param.")]
+    cols = ["number", "arch_id", *[o.metric for o in rep.objectives], "n_params", "gmacs", "latency_ms",
+            *params]
+    cols = list(dict.fromkeys(c for c in cols if c in t.columns))
+    lines += [_md_table(rep.pareto[cols].sort_values(rep.objectives[0].metric)), ""]
+    figures = [(k, v) for k, v in rep.files.items() if k.endswith(".png")]
+    if figures:
+        lines += ["## Plots", ""]
+        lines += [f"![{k}]({_rel(v, rep.out_dir)})" for k, v in figures]
+        lines.append("")
+    if rep.pca:
+        lines += ["## PCA of spatial features (Pareto variants)", "",
+                  "Top-3 principal components of the stride-16 features mapped to RGB (seed §B); the "
+                  "student beside each teacher of its pipeline. Attached to the study as Optuna "
+                  f"artifacts (shown by optuna-dashboard): `optuna-dashboard --artifact-dir {_artifact_hint(h)} {h.storage_url}`.", ""]
+        for e in rep.pca:
+            if e.path is not None:
+                lines.append(f"- trial {e.trial}: ![trial {e.trial}]({_rel(e.path, rep.out_dir)})"
+                             + (f" ({e.note})" if e.note else ""))
+            else:
+                lines.append(f"- trial {e.trial}: {e.note}")
+        lines.append("")
+    if rep.ablation:
+        lines += ["## Ablation: mean ± 95% CI per level", "",
+                  "Student-t interval over the fully trained runs at each level (n runs, n_seeds "
+                  "distinct seeds); for a grid, levels pool the other factors.", ""]
+        for factor, frame in rep.ablation.items():
+            shown = pd.DataFrame({"level": frame["level"], "n": frame["n"], "n_seeds": frame["n_seeds"]})
+            for o in rep.objectives:
+                shown[o.metric] = [_pm(m, c) for m, c in zip(frame[f"{o.metric}_mean"], frame[f"{o.metric}_ci95"])]
+            lines += [f"### {factor}", "", _md_table(shown), ""]
+    if rep.reference is not None:
+        lines += ["## Side by side with published models (reference rows)", "",
+                  "Rows marked `reference` are published numbers of other models, not measured here "
+                  "(different teachers, data and training length: only params/GMACs compare directly).",
+                  ""]
+        ours = rep.pareto.assign(name=lambda d: [f"{h.name} #{n}" for n in d["number"]], kind="this sweep",
+                                 params_m=lambda d: d["n_params"].astype(float) / 1e6,
+                                 resolution=_resolution_column(rep))
+        keep = ["name", "kind", "params_m", "resolution", "gmacs",
+                *[o.metric for o in rep.objectives if o.metric not in ("gmacs",)]]
+        side = pd.concat([ours[[c for c in keep if c in ours]], rep.reference], ignore_index=True)
+        lines += [_md_table(side), ""]
+    lines += ["## All trials", ""]
+    all_cols = ["number", "state", "status", "pareto_rank", *[o.metric for o in rep.objectives], "n_params",
+                "gmacs", "latency_ms", "failure_reason"]
+    lines += [_md_table(t[list(dict.fromkeys(c for c in all_cols if c in t))]), ""]
+    lines += ["Files: " + ", ".join(f"`{_rel(v, rep.out_dir)}`" for k, v in rep.files.items()
+                                   if not k.endswith(".png")) + ", `report.md`.", ""]
+    return "\n".join(lines)
+
+
+def _resolution_column(rep: Report) -> list[Any]:
+    from radio_nas.report.export import pipeline_resolution
+
+    trials = {t.number: t for t in rep.handle.study.get_trials(deepcopy=False)}
+    out = []
+    for n in rep.pareto["number"]:
+        pipe = trials[int(n)].user_attrs.get("pipeline") or rep.handle.study.user_attrs.get("pipeline")
+        hgt, wid = pipeline_resolution(pipe)
+        out.append(hgt if hgt == wid else f"{hgt}x{wid}")
+    return out
+
+
+def _md_table(frame: pd.DataFrame) -> str:
+    if frame.empty:
+        return "_(none)_"
+    cols = list(frame.columns)
+    out = ["| " + " | ".join(str(c) for c in cols) + " |", "|" + "---|" * len(cols)]
+    for _, row in frame.iterrows():
+        out.append("| " + " | ".join(_cell(row[c]) for c in cols) + " |")
+    return "\n".join(out)
+
+
+def _cell(value: Any) -> str:
+    if _isna(value):
+        return ""
+    if isinstance(value, (bool, np.bool_)):
+        return "yes" if value else ""
+    if isinstance(value, (float, np.floating)):
+        v = float(value)
+        if v == int(v) and abs(v) < 1e15:
+            return str(int(v))
+        return f"{v:.4g}"
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def _pm(mean: float, half: float) -> str:
+    if _isna(mean):
+        return ""
+    return f"{mean:.4g} ± {half:.2g}" if not _isna(half) else f"{mean:.4g} (n=1)"
+
+
+def _quality_metric(objectives: list[Objective], table: pd.DataFrame) -> str | None:
+    names = [o.metric for o in objectives]
+    if "fidelity" in table:
+        return "fidelity"
+    maxi = [o.metric for o in objectives if o.direction == "maximize"]
+    return (maxi or names or [None])[0]
+
+
+def _write_csv(frame: pd.DataFrame, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    frame.to_csv(tmp, index=False)
+    tmp.replace(path)
+
+
+def _rel(path: Path, base: Path) -> str:
+    try:
+        return str(Path(path).relative_to(base))
+    except ValueError:
+        return str(path)
+
+
+def _artifact_hint(handle: StudyHandle) -> str:
+    return str(handle.results_dir / ARTIFACT_DIR) if handle.results_dir else "<results>/artifacts"
+
+
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in text)
+
+
+def _isna(value: Any) -> bool:
+    try:
+        return value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value))
+    except TypeError:
+        return False
+
+
+def _plain(value: Any) -> Any:
+    if _isna(value):
+        return None
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
