@@ -194,6 +194,8 @@ class _Parser:
     def _choice(self, args: list[Any], kwargs: dict[str, Any]) -> Choice:
         if kwargs:
             raise self.error(f"choice() takes no named arguments, got {next(iter(kwargs))}=")
+        if any(isinstance(a, (Choice, IntRange, FloatRange)) for a in args):
+            raise self.error("a sweep cannot be nested inside choice(); list plain values")
         return Choice(tuple(args))
 
     def _interval(self, args: list[Any], kwargs: dict[str, Any]) -> Distribution:

@@ -388,14 +388,14 @@ def _build(raw: dict[str, Any], file: Path | None) -> Space:
 
 
 def _parse_params(cfg: SpaceConfig, file: Path | None) -> list[Param]:
-    params: list[Param] = []
-    by_name: dict[str, Param] = {}
+    """Parse every entry, then order them so a conditioned parameter comes after what it depends on."""
+    dists: dict[str, Any] = {}
+    raw_when: dict[str, Any] = {}
     for name, spec in cfg.parameters.items():
         key = f"parameters.{name}"
         if not re.fullmatch(r"(arch|pipeline)\.[A-Za-z_][\w.]*", name):
             raise ConfigError("expected a dotted target starting with 'arch.' or 'pipeline.' "
                               "(e.g. arch.width, pipeline.balancing.method)", key=key)
-        when: dict[str, tuple[Any, ...]] = {}
         if isinstance(spec, dict) and "_type" not in spec:
             extra = set(spec) - {"values", "when"}
             if extra or "values" not in spec:
@@ -403,26 +403,40 @@ def _parse_params(cfg: SpaceConfig, file: Path | None) -> list[Param]:
                 raise ConfigError(f"{'unknown key ' + repr(bad) if extra else 'missing values'}; a parameter "
                                   "mapping takes 'values' (grammar, NNI or a fixed value) and optional 'when'",
                                   key=key)
-            when = _parse_when(spec.get("when") or {}, by_name, f"{key}.when")
-            spec = spec["values"]
+            raw_when[name] = spec.get("when")
+            dists[name] = parse_param(spec["values"], key=f"{key}.values")
         elif isinstance(spec, dict) and "when" in spec:  # NNI mapping with a condition
             spec = dict(spec)
-            when = _parse_when(spec.pop("when") or {}, by_name, f"{key}.when")
-        dist = parse_param(spec, key=f"{key}.values" if when else key)
-        param = Param(name, dist, when)
-        params.append(param)
-        by_name[name] = param
-    return params
+            raw_when[name] = spec.pop("when")
+            dists[name] = parse_param(spec, key=key)
+        else:
+            dists[name] = parse_param(spec, key=key)
+    partial = {n: Param(n, d, {}) for n, d in dists.items()}
+    whens = {n: _parse_when(w, partial, n, f"parameters.{n}.when") for n, w in raw_when.items()}
+    ordered: list[Param] = []
+    placed: set[str] = set()
+    pending = list(dists)
+    while pending:
+        ready = [n for n in pending if set(whens.get(n, {})) <= placed]
+        if not ready:
+            raise ConfigError(f"conditions form a cycle among {', '.join(pending)}",
+                              key=f"parameters.{pending[0]}.when")
+        for n in ready:
+            ordered.append(Param(n, dists[n], whens.get(n, {})))
+            placed.add(n)
+            pending.remove(n)
+    return ordered
 
 
-def _parse_when(when: Any, known: dict[str, Param], key: str) -> dict[str, tuple[Any, ...]]:
+def _parse_when(when: Any, known: dict[str, Param], owner: str, key: str) -> dict[str, tuple[Any, ...]]:
     if not isinstance(when, dict) or not when:
         raise ConfigError("expected a mapping {parameter: value or [values]}", key=key)
     out = {}
     for dep, allowed in when.items():
-        if dep not in known:
-            raise ConfigError(f"condition on {dep!r}, which is not a parameter declared above this one; "
-                              f"expected one of: {', '.join(known) or '(none)'}", key=f"{key}.{dep}")
+        if dep not in known or dep == owner:
+            others = [n for n in known if n != owner]
+            raise ConfigError(f"condition on {dep!r}, which is not another parameter of this space; "
+                              f"expected one of: {', '.join(others) or '(none)'}", key=f"{key}.{dep}")
         values = tuple(allowed) if isinstance(allowed, list) else (allowed,)
         possible = known[dep].finite_values if not known[dep].fixed else (known[dep].dist.value,)
         if possible is not None:
