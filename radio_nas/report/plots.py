@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from radio_nas.report.pareto import pareto_mask
+
 
 def _plt():
     import matplotlib
@@ -32,7 +34,8 @@ def _save(fig, out: str | Path) -> Path:
 
 
 def tradeoff_plot(table: pd.DataFrame, x: str, y: str, out: str | Path, *, x_label: str | None = None,
-                  y_label: str | None = None, title: str | None = None) -> Path | None:
+                  y_label: str | None = None, title: str | None = None, x_direction: str = "minimize",
+                  y_direction: str = "maximize") -> Path | None:
     """Scatter of trained trials (y vs x), the Pareto front (rank 1 over all objectives) in red and
     labelled with trial numbers; others coloured by Pareto rank. None if nothing to plot."""
     plt = _plt()
@@ -45,9 +48,18 @@ def tradeoff_plot(table: pd.DataFrame, x: str, y: str, out: str | Path, *, x_lab
     fig, ax = plt.subplots(figsize=(6.4, 4.6))
     rest = ok[~ok["pareto"]]
     if not rest.empty:
-        sc = ax.scatter(rest[x].astype(float), rest[y].astype(float), c=rest["pareto_rank"].astype(float),
-                        cmap="viridis_r", s=28, alpha=0.8, label="dominated (colour = Pareto rank)")
-        fig.colorbar(sc, ax=ax, label="Pareto rank")
+        ranks = rest["pareto_rank"].astype(float)
+        sc = ax.scatter(rest[x].astype(float), rest[y].astype(float), c=ranks, cmap="viridis_r", s=28,
+                        alpha=0.8, vmin=1, vmax=max(2.0, float(ranks.max())),
+                        label="dominated (colour = Pareto rank)")
+        if ranks.nunique() > 1:
+            fig.colorbar(sc, ax=ax, label="Pareto rank")
+    # the front of just these two objectives (x smaller, y larger is better), as a staircase
+    pts = ok[[x, y]].to_numpy(dtype=float)
+    two = pts[pareto_mask(pts, [x_direction, y_direction])]
+    two = two[np.argsort(two[:, 0])]
+    ax.step(two[:, 0], two[:, 1], where="post", color="red", alpha=0.4, linestyle="--",
+            label=f"front of {y} vs {x} only")
     front = ok[ok["pareto"]].sort_values(x)
     ax.scatter(front[x].astype(float), front[y].astype(float), c="red", s=60, edgecolors="black",
                zorder=3, label="Pareto front (all objectives)")

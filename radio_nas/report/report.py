@@ -251,7 +251,8 @@ def render_markdown(rep: Report) -> str:
         "## Pareto front",
         "",
         "Non-dominated among fully trained trials (COMPLETE, status ok) over all objectives; the same "
-        "set as Optuna's `study.best_trials`. `rank` is the non-dominated-sorting rank (1 = front).",
+        "set as Optuna's `study.best_trials`. The all-trials table gives every trained trial's "
+        "`pareto_rank` (non-dominated sorting; 1 = front).",
         "",
         f"**Hypervolume: {rep.hypervolume.value:.4f}** — {rep.hypervolume.describe()}.",
         "",
@@ -260,7 +261,9 @@ def render_markdown(rep: Report) -> str:
     cols = ["number", "arch_id", *[o.metric for o in rep.objectives], "n_params", "gmacs", "latency_ms",
             *params]
     cols = list(dict.fromkeys(c for c in cols if c in t.columns))
-    lines += [_md_table(rep.pareto[cols].sort_values(rep.objectives[0].metric)), ""]
+    first = rep.objectives[0]
+    lines += [_md_table(rep.pareto[cols].sort_values(first.metric, ascending=first.direction == "minimize")),
+              ""]
     figures = [(k, v) for k, v in rep.files.items() if k.endswith(".png")]
     if figures:
         lines += ["## Plots", ""]
