@@ -1,0 +1,166 @@
+"""The study searcher without Ray: constraints checked before training, every trial outcome
+recorded in the right state, resume bookkeeping, ablation statistics. Real Optuna SQLite storage."""
+import json
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+
+from radio_nas.search.ablation import ablation_points, ablation_summary, mean_ci
+from radio_nas.search.costs import Costs, violations
+from radio_nas.search.searcher import StudySearcher
+from radio_nas.search.space import Constraints, load_space
+from radio_nas.search.study import (default_storage, open_study, recover_orphans, trained_count)
+from radio_nas.search.trainable import FINAL_KEY, RESULT_KEY
+from ray.tune.search import Searcher
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = {"preset": "xt", "width": 16, "depths": [1, 1, 1, 1], "head_dim": 16}
+State = optuna.trial.TrialState
+
+
+def space_file(tmp_path, **extra):
+    data = {"name": "c1",
+            "pipeline": {"path": str(REPO / "pipelines/distill_cpu.yaml"), "overrides": {"steps": 2, "resolution": 64}},
+            "base": TINY,
+            "parameters": {"arch.width": "choice(16, 64)"},
+            "objectives": [{"metric": "fidelity", "direction": "maximize"}, {"metric": "gmacs", "direction": "minimize"}],
+            "sampler": {"name": "random", "seed": 0}, **extra}
+    path = tmp_path / "space.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def setup(tmp_path, **extra):
+    space = load_space(space_file(tmp_path, **extra))
+    results = tmp_path / "results"
+    study = open_study(space, results, default_storage(results))
+    return space, study, results
+
+
+def final_result(fidelity=0.5, status="ok", reason=None):
+    run = {"status": status, "failure_reason": reason, "fidelity": fidelity, "loss_curve": [1.0, 0.5],
+           "steps": 2, "wall_s": 1.0, "weights_path": None}
+    return {"step": 2, "fidelity": fidelity, FINAL_KEY: True, RESULT_KEY: json.dumps(run)}
+
+
+def test_violations_lists_every_broken_limit():
+    c = Costs(params=2_000_000, gmacs=3.0, latency_ms=12.0)
+    assert violations(c, Constraints()) == []
+    assert violations(c, Constraints(max_params=1e6, max_gmacs=5, max_latency_ms=10)) == [
+        "params 2e+06 > max_params 1e+06", "latency_ms 12 > max_latency_ms 10"]
+
+
+def test_infeasible_variants_are_recorded_never_trained(tmp_path):
+    # width 64 at 64 px is ~0.09 GMACs, width 16 ~0.008: a 0.03 limit keeps only width 16.
+    space, study, results = setup(tmp_path, constraints={"max_gmacs": 0.03}, budget={"trials": 3})
+    s = StudySearcher(space, study, results, trials=3, progress=None)
+    handed_out = []
+    for i in range(3):
+        config = s.suggest(f"t{i}")
+        assert config and config["arch"]["width"] == 16
+        handed_out.append(config["number"])
+        s.on_trial_complete(f"t{i}", final_result(0.4 + i / 10))
+    assert s.suggest("t9") == Searcher.FINISHED
+    trials = study.get_trials()
+    infeasible = [t for t in trials if t.user_attrs["status"] == "infeasible"]
+    assert infeasible, "the random sampler should have drawn width 64 at least once"
+    for t in infeasible:
+        assert t.state == State.PRUNED and t.params["arch.width"] == 64
+        assert t.user_attrs["gmacs"] > 0.03 and "max_gmacs" in t.user_attrs["failure_reason"]
+        assert t.number not in handed_out
+        assert not (results / "trials" / str(t.number)).exists()
+    ok = [t for t in trials if t.state == State.COMPLETE]
+    assert [t.number for t in ok] == handed_out and trained_count(study) == 3
+    t = ok[0]
+    assert t.values == [0.4, pytest.approx(t.user_attrs["gmacs"])]
+    for key in ("arch", "arch_id", "pipeline", "params", "gmacs", "latency_ms", "latency_device", "status",
+                "failure_reason", "metrics", "loss_curve", "weights_path", "seed"):
+        assert key in t.user_attrs, key
+    assert t.user_attrs["loss_curve"] == [1.0, 0.5] and "loss_curve" not in t.user_attrs["metrics"]
+    assert study.best_trials and all(b.state == State.COMPLETE for b in study.best_trials)
+
+
+def test_model_rejection_is_infeasible_and_too_many_stop_the_sweep(tmp_path):
+    # head_dim 48 divides no 4*width here: every variant is rejected by the model config.
+    space, study, results = setup(tmp_path, parameters={"arch.head_dim": "choice(48, 40)"},
+                                  budget={"trials": 2, "max_infeasible": 5})
+    s = StudySearcher(space, study, results, trials=2, progress=None)
+    assert s.suggest("t0") == Searcher.FINISHED
+    trials = study.get_trials()
+    assert len(trials) == 5 and all(t.state == State.PRUNED for t in trials)
+    assert all("divisible by head_dim" in t.user_attrs["failure_reason"] for t in trials)
+    assert "max_infeasible" in s.stop_reason
+
+
+def test_failed_pruned_and_crashed_trials(tmp_path):
+    space, study, results = setup(tmp_path)
+    s = StudySearcher(space, study, results, trials=10, progress=None)
+    for i in range(3):
+        assert s.suggest(f"t{i}") is not None
+        assert s.suggest("extra") is None  # concurrency 1: one live trial at a time
+        if i == 0:
+            s.on_trial_complete("t0", final_result(float("nan"), status="failed", reason="loss is NaN at step 1"))
+        elif i == 1:  # stopped by ASHA: the last result was an intermediate one
+            s.on_trial_complete("t1", {"step": 1, "fidelity": 0.2, "train_loss": 1.0, FINAL_KEY: False})
+        else:
+            s.on_trial_complete("t2", None, error=True)
+    by_status = {t.user_attrs["status"]: t for t in study.get_trials()}
+    assert by_status["failed"].state == State.FAIL
+    assert "NaN" in by_status["failed"].user_attrs["failure_reason"] or \
+        "Ray worker" in by_status["failed"].user_attrs["failure_reason"]
+    pruned = by_status["pruned"]
+    assert pruned.state == State.PRUNED and pruned.values is None and "ASHA" in pruned.user_attrs["failure_reason"]
+    assert trained_count(study) == 3 and study.best_trials == []
+
+
+def test_orphans_are_failed_and_requeued_and_not_counted(tmp_path):
+    space, study, results = setup(tmp_path)
+    s = StudySearcher(space, study, results, trials=5, progress=None)
+    config = s.suggest("t0")
+    s.on_trial_complete("t0", final_result())
+    config = s.suggest("t1")  # the driver "dies" with this one running
+    orphan_params = study.trials[config["number"]].params
+    again = open_study(space, results, default_storage(results))  # a new driver
+    assert recover_orphans(again) == [config["number"]]
+    t = again.trials[config["number"]]
+    assert t.state == State.FAIL and t.user_attrs["orphaned"] and trained_count(again) == 1
+    waiting = again.get_trials(states=(State.WAITING,))
+    assert len(waiting) == 1 and waiting[0].system_attrs["fixed_params"] == orphan_params
+    s2 = StudySearcher(space, again, results, trials=5, progress=None)
+    rerun = s2.suggest("t2")
+    assert again.trials[rerun["number"]].params == orphan_params  # the queued parameters run first
+
+
+def test_a_different_space_on_the_same_folder_is_refused(tmp_path):
+    from radio_nas._config import ConfigError
+
+    space, study, results = setup(tmp_path)
+    assert (results / "space.yaml").is_file()
+    other = load_space(space_file(tmp_path, parameters={"arch.width": "choice(16, 32)"}))
+    with pytest.raises(ConfigError, match="different space"):
+        open_study(other, results, default_storage(results))
+    assert len(optuna.get_all_study_summaries(default_storage(results))) == 1
+
+
+def test_ablation_summary_mean_and_ci(tmp_path):
+    space, study, results = setup(tmp_path, mode="ablation", ablation={"design": "ofat", "seeds": 3},
+                                  parameters={"arch.width": "choice(16, 32)"},
+                                  objectives=[{"metric": "fidelity", "direction": "maximize"}])
+    points = ablation_points(space)
+    assert len(points) == 6
+    for p in points:
+        study.enqueue_trial(p)
+    s = StudySearcher(space, study, results, trials=6, progress=None)
+    fid = {16: [0.5, 0.6, 0.7], 32: [0.8, 0.8, 0.8]}
+    for i in range(6):
+        c = s.suggest(f"t{i}")
+        w = c["arch"]["width"]
+        s.on_trial_complete(f"t{i}", final_result(fid[w][c["pipeline"]["seed"]]))
+    rows = {r["level"]: r for r in ablation_summary(study, space)}
+    assert rows[16]["n"] == 3 and rows[16]["mean"] == pytest.approx(0.6)
+    assert rows[16]["ci95"] == pytest.approx(4.302653 * 0.1 / 3 ** 0.5, rel=1e-5)  # t(0.975, 2) * sd / sqrt(n)
+    assert rows[32]["ci95"] == pytest.approx(0.0, abs=1e-12) and rows[16]["base"]
+    mean, ci = mean_ci([1.0])
+    assert mean == 1.0 and ci != ci  # nan for a single value
