@@ -14,10 +14,10 @@ TINY = {"preset": "xt", "width": 16, "depths": [1, 1, 1, 1], "head_dim": 16}
 @pytest.mark.parametrize("resolution", [(64, 64), (64, 128), (96, 64)])
 def test_student_pca_shape_and_range(resolution: tuple[int, int]) -> None:
     from radio_nas.models import build_model
-    from radio_nas.report.pca import feature_pictures, load_image
+    from radio_nas.report.pca import StudentFeatures, feature_pictures, load_image
 
     torch.manual_seed(0)
-    model = build_model(TINY)
+    model = StudentFeatures(build_model(TINY))
     image = load_image("skimage:chelsea")  # 300x451, non-square
     pictures = feature_pictures({"s": model}, image, resolution)
     rgb = pictures["s"]
@@ -26,6 +26,15 @@ def test_student_pca_shape_and_range(resolution: tuple[int, int]) -> None:
     assert rgb.std() > 0.01  # not a constant picture
     again = feature_pictures({"s": model}, image, resolution)["s"]
     assert np.array_equal(rgb, again)  # deterministic signs and scaling
+
+
+def test_student_input_matches_the_trials() -> None:
+    """The PCA pictures feed the student exactly as the distillation trials do."""
+    from radio_nas.distill import trial
+    from radio_nas.report.pca import StudentFeatures
+
+    wrapped = StudentFeatures(torch.nn.Identity())
+    assert torch.allclose(wrapped.mean, trial._MEAN) and torch.allclose(wrapped.std, trial._STD)
 
 
 def test_pca_recovers_planted_components() -> None:

@@ -40,8 +40,8 @@ def run(args: argparse.Namespace) -> int:
     from radio_nas._config import load_yaml
     from radio_nas.cli import print_json
     from radio_nas.models import resolve_config
-    from radio_nas.report.pca import (default_resolution, feature_pictures, load_image,
-                                      parse_resolution, resized, save_panel)
+    from radio_nas.report.pca import (StudentFeatures, default_resolution, feature_pictures,
+                                      load_image, parse_resolution, resized, save_panel)
     from radio_nas.report.weights import load_student
 
     cfg = resolve_config(args.arch)
@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     image = load_image(args.image)
     resolution = parse_resolution(args.resolution) or default_resolution(*image.shape[:2])
     cfg.check_input_size(*resolution)
-    models = {"student": load_student(cfg, weights)}
+    models = {"student": StudentFeatures(load_student(cfg, weights))}
     pipeline = args.pipeline if args.pipeline is not None else exported.get("pipeline")
     teachers = []
     if pipeline and not args.no_teachers:

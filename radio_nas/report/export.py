@@ -35,6 +35,11 @@ ONNX_ATOL = 1e-4
 """Largest |ONNX - PyTorch| accepted on a random input (fp32; seen here: ~1e-7)."""
 
 
+INPUT_NOTE = {"layout": "NCHW", "channels": "rgb", "value_range": [0, 1],
+              "normalize": {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]},
+              "note": "as radio-nas trials feed the student: (x/255 - mean) / std"}
+
+
 class OnnxParityError(RuntimeError):
     """ONNX Runtime disagrees with PyTorch beyond the tolerance."""
 
@@ -104,7 +109,8 @@ def variant_document(handle: StudyHandle, trial: Any) -> dict[str, Any]:
     if recorded_id and recorded_id != cfg.id:
         provenance["recorded_arch_id"] = recorded_id  # config defaults changed since the sweep
     return {"arch": cfg.to_dict(), "pipeline": trial.user_attrs.get("pipeline")
-            or handle.study.user_attrs.get("pipeline"), "metrics": metrics, "provenance": provenance}
+            or handle.study.user_attrs.get("pipeline"), "metrics": metrics, "provenance": provenance,
+            "input": INPUT_NOTE}
 
 
 def export_trials(handle: StudyHandle, numbers: list[int], out_dir: str | Path | None = None, *,

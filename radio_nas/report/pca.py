@@ -1,9 +1,9 @@
 """PCA pictures of spatial features (seed §B): the features' top 3 principal components as RGB.
 
-    >>> from radio_nas.report.pca import load_image, pca_rgb, feature_pictures, resized, save_panel
+    >>> from radio_nas.report.pca import StudentFeatures, load_image, pca_rgb, feature_pictures, resized, save_panel
     >>> image = load_image("photo.jpg")                  # or "skimage:astronaut"
     >>> rgb = pca_rgb(features[0])                        # (D, h, w) -> (h, w, 3) in [0, 1]
-    >>> pictures = feature_pictures({"student": model}, image, resolution=(224, 320))
+    >>> pictures = feature_pictures({"student": StudentFeatures(model)}, image, resolution=(224, 320))
     >>> save_panel(resized(image, (224, 320)), pictures, "pca.png")
 
 Any resolution and aspect ratio works (the student needs multiples of 32). Each component is
@@ -123,6 +123,23 @@ def to_batch(image: np.ndarray, resolution: tuple[int, int]) -> torch.Tensor:
 def resized(image: np.ndarray, resolution: tuple[int, int]) -> np.ndarray:
     """The picture exactly as the student sees it, (H, W, 3) in [0, 1] (for display)."""
     return to_batch(image, resolution)[0].permute(1, 2, 0).numpy()
+
+
+STUDENT_MEAN = (0.485, 0.456, 0.406)
+STUDENT_STD = (0.229, 0.224, 0.225)
+"""How trials feed the student (``radio_nas.distill.trial``): RGB in [0, 1], ImageNet mean/std."""
+
+
+class StudentFeatures:
+    """A student as the trials ran it: normalises [0, 1] RGB with ImageNet mean/std first."""
+
+    def __init__(self, model: torch.nn.Module):
+        self.model = model.eval()
+        self.mean = torch.tensor(STUDENT_MEAN).view(1, 3, 1, 1)
+        self.std = torch.tensor(STUDENT_STD).view(1, 3, 1, 1)
+
+    def __call__(self, images: torch.Tensor) -> Any:
+        return self.model((images - self.mean) / self.std)
 
 
 FeatureFn = Callable[[torch.Tensor], Any]

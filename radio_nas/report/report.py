@@ -153,7 +153,7 @@ def build_report(handle: StudyHandle, out_dir: str | Path | None = None, *,
 
 def _pca_for_front(rep: Report, image_source: str, max_pca: int) -> list[PcaEntry]:
     from radio_nas.report.export import pipeline_resolution, trial_weights_path
-    from radio_nas.report.pca import feature_pictures, load_image, resized, save_panel
+    from radio_nas.report.pca import StudentFeatures, feature_pictures, load_image, resized, save_panel
     from radio_nas.report.weights import load_student
 
     handle = rep.handle
@@ -172,7 +172,8 @@ def _pca_for_front(rep: Report, image_source: str, max_pca: int) -> list[PcaEntr
             continue
         pipeline = trial.user_attrs.get("pipeline") or handle.study.user_attrs.get("pipeline") or {}
         resolution = pipeline_resolution(pipeline)
-        models: dict[str, Any] = {f"student #{number}": load_student(trial.user_attrs["arch"], weights)}
+        models: dict[str, Any] = {
+            f"student #{number}": StudentFeatures(load_student(trial.user_attrs["arch"], weights))}
         teachers, note = _teachers_for(pipeline, teacher_cache)
         models.update(teachers)
         pictures = feature_pictures(models, image, resolution)
