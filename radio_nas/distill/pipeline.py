@@ -34,10 +34,14 @@ class OutputSpec(Config):
     """Summary only: how a map/tokens become one vector (cls = first token). Ignored for vectors."""
     prefix_tokens: int = 0
     """tokens layout: how many leading tokens (CLS, registers) are not patch tokens."""
+    grid: tuple[int, int] | None = None
+    """Features only: average-pool the map to this grid before caching (e.g. SAM's 64x64 -> 16x16)."""
 
     def validate(self) -> None:
         if self.prefix_tokens < 0:
             raise ConfigError(f"expected an integer >= 0, got {self.prefix_tokens}", key="prefix_tokens")
+        if self.grid is not None and min(self.grid) < 1:
+            raise ConfigError(f"expected positive sizes, got {list(self.grid)}", key="grid")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -40,6 +40,8 @@ class Teacher:
         outputs = self._raw(x)
         summary = _as_summary(_select(outputs, self.cfg.summary.output, "summary"), self.cfg.summary)
         features = _as_map(_select(outputs, self.cfg.features.output, "features"), self.cfg.features)
+        if self.cfg.features.grid is not None and tuple(features.shape[-2:]) != self.cfg.features.grid:
+            features = F.adaptive_avg_pool2d(features.float(), self.cfg.features.grid)
         return summary.float(), features.float()
 
     @property
@@ -157,17 +159,19 @@ def _onnx_path(model: str) -> Path:
 class TorchTeacher(Teacher):
     """A torch module called as ``model(x)`` or ``model.<method>(x)``."""
 
-    def __init__(self, cfg: TeacherConfig, module: torch.nn.Module, fingerprint: str | None = None):
+    def __init__(self, cfg: TeacherConfig, module: torch.nn.Module, fingerprint: str | None = None,
+                 call: Callable[[torch.Tensor], Any] | None = None):
         super().__init__(cfg)
         self.module = module.eval().to(cfg.device)
         self._fingerprint = fingerprint
+        self._call = call
 
     @property
     def fingerprint(self) -> str:
         return self._fingerprint or super().fingerprint
 
     def _raw(self, x: torch.Tensor) -> Any:
-        fn = getattr(self.module, self.cfg.method) if self.cfg.method else self.module
+        fn = self._call or (getattr(self.module, self.cfg.method) if self.cfg.method else self.module)
         out = fn(x.to(self.cfg.device))
         return _to_cpu(out)
 
@@ -203,14 +207,16 @@ def _torch_hub(cfg: TeacherConfig) -> Teacher:
 
 
 class _HFWrapper(torch.nn.Module):
-    """Calls a transformers model with ``pixel_values`` and returns its output as a dict;
-    ``hidden_states.N`` selects one hidden state (requested automatically)."""
+    """Calls a transformers model (or its ``method``, e.g. SAM's ``get_image_embeddings``) with
+    ``pixel_values`` and returns a dict; ``hidden_states.N`` selects one hidden state."""
 
-    def __init__(self, model: torch.nn.Module, hidden: bool):
+    def __init__(self, model: torch.nn.Module, hidden: bool, method: str | None = None):
         super().__init__()
-        self.model, self.hidden = model, hidden
+        self.model, self.hidden, self.method = model, hidden, method
 
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, x: torch.Tensor) -> Any:
+        if self.method:
+            return getattr(self.model, self.method)(pixel_values=x)
         out = self.model(pixel_values=x, output_hidden_states=self.hidden)
         result = {k: v for k, v in out.items() if isinstance(v, torch.Tensor)}
         for i, h in enumerate(out.get("hidden_states") or ()):
@@ -227,7 +233,8 @@ def _hf(cfg: TeacherConfig) -> Teacher:
     model = transformers.AutoModel.from_pretrained(cfg.model, **cfg.kwargs)
     wants_hidden = any(isinstance(s.output, str) and s.output.startswith("hidden_states.")
                        for s in (cfg.summary, cfg.features))
-    return TorchTeacher(cfg, _HFWrapper(model, wants_hidden))
+    wrapper = _HFWrapper(model, wants_hidden, cfg.method)
+    return TorchTeacher(cfg, wrapper, call=wrapper)
 
 
 def _timm(cfg: TeacherConfig) -> Teacher:
@@ -248,7 +255,10 @@ def _open_clip(cfg: TeacherConfig) -> Teacher:
                           key="adapter") from None
     name, _, pretrained = cfg.model.partition(":")
     model = open_clip.create_model(name, pretrained=pretrained or None, **cfg.kwargs)
-    return TorchTeacher(cfg, model.visual)
+    visual = model.visual
+    if hasattr(visual, "output_tokens"):  # ViTs: forward returns (pooled, patch tokens)
+        visual.output_tokens = True
+    return TorchTeacher(cfg, visual)
 
 
 _TORCH_ADAPTERS: dict[str, Callable[[TeacherConfig], Teacher]] = {

@@ -1,0 +1,66 @@
+"""``radio-nas trial``: one distillation trial, standalone.
+
+    radio-nas trial pipelines/distill_cpu.yaml --arch t
+    radio-nas trial pipelines/distill_cpu.yaml --arch xt --set steps=40 --set balancing.method=adaloss --json
+    radio-nas trial distill_cpu --arch exported/abc.yaml --weights /tmp/student.safetensors
+
+Exit status: 0 when the trial finished, 1 when it failed (the reason is printed), 2 on bad input.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "trial", help="run one distillation trial of a student against a pipeline's teachers",
+        description="Train a student for the pipeline's steps against cached teacher outputs, then "
+                    "evaluate fidelity (mean cosine similarity to each teacher's summary and features) "
+                    "on held-out crops.")
+    p.add_argument("pipeline", help="pipeline YAML (e.g. pipelines/distill_cpu.yaml) or a bundled name")
+    p.add_argument("--arch", required=True, help="student: a preset name (xt, t, s, ...) or an arch YAML")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a pipeline key (dotted, e.g. steps=40, balancing.method=adaloss, "
+                        "teachers.rn50_s16.batch_size=32); repeatable")
+    p.add_argument("--weights", metavar="PATH", help="save the trained student + adaptors (safetensors)")
+    p.add_argument("--quiet", action="store_true", help="no progress output on stderr")
+    p.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    from radio_nas._config import parse_assignment
+    from radio_nas.cli import print_json
+    from radio_nas.distill import load_pipeline, run_trial
+
+    overrides = dict(parse_assignment(text) for text in args.overrides)
+    pipeline = load_pipeline(args.pipeline, overrides)
+
+    def report(metrics: dict) -> None:
+        if not args.quiet:
+            print(f"step {metrics['step']:>5}  loss {metrics['train_loss']:.4f}  fidelity {metrics['fidelity']:.4f}",
+                  file=sys.stderr)
+
+    result = run_trial(pipeline, args.arch, report=report, weights_path=args.weights, progress=not args.quiet)
+    if args.json:
+        print_json(result)
+    else:
+        _print(result)
+    if result["status"] != "ok":
+        print(f"radio-nas trial: trial failed: {result['failure_reason']}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _print(result: dict) -> None:
+    def fmt(v: object) -> str:
+        return f"{v:.4f}" if isinstance(v, float) else str(v)
+
+    keys = ["status", "failure_reason", "fidelity", *sorted(k for k in result if k.startswith("fidelity/")),
+            "knn_accuracy", "train_loss_final", "train_loss_mean", "steps", "steps_per_s", "images_per_s",
+            "time_teacher_s", "time_student_s", "time_eval_s", "wall_s", "cache_hit", "weights_path"]
+    width = max(map(len, keys))
+    for k in keys:
+        if k in result and not (k == "failure_reason" and result[k] is None):
+            print(f"{k:<{width}}  {fmt(result[k])}")
