@@ -149,13 +149,17 @@ FeatureFn = Callable[[torch.Tensor], Any]
 @torch.no_grad()
 def feature_pictures(models: Mapping[str, FeatureFn], image: np.ndarray,
                      resolution: tuple[int, int]) -> dict[str, np.ndarray]:
-    """PCA picture per named model (students and teachers) of `image` at `resolution`."""
+    """PCA picture per named model of `image`: students (:class:`StudentFeatures` or modules) see
+    it at `resolution`; anything else (a teacher, which resizes to its own input size) sees the
+    full picture, as teachers see crops at full quality in the trials."""
     batch = to_batch(image, resolution)
+    full = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float()
     pictures = {}
     for name, fn in models.items():
         if isinstance(fn, torch.nn.Module):
             fn.eval()
-        out = fn(batch)
+        student = isinstance(fn, (torch.nn.Module, StudentFeatures))
+        out = fn(batch if student else full)
         features = out[1] if isinstance(out, (tuple, list)) else out
         pictures[name] = pca_rgb(torch.as_tensor(features)[0])
     return pictures
