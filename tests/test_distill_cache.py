@@ -1,0 +1,153 @@
+"""Teacher-output cache: content keys, atomic writes, two processes racing, ls/clear."""
+import json
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+
+from radio_nas.cli import main
+from radio_nas.distill.cache import cache_key, clear, list_entries, teacher_outputs
+from radio_nas.distill.data import open_dataset
+from radio_nas.distill.pipeline import DataConfig, TeacherConfig
+
+FAKE = {"name": "fake", "adapter": "torch_hub", "model": "nobody/fake:teacher", "resolution": 32,
+        "summary": {"layout": "vector"}, "features": {}, "batch_size": 4}
+
+
+class FakeTeacher:
+    """Deterministic numpy 'teacher': summary = channel means, features = 2x2 pooled crop."""
+
+    def __init__(self, fail_at=None):
+        self.calls, self.fail_at = 0, fail_at
+
+    def __call__(self, crops):
+        self.calls += 1
+        if self.fail_at is not None and self.calls >= self.fail_at:
+            raise RuntimeError("teacher broke")
+        x = torch.from_numpy(crops).float() / 255
+        return x.mean((2, 3)), torch.nn.functional.adaptive_avg_pool2d(x, 2)
+
+
+def test_key_changes_with_teacher_data_crops_resolution_and_split():
+    t = TeacherConfig.from_dict(FAKE)
+    ds = open_dataset(DataConfig(train_size=8, eval_size=4))
+    base = cache_key(t, ds, "train")
+    changed = [
+        cache_key(t.replace(resolution=64), ds, "train"),
+        cache_key(t.replace(model="nobody/fake:other"), ds, "train"),
+        cache_key(t.replace(summary={"output": "x", "layout": "vector"}), ds, "train"),
+        cache_key(t.replace(mean=[0.5, 0.5, 0.5]), ds, "train"),
+        cache_key(t, open_dataset(DataConfig(train_size=8, eval_size=4, seed=1)), "train"),
+        cache_key(t, open_dataset(DataConfig(train_size=8, eval_size=4, scale=[0.5, 1.0])), "train"),
+        cache_key(t, open_dataset(DataConfig(train_size=16, eval_size=4)), "train"),
+        cache_key(t, open_dataset(DataConfig(train_size=8, eval_size=4, images=["astronaut", "coffee"])), "train"),
+        cache_key(t, ds, "eval"),
+    ]
+    assert base not in changed and len(set(changed)) == len(changed)
+    # what does not change the outputs does not change the key
+    assert cache_key(t.replace(name="other", batch_size=9, weight_summary=0.3), ds, "train") == base
+
+
+def test_build_then_warm_without_teacher(tmp_path):
+    t = TeacherConfig.from_dict(FAKE)
+    ds = open_dataset(DataConfig(train_size=10, eval_size=4))
+    teacher = FakeTeacher()
+    entries, built = teacher_outputs([t], ds, "train", root=tmp_path, get_teachers=lambda: {"fake": teacher},
+                                     progress=False)
+    assert built and teacher.calls == 3  # 10 crops in batches of 4
+    e = entries["fake"]
+    assert e.summary.dtype == np.float16 and isinstance(e.summary, np.memmap) and e.features.shape == (10, 3, 2, 2)
+    ref_s, ref_f = FakeTeacher()(ds.crops("train", range(10), (32, 32)))
+    assert np.allclose(e.summary, ref_s.numpy(), atol=1e-3) and np.allclose(e.features, ref_f.numpy(), atol=1e-3)
+
+    def boom():
+        raise AssertionError("a warm cache must not build teachers")
+    again, built = teacher_outputs([t], ds, "train", root=tmp_path, get_teachers=boom)
+    assert not built and np.array_equal(again["fake"].summary, e.summary)
+    # cache disabled: computed in memory, nothing written
+    mem, built = teacher_outputs([t], ds, "eval", root=tmp_path / "off", get_teachers=lambda: {"fake": FakeTeacher()},
+                                 enabled=False, progress=False)
+    assert built and mem["fake"].path is None and not (tmp_path / "off").exists()
+
+
+def test_interrupted_build_leaves_nothing_behind(tmp_path):
+    t = TeacherConfig.from_dict(FAKE)
+    ds = open_dataset(DataConfig(train_size=12, eval_size=4))
+    with pytest.raises(RuntimeError, match="teacher broke"):
+        teacher_outputs([t], ds, "train", root=tmp_path, get_teachers=lambda: {"fake": FakeTeacher(fail_at=2)},
+                        progress=False)
+    assert list_entries(tmp_path) == []
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp-")]
+    entries, built = teacher_outputs([t], ds, "train", root=tmp_path, get_teachers=lambda: {"fake": FakeTeacher()},
+                                     progress=False)
+    assert built and len(list_entries(tmp_path)) == 1
+
+
+RACER = textwrap.dedent("""
+    import hashlib, os, sys, time
+    import numpy as np, torch
+    from radio_nas.distill.cache import teacher_outputs
+    from radio_nas.distill.data import open_dataset
+    from radio_nas.distill.pipeline import DataConfig, TeacherConfig
+
+    root, log, go = sys.argv[1], sys.argv[2], float(sys.argv[3])
+    t = TeacherConfig.from_dict({fake})
+    ds = open_dataset(DataConfig(train_size=12, eval_size=4))
+
+    def teacher(crops):
+        with open(log, "a") as fh:
+            fh.write(f"{{os.getpid()}}\\n")
+        time.sleep(0.3)  # slow enough that the other process arrives while we build
+        x = torch.from_numpy(crops).float() / 255
+        return x.mean((2, 3)), torch.nn.functional.adaptive_avg_pool2d(x, 2)
+
+    while time.time() < go:
+        time.sleep(0.01)
+    entries, built = teacher_outputs([t], ds, "train", root=root, get_teachers=lambda: {{"fake": teacher}},
+                                     progress=False)
+    e = entries["fake"]
+    print(built, hashlib.sha1(np.asarray(e.summary).tobytes() + np.asarray(e.features).tobytes()).hexdigest())
+""").format(fake=repr(FAKE))
+
+
+@pytest.mark.slow
+def test_two_processes_racing_build_once(tmp_path):
+    import time
+
+    script = tmp_path / "racer.py"
+    script.write_text(RACER)
+    log = tmp_path / "calls.log"
+    go = str(time.time() + 4.0)  # both start importing now and begin together
+    procs = [subprocess.Popen([sys.executable, str(script), str(tmp_path / "cache"), str(log), go],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [o[1][-2000:] for o in outs]
+    results = [o[0].split() for o in outs]
+    assert sorted(r[0] for r in results) == ["False", "True"]  # one built, the other waited and read it
+    assert results[0][1] == results[1][1]
+    pids = set(log.read_text().split())
+    assert len(pids) == 1 and len(log.read_text().split()) == 3  # one process ran the teacher, 3 batches
+    assert len(list_entries(tmp_path / "cache")) == 1
+
+
+def test_cache_cli_ls_and_clear(tmp_path, capsys):
+    t = TeacherConfig.from_dict(FAKE)
+    ds = open_dataset(DataConfig(train_size=4, eval_size=4))
+    for split in ("train", "eval"):
+        teacher_outputs([t], ds, split, root=tmp_path, get_teachers=lambda: {"fake": FakeTeacher()}, progress=False)
+    assert main(["cache", "ls", "--dir", str(tmp_path), "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert len(listed["entries"]) == 2 and listed["bytes"] > 0
+    entry = listed["entries"][0]
+    assert {"key", "teacher", "split", "n", "summary_shape", "features_shape", "bytes"} <= set(entry)
+    assert main(["cache", "ls", "--dir", str(tmp_path)]) == 0
+    assert "fake" in capsys.readouterr().out
+    assert main(["cache", "clear", entry["key"][:8], "--dir", str(tmp_path)]) == 0
+    assert "removed 1 entries" in capsys.readouterr().out
+    assert [e["key"] for e in list_entries(tmp_path)] == [listed["entries"][1]["key"]]
+    assert main(["cache", "clear", "--dir", str(tmp_path), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["removed"] == [listed["entries"][1]["key"]]
+    assert list_entries(tmp_path) == [] and clear(tmp_path) == []
