@@ -1,0 +1,136 @@
+"""Run a validation end to end: plan, train through the sweep machinery, analyse, write the verdict.
+
+    >>> from radio_nas.validate import ValidateSettings, run_validation
+    >>> out = run_validation("search_spaces/mra.yaml", ValidateSettings(variants=6, budgets=(1, 4), seeds=2))
+    >>> out["comparisons"][0]["kendall_tau"], out["results_dir"]      # results/mra-validate/
+
+Results go to ``results/<name>-validate/`` like any study: ``study.db`` (its own Optuna study,
+named after the derived space), ``validate_space.yaml`` + ``pipeline.yaml`` (what the study
+runs), ``plan.json``, ``validation.json`` (the statistics), ``validation.md`` and
+``short_vs_long.png``. Running the same command again resumes: finished trials are kept. A
+different plan (other variants, budgets or seeds) on the same folder is refused.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from radio_nas._config import ConfigError
+from radio_nas.search.space import Space, load_space
+from radio_nas.validate.plan import PLAN_FILE, Plan, ValidateSettings, plan_validation, validation_space
+
+RESULT_FILE = "validation.json"
+PLOT_FILE = "short_vs_long.png"
+
+
+def run_validation(space_source: str | Path | Space | None, settings: ValidateSettings, *,
+                   from_dir: str | Path | None = None, results_dir: str | Path | None = None,
+                   overrides: dict[str, Any] | None = None, address: str | None = None,
+                   num_cpus: int | None = None, wall_time: Any = None,
+                   progress: Callable[[str], None] | None = print) -> dict[str, Any]:
+    """Plan, run (or resume) and analyse a validation; returns the validation.json content."""
+    say = progress or (lambda line: None)
+    space = _source_space(space_source, from_dir, overrides)
+    plan = plan_validation(space, settings, from_dir=from_dir, progress=say)
+    results = Path(results_dir) if results_dir is not None else Path("results") / f"{space.name}-validate"
+    _check_plan(results, plan)
+    derived = validation_space(plan, results)
+    (results / PLAN_FILE).write_text(json.dumps(plan.to_dict(), indent=2, default=str))
+
+    from radio_nas.search.study import default_storage, open_study
+    from radio_nas.search.sweep import run_sweep
+
+    storage_url = default_storage(results)
+    study = open_study(derived, results, storage_url)
+    if not study.get_trials(deepcopy=False):
+        for params in plan.trial_params():
+            study.enqueue_trial(params)
+        study.set_user_attr("validation", {"source_space_hash": space.hash, "source_space": space.name,
+                                           "origin": plan.origin})
+    n_trials = len(plan.trial_params())
+    say(f"[{derived.name}] {len(plan.variants)} variants x {len(plan.budgets)} budgets "
+        f"({', '.join(f'{b.multiple:g}x={b.steps} steps' for b in plan.budgets)}) x {len(plan.seeds)} seeds "
+        f"= {n_trials} trials -> {results}")
+    started = time.monotonic()
+    outcome = run_sweep(derived, results_dir=results, storage=storage_url, address=address, trials=n_trials,
+                        wall_time=wall_time, num_cpus=num_cpus, progress=say)
+    wall = time.monotonic() - started
+    return finish(results, plan, study, wall_s=wall, sweep_outcome=outcome)
+
+
+def finish(results: Path, plan: Plan, study: Any, *, wall_s: float | None = None,
+           sweep_outcome: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Analyse the study's trials and write validation.json, validation.md and the plot."""
+    from radio_nas.validate.analysis import analyse, collect, format_markdown, plot
+
+    summary = analyse(collect(study, plan), plan)
+    trial_walls = [float((t.user_attrs.get("metrics") or {}).get("wall_s") or 0.0)
+                   for t in study.get_trials(deepcopy=False) if t.user_attrs.get("status") == "ok"]
+    out: dict[str, Any] = {
+        "name": f"{plan.source.name}-validate", "results_dir": str(results), "study": study.study_name,
+        "storage": f"sqlite:///{(results / 'study.db').as_posix()}",
+        "source_space": plan.source.name, "source_space_hash": plan.source.hash,
+        "pipeline": plan.source.pipeline.to_dict(), "pipeline_id": getattr(plan.source.pipeline, "id", None),
+        "origin": plan.origin, **summary,
+        "wall_s": wall_s, "trial_wall_s_total": sum(trial_walls),
+        "counts": (sweep_outcome or {}).get("counts"), "machine": machine_info(),
+        "written_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    png = plot(summary, results / PLOT_FILE)
+    out["plot"] = str(png) if png else None
+    text = json.dumps(out, indent=2, default=str)
+    tmp = results / (RESULT_FILE + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(results / RESULT_FILE)
+    (results / "validation.md").write_text(format_markdown(summary) + "\n")
+    return out
+
+
+def machine_info() -> dict[str, Any]:
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": cpu, "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "python": platform.python_version(), "torch": torch.__version__, "platform": platform.platform()}
+
+
+def _source_space(source: str | Path | Space | None, from_dir: str | Path | None,
+                  overrides: dict[str, Any] | None) -> Space:
+    if isinstance(source, Space):
+        return source
+    if source is None:
+        if from_dir is None:
+            raise ConfigError("give a search-space file, or --from a sweep's results folder", key="space")
+        copy = Path(from_dir) / "space.yaml"
+        if not copy.is_file():
+            raise ConfigError("holds no space.yaml; pass the sweep's space file too", file=from_dir, key="--from")
+        source = copy
+    return load_space(source, overrides)
+
+
+def _check_plan(results: Path, plan: Plan) -> None:
+    """Resume only the same plan: anything else would mix two validations in one study."""
+    existing = results / PLAN_FILE
+    if not existing.is_file():
+        return
+    try:
+        previous = json.loads(existing.read_text())
+    except ValueError:
+        raise ConfigError("is not valid JSON; remove the folder or pick another with --results",
+                          file=existing) from None
+    mine = json.loads(json.dumps(plan.to_dict(), default=str))
+    keys = ("source_space_hash", "variants", "budgets", "seeds")
+    differs = [k for k in keys if previous.get(k) != mine.get(k)]
+    if differs:
+        raise ConfigError(f"{results} holds a validation with other {', '.join(differs)}; run the same command "
+                          "to resume it, or pick another folder with --results", key="--results")
