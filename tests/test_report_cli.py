@@ -26,7 +26,7 @@ def test_report_search_study_writes_everything(tmp_path: Path, capsys) -> None:
                                                          if t.user_attrs["status"] == "ok"}
     assert payload["status_counts"] == {"ok": 6, "failed": 1, "pruned": 1, "infeasible": 1}
     assert 0 < payload["hypervolume"]["value"] <= 1 and len(payload["hypervolume"]["reference"]) == 3
-    for name in ("report.md", "trials.csv", "pareto.csv", "fidelity_vs_gmacs.png",
+    for name in ("report.md", "report.html", "trials.csv", "pareto.csv", "fidelity_vs_gmacs.png",
                  "fidelity_vs_latency.png", "parameter_effects.png"):
         assert (results / name).is_file(), name
     trials = pd.read_csv(results / "trials.csv")

@@ -5,7 +5,7 @@
     >>> rep = build_report(open_study("results/mra"), reference="radio_nas/report/reference_rows.yaml")
     >>> rep.files["report.md"], rep.hypervolume.value, rep.pareto_json()
 
-Writes into the results folder (or `out_dir`): ``report.md``, ``trials.csv`` (every trial),
+Writes into the results folder (or `out_dir`): ``report.md``, ``report.html``, ``trials.csv`` (every trial),
 ``pareto.csv`` (the front), ``fidelity_vs_gmacs.png``, ``fidelity_vs_latency.png``,
 ``parameter_effects.png``, for ablations ``ablation_<metric>.png`` and ``ablation.csv``, and
 ``pca/pca_trial<N>.png`` per Pareto variant with saved weights (student beside each teacher). The
@@ -144,6 +144,8 @@ def build_report(handle: StudyHandle, out_dir: str | Path | None = None, *,
         for name, path in rep.files.items():
             if name.endswith(".png"):
                 _attach(handle, None, path)  # the plots, on the dashboard's study page
+    (out_dir / "report.html").write_text(render_html(rep))
+    rep.files["report.html"] = out_dir / "report.html"
     (out_dir / "report.md").write_text(render_markdown(rep))
     rep.files["report.md"] = out_dir / "report.md"
     return rep
@@ -310,6 +312,40 @@ def render_markdown(rep: Report) -> str:
     lines += ["Files: " + ", ".join(f"`{_rel(v, rep.out_dir)}`" for k, v in rep.files.items()
                                    if not k.endswith(".png")) + ", `report.md`.", ""]
     return "\n".join(lines)
+
+
+def render_html(rep: Report) -> str:
+    """A self-contained page: summary, Pareto table, plots, PCA pictures, every trial."""
+    import html
+
+    h, t = rep.handle, rep.table
+    obj = [o.metric for o in rep.objectives]
+    params = [c for c in t.columns if c.startswith("param.")]
+    front_cols = list(dict.fromkeys(c for c in ["number", "arch_id", *obj, "n_params", "gmacs", "latency_ms",
+                                                *params] if c in t))
+    all_cols = list(dict.fromkeys(c for c in ["number", "state", "status", "pareto_rank", *obj, "n_params",
+                                              "gmacs", "latency_ms", "failure_reason"] if c in t))
+    images = [v for k, v in rep.files.items() if k.endswith(".png")] + [e.path for e in rep.pca if e.path]
+    parts = [
+        "<!doctype html><meta charset='utf-8'>",
+        f"<title>{html.escape(h.name)}</title>",
+        "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;font-size:13px}"
+        "td,th{border:1px solid #ccc;padding:3px 6px}img{max-width:100%;margin:6px 0}</style>",
+        f"<h1>Sweep report: {html.escape(h.name)}</h1>",
+        f"<p>objectives: {html.escape(', '.join(f'{o.metric} ({o.direction})' for o in rep.objectives))}; "
+        f"trials: {len(t)}; fully trained: {int(t['candidate'].sum())}; hypervolume "
+        f"<b>{rep.hypervolume.value:.4f}</b> ({html.escape(rep.hypervolume.describe())})</p>",
+        "<h2>Pareto front</h2>", rep.pareto[front_cols].to_html(index=False, na_rep=""),
+        *(f"<div><img src='{html.escape(_rel(p, rep.out_dir))}'></div>" for p in images),
+    ]
+    if rep.reference is not None:
+        parts += ["<h2>Published reference rows (not measured here)</h2>",
+                  rep.reference.to_html(index=False, na_rep="")]
+    for factor, frame in rep.ablation.items():
+        parts += [f"<h2>Ablation: {html.escape(factor)} (mean, 95% CI half-width)</h2>",
+                  frame.to_html(index=False, na_rep="", float_format=lambda v: f"{v:.4g}")]
+    parts += ["<h2>All trials</h2>", t[all_cols].to_html(index=False, na_rep="")]
+    return "\n".join(parts) + "\n"
 
 
 def _resolution_column(rep: Report) -> list[Any]:
