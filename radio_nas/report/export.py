@@ -216,8 +216,9 @@ def export_onnx(model: torch.nn.Module, path: str | Path, resolution: tuple[int,
                 atol: float = ONNX_ATOL, seed: int = 0) -> dict[str, float]:
     """Export `model` (input (1, 3, H, W)) to ONNX and compare with PyTorch under onnxruntime.
 
-    Uses the TorchScript exporter (``dynamo=False``): in torch 2.13 the dynamo exporter fails on
-    the window attention's ``reshape`` after SDPA. Returns the max |diff| per output; raises
+    Uses the TorchScript exporter (``dynamo=False``): in torch 2.13 the dynamo exporter fails
+    while decomposing SDPA *with an attn_mask* (E-RADIO's position bias): "Cannot view a tensor
+    with shape [1, 49, 4, 16] ... as (1, 49, 64)"; without the bias it exports. Returns the max |diff| per output; raises
     :class:`OnnxParityError` (and removes the file) when any exceeds `atol`.
     """
     import warnings
