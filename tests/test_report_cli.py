@@ -103,5 +103,7 @@ def test_report_on_a_study_with_nothing_trained(tmp_path: Path) -> None:
     results = make_study(tmp_path, n_ok=0, weights=False)
     rep = build_report(open_study(results), pca=False)
     assert rep.pareto.empty and rep.hypervolume.value == 0.0
+    payload = json.loads(json.dumps(rep.pareto_json(), allow_nan=False))  # strict JSON, no NaN
+    assert payload["pareto"] == [] and payload["hypervolume"]["reference"] == [None, None, None]
     assert "_(none)_" in (results / "report.md").read_text()
     assert len(optuna.load_study(study_name="tiny", storage=f"sqlite:///{results / 'study.db'}").trials) == 3
