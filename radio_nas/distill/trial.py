@@ -210,8 +210,8 @@ def _train(pipeline: PipelineConfig, dataset: CropDataset, student: _Student, ta
         losses = _losses(student, outputs, y)
         total, weights = student.balancer(losses, context=summary)
         if not torch.isfinite(total):
-            terms = ", ".join(f"{k}={float(v.mean()):.4g}" for k, v in losses.items())
-            raise TrialFailed(f"non-finite loss {float(total)} at step {step} ({terms})")
+            terms = ", ".join(f"{k}={float(v.detach().mean()):.4g}" for k, v in losses.items())
+            raise TrialFailed(f"non-finite loss {float(total.detach())} at step {step} ({terms})")
         opt.zero_grad(set_to_none=True)
         total.backward()
         if pipeline.optim.grad_clip is not None:

@@ -1,0 +1,129 @@
+"""End-to-end distillation trials with a tiny student and the real bundled ONNX teacher."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from radio_nas._config import ConfigError, dump_yaml
+from radio_nas.cli import main
+from radio_nas.distill import load_pipeline, run_trial
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = {"preset": "xt", "width": 16, "depths": [1, 1, 1, 1], "head_dim": 16, "cpb_hidden": 16}
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("teacher-cache")
+
+
+def tiny(cache_dir, **overrides):
+    base = {"resolution": 64, "batch_size": 8, "steps": 4, "data.train_size": 32, "data.eval_size": 16,
+            "eval.size": 8, "eval.every": 2, "eval.knn_train_size": 16, "eval.batch_size": 16,
+            "optim.lr": 0.003, "optim.warmup_steps": 0, "cache.dir": str(cache_dir),
+            "adaptor.hidden": 64}
+    return load_pipeline(ROOT / "pipelines/distill_cpu.yaml", {**base, **overrides})
+
+
+@pytest.mark.slow
+def test_tiny_student_learns_and_warm_trial_runs_no_teacher(cache_dir, monkeypatch):
+    before = run_trial(tiny(cache_dir, steps=0), TINY)
+    assert before["status"] == "ok" and before["cache_hit"] is False and before["time_teacher_s"] > 0
+    reports = []
+    # warm from here on: any teacher construction or forward pass is an error
+    import radio_nas.distill.teachers as teachers_mod
+    import radio_nas.distill.trial as trial_mod
+
+    def no_teacher(*a, **k):
+        raise AssertionError("a warm trial must not run a teacher")
+    monkeypatch.setattr(trial_mod, "build_teachers", no_teacher)
+    monkeypatch.setattr(teachers_mod.Teacher, "__call__", no_teacher)
+    monkeypatch.setattr(teachers_mod._OnnxRunner, "__init__", no_teacher)
+    after = run_trial(tiny(cache_dir, steps=20, batch_size=4, **{"eval.every": 10}), TINY, report=reports.append)
+    assert after["status"] == "ok", after["failure_reason"]
+    assert after["cache_hit"] is True and after["time_teacher_s"] < 1.0
+    print("fidelity untrained", before["fidelity"], "trained", after["fidelity"])
+    assert abs(before["fidelity"]) < 0.15
+    assert after["fidelity"] > before["fidelity"] + 0.3
+    for term in ("rn50_s16/summary", "rn50_s16/features", "rn50_s32/summary", "rn50_s32/features"):
+        assert after[f"fidelity/{term}"] > before[f"fidelity/{term}"]
+    assert after["train_loss_final"] < after["loss_curve"][0]
+    assert [r["step"] for r in reports] == [10, 20]
+    assert all({"step", "train_loss", "fidelity"} <= set(r) for r in reports)
+    assert reports[-1]["fidelity"] == after["fidelity"]  # the last report carries the final evaluation
+    assert len(after["loss_curve"]) == 20 and after["steps"] == 20
+    assert after["steps_per_s"] > 0 and after["images_per_s"] == pytest.approx(4 * after["steps_per_s"])
+    assert 0.0 <= after["knn_accuracy"] <= 1.0
+    json.dumps(after)  # JSON-able
+    # a different trial seed re-uses the same teacher cache (crops are seeded by data.seed)
+    other = run_trial(tiny(cache_dir, seed=5, steps=1), TINY)
+    assert other["status"] == "ok" and other["cache_hit"] is True
+
+
+def test_same_seed_same_numbers_and_weights_saved(cache_dir, tmp_path):
+    p = tiny(cache_dir, steps=2, **{"eval.every": 0, "eval.knn": False, "data.eval_size": 8})
+    a = run_trial(p, TINY, weights_path=tmp_path / "w.safetensors")
+    b = run_trial(p, TINY)
+    assert a["status"] == b["status"] == "ok"
+    assert a["loss_curve"] == b["loss_curve"] and a["fidelity"] == b["fidelity"]
+    c = run_trial(p.replace(seed=1), TINY)
+    assert c["loss_curve"] != a["loss_curve"]
+    from safetensors.torch import load_file, safe_open
+    tensors = load_file(a["weights_path"])
+    assert any(k.startswith("model.") for k in tensors) and any(k.startswith("adaptors.rn50_s16.") for k in tensors)
+    with safe_open(a["weights_path"], "pt") as fh:
+        assert json.loads(fh.metadata()["arch"])["width"] == 16
+
+
+@pytest.mark.parametrize("method", ["fixed", "uncertainty", "uncertainty_static", "adaloss"])
+def test_every_balancing_method_trains(cache_dir, method):
+    reports = []
+    r = run_trial(tiny(cache_dir, steps=2, batch_size=4, **{"balancing.method": method, "eval.every": 1,
+                                                           "eval.knn": False, "eval.size": 4}),
+                  TINY, report=reports.append)
+    assert r["status"] == "ok", r["failure_reason"]
+    assert all(np.isfinite(r["loss_curve"])) and len(reports) == 2
+    lam = {k: v for k, v in reports[0].items() if k.startswith("lambda/")}
+    assert len(lam) == 4
+    if method in ("fixed", "uncertainty"):
+        assert all(v == pytest.approx(1.0) for v in lam.values())  # fixed weights 1; b starts at 0
+    if method == "uncertainty_static":
+        assert all(v == pytest.approx(0.5) for v in lam.values())
+
+
+def test_nan_loss_and_exceptions_fail_the_trial_not_the_caller(cache_dir, monkeypatch):
+    import radio_nas.distill.trial as trial_mod
+
+    real = trial_mod.summary_loss
+    monkeypatch.setattr(trial_mod, "summary_loss", lambda s, t: real(s, t) * float("nan"))
+    r = run_trial(tiny(cache_dir, steps=2), TINY)
+    assert r["status"] == "failed" and "non-finite loss" in r["failure_reason"] and "step 1" in r["failure_reason"]
+    assert r["fidelity"] is None
+
+    def broken(s, t):
+        raise RuntimeError("out of memory (simulated)")
+    monkeypatch.setattr(trial_mod, "summary_loss", broken)
+    r = run_trial(tiny(cache_dir, steps=2), TINY)
+    assert r["status"] == "failed" and "RuntimeError: out of memory (simulated)" in r["failure_reason"]
+
+
+def test_config_errors_raise_before_training(cache_dir):
+    with pytest.raises(ConfigError, match="mra_pattern.*ratio 4 does not divide"):
+        run_trial(tiny(cache_dir, resolution=96), {**TINY, "mra_pattern": [[4, 1], [1]]})
+    with pytest.raises(ConfigError, match="arch"):
+        run_trial(tiny(cache_dir), "no-such-preset")
+
+
+def test_trial_cli_json(cache_dir, tmp_path, capsys):
+    arch = tmp_path / "tiny.yaml"
+    arch.write_text(dump_yaml(TINY))
+    args = ["trial", str(ROOT / "pipelines/distill_cpu.yaml"), "--arch", str(arch), "--json", "--quiet"]
+    sets = ["resolution=64", "steps=1", "batch_size=4", "data.train_size=32", "data.eval_size=16",
+            f"cache.dir={cache_dir}", "eval.knn=false", "adaptor.hidden=64"]
+    assert main(args + [x for s in sets for x in ("--set", s)]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["status"] == "ok" and out["steps"] == 1 and "fidelity/rn50_s32/features" in out
+    assert main(args + ["--set", "balancing.method=nope"]) == 2
+    assert "balancing.method: expected one of" in capsys.readouterr().err
