@@ -163,38 +163,52 @@ def _sample_variants(space: Space, k: int, progress: Any) -> tuple[dict[str, Any
     """K distinct feasible variants from a seeded random sampler (constraints checked, nothing trained)."""
     import optuna
 
-    from radio_nas.search.costs import measure_costs, violations
-
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=space.config.sampler.seed))
-    need_latency = space.config.constraints.max_latency_ms is not None
     found: dict[str, dict[str, Any]] = {}
-    tries = 0
+    seen: set[str] = set()  # feasible or not: each distinct variant is checked once
+    size = space.grid_size()  # finite spaces: stop once every variant was seen
+    tries = stale = 0
     limit = space.config.budget.max_infeasible + 20 * k
-    while len(found) < k and tries < limit:
+    while len(found) < k and tries < limit and stale < 200 and (size is None or len(seen) < size):
         tries += 1
         trial = study.ask()
         values = space.sample(trial)
         params = dict(trial.params)
         key = variant_key(params)
-        if key in found:
+        if key in seen:
+            stale += 1
             continue
+        seen.add(key)
+        stale = 0
         try:
             arch = space.arch_config(values)
             pipeline = space.pipeline_for(values)
             arch.check_input_size(*pipeline.size)
         except ConfigError:
             continue
-        if violations(measure_costs(arch, space.config.latency, pipeline.size, need_latency),
-                      space.config.constraints):
-            continue
-        found[key] = params
+        if _feasible(space, arch, pipeline.size):
+            found[key] = params
     if len(found) < 2:
         raise ConfigError(f"found {len(found)} feasible distinct variant(s) in {tries} draws; a ranking needs two "
                           "(loosen the constraints or widen the space)", key="constraints")
     if len(found) < k and progress:
         progress(f"the space holds only {len(found)} feasible distinct variants (asked for {k}); using them all")
     return tuple(found.values())
+
+
+def _feasible(space: Space, arch: Any, size: tuple[int, int]) -> bool:
+    """The space's constraints, measuring only what they name (a GMACs count costs a trace)."""
+    from radio_nas.search.costs import Costs, measure_costs, violations
+
+    c = space.config.constraints
+    if c.max_gmacs is None and c.max_latency_ms is None:
+        if c.max_params is None:
+            return True
+        from radio_nas.measure import count_params
+        from radio_nas.models import build_model
+        return not violations(Costs(count_params(build_model(arch)), 0.0), c)
+    return not violations(measure_costs(arch, space.config.latency, size, c.max_latency_ms is not None), c)
 
 
 def _pareto_variants(space: Space, folder: Path, k: int | None) -> tuple[tuple[dict[str, Any], ...],
