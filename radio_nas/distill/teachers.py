@@ -115,6 +115,8 @@ class _OnnxRunner:
         opts.log_severity_level = 3
         threads = torch.get_num_threads()
         opts.intra_op_num_threads = threads
+        # No busy-waiting between runs: the student trains in this process right after.
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device.startswith("cuda") \
             else ["CPUExecutionProvider"]
         providers = [p for p in providers if p in ort.get_available_providers()]
