@@ -139,7 +139,7 @@ class StudySearcher(Searcher):
                          extra={"metrics": _slim(result or {})})
             return
         curve = final.pop("loss_curve", None)
-        attrs = {"metrics": final, "loss_curve": curve}
+        attrs = {"metrics": final, "loss_curve": curve, "ray_node_id": result.get("node_id")}
         wp = final.get("weights_path")
         attrs["weights_path"] = _relative(wp, self.results_dir) if wp else None
         self.trained_here.append(float(final.get("wall_s") or 0.0))

@@ -273,6 +273,9 @@ class Space:
     """The resolved PipelineConfig (space overrides applied, parameters not)."""
     file: Path | None
     hash: str
+    raw: dict[str, Any] = dataclasses.field(default_factory=dict)
+    """The mapping as read (with command-line overrides applied)."""
+    overridden: bool = False
 
     @property
     def name(self) -> str:
@@ -349,7 +352,8 @@ def load_space(source: str | Path | dict[str, Any], overrides: dict[str, Any] | 
         for dotted, value in (overrides or {}).items():
             from radio_nas._config import set_dotted
             set_dotted(raw, dotted, value)
-        return _build(raw, file)
+        space = _build(raw, file)
+        return dataclasses.replace(space, raw=raw, overridden=bool(overrides))
     except ConfigError as exc:
         raise exc.within(file=file) from None
 

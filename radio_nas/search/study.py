@@ -24,6 +24,7 @@ from radio_nas._config import ConfigError
 from radio_nas.search.space import Space
 
 TRAINED_STATUSES = ("ok", "failed", "pruned")
+HASH_FILE = ".space_hash"  # what the folder's study searches; compared on resume
 ORPHAN_REASON = "the sweep driver stopped while this trial ran; its parameters were queued again"
 
 
@@ -105,26 +106,24 @@ def open_study(space: Space, results_dir: Path, storage_url: str) -> Any:
         for k, v in attrs.items():
             study.set_user_attr(k, v)
         (results_dir / "trials").mkdir(parents=True, exist_ok=True)
-        if space.file is not None:
+        if space.file is not None and not space.overridden:
             shutil.copyfile(space.file, results_dir / "space.yaml")
+        else:
+            from radio_nas._config import dump_yaml
+            (results_dir / "space.yaml").write_text(
+                f"# {space.file or 'space'} with command-line overrides applied\n" + dump_yaml(space.raw))
+        (results_dir / HASH_FILE).write_text(space.hash + "\n")
     elif study.user_attrs.get("space_hash") != space.hash:  # defensive: name embeds the hash
         raise ConfigError("the study in this folder was made by a different space", key="name")
     return study
 
 
 def check_folder(space: Space, results_dir: Path) -> None:
-    """Refuse a results folder made by a different space file (compares the saved copy)."""
-    copy = results_dir / "space.yaml"
-    if not copy.is_file():
+    """Refuse a results folder made by a different space (compares the space hash saved there)."""
+    saved = results_dir / HASH_FILE
+    if not saved.is_file():
         return
-    from radio_nas.search.space import load_space
-
-    try:
-        previous = load_space(copy)
-    except ConfigError as exc:
-        raise ConfigError(f"{results_dir} holds a space.yaml that no longer loads ({exc}); "
-                          "use another results folder", key="name") from None
-    if previous.hash != space.hash:
+    if saved.read_text().strip() != space.hash:
         raise ConfigError(f"{results_dir} was made by a different space (its space.yaml differs in what it "
                           f"searches); run that space again to resume it, or pick another folder with --results "
                           f"or another name", key="name")

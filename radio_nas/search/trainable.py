@@ -16,6 +16,7 @@ RESULT_KEY = "radio_nas_result"
 
 def train_trial(config: dict[str, Any]) -> None:
     """Ray Tune function trainable: ``config`` = {number, arch, pipeline, weights_path, threads}."""
+    import ray
     import torch
     from ray import tune
 
@@ -31,6 +32,7 @@ def train_trial(config: dict[str, Any]) -> None:
 
     result = run_trial(pipeline, config["arch"], report=report, weights_path=config.get("weights_path"))
     tune.report({"step": result.get("steps", pipeline.steps), "fidelity": _finite(result.get("fidelity")),
+                 "node_id": ray.get_runtime_context().get_node_id(),
                  FINAL_KEY: True, RESULT_KEY: json.dumps(result, default=_jsonable)})
 
 

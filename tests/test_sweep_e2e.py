@@ -1,0 +1,141 @@
+"""End to end through real Ray Tune and real SQLite storage: the smoke sweep, a sweep killed with
+SIGKILL and resumed, and a 2-node local Ray cluster. Tiny models, a few steps each."""
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+
+from radio_nas.search.space import load_space
+from radio_nas.search.study import default_storage, trained_count
+from radio_nas.search.sweep import run_sweep
+
+REPO = Path(__file__).resolve().parents[1]
+SMOKE = REPO / "search_spaces" / "smoke.yaml"
+State = optuna.trial.TrialState
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module", autouse=True)
+def shared_cache(tmp_path_factory):
+    """One teacher/latency cache for the module (Ray workers inherit the environment)."""
+    old = os.environ.get("RADIO_NAS_CACHE")
+    os.environ["RADIO_NAS_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    yield
+    if old is None:
+        os.environ.pop("RADIO_NAS_CACHE")
+    else:
+        os.environ["RADIO_NAS_CACHE"] = old
+
+
+def load(results):
+    storage = default_storage(results)
+    (summary,) = optuna.get_all_study_summaries(storage)
+    return optuna.load_study(study_name=summary.study_name, storage=storage)
+
+
+def test_smoke_sweep_end_to_end_and_rerun_is_a_no_op(tmp_path):
+    results = tmp_path / "smoke"
+    lines = []
+    out = run_sweep(SMOKE, results_dir=results, num_cpus=2, progress=lines.append)
+    assert out["counts"].get("ok") == 3 and out["trained"] == 3
+    study = load(results)
+    space = load_space(SMOKE)
+    assert study.metric_names == ["fidelity", "gmacs", "latency_ms"]
+    attrs = study.user_attrs
+    assert attrs["space_name"] == "smoke" and attrs["space_hash"] == space.hash and attrs["mode"] == "search"
+    assert attrs["objectives"][0] == {"metric": "fidelity", "direction": "maximize"}
+    assert attrs["pipeline"]["steps"] == 4 and attrs["results_dir"] == str(results.resolve())
+    assert (results / "space.yaml").read_text() == SMOKE.read_text()
+    ok = [t for t in study.trials if t.state == State.COMPLETE]
+    assert len(ok) == 3
+    for t in ok:
+        u = t.user_attrs
+        assert u["status"] == "ok" and u["failure_reason"] is None
+        assert t.values[0] == pytest.approx(u["metrics"]["fidelity"]) and 0 < t.values[0] <= 1
+        assert t.values[1] == pytest.approx(u["gmacs"]) and t.values[2] == pytest.approx(u["latency_ms"])
+        assert u["arch"]["width"] == t.params["arch.width"] and len(u["arch_id"]) == 12
+        assert u["pipeline"]["balancing"]["method"] == t.params["pipeline.balancing.method"]
+        assert u["latency_device"] and u["params"] > 0 and u["seed"] == 0 and u["loss_curve"]
+        assert u["weights_path"] == f"trials/{t.number}/student.safetensors"
+        assert (results / u["weights_path"]).is_file()
+    assert any("3/3 done" in line for line in lines) and any("best fidelity" in line for line in lines)
+    assert "Pareto set" in lines[-1] and str(results) in lines[-1]
+    before = [(t.number, t.datetime_complete) for t in study.trials]
+    again = run_sweep(SMOKE, results_dir=results, num_cpus=2, progress=lines.append)  # nothing left to do
+    assert again["trained"] == 3 and [(t.number, t.datetime_complete) for t in load(results).trials] == before
+
+
+def test_sigkill_mid_sweep_then_resume(tmp_path):
+    results = tmp_path / "killed"
+    # Longer trials than the smoke default so the kill lands while one trains.
+    slow = {"pipeline.overrides.steps": 30}
+    cmd = [sys.executable, "-m", "radio_nas", "sweep", str(SMOKE), "--results", str(results), "--trials", "3",
+           "--num-cpus", "2", "--set", "pipeline.overrides.steps=30"]
+    log = open(tmp_path / "driver.log", "w")
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            time.sleep(1.0)
+            if not (results / "study.db").exists():
+                continue
+            try:
+                trials = load(results).trials
+            except (ValueError, optuna.exceptions.StorageInternalError):
+                continue
+            done = [t for t in trials if t.state == State.COMPLETE]
+            running = [t for t in trials if t.state == State.RUNNING and t.user_attrs.get("status") == "running"]
+            if done and running:
+                break
+        else:
+            pytest.fail("the sweep never had a finished and a running trial at once:\n"
+                        + (tmp_path / "driver.log").read_text()[-3000:])
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the driver and the Ray processes it started
+        proc.wait()
+    study = load(results)
+    finished_before = {t.number: t.datetime_complete for t in study.trials if t.state == State.COMPLETE}
+    orphans = [t.number for t in study.trials if t.state == State.RUNNING]
+    assert finished_before and orphans
+
+    out = run_sweep(SMOKE, results_dir=results, trials=3, num_cpus=2, progress=None, overrides=slow)
+    study = load(results)
+    assert out["trained"] == 3 and trained_count(study) == 3
+    for number, completed in finished_before.items():  # kept, not re-run
+        assert study.trials[number].state == State.COMPLETE and study.trials[number].datetime_complete == completed
+    ok = [t for t in study.trials if t.state == State.COMPLETE]
+    assert len(ok) == 3  # exactly the missing ones were run
+    for number in orphans:
+        t = study.trials[number]
+        assert t.state == State.FAIL and t.user_attrs["orphaned"]
+        if t.user_attrs.get("params") is not None:  # it had started training: its params ran again
+            assert any(o.params == t.params for o in ok if o.number > max(finished_before))
+
+
+def test_two_node_ray_cluster(tmp_path):
+    import ray
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    cluster.add_node(num_cpus=1)
+    try:
+        ray.init(address=cluster.address, include_dashboard=False, log_to_driver=False)
+        cluster.wait_for_nodes()
+        assert len([n for n in ray.nodes() if n["Alive"]]) == 2
+        # Two objectives without latency: no trial waits for an idle device, so two run at once.
+        out = run_sweep(SMOKE, results_dir=tmp_path / "cluster", trials=4, concurrency=2,
+                        address=cluster.address, progress=None,
+                        overrides={"objectives": [{"metric": "fidelity", "direction": "maximize"},
+                                                  {"metric": "gmacs", "direction": "minimize"}]})
+        assert out["counts"].get("ok") == 4
+        nodes = {t.user_attrs["ray_node_id"] for t in load(tmp_path / "cluster").trials
+                 if t.state == State.COMPLETE}
+        assert len(nodes) == 2, "trials should have been spread over both nodes"
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
