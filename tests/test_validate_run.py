@@ -183,3 +183,45 @@ def test_validate_smoke_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture
                default_storage(sweep))
     assert noise_threshold(sweep) == pytest.approx(2 * out["noise"]["sweep_seed_std"])
     assert math.isfinite(noise_threshold(sweep))
+
+
+def _fake_sweep(folder: Path, space, rows: list[tuple[dict, tuple[float, float, float]]]) -> None:
+    """A sweep study as radio_nas.search writes it, with trials told directly (nothing trained)."""
+    import optuna
+    from optuna.distributions import CategoricalDistribution
+
+    from radio_nas.search.space import encode_choice
+    from radio_nas.search.study import default_storage, open_study
+
+    study = open_study(space, folder, default_storage(folder))
+    dists = {p.name: CategoricalDistribution([encode_choice(v) for v in p.dist.values]) for p in space.sampled}
+    for params, values in rows:
+        study.add_trial(optuna.trial.create_trial(params=params, distributions=dists, values=list(values),
+                                                  user_attrs={"status": "ok", "metrics": {"fidelity": values[0]}}))
+
+
+def test_from_takes_the_pareto_set_of_a_sweep(tmp_path: Path) -> None:
+    space = load_space(SMOKE)
+    p = lambda w, m, b: {"arch.width": w, "arch.mra_pattern": m, "pipeline.balancing.method": b}  # noqa: E731
+    a, b = "[[2, 1], [1]]", "[[1], [1]]"
+    rows = [(p(16, a, "fixed"), (0.30, 0.01, 5.0)),     # front: cheapest
+            (p(32, a, "fixed"), (0.50, 0.04, 9.0)),     # front: best fidelity
+            (p(32, b, "fixed"), (0.40, 0.03, 7.0)),     # front: in between
+            (p(32, b, "adaloss"), (0.35, 0.035, 8.0)),  # dominated by the one above (rank 2)
+            (p(16, b, "adaloss"), (0.20, 0.02, 6.0))]   # dominated by the first (rank 2)
+    sweep = tmp_path / "smoke"
+    _fake_sweep(sweep, space, rows)
+    plan = plan_validation(space, ValidateSettings(), from_dir=sweep)
+    assert plan.origin_trials == (1, 2, 0)  # the whole front, best fidelity first
+    assert plan.variants[0] == rows[1][0]
+    plan = plan_validation(space, ValidateSettings(variants=4), from_dir=sweep)
+    assert plan.origin_trials == (1, 2, 0, 3)  # filled from Pareto rank 2
+    plan = plan_validation(space, ValidateSettings(variants=2), from_dir=sweep)
+    assert plan.origin_trials == (1, 0)  # spread over the front: both ends
+    # the sweep's own space copy is used when no space file is given; another space is refused
+    from radio_nas.validate.run import _source_space
+    assert _source_space(None, sweep, None).hash == space.hash
+    with pytest.raises(ConfigError, match="different space"):
+        plan_validation(load_space(SMOKE, {"pipeline.overrides.steps": 3}), ValidateSettings(), from_dir=sweep)
+    with pytest.raises(ConfigError, match="no such results folder"):
+        plan_validation(space, ValidateSettings(), from_dir=tmp_path / "nothing-here")
