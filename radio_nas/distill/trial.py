@@ -59,9 +59,10 @@ def run_trial(pipeline: PipelineConfig | str | Path | dict, arch: Any, *, report
         pipeline = load_pipeline(pipeline)
     cfg = resolve_config(arch)
     cfg.check_input_size(*pipeline.size)  # type: ignore[attr-defined]
+    dataset = open_dataset(pipeline.data)  # bad paths etc. raise ConfigError here
+    threads = torch.get_num_threads()
     if pipeline.student.threads:
         torch.set_num_threads(pipeline.student.threads)
-    dataset = open_dataset(pipeline.data)  # bad paths etc. raise ConfigError here
     result: dict[str, Any] = {
         "status": "ok", "failure_reason": None, "arch_id": cfg.id, "pipeline_id": pipeline.id,
         "fidelity": None, "knn_accuracy": None, "train_loss_final": None, "train_loss_mean": None,
@@ -89,6 +90,8 @@ def run_trial(pipeline: PipelineConfig | str | Path | dict, arch: Any, *, report
     except Exception as exc:  # noqa: BLE001 -- a trial never crashes its caller
         tail = traceback.format_exception(exc)[-2].strip().replace("\n", " ")
         result.update(status="failed", failure_reason=f"{type(exc).__name__}: {exc} ({tail})")
+    finally:
+        torch.set_num_threads(threads)
     result["data_skipped"] = len(dataset.skipped)
     result["wall_s"] = time.perf_counter() - wall0
     return result
