@@ -151,3 +151,14 @@ def test_cache_cli_ls_and_clear(tmp_path, capsys):
     assert main(["cache", "clear", "--dir", str(tmp_path), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["removed"] == [listed["entries"][1]["key"]]
     assert list_entries(tmp_path) == [] and clear(tmp_path) == []
+
+
+def test_identical_teachers_under_two_names_are_computed_once(tmp_path):
+    a = TeacherConfig.from_dict(FAKE)
+    b = a.replace(name="twin")
+    ds = open_dataset(DataConfig(train_size=8, eval_size=4))
+    teacher = FakeTeacher()
+    entries, built = teacher_outputs([a, b], ds, "train", root=tmp_path,
+                                     get_teachers=lambda: {"fake": teacher, "twin": teacher}, progress=False)
+    assert built and teacher.calls == 2 and entries["fake"].key == entries["twin"].key
+    assert len(list_entries(tmp_path)) == 1

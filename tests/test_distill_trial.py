@@ -127,3 +127,9 @@ def test_trial_cli_json(cache_dir, tmp_path, capsys):
     assert out["status"] == "ok" and out["steps"] == 1 and "fidelity/rn50_s32/features" in out
     assert main(args + ["--set", "balancing.method=nope"]) == 2
     assert "balancing.method: expected one of" in capsys.readouterr().err
+
+
+def test_bf16_autocast_option(cache_dir):
+    r = run_trial(tiny(cache_dir, steps=1, batch_size=4, **{"student.amp": True, "eval.knn": False}), TINY)
+    assert r["status"] == "ok", r["failure_reason"]
+    assert np.isfinite(r["loss_curve"][0]) and -1.0 <= r["fidelity"] <= 1.0

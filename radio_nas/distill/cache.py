@@ -68,6 +68,14 @@ def teacher_outputs(teachers: Sequence[TeacherConfig], dataset: CropDataset, spl
     missing are run together on each batch (ONNX heads on one file then share one forward).
     """
     keys = {t.name: cache_key(t, dataset, split) for t in teachers}
+    # Teachers with identical outputs (same key under another name) are computed once.
+    first = {}
+    for t in teachers:
+        first.setdefault(keys[t.name], t)
+    if len(first) < len(teachers):
+        unique, built = teacher_outputs(list(first.values()), dataset, split, root=root,
+                                        get_teachers=get_teachers, enabled=enabled, progress=progress)
+        return {t.name: unique[first[keys[t.name]].name] for t in teachers}, built
     if not enabled:
         return _compute(teachers, keys, dataset, split, get_teachers(), None, progress), True
     root = Path(root).expanduser()

@@ -233,7 +233,7 @@ def _tar(cfg: DataConfig) -> CropDataset:
     shards = _tar_paths(cfg.path or "")
     if not shards:
         raise ConfigError(f"no .tar shards at {cfg.path}", key="data.path")
-    members: list[tuple[Path, str, int]] = []
+    members: list[tuple[Path, str, int, int]] = []
     cls_text: dict[str, int] = {}
     folders: set[str] = set()
     for shard in shards:
@@ -244,7 +244,7 @@ def _tar(cfg: DataConfig) -> CropDataset:
                         continue
                     base, suffix = os.path.splitext(m.name)
                     if suffix.lower() in IMAGE_SUFFIXES:
-                        members.append((shard, m.name, m.offset_data))
+                        members.append((shard, m.name, m.offset_data, m.size))
                         folders.add(os.path.dirname(m.name))
                     elif suffix == ".cls":
                         data = tf.extractfile(m)
@@ -268,16 +268,14 @@ def _tar(cfg: DataConfig) -> CropDataset:
     else:
         label_of = lambda shard, name: None  # noqa: E731
 
-    def reader(shard: Path, name: str) -> Callable[[], bytes]:
-        def load() -> bytes:
-            with tarfile.open(shard) as tf:
-                f = tf.extractfile(name)
-                if f is None:
-                    raise OSError(f"{name} is not a file")
-                return f.read()
+    def reader(shard: Path, offset: int, size: int) -> Callable[[], bytes]:
+        def load() -> bytes:  # direct read at the member's offset: no re-scan of the shard
+            with open(shard, "rb") as fh:
+                fh.seek(offset)
+                return fh.read(size)
         return load
 
-    items = [_Item(f"{s.name}/{n}", label_of(s, n), reader(s, n)) for s, n, _ in members]
+    items = [_Item(f"{s.name}/{n}", label_of(s, n), reader(s, off, size)) for s, n, off, size in members]
     if classes is not None and any(i.label is None for i in items):
         classes = None  # partial labels: treat the set as unlabelled
         items = [_Item(i.name, None, i.load) for i in items]

@@ -224,6 +224,8 @@ class CacheConfig(Config):
 class StudentConfig(Config):
     channels_last: bool = False
     device: str = "cpu"
+    amp: bool = False
+    """Run the student forward under bf16 autocast (GPU recipes); losses stay in fp32."""
     threads: int | None = None
     """torch.set_num_threads for the trial; None leaves it as it is."""
 

@@ -134,10 +134,13 @@ class _Student(nn.Module):
         self.terms = list(weights)
         self.balancer = make_balancer(pipeline.balancing, self.terms, model.summary_dim, weights)
         self.loss_cfg = pipeline.loss
+        self.amp = pipeline.student.amp
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, tuple[torch.Tensor, torch.Tensor]]]:
-        summary, features = self.model(x)
-        return summary, {name: ad(summary, features) for name, ad in self.adaptors.items()}
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.amp):
+            summary, features = self.model(x)
+            outputs = {name: ad(summary, features) for name, ad in self.adaptors.items()}
+        return summary.float(), {name: (s.float(), f.float()) for name, (s, f) in outputs.items()}
 
 
 def _images(dataset: CropDataset, split: str, idx: np.ndarray, pipeline: PipelineConfig) -> torch.Tensor:
