@@ -49,7 +49,8 @@ class BlockRecorder:
 def test_reorder_then_restore_is_identity(grid, ws):
     patches = torch.randn(2, grid[0] * grid[1], 5)
     reordered, order = reorder_patches(patches, grid, ws)
-    assert not torch.equal(reordered, patches) or ws in (1,) or grid == (ws, ws)
+    if ws > 1 and grid != (ws, ws):  # more than one window of more than one patch: order changes
+        assert not torch.equal(reordered, patches)
     assert torch.equal(restore_patch_order(reordered, order), patches)
     assert sorted(order.tolist()) == list(range(grid[0] * grid[1]))
 
@@ -88,9 +89,9 @@ def test_sampled_window_sizes_follow_the_list():
     # a window covering the whole grid is global attention
     assert {sample_window_size((8,), (8, 8), gen) for _ in range(5)} == {None}
     # seeded: same generator seed, same sequence; the global RNG works too
-    a = [sample_window_size(sizes, (8, 16), torch.Generator().manual_seed(7)) for _ in range(1)]
-    b = [sample_window_size(sizes, (8, 16), torch.Generator().manual_seed(7)) for _ in range(1)]
-    assert a == b
+    gen_a, gen_b = torch.Generator().manual_seed(7), torch.Generator().manual_seed(7)
+    assert ([sample_window_size(sizes, (8, 16), gen_a) for _ in range(30)]
+            == [sample_window_size(sizes, (8, 16), gen_b) for _ in range(30)])
     torch.manual_seed(3)
     first = [sample_window_size(sizes, (8, 16)) for _ in range(30)]
     torch.manual_seed(3)
