@@ -12,6 +12,7 @@ kept too, so the shortest budget that agrees with a 4x longer run can be read of
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -47,11 +48,9 @@ def collect(study: Any, plan: Plan) -> np.ndarray:
 def analyse(fid: np.ndarray, plan: Plan) -> dict[str, Any]:
     """Statistics of a (variants, budgets, seeds) fidelity array; JSON-ready (NaN becomes None)."""
     s = plan.settings
-    with np.errstate(all="ignore"):
-        import warnings
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices: variants not trained yet
-            means = np.nanmean(fid, axis=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices: variants not trained (yet)
+        means = np.nanmean(fid, axis=2)
     stds = np.array([[seed_std(fid[i, j]) for j in range(fid.shape[1])] for i in range(fid.shape[0])])
     per_budget = []
     for j, b in enumerate(plan.budgets):
@@ -60,7 +59,7 @@ def analyse(fid: np.ndarray, plan: Plan) -> dict[str, Any]:
         trained = int(np.isfinite(fid[:, j]).sum())
         per_budget.append({
             "multiple": b.multiple, "steps": b.steps, "trials_ok": trained,
-            "mean_fidelity": _clean(float(np.nanmean(means[:, j])) if np.isfinite(means[:, j]).any() else None),
+            "mean_fidelity": _clean(np.mean(means[np.isfinite(means[:, j]), j]) if trained else None),
             "seed_std_median": _clean(noise), "seed_std_max": _clean(float(col_std.max()) if col_std.size else None),
             "gap_share_2x_noise": _clean(gap_share(means[:, j], noise)),
             "best_variant": int(np.nanargmax(means[:, j])) if np.isfinite(means[:, j]).any() else None})
@@ -131,6 +130,37 @@ def format_markdown(summary: dict[str, Any]) -> str:
         lines.append(f"| {b['multiple']:g}× ({b['steps']}) | {b['trials_ok']} | {_num(b['mean_fidelity'])} | "
                      f"{_num(b['seed_std_median'])} / {_num(b['seed_std_max'])} | {_pct(b['gap_share_2x_noise'])} |")
     return "\n".join(lines)
+
+
+def format_report(out: dict[str, Any]) -> str:
+    """validation.md: what was run, on what machine, the two tables and the verdict."""
+    m = out.get("machine") or {}
+    budgets = ", ".join(f"{b['multiple']:g}× = {b['steps']} steps" for b in out["budgets"])
+    wall = out.get("wall_s")
+    rec = out.get("recommendation")
+    noise = out["noise"]
+    lines = [f"# Validation of `{out['source_space']}` (space {out['source_space_hash']})", "",
+             f"- variants: {out['n_variants']} ({out['origin']}); budgets: {budgets}; seeds: {out['seeds']}",
+             f"- trials: {out.get('counts')}; wall time {_dur(out.get('study_span_s'))} from first trial start to "
+             f"last trial end (this command: {_dur(wall)}; inside the trials: {_dur(out.get('trial_wall_s_total'))})",
+             f"- machine: {m.get('cpu')} ({m.get('cpus')} CPUs, torch {m.get('torch')} with {m.get('torch_threads')} "
+             f"threads, Python {m.get('python')}); written {out.get('written_at')}",
+             f"- study: `{out.get('study')}` in `{out.get('storage')}`", "",
+             format_markdown(out), "",
+             f"Seed noise at 1× (median seed std of fidelity): {_num(noise['sweep_seed_std'])}; "
+             f"2× noise threshold: {_num(noise['threshold'])}.",
+             "Recommended trial length: " + (
+                 f"**{rec['steps']} steps** ({rec['multiple']:g}×): Kendall τ {rec['kendall_tau']:.2f} "
+                 f"[{_num(rec['kendall_tau_ci'][0], 2)}, {_num(rec['kendall_tau_ci'][1], 2)}] against {rec['against']:g}×."
+                 if rec else f"none of the budgets reaches Kendall τ ≥ {AGREEMENT_TAU} against a run "
+                             f"≥ {AGREEMENT_RATIO:g}× longer.")]
+    return "\n".join(lines) + "\n"
+
+
+def _dur(seconds: float | None) -> str:
+    if seconds is None:
+        return "n/a"
+    return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"
 
 
 def plot(summary: dict[str, Any], out: Path) -> Path | None:

@@ -48,7 +48,14 @@ def find_validation(results_dir: str | Path) -> dict[str, Any] | None:
 
 
 def sweep_space_hash(folder: Path) -> str | None:
-    """The space hash of a sweep folder: from its study (cheap), else by loading its space.yaml."""
+    """The space hash of a sweep folder: its saved hash file, its study, else its loaded space.yaml."""
+    from radio_nas.search.study import HASH_FILE
+
+    saved = folder / HASH_FILE
+    if saved.is_file():
+        text = saved.read_text().strip()
+        if text:
+            return text
     db = folder / "study.db"
     if db.is_file():
         try:

@@ -65,7 +65,7 @@ def run_validation(space_source: str | Path | Space | None, settings: ValidateSe
 def finish(results: Path, plan: Plan, study: Any, *, wall_s: float | None = None,
            sweep_outcome: dict[str, Any] | None = None) -> dict[str, Any]:
     """Analyse the study's trials and write validation.json, validation.md and the plot."""
-    from radio_nas.validate.analysis import analyse, collect, format_markdown, plot
+    from radio_nas.validate.analysis import analyse, collect, format_report, plot
 
     summary = analyse(collect(study, plan), plan)
     trial_walls = [float((t.user_attrs.get("metrics") or {}).get("wall_s") or 0.0)
@@ -76,7 +76,7 @@ def finish(results: Path, plan: Plan, study: Any, *, wall_s: float | None = None
         "source_space": plan.source.name, "source_space_hash": plan.source.hash,
         "pipeline": plan.source.pipeline.to_dict(), "pipeline_id": getattr(plan.source.pipeline, "id", None),
         "origin": plan.origin, **summary,
-        "wall_s": wall_s, "trial_wall_s_total": sum(trial_walls),
+        "wall_s": wall_s, "study_span_s": _span(study), "trial_wall_s_total": sum(trial_walls),
         "counts": (sweep_outcome or {}).get("counts"), "machine": machine_info(),
         "written_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     png = plot(summary, results / PLOT_FILE)
@@ -85,8 +85,15 @@ def finish(results: Path, plan: Plan, study: Any, *, wall_s: float | None = None
     tmp = results / (RESULT_FILE + ".tmp")
     tmp.write_text(text)
     tmp.replace(results / RESULT_FILE)
-    (results / "validation.md").write_text(format_markdown(summary) + "\n")
+    (results / "validation.md").write_text(format_report(out))
     return out
+
+
+def _span(study: Any) -> float | None:
+    """First trial start to last trial end: the validation's wall time across resumes."""
+    starts = [t.datetime_start for t in study.get_trials(deepcopy=False) if t.datetime_start]
+    ends = [t.datetime_complete for t in study.get_trials(deepcopy=False) if t.datetime_complete]
+    return (max(ends) - min(starts)).total_seconds() if starts and ends else None
 
 
 def machine_info() -> dict[str, Any]:
