@@ -50,7 +50,7 @@ def test_onnx_intermediate_outputs_and_shared_forward():
 def test_onnx_unknown_output_names_the_key():
     bad = TeacherConfig.from_dict({**NSFW, "name": "bad", "summary": {"output": "Add_99:0"},
                                    "features": {"output": "Add_12:0"}})
-    with pytest.raises(ConfigError, match=r"teachers\.bad\.output: open-nsfw.onnx has no tensor 'Add_99:0'"):
+    with pytest.raises(ConfigError, match=r"teachers\.bad\.summary\.output: open-nsfw.onnx has no tensor 'Add_99:0'"):
         build_teacher(bad)
     missing = TeacherConfig.from_dict({**NSFW, "name": "m", "model": "/nope.onnx",
                                        "summary": {"output": "x"}, "features": {"output": "x"}})

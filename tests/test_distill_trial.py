@@ -114,6 +114,8 @@ def test_config_errors_raise_before_training(cache_dir):
         run_trial(tiny(cache_dir, resolution=96), {**TINY, "mra_pattern": [[4, 1], [1]]})
     with pytest.raises(ConfigError, match="arch"):
         run_trial(tiny(cache_dir), "no-such-preset")
+    with pytest.raises(ConfigError, match=r"teachers\.rn50_s32\.features\.output: open-nsfw.onnx has no tensor 'Add_77:0'"):
+        run_trial(tiny(cache_dir, **{"teachers.rn50_s32.features.output": "Add_77:0"}), TINY)
 
 
 def test_trial_cli_json(cache_dir, tmp_path, capsys):

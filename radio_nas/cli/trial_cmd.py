@@ -30,7 +30,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def run(args: argparse.Namespace) -> int:
-    from radio_nas._config import parse_assignment
+    from radio_nas._config import ConfigError, parse_assignment
     from radio_nas.cli import print_json
     from radio_nas.distill import load_pipeline, run_trial
 
@@ -42,7 +42,13 @@ def run(args: argparse.Namespace) -> int:
             print(f"step {metrics['step']:>5}  loss {metrics['train_loss']:.4f}  fidelity {metrics['fidelity']:.4f}",
                   file=sys.stderr)
 
-    result = run_trial(pipeline, args.arch, report=report, weights_path=args.weights, progress=not args.quiet)
+    try:
+        result = run_trial(pipeline, args.arch, report=report, weights_path=args.weights,
+                           progress=not args.quiet)
+    except ConfigError as exc:
+        if exc.key and exc.key.startswith("teachers."):  # a teacher entry of the pipeline file
+            raise exc.within(file=args.pipeline) from None
+        raise
     if args.json:
         print_json(result)
     else:

@@ -94,6 +94,12 @@ class OnnxTeacher(Teacher):
         return self.runner(x.numpy())
 
 
+class _UnknownTensor(ConfigError):
+    def __init__(self, name: str, message: str):
+        super().__init__(message, key="output")
+        self.name = name
+
+
 class _OnnxRunner:
     def __init__(self, path: Path, outputs: list[str], input_name: str | None, device: str):
         import onnx
@@ -107,8 +113,8 @@ class _OnnxRunner:
         for name in outputs:
             if name not in known:
                 close = [k for k in known if name.lower() in k.lower()][:5]
-                raise ConfigError(f"{path.name} has no tensor {name!r}"
-                                  + (f"; similar: {close}" if close else ""), key="output")
+                raise _UnknownTensor(name, f"{path.name} has no tensor {name!r}"
+                                     + (f"; similar: {close}" if close else ""))
             if name not in graph_outputs:  # expose an intermediate tensor
                 model.graph.output.append(onnx.ValueInfoProto(name=name))
         opts = ort.SessionOptions()
@@ -284,7 +290,12 @@ def build_teacher(cfg: TeacherConfig, runners: dict[tuple[str, str | None], _Onn
                 siblings = [c for c in all_cfgs or (cfg,) if c.adapter == "onnx"
                             and str(_onnx_path(c.model).resolve()) == key[0]] or [cfg]
                 names = [str(s.output) for c in siblings for s in (c.summary, c.features) if s.output is not None]
-                runners[key] = _OnnxRunner(path, names, input_name, cfg.device)
+                try:
+                    runners[key] = _OnnxRunner(path, names, input_name, cfg.device)
+                except _UnknownTensor as exc:  # name the teacher entry that asked for it
+                    owner, part = next((c, part) for c in siblings for part in ("summary", "features")
+                                       if str(getattr(c, part).output) == exc.name)
+                    raise ConfigError(exc.detail, key=f"teachers.{owner.name}.{part}.output") from None
             runner = runners[key]
             missing = [str(s.output) for s in (cfg.summary, cfg.features) if str(s.output) not in runner.outputs]
             if missing or cfg.summary.output is None or cfg.features.output is None:
@@ -293,6 +304,8 @@ def build_teacher(cfg: TeacherConfig, runners: dict[tuple[str, str | None], _Onn
             return OnnxTeacher(cfg, runner)
         return _TORCH_ADAPTERS[cfg.adapter](cfg)
     except ConfigError as exc:
+        if exc.key and exc.key.startswith("teachers."):
+            raise
         raise exc.within(prefix=f"teachers.{cfg.name}") from None
 
 

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from radio_nas._config import ConfigError
 from radio_nas.distill import cache as cache_mod
 from radio_nas.distill.adaptors import TeacherAdaptor
 from radio_nas.distill.balancing import make_balancer
@@ -87,6 +88,8 @@ def run_trial(pipeline: PipelineConfig | str | Path | dict, arch: Any, *, report
             result["weights_path"] = _save(student, cfg, pipeline, Path(weights_path))
     except TrialFailed as exc:
         result.update(status="failed", failure_reason=str(exc))
+    except ConfigError:
+        raise  # a bad teacher entry (missing file, unknown output) is the user's to fix, not a trial result
     except Exception as exc:  # noqa: BLE001 -- a trial never crashes its caller
         tail = traceback.format_exception(exc)[-2].strip().replace("\n", " ")
         result.update(status="failed", failure_reason=f"{type(exc).__name__}: {exc} ({tail})")
