@@ -11,7 +11,8 @@ the submodules that need it, not of this package.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
 
 from radio_nas.distill.pipeline import PipelineConfig, TeacherConfig, load_pipeline
 
@@ -19,10 +20,12 @@ if TYPE_CHECKING:
     from radio_nas.distill.teachers import Teacher
 
 
-def run_trial(*args: Any, **kwargs: Any) -> dict[str, Any]:
+def run_trial(pipeline: PipelineConfig | str | Path | dict, arch: Any, *,
+              report: Callable[[dict[str, Any]], None] | None = None,
+              weights_path: str | Path | None = None, progress: bool = False) -> dict[str, Any]:
     from radio_nas.distill.trial import run_trial as _run_trial
 
-    return _run_trial(*args, **kwargs)
+    return _run_trial(pipeline, arch, report=report, weights_path=weights_path, progress=progress)
 
 
 def build_teachers(pipeline: PipelineConfig) -> "list[Teacher]":
