@@ -117,3 +117,13 @@ def test_tar_shards_with_cls_labels(tmp_path):
     assert np.all((x[:, 0].mean((1, 2)) > 100) == (labels == 1))
     same = open_dataset(DataConfig(source="tar", path=str(tmp_path / "*.tar"), train_size=12, eval_size=4))
     assert np.array_equal(x, same.crops("train", range(12), (32, 32)))
+
+
+def test_teacher_by_index_and_cache_dir_precedence(monkeypatch, tmp_path):
+    p = load_pipeline(ROOT / "pipelines/distill_cpu.yaml", {"teachers[1].resolution": [192, 256]})
+    assert p.teachers[1].size == (192, 256)
+    monkeypatch.delenv("RADIO_NAS_CACHE", raising=False)
+    assert p.cache_dir() == Path("~/.cache/radio-nas/teachers").expanduser()
+    monkeypatch.setenv("RADIO_NAS_CACHE", str(tmp_path / "env"))
+    assert p.cache_dir() == tmp_path / "env"
+    assert p.replace(cache={"dir": str(tmp_path / "own")}).cache_dir() == tmp_path / "own"
