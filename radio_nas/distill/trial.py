@@ -82,6 +82,8 @@ def run_trial(pipeline: PipelineConfig | str | Path | dict, arch: Any, *, report
         t0 = time.perf_counter()
         result.update(_evaluate(pipeline, dataset, student, targets, None, knn=pipeline.eval.knn))
         result["time_eval_s"] += time.perf_counter() - t0
+        if not math.isfinite(result["fidelity"]):
+            raise TrialFailed(f"non-finite fidelity {result['fidelity']} on the held-out crops")
         if report is not None and pipeline.eval.every and pipeline.steps and pipeline.steps % pipeline.eval.every == 0:
             report(_report_metrics(result, pipeline.steps))
         if weights_path is not None:
