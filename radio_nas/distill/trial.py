@@ -90,6 +90,9 @@ def run_trial(pipeline: PipelineConfig | str | Path | dict, arch: Any, *, report
             result["weights_path"] = _save(student, cfg, pipeline, Path(weights_path))
     except TrialFailed as exc:
         result.update(status="failed", failure_reason=str(exc))
+        for key, value in result.items():  # strict JSON: no NaN/inf in a failed result
+            if isinstance(value, float) and not math.isfinite(value):
+                result[key] = None
     except ConfigError:
         raise  # a bad teacher entry (missing file, unknown output) is the user's to fix, not a trial result
     except Exception as exc:  # noqa: BLE001 -- a trial never crashes its caller
