@@ -24,7 +24,7 @@ def space_file(tmp_path, **extra):
     data = {"name": "c1",
             "pipeline": {"path": str(REPO / "pipelines/distill_cpu.yaml"), "overrides": {"steps": 2, "resolution": 64}},
             "base": TINY,
-            "parameters": {"arch.width": "choice(16, 64)"},
+            "parameters": {"arch.width": "choice(16, 64)", "pipeline.optim.lr": "tag(log, interval(1e-4, 1e-2))"},
             "objectives": [{"metric": "fidelity", "direction": "maximize"}, {"metric": "gmacs", "direction": "minimize"}],
             "sampler": {"name": "random", "seed": 0}, **extra}
     path = tmp_path / "space.yaml"
@@ -164,3 +164,19 @@ def test_ablation_summary_mean_and_ci(tmp_path):
     assert rows[32]["ci95"] == pytest.approx(0.0, abs=1e-12) and rows[16]["base"]
     mean, ci = mean_ci([1.0])
     assert mean == 1.0 and ci != ci  # nan for a single value
+
+
+def test_an_identical_variant_is_recorded_not_trained_again(tmp_path):
+    space, study, results = setup(tmp_path, parameters={"arch.width": "choice(16)"},
+                                  budget={"trials": 3, "max_infeasible": 4})
+    s = StudySearcher(space, study, results, trials=3, progress=None)
+    first = s.suggest("t0")
+    s.on_trial_complete("t0", final_result(0.45))
+    assert s.suggest("t1") == Searcher.FINISHED  # only known points are proposed: stop, don't loop
+    copies = [t for t in study.trials if t.number != first["number"]]
+    assert len(copies) == 4 and "already-trained" in s.stop_reason
+    for t in copies:
+        assert t.state == State.COMPLETE and t.user_attrs["duplicate_of"] == first["number"]
+        assert t.values == study.trials[first["number"]].values
+        assert not (results / "trials" / str(t.number)).exists()
+    assert trained_count(study) == 1

@@ -1,5 +1,6 @@
 """End to end through real Ray Tune and real SQLite storage: the smoke sweep, a sweep killed with
 SIGKILL and resumed, and a 2-node local Ray cluster. Tiny models, a few steps each."""
+import json
 import os
 import signal
 import subprocess
@@ -10,6 +11,7 @@ from pathlib import Path
 import optuna
 import pytest
 
+from radio_nas.cli import main
 from radio_nas.search.space import load_space
 from radio_nas.search.study import default_storage, trained_count
 from radio_nas.search.sweep import run_sweep
@@ -38,11 +40,13 @@ def load(results):
     return optuna.load_study(study_name=summary.study_name, storage=storage)
 
 
-def test_smoke_sweep_end_to_end_and_rerun_is_a_no_op(tmp_path):
+def test_smoke_sweep_end_to_end_and_rerun_is_a_no_op(tmp_path, capsys):
     results = tmp_path / "smoke"
-    lines = []
-    out = run_sweep(SMOKE, results_dir=results, num_cpus=2, progress=lines.append)
-    assert out["counts"].get("ok") == 3 and out["trained"] == 3
+    assert main(["sweep", str(SMOKE), "--results", str(results), "--num-cpus", "2", "--json"]) == 0
+    captured = capsys.readouterr()
+    out = json.loads(captured.out)  # --json: one JSON object on stdout, progress on stderr
+    lines = captured.err.splitlines()
+    assert out["counts"].get("ok") == 3 and out["trained"] == 3 and len(out["pareto"]) >= 1
     study = load(results)
     space = load_space(SMOKE)
     assert study.metric_names == ["fidelity", "gmacs", "latency_ms"]
@@ -64,7 +68,8 @@ def test_smoke_sweep_end_to_end_and_rerun_is_a_no_op(tmp_path):
         assert u["weights_path"] == f"trials/{t.number}/student.safetensors"
         assert (results / u["weights_path"]).is_file()
     assert any("3/3 done" in line for line in lines) and any("best fidelity" in line for line in lines)
-    assert "Pareto set" in lines[-1] and str(results) in lines[-1]
+    summary = "\n".join(lines)
+    assert "Pareto set" in summary and f"Results: {results}" in summary
     before = [(t.number, t.datetime_complete) for t in study.trials]
     again = run_sweep(SMOKE, results_dir=results, num_cpus=2, progress=lines.append)  # nothing left to do
     assert again["trained"] == 3 and [(t.number, t.datetime_complete) for t in load(results).trials] == before
@@ -139,3 +144,21 @@ def test_two_node_ray_cluster(tmp_path):
     finally:
         ray.shutdown()
         cluster.shutdown()
+
+
+def test_asha_stopped_trials_are_pruned_never_complete(tmp_path):
+    over = {"objectives": [{"metric": "fidelity", "direction": "maximize"}],
+            "scheduler": {"name": "asha", "grace_period": 2, "reduction_factor": 2},
+            "pipeline.overrides.steps": 8, "pipeline.overrides.eval.every": 2}
+    out = run_sweep(SMOKE, results_dir=tmp_path / "asha", trials=4, num_cpus=2, progress=None, overrides=over)
+    study = load(tmp_path / "asha")
+    assert out["trained"] == 4
+    for t in study.trials:
+        status = t.user_attrs["status"]
+        if t.state == State.COMPLETE:
+            assert status == "ok" and t.user_attrs["metrics"]["steps"] == 8  # fully trained only
+        elif status == "pruned":
+            assert t.state == State.PRUNED and t.values is None
+            assert t.intermediate_values and max(t.intermediate_values) < 8  # its curve, cut short
+    assert {t.user_attrs["status"] for t in study.trials} <= {"ok", "pruned", "infeasible"}
+    assert all(b.user_attrs["status"] == "ok" for b in study.best_trials)

@@ -73,9 +73,12 @@ class StudySearcher(Searcher):
             return None
         while True:
             if self.held is None:
+                if self._exhausted():
+                    self.stop_reason = "every point of the design has been tried"
+                    return Searcher.FINISHED if not self.live else None
                 trial = self.study.ask()
                 prepared = self._validate(trial)
-                if prepared is None:  # rejected by the model: told PRUNED already
+                if prepared is None:  # rejected (told PRUNED) or a copy of a trained one (told COMPLETE)
                     if self._too_many_infeasible():
                         return Searcher.FINISHED if not self.live else None
                     continue
@@ -106,10 +109,24 @@ class StudySearcher(Searcher):
             self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
             self.study.enqueue_trial(trial.params)
 
+    def _exhausted(self) -> bool:
+        """Ablations run only their queued points; a grid has a fixed number of points."""
+        import optuna
+
+        if self.space.config.mode == "ablation":
+            return not self.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,))
+        if self.space.config.sampler.name == "grid":
+            size = self.space.grid_size() or 0
+            asked = [t for t in self.study.get_trials(deepcopy=False)
+                     if t.state != optuna.trial.TrialState.WAITING and not t.user_attrs.get("orphaned")]
+            queued = self.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,))
+            return len(asked) >= size and not queued
+        return False
+
     def _too_many_infeasible(self) -> bool:
         if self.infeasible_streak >= self.space.config.budget.max_infeasible:
-            self.stop_reason = (f"{self.infeasible_streak} infeasible variants in a row "
-                                "(budget.max_infeasible); loosen the constraints")
+            self.stop_reason = (f"{self.infeasible_streak} infeasible or already-trained variants in a row "
+                                "(budget.max_infeasible); loosen the constraints or widen the space")
             self._line(self.stop_reason)
             return True
         return False
@@ -179,7 +196,36 @@ class StudySearcher(Searcher):
                       latency_ms=None, latency_device=None, weights_path=None)
             self._finish(trial, "infeasible", optuna.trial.TrialState.PRUNED, reason=f"rejected: {exc}")
             return None
+        original = self._trained().get((arch_cfg.id, pipeline.id))
+        if original is not None:
+            self._copy(trial, original)
+            return None
         return arch_cfg, pipeline
+
+    def _trained(self) -> dict[tuple[str, str], Any]:
+        """(arch id, pipeline id) -> the COMPLETE trial that trained it (not a copy)."""
+        from radio_nas._config import stable_id
+
+        out = {}
+        for t in self.study.get_trials(deepcopy=False):
+            u = t.user_attrs
+            if t.state.name == "COMPLETE" and u.get("status") == "ok" and u.get("duplicate_of") is None \
+                    and u.get("arch_id") and isinstance(u.get("pipeline"), dict):
+                out.setdefault((u["arch_id"], stable_id(u["pipeline"])), t)
+        return out
+
+    def _copy(self, trial: Any, original: Any) -> None:
+        """A variant trained already (same arch, same pipeline and seed: trials are deterministic):
+        record the same outcome without training it again; budgets do not count it."""
+        import optuna
+
+        keep = ("arch", "arch_id", "pipeline", "params", "gmacs", "latency_ms", "latency_device", "metrics",
+                "loss_curve", "weights_path", "seed")
+        self._set(trial, **{k: original.user_attrs.get(k) for k in keep})
+        self._set(trial, status="ok", failure_reason=None, duplicate_of=original.number)
+        self.study.tell(trial, values=list(original.values), state=optuna.trial.TrialState.COMPLETE)
+        self.infeasible_streak += 1  # a sampler that only proposes known points has nothing left to try
+        self._line(f"#{trial.number} = #{original.number} (same variant, not trained again)")
 
     def _measure(self, trial: Any, arch_cfg: Any, pipeline: Any) -> dict[str, Any] | None:
         """Measure costs, check constraints: a Tune config, or None (told PRUNED "infeasible")."""

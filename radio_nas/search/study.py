@@ -130,10 +130,11 @@ def check_folder(space: Space, results_dir: Path) -> None:
 
 
 def trained_count(study: Any) -> int:
-    """Trials the budget counts: finished and trained (ok, failed, ASHA-pruned)."""
+    """Trials the budget counts: finished and trained (ok, failed, ASHA-pruned); not orphans re-run
+    later, nor copies of an identical variant trained before (``duplicate_of``)."""
     return sum(1 for t in study.get_trials(deepcopy=False)
                if t.state.is_finished() and t.user_attrs.get("status") in TRAINED_STATUSES
-               and not t.user_attrs.get("orphaned"))
+               and not t.user_attrs.get("orphaned") and t.user_attrs.get("duplicate_of") is None)
 
 
 def recover_orphans(study: Any) -> list[int]:

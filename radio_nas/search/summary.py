@@ -12,8 +12,9 @@ from radio_nas.search.space import Space
 
 
 def pareto_rows(study: Any, space: Space) -> list[dict[str, Any]]:
-    """Optuna's best trials (COMPLETE only, so never a pruned/infeasible one), sorted by objective 1."""
-    best = study.best_trials
+    """Optuna's best trials (COMPLETE only, so never a pruned/infeasible one), sorted by objective 1;
+    copies of an identical variant are listed once (the trial that trained it)."""
+    best = [t for t in study.best_trials if t.user_attrs.get("duplicate_of") is None]
     sign = -1 if space.objective_directions[0] == "maximize" else 1
     best = sorted(best, key=lambda t: sign * t.values[0])
     rows = []

@@ -64,12 +64,12 @@ def _run(space: Space, results: Path, storage_url: str, address: str | None, tri
          progress: Callable[[str], None] | None) -> dict[str, Any]:
     from radio_nas.search.ablation import ablation_points, ablation_summary
     from radio_nas.search.searcher import StudySearcher
-    from radio_nas.search.study import open_study, recover_orphans, trained_count
+    from radio_nas.search.study import HASH_FILE, open_study, recover_orphans, trained_count
     from radio_nas.search.summary import format_summary, pareto_rows, state_counts
 
     say = progress or (lambda line: None)
     cfg = space.config
-    fresh = not any(True for _ in _studies_here(results, storage_url))
+    fresh = not (results / HASH_FILE).is_file()
     study = open_study(space, results, storage_url)
     if cfg.mode == "ablation" and not study.get_trials(deepcopy=False):
         for params in ablation_points(space):
@@ -158,12 +158,6 @@ def _target(space: Space, trials: int | None) -> int:
     if space.config.sampler.name == "grid":
         return space.grid_size() or DEFAULT_TRIALS
     return DEFAULT_TRIALS
-
-
-def _studies_here(results: Path, storage_url: str) -> Iterator[str]:
-    if storage_url.startswith("sqlite:///") and not Path(storage_url[len("sqlite:///"):]).exists():
-        return iter(())
-    return iter([storage_url]) if (results / "space.yaml").exists() else iter(())
 
 
 @contextlib.contextmanager

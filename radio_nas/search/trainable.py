@@ -27,11 +27,14 @@ def train_trial(config: dict[str, Any]) -> None:
     pipeline = load_pipeline(config["pipeline"])
 
     def report(metrics: dict[str, Any]) -> None:
+        if metrics.get("step") is not None and metrics["step"] >= pipeline.steps:
+            return  # the final report below carries it; ASHA must not stop a fully trained trial
         slim = {k: v for k, v in metrics.items() if isinstance(v, (int, float, str, bool)) or v is None}
         tune.report({**slim, FINAL_KEY: False})
 
     result = run_trial(pipeline, config["arch"], report=report, weights_path=config.get("weights_path"))
-    tune.report({"step": result.get("steps", pipeline.steps), "fidelity": _finite(result.get("fidelity")),
+    # No "step" here: a scheduler ignores this result, so a finished trial always completes.
+    tune.report({"fidelity": _finite(result.get("fidelity")), "steps": result.get("steps"),
                  "node_id": ray.get_runtime_context().get_node_id(),
                  FINAL_KEY: True, RESULT_KEY: json.dumps(result, default=_jsonable)})
 
