@@ -133,10 +133,16 @@ class StudySearcher(Searcher):
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         trial = self.live.get(trial_id)
-        if trial is None or len(self.space.config.objectives) != 1:
+        if trial is not None:
+            self.on_trial_result_for(trial, result)
+
+    def on_trial_result_for(self, trial: Any, result: dict) -> None:
+        """Intermediate fidelity -> the Optuna trial's curve (single objective only: Optuna keeps
+        intermediate values for one objective)."""
+        if len(self.space.config.objectives) != 1 or result.get(FINAL_KEY):
             return
-        if result.get("fidelity") is not None and result.get("step") is not None and not result.get(FINAL_KEY):
-            trial.report(float(result["fidelity"]), int(result["step"]))  # intermediate curve for the dashboard
+        if result.get("fidelity") is not None and result.get("step") is not None:
+            trial.report(float(result["fidelity"]), int(result["step"]))
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         import optuna
@@ -152,6 +158,7 @@ class StudySearcher(Searcher):
             return
         if final is None:  # stopped by the scheduler after an intermediate report
             step = result.get("step") if result else None
+            self.on_trial_result_for(trial, result or {})  # Tune skips on_trial_result for a stopping one
             self._finish(trial, "pruned", State.PRUNED, reason=f"stopped by ASHA at step {step}",
                          extra={"metrics": _slim(result or {})})
             return
