@@ -19,34 +19,57 @@ from radio_nas.validate import ValidateSettings, find_validation, noise_threshol
 from radio_nas.validate.analysis import analyse, recommend
 from radio_nas.validate.plan import STEPS, Budget, Plan, budgets_for, plan_validation, validation_space
 
-SMOKE = Path(__file__).resolve().parents[1] / "search_spaces" / "smoke.yaml"
+ROOT = Path(__file__).resolve().parents[1]
+SMOKE = ROOT / "search_spaces" / "smoke.yaml"
+# A finite space of its own (2 x 2 x 2 variants) for the planning tests, so they do not follow
+# edits to smoke.yaml; the end-to-end test runs smoke.yaml itself.
+TINY = f"""
+name: tiny
+pipeline:
+  path: {ROOT / "pipelines" / "distill_cpu.yaml"}
+  overrides: {{steps: 4, batch_size: 4, resolution: 64, data.train_size: 16, data.eval_size: 8,
+              eval.knn: false, eval.size: 8, eval.every: 2}}
+base: {{preset: xt, width: 16, depths: [1, 1, 1, 1], head_dim: 16}}
+parameters:
+  arch.width: choice(16, 32)
+  arch.mra_pattern: choice([[2, 1], [1]], [[1], [1]])
+  pipeline.balancing.method: choice(fixed, adaloss)
+constraints: {{max_gmacs: 1.0}}
+sampler: {{name: random, seed: 0}}
+"""
 
 
-def test_settings_and_space_refusals(tmp_path: Path) -> None:
+@pytest.fixture()
+def tiny(tmp_path: Path) -> Path:
+    path = tmp_path / "tiny.yaml"
+    path.write_text(TINY)
+    return path
+
+
+def test_settings_and_space_refusals(tmp_path: Path, tiny: Path) -> None:
     with pytest.raises(ConfigError, match="--budgets"):
         ValidateSettings(budgets=(1.0,))
     with pytest.raises(ConfigError, match="--budgets"):
         ValidateSettings(budgets=(1.0, -2.0))
     with pytest.raises(ConfigError, match="--variants"):
         ValidateSettings(variants=1)
-    space = load_space(SMOKE)
+    space = load_space(tiny)
     with pytest.raises(ConfigError, match="same step count"):
         budgets_for(space, ValidateSettings(budgets=(1.0, 1.1)))  # 4 steps either way
-    raw = load_yaml(SMOKE)
-    raw["pipeline"]["path"] = str(SMOKE.parents[1] / raw["pipeline"]["path"])
+    raw = load_yaml(tiny)
     raw["parameters"]["pipeline.seed"] = "choice(0, 1)"
     (tmp_path / "seeded.yaml").write_text(dump_yaml(raw))
     seeded = load_space(tmp_path / "seeded.yaml")
     with pytest.raises(ConfigError, match="parameters.pipeline.seed"):
         plan_validation(seeded, ValidateSettings(variants=2))
     # CLI: one line, exit 2, nothing written
-    assert main(["validate", str(SMOKE), "--budgets", "4", "--results", str(tmp_path / "v")]) == 2
-    assert main(["validate", str(SMOKE), "--budgets", "1,a"]) == 2
+    assert main(["validate", str(tiny), "--budgets", "4", "--results", str(tmp_path / "v")]) == 2
+    assert main(["validate", str(tiny), "--budgets", "1,a"]) == 2
     assert not (tmp_path / "v").exists()
 
 
-def test_plan_and_derived_space(tmp_path: Path) -> None:
-    space = load_space(SMOKE, {"constraints.max_gmacs": None})  # no GMACs traces: fast
+def test_plan_and_derived_space(tmp_path: Path, tiny: Path) -> None:
+    space = load_space(tiny, {"constraints.max_gmacs": None})  # no GMACs traces: fast
     settings = ValidateSettings(variants=3, budgets=(1, 2), seeds=2)
     plan = plan_validation(space, settings)
     again = plan_validation(space, settings)
@@ -57,7 +80,7 @@ def test_plan_and_derived_space(tmp_path: Path) -> None:
     trials = plan.trial_params()
     assert len(trials) == 3 * 2 * 2 and len({json.dumps(t, sort_keys=True) for t in trials}) == 12
     derived = validation_space(plan, tmp_path)
-    assert derived.name == "smoke-validate" and derived.hash != space.hash
+    assert derived.name == "tiny-validate" and derived.hash != space.hash
     # every enqueued trial's values lie in the derived space's distributions, and build the right pipeline
     names = {p.name for p in derived.sampled}
     assert {STEPS, "pipeline.seed"} <= names
@@ -68,7 +91,7 @@ def test_plan_and_derived_space(tmp_path: Path) -> None:
     small = plan_validation(space, ValidateSettings(variants=50, budgets=(1, 2), seeds=1), progress=lambda s: None)
     assert len(small.variants) == 8  # 2 widths x 2 patterns x 2 methods
     with pytest.raises(ConfigError, match="constraints"):
-        plan_validation(load_space(SMOKE, {"constraints.max_gmacs": None, "constraints.max_params": 10}),
+        plan_validation(load_space(tiny, {"constraints.max_gmacs": None, "constraints.max_params": 10}),
                         ValidateSettings(variants=3))
 
 
@@ -77,8 +100,8 @@ def _decode(v):
     return decode_choice(v)
 
 
-def test_analysis_on_known_numbers() -> None:
-    space = load_space(SMOKE)
+def test_analysis_on_known_numbers(tiny: Path) -> None:
+    space = load_space(tiny)
     settings = ValidateSettings(variants=4, budgets=(1, 4), seeds=2, n_boot=300)
     budgets = (Budget(1.0, 4, {"steps": 4}), Budget(4.0, 16, {"steps": 16}))
     plan = Plan(space, settings, tuple({"v": i} for i in range(4)), budgets, (0, 1), "sampled", (None,) * 4)
@@ -108,11 +131,11 @@ def test_analysis_on_known_numbers() -> None:
     assert recommend(pairs, plan) is None  # only 2x longer: not evidence for the rule
 
 
-def test_noise_threshold_matches_space_and_pipeline(tmp_path: Path) -> None:
+def test_noise_threshold_matches_space_and_pipeline(tmp_path: Path, tiny: Path) -> None:
     from radio_nas.search.study import default_storage, open_study
 
-    space = load_space(SMOKE)
-    sweep = tmp_path / "smoke"
+    space = load_space(tiny)
+    sweep = tmp_path / "tiny"
     open_study(space, sweep, default_storage(sweep))  # what a sweep writes before its first trial
     assert noise_threshold(sweep) is None
     other = tmp_path / "elsewhere"
@@ -129,8 +152,8 @@ def test_noise_threshold_matches_space_and_pipeline(tmp_path: Path) -> None:
     assert noise_threshold(sweep) == pytest.approx(0.008)
     assert find_validation(sweep)["source_space_hash"] == space.hash
     # another pipeline (steps) is another space hash: the noise does not transfer
-    longer = load_space(SMOKE, {"pipeline.overrides.steps": 8})
-    sweep2 = tmp_path / "smoke-long"
+    longer = load_space(tiny, {"pipeline.overrides.steps": 8})
+    sweep2 = tmp_path / "tiny-long"
     open_study(longer, sweep2, default_storage(sweep2))
     assert noise_threshold(sweep2) is None
     assert noise_threshold(tmp_path / "missing") is None
@@ -200,8 +223,8 @@ def _fake_sweep(folder: Path, space, rows: list[tuple[dict, tuple[float, float, 
                                                   user_attrs={"status": "ok", "metrics": {"fidelity": values[0]}}))
 
 
-def test_from_takes_the_pareto_set_of_a_sweep(tmp_path: Path) -> None:
-    space = load_space(SMOKE)
+def test_from_takes_the_pareto_set_of_a_sweep(tmp_path: Path, tiny: Path) -> None:
+    space = load_space(tiny)
     p = lambda w, m, b: {"arch.width": w, "arch.mra_pattern": m, "pipeline.balancing.method": b}  # noqa: E731
     a, b = "[[2, 1], [1]]", "[[1], [1]]"
     rows = [(p(16, a, "fixed"), (0.30, 0.01, 5.0)),     # front: cheapest
@@ -209,7 +232,7 @@ def test_from_takes_the_pareto_set_of_a_sweep(tmp_path: Path) -> None:
             (p(32, b, "fixed"), (0.40, 0.03, 7.0)),     # front: in between
             (p(32, b, "adaloss"), (0.35, 0.035, 8.0)),  # dominated by the one above (rank 2)
             (p(16, b, "adaloss"), (0.20, 0.02, 6.0))]   # dominated by the first (rank 2)
-    sweep = tmp_path / "smoke"
+    sweep = tmp_path / "tiny"
     _fake_sweep(sweep, space, rows)
     plan = plan_validation(space, ValidateSettings(), from_dir=sweep)
     assert plan.origin_trials == (1, 2, 0)  # the whole front, best fidelity first
@@ -222,6 +245,6 @@ def test_from_takes_the_pareto_set_of_a_sweep(tmp_path: Path) -> None:
     from radio_nas.validate.run import _source_space
     assert _source_space(None, sweep, None).hash == space.hash
     with pytest.raises(ConfigError, match="different space"):
-        plan_validation(load_space(SMOKE, {"pipeline.overrides.steps": 3}), ValidateSettings(), from_dir=sweep)
+        plan_validation(load_space(tiny, {"pipeline.overrides.steps": 3}), ValidateSettings(), from_dir=sweep)
     with pytest.raises(ConfigError, match="no such results folder"):
         plan_validation(space, ValidateSettings(), from_dir=tmp_path / "nothing-here")
