@@ -12,6 +12,9 @@ Optuna's ask-and-tell interface itself:
   dict: COMPLETE with the objective values (status ok) or FAIL with the reason. A trial whose
   last result is intermediate was stopped by the scheduler: PRUNED (status "pruned").
 
+A variant identical to one trained already (same arch id, same pipeline id, seed included) is
+told COMPLETE with that trial's values and ``duplicate_of`` instead of being trained again.
+
 Latency is only measured while no trial of this sweep runs (a busy device corrupts timings):
 an uncached variant waits for the running trials to finish.
 """
@@ -30,7 +33,6 @@ from radio_nas.search.costs import latency_is_cached, measure_costs, violations
 from radio_nas.search.space import Space
 from radio_nas.search.study import trained_count
 from radio_nas.search.trainable import FINAL_KEY, RESULT_KEY
-
 
 
 class StudySearcher(Searcher):
@@ -56,7 +58,6 @@ class StudySearcher(Searcher):
         self.held: tuple[Any, Any, Any] | None = None  # asked, valid, waiting for an idle device
         needs = set(space.objective_names) | ({"latency_ms"} if space.config.constraints.max_latency_ms else set())
         self.need_latency = "latency_ms" in needs
-        self.resolution = space.pipeline.size
 
     # -- Tune's Searcher interface ---------------------------------------------------------------
 

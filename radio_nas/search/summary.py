@@ -32,6 +32,8 @@ def state_counts(study: Any) -> dict[str, int]:
     counts: dict[str, int] = {}
     for t in study.get_trials(deepcopy=False):
         status = t.user_attrs.get("status") or t.state.name.lower()
+        if t.user_attrs.get("duplicate_of") is not None:
+            status = "copies of trained variants"
         counts[status] = counts.get(status, 0) + 1
     return counts
 
