@@ -254,7 +254,8 @@ class StudySearcher(Searcher):
         weights = self.results_dir / "trials" / str(number) / "student.safetensors"
         weights.parent.mkdir(parents=True, exist_ok=True)
         return {"number": number, "arch": arch_cfg.to_dict(), "pipeline": pipeline.to_dict(),
-                "weights_path": str(weights.resolve()), "threads": self.threads}
+                "weights_path": str(weights.resolve()) if self.space.config.save_weights else None,
+                "threads": self.threads}
 
     def _set(self, trial: Any, **attrs: Any) -> None:
         for k, v in attrs.items():

@@ -29,7 +29,7 @@ DEFAULT_OBJECTIVES = ({"metric": "fidelity", "direction": "maximize"},
                       {"metric": "gmacs", "direction": "minimize"},
                       {"metric": "latency_ms", "direction": "minimize"})
 # Keys that do not change what a study searches: they may differ when a sweep is resumed.
-_RUN_ONLY_KEYS = ("budget", "resources", "concurrency", "storage")
+_RUN_ONLY_KEYS = ("budget", "resources", "concurrency", "storage", "save_weights", "description")
 
 
 def parse_duration(value: Any, *, key: str) -> float | None:
@@ -177,6 +177,8 @@ class SpaceConfig(Config):
     concurrency: int = 1
     scheduler: Scheduler = Scheduler()
     storage: str | None = None
+    save_weights: bool = True
+    """Save each trial's student + adaptors (trials/<n>/student.safetensors) for export."""
     mode: Literal["search", "ablation"] = "search"
     ablation: Ablation = Ablation()
     description: str = ""
