@@ -175,3 +175,25 @@ def test_check_flag_validates_without_writing(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     assert main(["sweep", str(path), "--check"]) == 0
     assert "ok" in capsys.readouterr().out and not (tmp_path / "results").exists()
+
+
+@pytest.mark.parametrize("sampler", ["tpe", "nsga2", "random", "grid", "gp"])
+def test_every_sampler_drives_the_shipped_mra_space(sampler):
+    from radio_nas.search.study import make_sampler
+
+    space = load_space(REPO / "search_spaces" / "mra.yaml",
+                       {"sampler": {"name": sampler, "seed": 0, "n_startup_trials": 2}})
+    study = optuna.create_study(directions=space.objective_directions, sampler=make_sampler(space))
+    for i in range(4):
+        trial = study.ask()
+        values = space.sample(trial)
+        assert set(values) == {p.name for p in space.params}
+        study.tell(trial, [0.1 * i, 1.0 / (i + 1), 0.5])
+    if sampler == "grid":
+        assert space.grid_size() == 3 * 3 * 3 * 4
+
+
+@pytest.mark.parametrize("name", ["mra", "widths", "loss_balancing", "smoke"])
+def test_shipped_spaces_load(name):
+    space = load_space(REPO / "search_spaces" / f"{name}.yaml")
+    assert space.name == name and space.sampled

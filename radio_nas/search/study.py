@@ -54,7 +54,6 @@ def make_sampler(space: Space) -> Any:
     import optuna
 
     s = space.config.sampler
-    multi = len(space.config.objectives) > 1
     if space.config.mode == "ablation":
         return optuna.samplers.RandomSampler(seed=s.seed)  # every ablation trial is enqueued
     if s.name == "tpe":
@@ -70,7 +69,6 @@ def make_sampler(space: Space) -> Any:
         return optuna.samplers.GPSampler(seed=s.seed, **kw)
     grid = space.grid()
     assert grid is not None, "checked when the space was loaded"
-    del multi
     return optuna.samplers.GridSampler(grid, seed=s.seed)
 
 
