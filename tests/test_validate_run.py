@@ -65,6 +65,7 @@ def test_settings_and_space_refusals(tmp_path: Path, tiny: Path) -> None:
     # CLI: one line, exit 2, nothing written
     assert main(["validate", str(tiny), "--budgets", "4", "--results", str(tmp_path / "v")]) == 2
     assert main(["validate", str(tiny), "--budgets", "1,a"]) == 2
+    assert main(["validate", str(tiny), "--no-train", "--results", str(tmp_path / "v")]) == 2
     assert not (tmp_path / "v").exists()
 
 
@@ -194,6 +195,9 @@ def test_validate_smoke_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture
     again = json.loads(capsys.readouterr().out)
     assert len(optuna.load_study(study_name=out["study"], storage=out["storage"]).trials) == 12
     assert again["comparisons"] == out["comparisons"]
+    # analysing only (no Ray, nothing trained) gives the same statistics
+    assert main(args + ["--no-train"]) == 0
+    assert json.loads(capsys.readouterr().out)["comparisons"] == out["comparisons"]
     # a different plan on the same folder is refused, the folder untouched
     before = (results / "validation.json").read_bytes()
     assert main(args[:5] + ["1,3"] + args[6:]) == 2

@@ -38,6 +38,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--time", metavar="DUR", help="no new trial after this long: 900, 90s, 15m, 2h")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a key of the space file (dotted, e.g. pipeline.overrides.steps=10)")
+    p.add_argument("--no-train", action="store_true",
+                   help="only analyse what the validation's study holds now (while it runs or after a stop)")
     p.add_argument("--json", action="store_true", help="print one JSON object (validation.json) on stdout")
     return p
 
@@ -57,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
         (lambda line: print(line, flush=True))
     out = run_validation(args.space, settings, from_dir=args.from_dir, results_dir=args.results,
                          overrides=overrides, address=args.address, num_cpus=args.num_cpus,
-                         wall_time=args.time, progress=progress)
+                         wall_time=args.time, train=not args.no_train, progress=progress)
     if args.json:
         print_json(out)
     else:

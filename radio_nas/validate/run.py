@@ -30,14 +30,20 @@ PLOT_FILE = "short_vs_long.png"
 def run_validation(space_source: str | Path | Space | None, settings: ValidateSettings, *,
                    from_dir: str | Path | None = None, results_dir: str | Path | None = None,
                    overrides: dict[str, Any] | None = None, address: str | None = None,
-                   num_cpus: int | None = None, wall_time: Any = None,
+                   num_cpus: int | None = None, wall_time: Any = None, train: bool = True,
                    progress: Callable[[str], None] | None = print) -> dict[str, Any]:
-    """Plan, run (or resume) and analyse a validation; returns the validation.json content."""
+    """Plan, run (or resume) and analyse a validation; returns the validation.json content.
+
+    ``train=False`` only analyses what the folder's study holds now (while it runs, or after it
+    was stopped); it trains nothing and needs an existing validation of the same plan.
+    """
     say = progress or (lambda line: None)
     space = _source_space(space_source, from_dir, overrides)
     plan = plan_validation(space, settings, from_dir=from_dir, progress=say)
     results = Path(results_dir) if results_dir is not None else Path("results") / f"{space.name}-validate"
     _check_plan(results, plan)
+    if not train:
+        return _analyse_only(results, plan)
     derived = validation_space(plan, results)
     (results / PLAN_FILE).write_text(json.dumps(plan.to_dict(), indent=2, default=str))
 
@@ -60,6 +66,22 @@ def run_validation(space_source: str | Path | Space | None, settings: ValidateSe
                         wall_time=wall_time, num_cpus=num_cpus, progress=say)
     wall = time.monotonic() - started
     return finish(results, plan, study, wall_s=wall, sweep_outcome=outcome)
+
+
+def _analyse_only(results: Path, plan: Plan) -> dict[str, Any]:
+    import optuna
+
+    from radio_nas.search.study import HASH_FILE, study_name
+
+    if not (results / PLAN_FILE).is_file() or not (results / "study.db").is_file():
+        raise ConfigError(f"no validation in {results} to analyse; run it without --no-train first",
+                          key="--no-train")
+    derived = validation_space(plan, results)
+    if (results / HASH_FILE).is_file() and (results / HASH_FILE).read_text().strip() != derived.hash:
+        raise ConfigError(f"{results} holds a validation of another space", key="--no-train")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.load_study(study_name=study_name(derived), storage=f"sqlite:///{(results / 'study.db').as_posix()}")
+    return finish(results, plan, study)
 
 
 def finish(results: Path, plan: Plan, study: Any, *, wall_s: float | None = None,
