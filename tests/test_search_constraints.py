@@ -180,3 +180,21 @@ def test_an_identical_variant_is_recorded_not_trained_again(tmp_path):
         assert t.values == study.trials[first["number"]].values
         assert not (results / "trials" / str(t.number)).exists()
     assert trained_count(study) == 1
+
+
+def test_latency_is_timed_with_the_declared_threads_and_cached(tmp_path, monkeypatch):
+    import torch
+
+    from radio_nas.models import resolve_config
+    from radio_nas.search.costs import latency_is_cached, measure_costs
+    from radio_nas.search.space import LatencySettings
+
+    monkeypatch.setenv("RADIO_NAS_CACHE", str(tmp_path))
+    cfg = resolve_config(TINY)
+    settings = LatencySettings(threads=1, runs=2, warmup=0)
+    before = torch.get_num_threads()
+    assert not latency_is_cached(cfg, settings, (64, 64))
+    costs = measure_costs(cfg, settings, (64, 64), need_latency=True)
+    assert costs.latency_ms > 0 and costs.latency_device.endswith("(1 threads)")
+    assert latency_is_cached(cfg, settings, (64, 64))  # the driver's idle-device check agrees with the cache
+    assert torch.get_num_threads() == before

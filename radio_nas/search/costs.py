@@ -8,10 +8,11 @@ Latency goes through :func:`radio_nas.measure.cached_latency` (keyed by arch id 
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from radio_nas.search.space import Constraints, LatencySettings
 
@@ -45,9 +46,24 @@ def measure_costs(arch_cfg: Any, settings: LatencySettings, resolution: tuple[in
     if not need_latency:
         return Costs(params, gmacs)
     lat_res = parse_resolution(settings.resolution) if settings.resolution is not None else resolution
-    result = cached_latency(arch_cfg, latency_cache_dir(), lat_res, settings.batch_size, settings.device,
-                            settings.dtype, settings.channels_last, runs=settings.runs, warmup=settings.warmup)
+    with _threads(settings.threads):  # the device name (cache key) records the thread count
+        result = cached_latency(arch_cfg, latency_cache_dir(), lat_res, settings.batch_size, settings.device,
+                                settings.dtype, settings.channels_last, runs=settings.runs,
+                                warmup=settings.warmup)
     return Costs(params, gmacs, result.median_ms, result.device_name)
+
+
+@contextlib.contextmanager
+def _threads(n: int | None) -> Iterator[None]:
+    import torch
+
+    before = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def latency_is_cached(arch_cfg: Any, settings: LatencySettings, resolution: tuple[int, int]) -> bool:
@@ -56,8 +72,10 @@ def latency_is_cached(arch_cfg: Any, settings: LatencySettings, resolution: tupl
     from radio_nas.measure import device_name, parse_resolution
 
     lat_res = parse_resolution(settings.resolution) if settings.resolution is not None else resolution
+    with _threads(settings.threads):
+        device = device_name(settings.device)
     key = stable_id({"arch": arch_cfg.id, "resolution": list(lat_res), "batch": settings.batch_size,
-                     "device": device_name(settings.device), "dtype": settings.dtype,
+                     "device": device, "dtype": settings.dtype,
                      "channels_last": settings.channels_last, "runs": settings.runs})
     return (latency_cache_dir() / f"latency-{key}.json").is_file()
 

@@ -48,12 +48,14 @@ class StudySearcher(Searcher):
         self.progress = progress or (lambda line: None)
         self.live: dict[str, Any] = {}  # tune trial id -> optuna Trial
         self.started: dict[str, float] = {}  # tune trial id -> monotonic start
+        self.first_start: float | None = None
         self.started_at = time.monotonic()
         self.done_at_start = trained_count(study)
         self.trained_here: list[float] = []  # run_trial wall_s of trials trained by this driver
         self.trial_seconds: list[float] = []  # the same trials as the driver saw them (Ray included)
         self.infeasible_streak = 0
         self.counts = {"ok": 0, "failed": 0, "pruned": 0, "infeasible": 0}
+        self.copies = 0  # proposals identical to a trained variant, recorded without training
         self.stop_reason: str | None = None
         self.held: tuple[Any, Any, Any] | None = None  # asked, valid, waiting for an idle device
         needs = set(space.objective_names) | ({"latency_ms"} if space.config.constraints.max_latency_ms else set())
@@ -93,6 +95,7 @@ class StudySearcher(Searcher):
             if config is not None:
                 self.live[trial_id] = trial
                 self.started[trial_id] = time.monotonic()
+                self.first_start = self.first_start or self.started[trial_id]
                 self._line(f"started #{trial.number}")
                 return config
             if self._too_many_infeasible():
@@ -233,7 +236,7 @@ class StudySearcher(Searcher):
         self._set(trial, status="ok", failure_reason=None, duplicate_of=original.number)
         self.study.tell(trial, values=list(original.values), state=optuna.trial.TrialState.COMPLETE)
         self.infeasible_streak += 1  # a sampler that only proposes known points has nothing left to try
-        self._line(f"#{trial.number} = #{original.number} (same variant, not trained again)")
+        self.copies += 1  # counted in the progress line, not one line each
 
     def _measure(self, trial: Any, arch_cfg: Any, pipeline: Any) -> dict[str, Any] | None:
         """Measure costs, check constraints: a Tune config, or None (told PRUNED "infeasible")."""
@@ -277,17 +280,20 @@ class StudySearcher(Searcher):
 
 
 def progress_line(s: StudySearcher) -> str:
-    """done/total, running, failed, infeasible, elapsed, ETA, best fidelity so far."""
+    """done/total, running, failed, infeasible, copies, elapsed, ETA, best fidelity so far."""
     elapsed = time.monotonic() - s.started_at
     left = max(s.target - s.done, 0)
     if s.trial_seconds and left:
-        per = sum(s.trial_seconds) / len(s.trial_seconds) / max(s.concurrency, 1)
+        # Time per finished trial since the first one started: Ray, sampling, GMACs and latency
+        # timing between trials included, concurrency accounted for by the wall clock itself.
+        first = min(s.started.values(), default=time.monotonic()) if s.first_start is None else s.first_start
+        per = (time.monotonic() - first) / len(s.trial_seconds)
         eta = _fmt(per * left)
     else:
         eta = "0s" if not left else "?"
     best = best_fidelity(s.study)
     return (f"{s.done}/{s.target} done, {len(s.live)} running, {s.counts['failed']} failed, "
-            f"{s.counts['infeasible']} infeasible, elapsed {_fmt(elapsed)}, ETA {eta}, "
+            f"{s.counts['infeasible']} infeasible, {s.copies} copies, elapsed {_fmt(elapsed)}, ETA {eta}, "
             f"best fidelity {best if best is None else format(best, '.4f')}")
 
 

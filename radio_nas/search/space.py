@@ -82,8 +82,12 @@ class LatencySettings(Config):
     warmup: int = 3
     resolution: int | tuple[int, int] | None = None
     """None: the pipeline's student resolution."""
+    threads: int | None = None
+    """CPU: torch threads while timing (None: torch's default). 1 is far steadier on a shared box."""
 
     def validate(self) -> None:
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError(f"expected an integer >= 1 or null, got {self.threads}", key="threads")
         for name in ("batch_size", "runs"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"expected an integer >= 1, got {getattr(self, name)}", key=name)
