@@ -151,7 +151,26 @@ def test_noise_threshold_matches_space_and_pipeline(tmp_path: Path, tiny: Path) 
     (mine / "validation.json").write_text(json.dumps({"source_space_hash": space.hash,
                                                       "noise": {"sweep_seed_std": 0.004}}))
     assert noise_threshold(sweep) == pytest.approx(0.008)
-    assert find_validation(sweep)["source_space_hash"] == space.hash
+    assert find_validation(sweep)["match"] == "space"
+    # radio-nas gained a config field since (another space hash): the same name and a pipeline equal
+    # on every shared key still match; a different number of steps does not
+    (mine / "validation.json").write_text(json.dumps({"source_space_hash": space.hash,
+                                                      "noise": {"sweep_seed_std": None}}))  # one seed
+    drifted = json.loads(json.dumps(space.pipeline.to_dict()))
+    drifted["a_new_field"] = 1
+    drifted.pop("batch_size")
+    later = tmp_path / "later"
+    later.mkdir()
+    (later / "validation.json").write_text(json.dumps({"source_space_hash": "older", "source_space": "tiny",
+                                                       "pipeline": drifted, "noise": {"sweep_seed_std": 0.01}}))
+    assert find_validation(sweep)["match"] == "space"  # exact first, though it has no noise
+    assert noise_threshold(sweep) == pytest.approx(0.02)  # the first match that measured noise
+    drifted["steps"] += 1
+    (later / "validation.json").write_text(json.dumps({"source_space_hash": "older", "source_space": "tiny",
+                                                       "pipeline": drifted, "noise": {"sweep_seed_std": 0.01}}))
+    assert noise_threshold(sweep) is None
+    (mine / "validation.json").write_text(json.dumps({"source_space_hash": space.hash,
+                                                      "noise": {"sweep_seed_std": 0.004}}))
     # another pipeline (steps) is another space hash: the noise does not transfer
     longer = load_space(tiny, {"pipeline.overrides.steps": 8})
     sweep2 = tmp_path / "tiny-long"

@@ -1,18 +1,22 @@
 """The measured seed noise of a sweep's trials, for marking Pareto differences that lie within it.
 
-    >>> from radio_nas.validate import noise_threshold
+    >>> from radio_nas.validate import noise_threshold, find_validation
     >>> noise_threshold("results/mra")       # 2x median seed std of fidelity, or None without a validation
+    >>> find_validation("results/mra")["match"]          # "space" or "pipeline"
 
-A validation matches a sweep when it was made from the same space and pipeline: its
-``validation.json`` records the source space hash (which covers the resolved pipeline), and the
-sweep's study records its own. ``results/<name>-validate/`` is looked at first, then every other
-``*/validation.json`` beside the sweep folder.
+A validation matches a sweep when it was made for the same space and pipeline. Exact match: its
+``validation.json`` records the source space hash (which covers the resolved pipeline) and the
+sweep folder records its own. Since a space hash also changes when radio-nas gains a config
+field, a validation also matches when it has the same space name and its resolved pipeline
+agrees with the sweep's on every key both have (steps, data, teachers, ... all equal). Exact
+matches come first; ``results/<name>-validate/`` is looked at before other ``*/validation.json``
+folders beside the sweep.
 """
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from radio_nas._config import ConfigError
 
@@ -21,41 +25,59 @@ RESULT_FILE = "validation.json"
 
 def noise_threshold(results_dir: str | Path, factor: float = 2.0) -> float | None:
     """``factor`` x the median seed std of fidelity at the sweep's trial length, from a matching
-    validation; None when there is none (or it has a single seed)."""
-    found = find_validation(results_dir)
-    if found is None:
-        return None
-    std = (found.get("noise") or {}).get("sweep_seed_std")
-    return None if std is None else factor * float(std)
+    validation; None when there is none (validations with a single seed carry no noise)."""
+    for found in _matches(Path(results_dir)):
+        std = (found.get("noise") or {}).get("sweep_seed_std")
+        if std is not None:
+            return factor * float(std)
+    return None
 
 
 def find_validation(results_dir: str | Path) -> dict[str, Any] | None:
-    """The validation.json made for this sweep's space and pipeline, or None."""
-    folder = Path(results_dir)
-    wanted = sweep_space_hash(folder)
-    if wanted is None:
-        return None
+    """The best validation.json for this sweep's space and pipeline (with ``match`` added), or None."""
+    return next(_matches(Path(results_dir)), None)
+
+
+def _matches(folder: Path) -> Iterator[dict[str, Any]]:
+    info = sweep_identity(folder)
+    if info is None:
+        return
     first = folder.parent / f"{folder.name}-validate" / RESULT_FILE
     others = sorted(p for p in folder.parent.glob(f"*/{RESULT_FILE}") if p != first)
+    loaded = []
     for path in ([first] if first.is_file() else []) + others:
         try:
             data = json.loads(path.read_text())
         except (OSError, ValueError):
             continue  # a half-written or foreign file is no validation
-        if isinstance(data, dict) and data.get("source_space_hash") == wanted:
-            return data
-    return None
+        if isinstance(data, dict):
+            loaded.append((path, data))
+    for path, data in loaded:
+        if info["hash"] is not None and data.get("source_space_hash") == info["hash"]:
+            yield {**data, "match": "space", "path": str(path)}
+    for path, data in loaded:
+        if data.get("source_space_hash") != info["hash"] and info["pipeline"] is not None \
+                and data.get("source_space") == info["name"] and _agree(data.get("pipeline"), info["pipeline"]):
+            yield {**data, "match": "pipeline", "path": str(path)}
 
 
-def sweep_space_hash(folder: Path) -> str | None:
-    """The space hash of a sweep folder: its saved hash file, its study, else its loaded space.yaml."""
+def _agree(a: Any, b: Any) -> bool:
+    """Equal on every key both mappings have (recursively); lists compared item by item."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return all(_agree(a[k], b[k]) for k in a.keys() & b.keys())
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_agree(x, y) for x, y in zip(a, b))
+    return a == b
+
+
+def sweep_identity(folder: Path) -> dict[str, Any] | None:
+    """Space hash, space name and resolved pipeline of a sweep folder (its study, else its space.yaml)."""
     from radio_nas.search.study import HASH_FILE
 
+    info: dict[str, Any] = {"hash": None, "name": None, "pipeline": None}
     saved = folder / HASH_FILE
     if saved.is_file():
-        text = saved.read_text().strip()
-        if text:
-            return text
+        info["hash"] = saved.read_text().strip() or None
     db = folder / "study.db"
     if db.is_file():
         try:
@@ -64,16 +86,26 @@ def sweep_space_hash(folder: Path) -> str | None:
             optuna.logging.set_verbosity(optuna.logging.WARNING)
             storage = optuna.storages.RDBStorage(f"sqlite:///{db.as_posix()}")
             for summary in optuna.get_all_study_summaries(storage):
-                value = summary.user_attrs.get("space_hash")
-                if value:
-                    return str(value)
+                attrs = summary.user_attrs
+                info["hash"] = info["hash"] or attrs.get("space_hash")
+                info["name"] = attrs.get("space_name")
+                info["pipeline"] = attrs.get("pipeline")
+                break
         except Exception:  # noqa: BLE001  (not an Optuna database: fall back to the space copy)
             pass
     copy = folder / "space.yaml"
-    if copy.is_file():
+    if info["pipeline"] is None and copy.is_file():
         from radio_nas.search.space import load_space
         try:
-            return load_space(copy).hash
+            space = load_space(copy)
         except ConfigError:
-            return None
-    return None
+            space = None
+        if space is not None:
+            info.update(hash=info["hash"] or space.hash, name=space.name, pipeline=space.pipeline.to_dict())
+    return info if info["hash"] is not None or info["pipeline"] is not None else None
+
+
+def sweep_space_hash(folder: Path) -> str | None:
+    """The space hash a sweep folder was made by, or None."""
+    info = sweep_identity(folder)
+    return None if info is None else info["hash"]
