@@ -198,3 +198,15 @@ def test_latency_is_timed_with_the_declared_threads_and_cached(tmp_path, monkeyp
     assert costs.latency_ms > 0 and costs.latency_device.endswith("(1 threads)")
     assert latency_is_cached(cfg, settings, (64, 64))  # the driver's idle-device check agrees with the cache
     assert torch.get_num_threads() == before
+
+
+def test_after_a_copy_an_untried_variant_is_queued(tmp_path):
+    space, study, results = setup(tmp_path, parameters={"arch.width": "choice(16, 32)"}, budget={"trials": 2})
+    s = StudySearcher(space, study, results, trials=2, progress=None)
+    first = s.suggest("t0")
+    s.on_trial_complete("t0", final_result(0.4))
+    study.enqueue_trial({"arch.width": first["arch"]["width"]})  # the sampler re-proposes it
+    second = s.suggest("t1")
+    assert {first["arch"]["width"], second["arch"]["width"]} == {16, 32}
+    copies = [t for t in study.trials if t.user_attrs.get("duplicate_of") is not None]
+    assert len(copies) == 1 and copies[0].user_attrs["duplicate_of"] == first["number"]

@@ -237,6 +237,28 @@ class StudySearcher(Searcher):
         self.study.tell(trial, values=list(original.values), state=optuna.trial.TrialState.COMPLETE)
         self.infeasible_streak += 1  # a sampler that only proposes known points has nothing left to try
         self.copies += 1  # counted in the progress line, not one line each
+        self._queue_untried(trial.number)
+
+    def _queue_untried(self, salt: int) -> None:
+        """After a copy, queue a random variant not tried yet (finite spaces): a model-based sampler
+        that keeps proposing its favourite would otherwise spend the sweep re-proposing it."""
+        import random
+
+        import optuna
+
+        grid = self.space.grid()
+        if not grid or any(p.when for p in self.space.sampled) or self.space.config.mode == "ablation":
+            return
+        trials = self.study.get_trials(deepcopy=False)
+        if any(t.state == optuna.trial.TrialState.WAITING for t in trials):
+            return
+        tried = {tuple(sorted(t.params.items())) for t in trials if t.params}
+        rng = random.Random(f"{self.space.config.sampler.seed}-{salt}")
+        for _ in range(200):
+            candidate = {name: rng.choice(values) for name, values in grid.items()}
+            if tuple(sorted(candidate.items())) not in tried:
+                self.study.enqueue_trial(candidate)
+                return
 
     def _measure(self, trial: Any, arch_cfg: Any, pipeline: Any) -> dict[str, Any] | None:
         """Measure costs, check constraints: a Tune config, or None (told PRUNED "infeasible")."""
