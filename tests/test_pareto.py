@@ -117,6 +117,14 @@ def test_pareto_set_equals_optuna_best_trials(tmp_path) -> None:
     assert len(ours) >= 2
     assert table.loc[~table["candidate"], "pareto_rank"].isna().all()
     assert (table.loc[table["candidate"], "pareto_rank"] >= 1).all()
+    # a sweep records a re-proposed variant as a COMPLETE copy of an earlier trial: same point,
+    # listed in the table but not a second time on the front
+    original = next(t for t in study.trials if t.number in ours)
+    study.add_trial(optuna.trial.create_trial(values=original.values,
+                                              user_attrs={"status": "ok", "duplicate_of": original.number}))
+    table = trials_table(open_study(tmp_path).study)
+    assert set(table.loc[table["pareto"], "number"]) == ours
+    assert study.trials[-1].number in set(table["number"])
 
 
 def test_combinations_of_directions_are_consistent() -> None:

@@ -132,9 +132,7 @@ def cached_latency(cfg: Any, cache_dir: str | Path, resolution: tuple[int, int],
     from radio_nas.models import build_model
 
     check_settings(device, dtype)
-    key = stable_id({"arch": cfg.id, "resolution": list(resolution), "batch": batch_size, "device":
-                     device_name(device), "dtype": dtype, "channels_last": channels_last, "runs": runs})
-    path = Path(cache_dir) / f"latency-{key}.json"
+    path = latency_cache_path(cfg, cache_dir, resolution, batch_size, device, dtype, channels_last, runs)
     if path.is_file():
         with contextlib.suppress(ValueError, TypeError, KeyError):
             data = json.loads(path.read_text())
@@ -144,6 +142,15 @@ def cached_latency(cfg: Any, cache_dir: str | Path, resolution: tuple[int, int],
                              warmup=warmup, runs=runs)
     _write_atomic(path, json.dumps(result.to_dict()))
     return result
+
+
+def latency_cache_path(cfg: Any, cache_dir: str | Path, resolution: tuple[int, int], batch_size: int = 1,
+                       device: str = "cpu", dtype: str = "fp32", channels_last: bool = False,
+                       runs: int = 50) -> Path:
+    """Where :func:`cached_latency` keeps this measurement (the device name includes the thread count)."""
+    key = stable_id({"arch": cfg.id, "resolution": list(resolution), "batch": batch_size, "device":
+                     device_name(device), "dtype": dtype, "channels_last": channels_last, "runs": runs})
+    return Path(cache_dir) / f"latency-{key}.json"
 
 
 def _quantile(values: list[float], q: float) -> float:

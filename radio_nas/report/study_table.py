@@ -119,10 +119,16 @@ def study_objectives(study: Any) -> list[Objective]:
 
 
 def is_candidate(trial: Any) -> bool:
-    """A fully trained trial: COMPLETE, status "ok" and finite objective values."""
+    """A fully trained trial: COMPLETE, status "ok", finite objective values, and not a copy.
+
+    A sweep records a re-proposed, already-trained variant as COMPLETE with ``duplicate_of`` (so the
+    sampler learns its value) without training it again; it is the same point as its original.
+    """
     import optuna
 
     if trial.state != optuna.trial.TrialState.COMPLETE or trial.values is None:
+        return False
+    if trial.user_attrs.get("duplicate_of") is not None:
         return False
     if str(trial.user_attrs.get("status", "ok")) != "ok":
         return False

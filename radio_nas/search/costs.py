@@ -68,16 +68,13 @@ def _threads(n: int | None) -> Iterator[None]:
 
 def latency_is_cached(arch_cfg: Any, settings: LatencySettings, resolution: tuple[int, int]) -> bool:
     """True when :func:`measure_costs` would not time anything (used to wait for an idle device)."""
-    from radio_nas._config import stable_id
-    from radio_nas.measure import device_name, parse_resolution
+    from radio_nas.measure import latency_cache_path, parse_resolution
 
     lat_res = parse_resolution(settings.resolution) if settings.resolution is not None else resolution
     with _threads(settings.threads):
-        device = device_name(settings.device)
-    key = stable_id({"arch": arch_cfg.id, "resolution": list(lat_res), "batch": settings.batch_size,
-                     "device": device, "dtype": settings.dtype,
-                     "channels_last": settings.channels_last, "runs": settings.runs})
-    return (latency_cache_dir() / f"latency-{key}.json").is_file()
+        path = latency_cache_path(arch_cfg, latency_cache_dir(), lat_res, settings.batch_size,
+                                  settings.device, settings.dtype, settings.channels_last, settings.runs)
+    return path.is_file()
 
 
 def violations(costs: Costs, constraints: Constraints) -> list[str]:
