@@ -55,6 +55,8 @@ class Report:
     ablation: dict[str, pd.DataFrame] = field(default_factory=dict)
     pca: list[PcaEntry] = field(default_factory=list)
     reference: pd.DataFrame | None = None
+    noise: float | None = None
+    """Fidelity differences below this are seed noise (from a `radio-nas validate` of this space)."""
 
     @property
     def pareto(self) -> pd.DataFrame:
@@ -72,6 +74,7 @@ class Report:
                 "latency_ms": _plain(row["latency_ms"]),
                 "params": {c[len("param."):]: _plain(row[c]) for c in params if not _isna(row[c])},
                 "weights_path": _plain(row["weights_path"]),
+                "within_noise_of": _plain(row.get("within_noise_of")),
             })
         counts = self.table["status"].value_counts().to_dict()
         return {
@@ -85,6 +88,7 @@ class Report:
                             "nadir": [_plain(v) for v in self.hypervolume.nadir],
                             "method": self.hypervolume.describe()},
             "pareto": front,
+            "fidelity_noise": self.noise,
             "files": {k: str(v) for k, v in self.files.items()},
         }
 
@@ -107,6 +111,7 @@ def build_report(handle: StudyHandle, out_dir: str | Path | None = None, *,
     hv = normalised_hypervolume(cand[[o.metric for o in objectives]].to_numpy(dtype=float),
                                 [o.direction for o in objectives])
     rep = Report(handle, table, objectives, hv, out_dir)
+    _mark_noise(rep)
     if reference is not None:
         from radio_nas.report.reference import load_reference
 
@@ -151,6 +156,24 @@ def build_report(handle: StudyHandle, out_dir: str | Path | None = None, *,
     (out_dir / "report.md").write_text(render_markdown(rep))
     rep.files["report.md"] = out_dir / "report.md"
     return rep
+
+
+def _mark_noise(rep: Report, metric: str = "fidelity") -> None:
+    """With a validation of this space and pipeline, name for each Pareto point the next-better
+    point on the front whose fidelity it cannot be told apart from (gap below the seed noise)."""
+    from radio_nas.validate.noise import noise_threshold
+
+    t = rep.table
+    t["within_noise_of"] = pd.array([pd.NA] * len(t), dtype="Int64")
+    if rep.handle.results_dir is None or metric not in t.columns:
+        return
+    rep.noise = noise_threshold(rep.handle.results_dir)
+    if rep.noise is None:
+        return
+    front = t[t["pareto"]].sort_values(metric, ascending=False)
+    for (_, better), (index, row) in zip(front.iterrows(), list(front.iterrows())[1:]):
+        if better[metric] - row[metric] < rep.noise:
+            t.loc[index, "within_noise_of"] = int(better["number"])
 
 
 # -- PCA pictures for the front, attached as Optuna artifacts ---------------------------------------
@@ -261,10 +284,17 @@ def render_markdown(rep: Report) -> str:
         "",
         f"**Hypervolume: {rep.hypervolume.value:.4f}** — {rep.hypervolume.describe()}.",
         "",
+        (f"Seed noise (from a validation of this space and pipeline): fidelity gaps below "
+         f"{rep.noise:.4f} (2x the median seed std) are not resolved; `within_noise_of` names the "
+         "next-better Pareto point a variant cannot be told apart from on fidelity."
+         if rep.noise is not None else
+         "No validation of this space and pipeline yet: `radio-nas validate <space.yaml>` measures "
+         "which fidelity gaps are seed noise, and this report then marks them."),
+        "",
     ]
     params = [c for c in t.columns if c.startswith("param.")]
     cols = ["number", "arch_id", *[o.metric for o in rep.objectives], "n_params", "gmacs", "latency_ms",
-            *params]
+            *(["within_noise_of"] if rep.noise is not None else []), *params]
     cols = list(dict.fromkeys(c for c in cols if c in t.columns))
     first = rep.objectives[0]
     lines += [_md_table(rep.pareto[cols].sort_values(first.metric, ascending=first.direction == "minimize")),
