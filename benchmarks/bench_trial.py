@@ -42,17 +42,12 @@ def matmul_gflops(n: int = 2048, runs: int = 10, threads: int | None = None) -> 
 
 
 def machine() -> dict[str, str]:
-    cpu = platform.processor() or "?"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     from importlib.metadata import version
 
+    from radio_nas.measure import cpu_model
     from radio_nas.measure.profile import versions
+
+    cpu = cpu_model()
 
     extra = {name: version(name) for name in ("onnxruntime", "numpy")}
     return {"cpu": cpu, "cores": str(os.cpu_count()), "torch_threads": str(torch.get_num_threads()),

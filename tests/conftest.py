@@ -1,4 +1,4 @@
-"""Shared test settings: quiet, single-threaded, reproducible."""
+"""Shared test settings: quiet Ray, two torch threads, passive OpenMP waiting."""
 import os
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")

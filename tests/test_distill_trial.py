@@ -4,7 +4,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from radio_nas._config import ConfigError, dump_yaml
 from radio_nas.cli import main

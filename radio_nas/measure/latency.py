@@ -53,16 +53,20 @@ class LatencyResult:
         return dataclasses.asdict(self)
 
 
-def device_name(device: str = "cpu") -> str:
-    if device.startswith("cuda"):
-        return torch.cuda.get_device_name(torch.device(device))
-    model = platform.processor() or platform.machine()
+def cpu_model() -> str:
+    """The CPU's marketing name (Linux /proc/cpuinfo), else what platform knows."""
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    return f"{model} ({torch.get_num_threads()} threads)"
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def device_name(device: str = "cpu") -> str:
+    """What a latency figure was measured on; for a CPU it includes torch's thread count."""
+    if device.startswith("cuda"):
+        return torch.cuda.get_device_name(torch.device(device))
+    return f"{cpu_model()} ({torch.get_num_threads()} threads)"
 
 
 def check_settings(device: str, dtype: str) -> None:
