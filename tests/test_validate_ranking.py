@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 import scipy.stats as st
 
-from radio_nas.validate.ranking import (adjacent_gaps, bootstrap_ci, gap_share, kendall_tau_b, seed_std,
-                                        spearman_rho)
+from radio_nas.validate.ranking import adjacent_gaps, bootstrap_ci, gap_share, kendall_tau_b, seed_std, spearman_rho
 
 
 def _same(a: float, b: float) -> bool:

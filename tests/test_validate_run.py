@@ -123,6 +123,7 @@ def test_analysis_on_known_numbers(tiny: Path) -> None:
     assert out["variants"][3]["seed_std"]["4"] is None  # one seed left: no std, no crash
     assert comp["kendall_tau"] == pytest.approx(4 / 6)  # one swap among four variants
     assert out["recommendation"] is None  # 0.67 < 0.7
+    assert out["closest_4x"]["kendall_tau"] == pytest.approx(4 / 6)
     # the rule: tau >= 0.7 against a run >= 4x longer
     pairs = [{"short": 1.0, "long": 4.0, "short_steps": 4, "kendall_tau": 0.69, "kendall_tau_ci": [0, 1]}]
     assert recommend(pairs, plan) is None
@@ -248,7 +249,7 @@ def _fake_sweep(folder: Path, space, rows: list[tuple[dict, tuple[float, float, 
 
 def test_from_takes_the_pareto_set_of_a_sweep(tmp_path: Path, tiny: Path) -> None:
     space = load_space(tiny)
-    p = lambda w, m, b: {"arch.width": w, "arch.mra_pattern": m, "pipeline.balancing.method": b}  # noqa: E731
+    p = lambda w, m, b: {"arch.width": w, "arch.mra_pattern": m, "pipeline.balancing.method": b}
     a, b = "[[2, 1], [1]]", "[[1], [1]]"
     rows = [(p(16, a, "fixed"), (0.30, 0.01, 5.0)),     # front: cheapest
             (p(32, a, "fixed"), (0.50, 0.04, 9.0)),     # front: best fidelity

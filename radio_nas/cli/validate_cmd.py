@@ -70,9 +70,14 @@ def run(args: argparse.Namespace) -> int:
         print(f"\nnoise threshold (2x median seed std at 1x): {'n/a' if noise is None else format(noise, '.4f')}")
         print("recommended trial length: " + (f"{rec['steps']} steps ({rec['multiple']:g}x; tau {rec['kendall_tau']:.2f} "
                                               f"against {rec['against']:g}x)" if rec else
-                                              "none of the budgets agrees with a 4x longer run at tau >= 0.7"))
+                                              "none of the budgets agrees with a 4x longer run at tau >= 0.7"
+                                              + _closest(out.get("closest_4x"))))
         print(f"written: {out['results_dir']}/validation.json, validation.md, {out['plot'] or '(no plot)'}")
     return 0
+
+
+def _closest(c: dict[str, Any] | None) -> str:
+    return f" (closest: {c['short_steps']} -> {c['long_steps']} steps, tau {c['kendall_tau']:.2f})" if c else ""
 
 
 def _budgets(text: str) -> tuple[float, ...]:

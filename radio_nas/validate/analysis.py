@@ -82,7 +82,7 @@ def analyse(fid: np.ndarray, plan: Plan) -> dict[str, Any]:
                       "threshold": _clean(2 * sweep_noise) if sweep_noise is not None else None,
                       "note": "median over variants of the seed std of fidelity at budget 1 (the sweep's "
                               "trial length); threshold = 2x it"},
-            "recommendation": recommend(pairs, plan),
+            "recommendation": recommend(pairs, plan), "closest_4x": closest(pairs),
             "bootstrap": {"n_boot": s.n_boot, "confidence": s.confidence, "seed": s.boot_seed}}
 
 
@@ -113,6 +113,12 @@ def recommend(pairs: list[dict[str, Any]], plan: Plan) -> dict[str, Any] | None:
                     "rule": f"shortest budget with Kendall tau >= {AGREEMENT_TAU} against a run "
                             f">= {AGREEMENT_RATIO:g}x longer"}
     return None
+
+
+def closest(pairs: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The pair of budgets >= 4x apart with the highest Kendall tau (what to quote when none agrees)."""
+    far = [p for p in pairs if p["long"] / p["short"] >= AGREEMENT_RATIO - 1e-9 and p["kendall_tau"] is not None]
+    return max(far, key=lambda p: (p["kendall_tau"], -p["short"])) if far else None
 
 
 def format_markdown(summary: dict[str, Any]) -> str:
@@ -153,8 +159,15 @@ def format_report(out: dict[str, Any]) -> str:
                  f"**{rec['steps']} steps** ({rec['multiple']:g}×): Kendall τ {rec['kendall_tau']:.2f} "
                  f"[{_num(rec['kendall_tau_ci'][0], 2)}, {_num(rec['kendall_tau_ci'][1], 2)}] against {rec['against']:g}×."
                  if rec else f"none of the budgets reaches Kendall τ ≥ {AGREEMENT_TAU} against a run "
-                             f"≥ {AGREEMENT_RATIO:g}× longer.")]
+                             f"≥ {AGREEMENT_RATIO:g}× longer" + _closest_text(out.get("closest_4x")) + ".")]
     return "\n".join(lines) + "\n"
+
+
+def _closest_text(c: dict[str, Any] | None) -> str:
+    if not c:
+        return ""
+    return (f" (closest: {c['short_steps']} → {c['long_steps']} steps, τ {c['kendall_tau']:.2f} "
+            f"[{_num(c['kendall_tau_ci'][0], 2)}, {_num(c['kendall_tau_ci'][1], 2)}])")
 
 
 def _dur(seconds: float | None) -> str:

@@ -15,8 +15,9 @@ folders beside the sweep.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from radio_nas._config import ConfigError
 

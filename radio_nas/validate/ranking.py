@@ -12,7 +12,7 @@ statistic that is undefined (fewer than two distinct values on a side) is NaN.
 """
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 

@@ -16,8 +16,9 @@ import json
 import os
 import platform
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from radio_nas._config import ConfigError
 from radio_nas.search.space import Space, load_space
