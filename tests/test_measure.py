@@ -95,3 +95,12 @@ def test_profile_cli_errors_are_one_line_exit_2(argv, text, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert text in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("size,window,reference", [(224, 7, 33.9), (256, 8, 44.3)])
+def test_v2_preset_matches_the_reference_code_gmacs(size, window, reference):
+    # NVlabs/RADIO eradio_large_fullres_ws16 with set_optimal_window_size: 33.9 GMACs at 224 and
+    # 44.3 at 256 (reference notes §1, counted there with torch.utils.flop_counter)
+    gmacs = count_gmacs({"preset": "l-v2", "window_sizes": [window, window]}, size)
+    assert gmacs == pytest.approx(reference, abs=0.05)
