@@ -33,6 +33,15 @@ def test_smoke_sweep_report_and_export(tmp_path: Path, capsys) -> None:
     study = optuna.load_study(study_name=payload["study"], storage=f"sqlite:///{results / 'study.db'}")
     originals = {t.number for t in study.best_trials if t.user_attrs.get("duplicate_of") is None}
     assert {p["number"] for p in payload["pareto"]} == originals
+    # the sweep attached each trained student's PCA picture to its own Optuna trial (while running)
+    from optuna.artifacts import get_all_artifact_meta
+    storage = optuna.storages.RDBStorage(f"sqlite:///{results / 'study.db'}")
+    trained = [t for t in study.trials if t.user_attrs.get("status") == "ok"
+               and t.user_attrs.get("duplicate_of") is None]
+    assert trained
+    for t in trained:
+        assert [m.filename for m in get_all_artifact_meta(t, storage=storage)] == ["pca.png"]
+        assert (results / "trials" / str(t.number) / "pca.png").stat().st_size > 0
     assert (results / "report.md").is_file() and list((results / "pca").glob("pca_trial*.png"))
 
     assert main(["export", str(results), "--pareto", "--weights", "--onnx", "--json"]) == 0

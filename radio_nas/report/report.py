@@ -179,9 +179,8 @@ def _mark_noise(rep: Report, metric: str = "fidelity") -> None:
 # -- PCA pictures for the front, attached as Optuna artifacts ---------------------------------------
 
 def _pca_for_front(rep: Report, image_source: str, max_pca: int) -> list[PcaEntry]:
-    from radio_nas.report.export import pipeline_resolution, trial_weights_path
-    from radio_nas.report.pca import StudentFeatures, feature_pictures, load_image, resized, save_panel
-    from radio_nas.report.weights import load_student
+    from radio_nas.report.export import trial_weights_path
+    from radio_nas.report.pca import load_image
 
     handle = rep.handle
     trials = {t.number: t for t in handle.study.get_trials(deepcopy=False)}
@@ -198,18 +197,32 @@ def _pca_for_front(rep: Report, image_source: str, max_pca: int) -> list[PcaEntr
             entries.append(PcaEntry(number, None, f"skipped: {exc.detail}"))
             continue
         pipeline = trial.user_attrs.get("pipeline") or handle.study.user_attrs.get("pipeline") or {}
-        resolution = pipeline_resolution(pipeline)
-        models: dict[str, Any] = {
-            f"student #{number}": StudentFeatures(load_student(trial.user_attrs["arch"], weights))}
-        teachers, note = _teachers_for(pipeline, teacher_cache)
-        models.update(teachers)
-        pictures = feature_pictures(models, image, resolution)
-        path = save_panel(resized(image, resolution), pictures, rep.out_dir / "pca" / f"pca_trial{number}.png",
-                          title=f"{handle.name} trial {number} at {resolution[0]}x{resolution[1]}")
+        path, note = trial_pca_panel(trial.user_attrs["arch"], weights, pipeline, image,
+                                     rep.out_dir / "pca" / f"pca_trial{number}.png",
+                                     f"{handle.name} trial {number}", teacher_cache)
         entry = PcaEntry(number, path, note)
         entry.artifact_id = _attach(handle, trial, path)
         entries.append(entry)
     return entries
+
+
+def trial_pca_panel(arch: dict[str, Any], weights: str | Path, pipeline: dict[str, Any], image: Any,
+                    out: Path, title: str, teacher_cache: dict[str, tuple[dict[str, Any], str]]
+                    ) -> tuple[Path, str]:
+    """PCA picture of a trained student beside its pipeline's teachers, at the pipeline's resolution;
+    returns the PNG and a note (e.g. why teachers are missing). `teacher_cache` is reused across calls."""
+    from radio_nas.report.export import pipeline_resolution
+    from radio_nas.report.pca import StudentFeatures, feature_pictures, resized, save_panel
+    from radio_nas.report.weights import load_student
+
+    resolution = pipeline_resolution(pipeline)
+    models: dict[str, Any] = {"student": StudentFeatures(load_student(arch, weights))}
+    teachers, note = _teachers_for(pipeline, teacher_cache)
+    models.update(teachers)
+    pictures = feature_pictures(models, image, resolution)
+    path = save_panel(resized(image, resolution), pictures, out,
+                      title=f"{title} at {resolution[0]}x{resolution[1]}")
+    return path, note
 
 
 def _teachers_for(pipeline: dict[str, Any], cache: dict[str, tuple[dict[str, Any], str]]

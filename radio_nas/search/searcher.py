@@ -56,6 +56,8 @@ class StudySearcher(Searcher):
         self.infeasible_streak = 0
         self.counts = {"ok": 0, "failed": 0, "pruned": 0, "infeasible": 0}
         self.copies = 0  # proposals identical to a trained variant, recorded without training
+        self._pca_image: Any = None
+        self._pca_teachers: dict[str, Any] = {}  # teachers built once per sweep for the pictures
         self.stop_reason: str | None = None
         self.held: tuple[Any, Any, Any] | None = None  # asked, valid, waiting for an idle device
         needs = set(space.objective_names) | ({"latency_ms"} if space.config.constraints.max_latency_ms else set())
@@ -184,6 +186,8 @@ class StudySearcher(Searcher):
                              extra=attrs)
                 return
             values.append(float(value))
+        if wp:
+            self._attach_pca(trial, Path(wp))
         self._finish(trial, "ok", State.COMPLETE, values=values, extra=attrs)
 
     # -- helpers -------------------------------------------------------------------------------------
@@ -281,6 +285,22 @@ class StudySearcher(Searcher):
         return {"number": number, "arch": arch_cfg.to_dict(), "pipeline": pipeline.to_dict(),
                 "weights_path": str(weights.resolve()) if self.space.config.save_weights else None,
                 "threads": self.threads}
+
+    def _attach_pca(self, trial: Any, weights: Path) -> None:
+        """The trained student's PCA picture (beside its teachers) as an artifact of the Optuna trial,
+        while it is still running: Optuna refuses to change a finished trial."""
+        from radio_nas.report.pca import DEFAULT_IMAGE, load_image
+        from radio_nas.report.report import attach_artifact, trial_pca_panel
+
+        try:
+            if self._pca_image is None:
+                self._pca_image = load_image(DEFAULT_IMAGE)
+            path, _ = trial_pca_panel(trial.user_attrs["arch"], weights, trial.user_attrs.get("pipeline") or {},
+                                      self._pca_image, weights.parent / "pca.png",
+                                      f"{self.space.name} trial {trial.number}", self._pca_teachers)
+            attach_artifact(trial, path, self.results_dir)
+        except Exception as exc:  # noqa: BLE001  (a picture must never cost a trained trial)
+            self._line(f"#{trial.number}: no PCA picture ({type(exc).__name__}: {exc})")
 
     def _set(self, trial: Any, **attrs: Any) -> None:
         for k, v in attrs.items():
