@@ -9,10 +9,11 @@ Writes into the results folder (or `out_dir`): ``report.md``, ``report.html``, `
 ``pareto.csv`` (the front), ``fidelity_vs_gmacs.png``, ``fidelity_vs_latency.png``,
 ``parameter_effects.png``, for ablations ``ablation_<metric>.png`` and ``ablation.csv``, and
 ``pca/pca_trial<N>.png`` per Pareto variant with saved weights (student beside each teacher). The
-PCA pictures and plots are also attached to the study as Optuna artifacts (FileSystemArtifactStore
-under ``<results>/artifacts``; Optuna 5.0 refuses to change finished trials, so trial-level
-attachment has to happen while a trial runs), so ``optuna-dashboard --artifact-dir
-results/NAME/artifacts sqlite:///results/NAME/study.db`` shows them.
+plots and these pictures are attached to the study as Optuna artifacts (FileSystemArtifactStore
+under ``<results>/artifacts``), so ``optuna-dashboard --artifact-dir results/NAME/artifacts
+sqlite:///results/NAME/study.db`` shows them. Optuna 5.0 refuses to change finished trials, so
+per-trial pictures are attached by the sweep itself, before it tells a trial's result
+(:func:`trial_pca_panel`).
 """
 from __future__ import annotations
 
