@@ -56,11 +56,12 @@ def test_pca_recovers_planted_components() -> None:
 
 def test_bad_inputs_raise_config_errors(tmp_path: Path) -> None:
     from radio_nas._config import ConfigError
-    from radio_nas.report.pca import load_image, parse_resolution
+    from radio_nas._util import parse_resolution
+    from radio_nas.report.pca import load_image
 
     assert parse_resolution("256x384") == (256, 384) and parse_resolution("224") == (224, 224)
     with pytest.raises(ConfigError, match="--resolution"):
-        parse_resolution("big")
+        parse_resolution("big", key="--resolution")
     with pytest.raises(ConfigError, match="no such image"):
         load_image(tmp_path / "none.jpg")
     (tmp_path / "junk.png").write_text("not a picture")

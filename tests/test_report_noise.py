@@ -25,7 +25,7 @@ def test_gaps_below_the_measured_noise_are_marked(tmp_path, monkeypatch, capsys)
     assert len(front) >= 2
     gaps = -front["fidelity"].diff().iloc[1:]  # fidelity lost from one front point to the next
     noise = float(gaps.median()) + 1e-9  # some gaps fall below it, the largest does not
-    monkeypatch.setattr("radio_nas.validate.noise.noise_threshold", lambda results_dir: noise)
+    monkeypatch.setattr("radio_nas.study.noise.noise_threshold", lambda results_dir: noise)
     rep = build_report(open_study(results), pca=False)
     front = _front(rep)
     numbers, fid = front["number"].tolist(), front["fidelity"].tolist()

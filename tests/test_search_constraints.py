@@ -7,12 +7,15 @@ import optuna
 import pytest
 import yaml
 
-from radio_nas.search.ablation import ablation_points, ablation_summary, mean_ci
+from radio_nas._util import mean_ci
+from radio_nas.search.ablation import ablation_design, ablation_points
 from radio_nas.search.costs import Costs, violations
 from radio_nas.search.searcher import StudySearcher
 from radio_nas.search.space import Constraints, load_space
 from radio_nas.search.study import (default_storage, open_study, recover_orphans, trained_count)
+from radio_nas.search.summary import ablation_summary
 from radio_nas.search.trainable import FINAL_KEY, RESULT_KEY
+from radio_nas.study import Status, TrialRecord, read_trials, write_study
 from ray.tune.search import Searcher
 
 REPO = Path(__file__).resolve().parents[1]
@@ -64,22 +67,28 @@ def test_infeasible_variants_are_recorded_never_trained(tmp_path):
         s.on_trial_complete(f"t{i}", final_result(0.4 + i / 10))
     assert s.suggest("t9") == Searcher.FINISHED
     trials = study.get_trials()
-    infeasible = [t for t in trials if t.user_attrs["status"] == "infeasible"]
+    records = read_trials(study)
+    infeasible = [r for r in records if r.status is Status.INFEASIBLE]
     assert infeasible, "the random sampler should have drawn width 64 at least once"
-    for t in infeasible:
-        assert t.state == State.PRUNED and t.params["arch.width"] == 64
-        assert t.user_attrs["gmacs"] > 0.03 and "max_gmacs" in t.user_attrs["failure_reason"]
-        assert t.number not in handed_out
-        assert not (results / "trials" / str(t.number)).exists()
-    ok = [t for t in trials if t.state == State.COMPLETE]
-    assert [t.number for t in ok] == handed_out and trained_count(study) == 3
+    for r in infeasible:
+        # told COMPLETE so NSGA-II and GP learn from it; its violated constraint keeps it off every front
+        assert r.state == "COMPLETE" and r.params["arch.width"] == 64 and not r.is_candidate
+        assert r.gmacs > 0.03 and "max_gmacs" in r.reason
+        assert r.constraints["max_gmacs"] == pytest.approx(r.gmacs / 0.03 - 1) and r.constraints["max_gmacs"] > 0
+        assert r.number not in handed_out
+        assert not (results / "trials" / str(r.number)).exists()
+    ok = [r for r in records if r.is_candidate]
+    assert [r.number for r in ok] == handed_out and trained_count(study) == 3
+    assert all(r.constraints["max_gmacs"] <= 0 for r in ok)
+    assert {b.number for b in study.best_trials} <= set(handed_out)  # Optuna's front skips infeasible ones
+    ok = [t for t in trials if t.number in handed_out]
     t = ok[0]
     assert t.values == [0.4, pytest.approx(t.user_attrs["gmacs"])]
     for key in ("arch", "arch_id", "pipeline", "params", "gmacs", "latency_ms", "latency_device", "status",
                 "failure_reason", "metrics", "loss_curve", "weights_path", "seed"):
         assert key in t.user_attrs, key
     assert t.user_attrs["loss_curve"] == [1.0, 0.5] and "loss_curve" not in t.user_attrs["metrics"]
-    assert study.best_trials and all(b.state == State.COMPLETE for b in study.best_trials)
+    assert study.best_trials and all(TrialRecord.from_trial(b).is_candidate for b in study.best_trials)
 
 
 def test_model_rejection_is_infeasible_and_too_many_stop_the_sweep(tmp_path):
@@ -91,7 +100,8 @@ def test_model_rejection_is_infeasible_and_too_many_stop_the_sweep(tmp_path):
     trials = study.get_trials()
     assert len(trials) == 5 and all(t.state == State.PRUNED for t in trials)
     assert all("divisible by head_dim" in t.user_attrs["failure_reason"] for t in trials)
-    assert "max_infeasible" in s.stop_reason
+    assert "max_infeasible" in s.stats().stop_reason
+    assert all(TrialRecord.from_trial(t).status is Status.INFEASIBLE for t in trials)
 
 
 def test_failed_pruned_and_crashed_trials(tmp_path):
@@ -111,7 +121,7 @@ def test_failed_pruned_and_crashed_trials(tmp_path):
     assert "NaN" in by_status["failed"].user_attrs["failure_reason"] or \
         "Ray worker" in by_status["failed"].user_attrs["failure_reason"]
     pruned = by_status["pruned"]
-    assert pruned.state == State.PRUNED and pruned.values is None and "ASHA" in pruned.user_attrs["failure_reason"]
+    assert pruned.state == State.PRUNED and pruned.values is None and "scheduler" in pruned.user_attrs["failure_reason"]
     assert trained_count(study) == 3 and study.best_trials == []
 
 
@@ -152,18 +162,20 @@ def test_ablation_summary_mean_and_ci(tmp_path):
     assert len(points) == 6
     for p in points:
         study.enqueue_trial(p)
+    write_study(study, ablation=ablation_design(space).to_dict())  # as run_sweep does
     s = StudySearcher(space, study, results, trials=6, progress=None)
     fid = {16: [0.5, 0.6, 0.7], 32: [0.8, 0.8, 0.8]}
     for i in range(6):
         c = s.suggest(f"t{i}")
         w = c["arch"]["width"]
         s.on_trial_complete(f"t{i}", final_result(fid[w][c["pipeline"]["seed"]]))
-    rows = {r["level"]: r for r in ablation_summary(study, space)}
-    assert rows[16]["n"] == 3 and rows[16]["mean"] == pytest.approx(0.6)
-    assert rows[16]["ci95"] == pytest.approx(4.302653 * 0.1 / 3 ** 0.5, rel=1e-5)  # t(0.975, 2) * sd / sqrt(n)
-    assert rows[32]["ci95"] == pytest.approx(0.0, abs=1e-12) and rows[16]["base"]
-    mean, ci = mean_ci([1.0])
-    assert mean == 1.0 and ci != ci  # nan for a single value
+    rows = {r["level"]: r for r in ablation_summary(study, ["fidelity"])}
+    assert rows[16]["n"] == 3 and rows[16]["fidelity_mean"] == pytest.approx(0.6)
+    # t(0.975, 2) * sd / sqrt(n)
+    assert rows[16]["fidelity_ci95"] == pytest.approx(4.302653 * 0.1 / 3 ** 0.5, rel=1e-5)
+    assert rows[32]["fidelity_ci95"] == pytest.approx(0.0, abs=1e-12) and rows[16]["base"]
+    mean, ci, std = mean_ci([1.0])
+    assert mean == 1.0 and ci != ci and std != std  # nan for a single value
 
 
 def test_an_identical_variant_is_recorded_not_trained_again(tmp_path):
@@ -174,7 +186,7 @@ def test_an_identical_variant_is_recorded_not_trained_again(tmp_path):
     s.on_trial_complete("t0", final_result(0.45))
     assert s.suggest("t1") == Searcher.FINISHED  # only known points are proposed: stop, don't loop
     copies = [t for t in study.trials if t.number != first["number"]]
-    assert len(copies) == 4 and "already-trained" in s.stop_reason
+    assert len(copies) == 4 and "already-trained" in s.stats().stop_reason
     for t in copies:
         assert t.state == State.COMPLETE and t.user_attrs["duplicate_of"] == first["number"]
         assert t.values == study.trials[first["number"]].values

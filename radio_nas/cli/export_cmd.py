@@ -36,7 +36,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 def run(args: argparse.Namespace) -> int:
     from radio_nas.cli import print_json
     from radio_nas.report.export import ONNX_ATOL, OnnxParityError, export_trials, pareto_numbers
-    from radio_nas.report.pca import parse_resolution
+    from radio_nas._util import parse_resolution
     from radio_nas.report.study_table import open_study
 
     handle = open_study(args.source, args.study)
@@ -47,7 +47,8 @@ def run(args: argparse.Namespace) -> int:
         return 1
     try:
         done = export_trials(handle, numbers, args.out, weights=args.weights, onnx=args.onnx,
-                             onnx_resolution=parse_resolution(args.onnx_resolution),
+                             onnx_resolution=(parse_resolution(args.onnx_resolution, key="--onnx-resolution")
+                                              if args.onnx_resolution is not None else None),
                              atol=args.atol if args.atol is not None else ONNX_ATOL)
     except OnnxParityError as exc:
         print(f"radio-nas export: error: {exc}", file=sys.stderr)

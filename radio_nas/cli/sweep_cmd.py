@@ -49,13 +49,16 @@ def run(args: argparse.Namespace) -> int:
             print(f"{args.space}: ok ({space.config.mode}, {len(space.sampled)} varying parameters, "
                   f"objectives {', '.join(space.objective_names)})")
         return 0
+    from radio_nas.report.report import sweep_pictures
     from radio_nas.search.sweep import run_sweep
 
+    results = args.results if args.results is not None else f"results/{space.name}"
     progress = (lambda line: print(line, file=sys.stderr, flush=True)) if args.json else \
         (lambda line: print(line, flush=True))
-    outcome = run_sweep(space, results_dir=args.results, storage=args.storage, address=args.address,
+    outcome = run_sweep(space, results_dir=results, storage=args.storage, address=args.address,
                         trials=args.trials, wall_time=args.time, concurrency=args.concurrency,
-                        num_cpus=args.num_cpus, progress=progress)
+                        num_cpus=args.num_cpus, on_trained=sweep_pictures(results, space.name),
+                        progress=progress)
     if args.json:
         print_json(outcome)
     return 0

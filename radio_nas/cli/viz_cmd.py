@@ -40,8 +40,9 @@ def run(args: argparse.Namespace) -> int:
     from radio_nas._config import load_yaml
     from radio_nas.cli import print_json
     from radio_nas.models import resolve_config
+    from radio_nas._util import parse_resolution
     from radio_nas.report.pca import (StudentFeatures, default_resolution, feature_pictures,
-                                      load_image, parse_resolution, resized, save_panel)
+                                      load_image, resized, save_panel)
     from radio_nas.report.weights import load_student
 
     cfg = resolve_config(args.arch)
@@ -52,7 +53,8 @@ def run(args: argparse.Namespace) -> int:
     if weights is None and isinstance(exported.get("files"), dict) and exported["files"].get("weights"):
         weights = str(Path(args.arch).parent / exported["files"]["weights"])
     image = load_image(args.image)
-    resolution = parse_resolution(args.resolution) or default_resolution(*image.shape[:2])
+    resolution = (parse_resolution(args.resolution, key="--resolution") if args.resolution is not None
+                  else default_resolution(*image.shape[:2]))
     cfg.check_input_size(*resolution)
     models = {"student": StudentFeatures(load_student(cfg, weights))}
     pipeline = args.pipeline if args.pipeline is not None else exported.get("pipeline")

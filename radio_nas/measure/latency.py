@@ -13,21 +13,21 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import os
 import platform
 import statistics
-import tempfile
 import time
 import weakref
 from pathlib import Path
 from typing import Any, Iterator
 
+import numpy as np
 import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
 from radio_nas._config import ConfigError, stable_id
+from radio_nas._util import atomic_write
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 DEVICES = ("cpu", "cuda")
@@ -123,7 +123,7 @@ def measure_latency(model: nn.Module, resolution: tuple[int, int], batch_size: i
 
     median = statistics.median(times)
     return LatencyResult(
-        median_ms=median, p90_ms=_quantile(times, 0.9), mean_ms=statistics.fmean(times), runs=runs,
+        median_ms=median, p90_ms=float(np.quantile(times, 0.9)), mean_ms=statistics.fmean(times), runs=runs,
         batch_size=batch_size, resolution=(h, w), device=device, device_name=device_name(device),
         dtype=dtype, channels_last=channels_last, images_per_s=batch_size / median * 1e3,
         peak_memory_mb=peak)
@@ -144,7 +144,7 @@ def cached_latency(cfg: Any, cache_dir: str | Path, resolution: tuple[int, int],
             return LatencyResult(**data)
     result = measure_latency(build_model(cfg), resolution, batch_size, device, dtype, channels_last,
                              warmup=warmup, runs=runs)
-    _write_atomic(path, json.dumps(result.to_dict()))
+    atomic_write(path, json.dumps(result.to_dict()))
     return result
 
 
@@ -155,22 +155,6 @@ def latency_cache_path(cfg: Any, cache_dir: str | Path, resolution: tuple[int, i
     key = stable_id({"arch": cfg.id, "resolution": list(resolution), "batch": batch_size, "device":
                      device_name(device), "dtype": dtype, "channels_last": channels_last, "runs": runs})
     return Path(cache_dir) / f"latency-{key}.json"
-
-
-def _quantile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    pos = q * (len(ordered) - 1)
-    lo = int(pos)
-    hi = min(lo + 1, len(ordered) - 1)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
 
 
 class _LiveTensorPeak(TorchDispatchMode):

@@ -7,29 +7,9 @@ from typing import Any
 import torch
 
 from radio_nas import __version__
-from radio_nas._config import ConfigError
+from radio_nas._util import parse_resolution
 from radio_nas.measure.flops import count_gmacs, count_params
 from radio_nas.measure.latency import check_settings, measure_latency
-
-
-def parse_resolution(value: Any) -> tuple[int, int]:
-    """224, "224", "256x384", [256, 384] -> (H, W)."""
-    if isinstance(value, (list, tuple)) and len(value) == 2:
-        parts = list(value)
-    elif isinstance(value, int) and not isinstance(value, bool):
-        parts = [value, value]
-    else:
-        parts = str(value).lower().replace("×", "x").split("x")
-        if len(parts) == 1:
-            parts = parts * 2
-    try:
-        h, w = (int(p) for p in parts)
-    except (TypeError, ValueError):
-        raise ConfigError(f"expected N or HxW (e.g. 224 or 256x384), got {value!r}",
-                          key="resolution") from None
-    if h <= 0 or w <= 0:
-        raise ConfigError(f"expected positive sides, got {value!r}", key="resolution")
-    return h, w
 
 
 def versions() -> dict[str, str]:

@@ -29,14 +29,17 @@ import torch
 
 from radio_nas import __version__
 from radio_nas._config import ConfigError, dump_yaml
-from radio_nas.report.study_table import StudyHandle, is_candidate, study_objectives, trials_table
+from radio_nas._util import IMAGENET_MEAN, IMAGENET_STD, atomic_path, atomic_write, parse_resolution
+from radio_nas.report.study_table import StudyHandle, trials_table
+from radio_nas.study.layout import EXPORT_DIR
+from radio_nas.study.record import TrialRecord
 
 ONNX_ATOL = 1e-4
 """Largest |ONNX - PyTorch| accepted on a random input (fp32; seen here: ~1e-7)."""
 
 
 INPUT_NOTE = {"layout": "NCHW", "channels": "rgb", "value_range": [0, 1],
-              "normalize": {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]},
+              "normalize": {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)},
               "note": "as radio-nas trials feed the student: (x/255 - mean) / std"}
 
 
@@ -70,47 +73,44 @@ def pareto_numbers(handle: StudyHandle) -> list[int]:
     return [int(n) for n in table.loc[table["pareto"], "number"]]
 
 
-def variant_document(handle: StudyHandle, trial: Any) -> dict[str, Any]:
+def variant_document(handle: StudyHandle, trial: TrialRecord) -> dict[str, Any]:
     """The exported YAML's content for one trial (see the module docstring)."""
     from radio_nas.models import resolve_config
 
-    arch = trial.user_attrs.get("arch")
-    if not isinstance(arch, dict):
-        raise ConfigError(f"trial {trial.number} has no 'arch' user attribute to rebuild it from",
+    if trial.arch is None:
+        raise ConfigError(f"trial {trial.number} has no recorded architecture to rebuild it from",
                           key=f"trial {trial.number}")
-    cfg = resolve_config(arch)
+    cfg = resolve_config(dict(trial.arch))
+    study = handle.record
     metrics: dict[str, Any] = {}
-    if trial.values is not None:
-        for obj, value in zip(study_objectives(handle.study), trial.values):
+    if trial.values is not None and trial.is_candidate:
+        for obj, value in zip(study.objectives, trial.values):
             metrics[obj.metric] = float(value)
-    for key in ("params", "gmacs", "latency_ms", "latency_device"):
-        if trial.user_attrs.get(key) is not None:
-            metrics.setdefault(key, trial.user_attrs[key])
-    recorded = trial.user_attrs.get("metrics") or {}
-    if isinstance(recorded, dict):
-        for key, value in recorded.items():
+    for key, value in (*trial.costs.items(), ("latency_device", trial.latency_device)):
+        if value is not None:
             metrics.setdefault(key, value)
-    recorded_id = trial.user_attrs.get("arch_id")
+    for key, value in trial.metrics.items():
+        metrics.setdefault(key, value)
     provenance = {
         "study": handle.name,
         "trial": trial.number,
-        "state": trial.state.name,
-        "status": trial.user_attrs.get("status", "ok"),
+        "state": trial.state,
+        "status": str(trial.status),
         "arch_id": cfg.id,
         "radio_nas_version": __version__,
-        "sweep_radio_nas_version": handle.study.user_attrs.get("radio_nas_version"),
-        "space_name": handle.study.user_attrs.get("space_name"),
-        "space_hash": handle.study.user_attrs.get("space_hash"),
+        "sweep_radio_nas_version": study.radio_nas_version,
+        "space_name": study.space_name,
+        "space_hash": study.space_hash,
         "results_dir": str(handle.results_dir) if handle.results_dir else None,
         "storage": handle.storage_url,
-        "seed": trial.user_attrs.get("seed", trial.params.get("seed")),
+        "seed": trial.seed,
         "exported_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
-    if recorded_id and recorded_id != cfg.id:
-        provenance["recorded_arch_id"] = recorded_id  # config defaults changed since the sweep
-    return {"arch": cfg.to_dict(), "pipeline": trial.user_attrs.get("pipeline")
-            or handle.study.user_attrs.get("pipeline"), "metrics": metrics, "provenance": provenance,
-            "input": INPUT_NOTE}
+    if trial.arch_id and trial.arch_id != cfg.id:
+        provenance["recorded_arch_id"] = trial.arch_id  # config defaults changed since the sweep
+    pipeline = trial.pipeline or study.pipeline
+    return {"arch": cfg.to_dict(), "pipeline": dict(pipeline) if pipeline is not None else None,
+            "metrics": metrics, "provenance": provenance, "input": INPUT_NOTE}
 
 
 def export_trials(handle: StudyHandle, numbers: list[int], out_dir: str | Path | None = None, *,
@@ -122,24 +122,24 @@ def export_trials(handle: StudyHandle, numbers: list[int], out_dir: str | Path |
     if out_dir is None:
         if handle.results_dir is None:
             raise ConfigError("a bare storage URL has no results folder; pass --out DIR", key="--out")
-        out_dir = handle.results_dir / "exported"
+        out_dir = handle.results_dir / EXPORT_DIR
     out_dir = Path(out_dir)
-    trials = {t.number: t for t in handle.study.get_trials(deepcopy=False)}
+    trials = {t.number: t for t in handle.trials()}
     chosen = []
     for number in numbers:
         if number not in trials:
             raise ConfigError(f"no trial {number} in study {handle.name!r} "
                               f"(trials 0..{max(trials, default=-1)})", key="--trial")
         trial = trials[number]
-        if not allow_unfinished and not is_candidate(trial):
-            raise ConfigError(f"trial {number} is not fully trained (state {trial.state.name}, status "
-                              f"{trial.user_attrs.get('status', '-')})", key="--trial")
+        if not allow_unfinished and not trial.is_candidate:
+            raise ConfigError(f"trial {number} is not fully trained (state {trial.state}, status "
+                              f"{trial.status})", key="--trial")
         chosen.append(trial)
     out_dir.mkdir(parents=True, exist_ok=True)
     return [_export_one(handle, t, out_dir, weights, onnx, onnx_resolution, atol) for t in chosen]
 
 
-def _export_one(handle: StudyHandle, trial: Any, out_dir: Path, weights: bool, onnx: bool,
+def _export_one(handle: StudyHandle, trial: TrialRecord, out_dir: Path, weights: bool, onnx: bool,
                 onnx_resolution: tuple[int, int] | None, atol: float) -> ExportedVariant:
     from radio_nas.models import build_model
     from radio_nas.report.weights import load_weights_into
@@ -155,9 +155,8 @@ def _export_one(handle: StudyHandle, trial: Any, out_dir: Path, weights: bool, o
         load_weights_into(model, source)  # fails loudly if the file does not fit the architecture
         target = out_dir / f"{stem}.safetensors"
         if source.resolve() != target.resolve():
-            tmp = target.with_name(target.name + ".tmp")
-            shutil.copyfile(source, tmp)
-            tmp.replace(target)
+            with atomic_path(target) as tmp:
+                shutil.copyfile(source, tmp)
         result.weights_path, result.weights_bytes = target, target.stat().st_size
         files["weights"] = target.name
         files["weights_bytes"] = result.weights_bytes
@@ -172,15 +171,13 @@ def _export_one(handle: StudyHandle, trial: Any, out_dir: Path, weights: bool, o
         files["onnx_max_abs_diff"] = result.onnx_max_abs_diff
     if files:
         doc["files"] = files
-    tmp = result.yaml_path.with_name(result.yaml_path.name + ".tmp")
-    tmp.write_text(dump_yaml(doc))
-    tmp.replace(result.yaml_path)
+    atomic_write(result.yaml_path, dump_yaml(doc))
     return result
 
 
-def trial_weights_path(handle: StudyHandle, trial: Any) -> Path:
+def trial_weights_path(handle: StudyHandle, trial: TrialRecord) -> Path:
     """The trial's safetensors file (``weights_path`` is relative to the results folder)."""
-    rel = trial.user_attrs.get("weights_path")
+    rel = trial.weights_path
     if not rel:
         raise ConfigError(f"trial {trial.number} kept no weights (weights_path is empty); re-run it "
                           f"with weights kept, or export without --weights", key="--weights")
@@ -197,7 +194,7 @@ def trial_weights_path(handle: StudyHandle, trial: Any) -> Path:
 
 def pipeline_resolution(pipeline: Any, default: int = 224) -> tuple[int, int]:
     """The training resolution recorded in a pipeline dict (``resolution`` at the top or under
-    ``data``/``eval``), as (H, W); `default` when none is recorded."""
+    ``data``/``eval``/``train``), as (H, W); `default` when none is recorded or it is unreadable."""
     candidates = []
     if isinstance(pipeline, dict):
         candidates.append(pipeline.get("resolution"))
@@ -205,10 +202,12 @@ def pipeline_resolution(pipeline: Any, default: int = 224) -> tuple[int, int]:
             if isinstance(pipeline.get(section), dict):
                 candidates.append(pipeline[section].get("resolution"))
     for value in candidates:
-        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-            return (value, value)
-        if isinstance(value, (list, tuple)) and len(value) == 2 and all(isinstance(v, int) for v in value):
-            return (int(value[0]), int(value[1]))
+        if value is None:
+            continue
+        try:
+            return parse_resolution(value)
+        except ConfigError:
+            continue
     return (default, default)
 
 
@@ -229,21 +228,19 @@ def export_onnx(model: torch.nn.Module, path: str | Path, resolution: tuple[int,
     model = model.eval()
     generator = torch.Generator().manual_seed(seed)
     x = torch.rand(1, 3, *resolution, generator=generator)
-    tmp = path.with_name(path.name + ".tmp")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation/tracer chatter
-        torch.onnx.export(model, (x,), str(tmp), input_names=["images"],
-                          output_names=["summary", "features"], dynamo=False)
-    session = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
-    outputs = session.run(None, {"images": x.numpy()})
-    with torch.no_grad():
-        expected = model(x)
-    diffs = {name: float(np.abs(got - want.numpy()).max())
-             for name, got, want in zip(("summary", "features"), outputs, expected)}
-    if any(d > atol or not np.isfinite(d) for d in diffs.values()):
-        tmp.unlink(missing_ok=True)
-        raise OnnxParityError(f"ONNX output differs from PyTorch beyond {atol:g}: {diffs}")
-    tmp.replace(path)
+    with atomic_path(path) as tmp:  # a file whose parity check fails is removed, never published
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation/tracer chatter
+            torch.onnx.export(model, (x,), str(tmp), input_names=["images"],
+                              output_names=["summary", "features"], dynamo=False)
+        session = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
+        outputs = session.run(None, {"images": x.numpy()})
+        with torch.no_grad():
+            expected = model(x)
+        diffs = {name: float(np.abs(got - want.numpy()).max())
+                 for name, got, want in zip(("summary", "features"), outputs, expected)}
+        if any(d > atol or not np.isfinite(d) for d in diffs.values()):
+            raise OnnxParityError(f"ONNX output differs from PyTorch beyond {atol:g}: {diffs}")
     return diffs
 
 

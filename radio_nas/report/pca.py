@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from radio_nas._config import ConfigError
+from radio_nas._util import IMAGENET_MEAN, IMAGENET_STD, atomic_path
 
 BUILTIN_PREFIX = "skimage:"
 DEFAULT_IMAGE = "skimage:astronaut"
@@ -88,25 +89,6 @@ def load_image(source: str | Path) -> np.ndarray:
     return array / 65535.0 if array.max() > 1.0 else array
 
 
-def parse_resolution(text: str | int | None) -> tuple[int, int] | None:
-    """``224`` -> (224, 224); ``256x384`` -> (256, 384) (height x width); None stays None."""
-    if text is None:
-        return None
-    if isinstance(text, int):
-        return (text, text)
-    parts = str(text).lower().replace("*", "x").split("x")
-    try:
-        values = [int(p) for p in parts]
-    except ValueError:
-        raise ConfigError(f"expected N or HxW (e.g. 224 or 256x384), got {text!r}",
-                          key="--resolution") from None
-    if len(values) == 1:
-        values = values * 2
-    if len(values) != 2 or min(values) <= 0:
-        raise ConfigError(f"expected N or HxW (e.g. 224 or 256x384), got {text!r}", key="--resolution")
-    return (values[0], values[1])
-
-
 def default_resolution(height: int, width: int, short_side: int = 224, multiple: int = 32) -> tuple[int, int]:
     """Keep the picture's aspect ratio with its short side near `short_side`, sides multiples of 32."""
     scale = short_side / min(height, width)
@@ -125,8 +107,8 @@ def resized(image: np.ndarray, resolution: tuple[int, int]) -> np.ndarray:
     return to_batch(image, resolution)[0].permute(1, 2, 0).numpy()
 
 
-STUDENT_MEAN = (0.485, 0.456, 0.406)
-STUDENT_STD = (0.229, 0.224, 0.225)
+STUDENT_MEAN = IMAGENET_MEAN
+STUDENT_STD = IMAGENET_STD
 """How trials feed the student (``radio_nas.distill.trial``): RGB in [0, 1], ImageNet mean/std."""
 
 
@@ -187,8 +169,7 @@ def save_panel(image: np.ndarray, pictures: Mapping[str, np.ndarray], out: str |
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    tmp = out.with_name(out.name + ".tmp.png")
-    fig.savefig(tmp, dpi=100)
+    with atomic_path(out) as tmp:  # never leave a half-written picture behind
+        fig.savefig(tmp, dpi=100)
     plt.close(fig)
-    tmp.replace(out)  # never leave a half-written picture behind
     return out

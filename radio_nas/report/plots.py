@@ -7,14 +7,19 @@ per-parameter effects, and ablation error bars.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
+from radio_nas._util import atomic_path
 from radio_nas.report.pareto import pareto_mask
 
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
-def _plt():
+
+def _plt() -> Any:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -23,13 +28,11 @@ def _plt():
     return plt
 
 
-def _save(fig, out: str | Path) -> Path:
+def _save(fig: Figure, out: str | Path) -> Path:
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp.png")
-    fig.savefig(tmp, dpi=110)
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, dpi=110)
     _plt().close(fig)
-    tmp.replace(out)
     return out
 
 

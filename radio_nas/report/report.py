@@ -20,21 +20,28 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from radio_nas import __version__
 from radio_nas._config import ConfigError
-from radio_nas.report import ablation as _ablation
+from radio_nas._util import atomic_path, atomic_write, markdown_table
 from radio_nas.report import plots
 from radio_nas.report.pareto import HypervolumeResult, normalised_hypervolume
 from radio_nas.report.study_table import Objective, StudyHandle, trials_table
+from radio_nas.study import noise as _noise
+from radio_nas.study.ablation import AblationDesign, ablation_markdown, ablation_rows
+from radio_nas.study.layout import ARTIFACT_DIR, PCA_FILE
+from radio_nas.study.record import TrialRecord
 
-ARTIFACT_DIR = "artifacts"
+if TYPE_CHECKING:
+    from optuna.study import Study
+    from optuna.trial import Trial
 
 
 @dataclass
@@ -54,6 +61,8 @@ class Report:
     out_dir: Path
     files: dict[str, Path] = field(default_factory=dict)
     ablation: dict[str, pd.DataFrame] = field(default_factory=dict)
+    """Per factor: level, base, n, n_seeds, <metric>_mean/_ci95/_std (for the plots and CSV)."""
+    ablation_rows: list[dict[str, Any]] = field(default_factory=list)
     pca: list[PcaEntry] = field(default_factory=list)
     reference: pd.DataFrame | None = None
     noise: float | None = None
@@ -136,11 +145,13 @@ def build_report(handle: StudyHandle, out_dir: str | Path | None = None, *,
             rep.files["parameter_effects.png"] = path
     if handle.mode == "ablation":
         metrics = [o.metric for o in objectives]
-        rep.ablation = {f: _ablation.factor_table(table, f, metrics) for f in _ablation.factor_names(table)}
-        if rep.ablation:
-            merged = pd.concat([t.assign(factor=f) for f, t in rep.ablation.items()], ignore_index=True)
-            _write_csv(merged[["factor", *[c for c in merged.columns if c != "factor"]]],
-                       out_dir / "ablation.csv")
+        records = handle.trials()
+        rep.ablation_rows = ablation_rows(records, AblationDesign.from_record(handle.record, records), metrics)
+        if rep.ablation_rows:
+            merged = pd.DataFrame(rep.ablation_rows)
+            rep.ablation = {str(f): g.drop(columns="factor").reset_index(drop=True)
+                            for f, g in merged.groupby("factor", sort=False)}
+            _write_csv(merged, out_dir / "ablation.csv")
             rep.files["ablation.csv"] = out_dir / "ablation.csv"
             for metric in metrics:
                 path = plots.ablation_plot(rep.ablation, metric, out_dir / f"ablation_{_slug(metric)}.png")
@@ -151,10 +162,10 @@ def build_report(handle: StudyHandle, out_dir: str | Path | None = None, *,
     if handle.results_dir is not None and out_dir.resolve() == handle.results_dir.resolve():
         for name, path in rep.files.items():
             if name.endswith(".png"):
-                _attach(handle, None, path)  # the plots, on the dashboard's study page
-    (out_dir / "report.html").write_text(render_html(rep))
+                _attach(handle, path)  # the plots, on the dashboard's study page
+    atomic_write(out_dir / "report.html", render_html(rep))
     rep.files["report.html"] = out_dir / "report.html"
-    (out_dir / "report.md").write_text(render_markdown(rep))
+    atomic_write(out_dir / "report.md", render_markdown(rep))
     rep.files["report.md"] = out_dir / "report.md"
     return rep
 
@@ -162,13 +173,11 @@ def build_report(handle: StudyHandle, out_dir: str | Path | None = None, *,
 def _mark_noise(rep: Report, metric: str = "fidelity") -> None:
     """With a validation of this space and pipeline, name for each Pareto point the next-better
     point on the front whose fidelity it cannot be told apart from (gap below the seed noise)."""
-    from radio_nas.validate.noise import noise_threshold
-
     t = rep.table
     t["within_noise_of"] = pd.array([pd.NA] * len(t), dtype="Int64")
     if rep.handle.results_dir is None or metric not in t.columns:
         return
-    rep.noise = noise_threshold(rep.handle.results_dir)
+    rep.noise = _noise.noise_threshold(rep.handle.results_dir)
     if rep.noise is None:
         return
     front = t[t["pareto"]].sort_values(metric, ascending=False)
@@ -184,7 +193,7 @@ def _pca_for_front(rep: Report, image_source: str, max_pca: int) -> list[PcaEntr
     from radio_nas.report.pca import load_image
 
     handle = rep.handle
-    trials = {t.number: t for t in handle.study.get_trials(deepcopy=False)}
+    trials = {t.number: t for t in handle.trials()}
     image = load_image(image_source)
     entries: list[PcaEntry] = []
     teacher_cache: dict[str, tuple[dict[str, Any], str]] = {}
@@ -197,12 +206,12 @@ def _pca_for_front(rep: Report, image_source: str, max_pca: int) -> list[PcaEntr
         except ConfigError as exc:
             entries.append(PcaEntry(number, None, f"skipped: {exc.detail}"))
             continue
-        pipeline = trial.user_attrs.get("pipeline") or handle.study.user_attrs.get("pipeline") or {}
-        path, note = trial_pca_panel(trial.user_attrs["arch"], weights, pipeline, image,
+        pipeline = dict(trial.pipeline or handle.record.pipeline or {})
+        path, note = trial_pca_panel(dict(trial.arch or {}), weights, pipeline, image,
                                      rep.out_dir / "pca" / f"pca_trial{number}.png",
                                      f"{handle.name} trial {number}", teacher_cache)
         entry = PcaEntry(number, path, note)
-        entry.artifact_id = _attach(handle, trial, path)
+        entry.artifact_id = _attach(handle, path)
         entries.append(entry)
     return entries
 
@@ -240,15 +249,35 @@ def _teachers_for(pipeline: dict[str, Any], cache: dict[str, tuple[dict[str, Any
     return cache[key]
 
 
-def _attach(handle: StudyHandle, trial: Any | None, path: Path) -> str | None:
-    """Upload `path` to `trial` while it still runs, else to the study (see attach_artifact)."""
+def _attach(handle: StudyHandle, path: Path) -> str | None:
+    """Upload `path` to the study (a report runs after the trials finished; see attach_artifact)."""
     if handle.results_dir is None:
         return None
-    target = trial if trial is not None and not trial.state.is_finished() else handle.study
-    return attach_artifact(target, path, handle.results_dir, storage=handle.storage)
+    return attach_artifact(handle.study, path, handle.results_dir, storage=handle.storage)
 
 
-def attach_artifact(target: Any, path: str | Path, results_dir: str | Path, *,
+def sweep_pictures(results_dir: str | Path, title: str) -> Callable[[Trial, TrialRecord], None]:
+    """The sweep's hook (:data:`radio_nas.search.searcher.TrainedHook`): a trained student's PCA
+    picture beside its teachers, attached to its Optuna trial while it still runs."""
+    results = Path(results_dir)
+    image: list[np.ndarray] = []
+    teachers: dict[str, tuple[dict[str, Any], str]] = {}  # built once per sweep
+
+    def hook(trial: Trial, record: TrialRecord) -> None:
+        from radio_nas.report.export import trial_weights_path
+        from radio_nas.report.pca import DEFAULT_IMAGE, load_image
+
+        if not image:
+            image.append(load_image(DEFAULT_IMAGE))
+        weights = trial_weights_path(StudyHandle(trial.study, "", trial.storage, results), record)
+        path, _ = trial_pca_panel(dict(record.arch or {}), weights, dict(record.pipeline or {}), image[0],
+                                  weights.parent / PCA_FILE, f"{title} trial {record.number}", teachers)
+        attach_artifact(trial, path, results)
+
+    return hook
+
+
+def attach_artifact(target: Study | Trial, path: str | Path, results_dir: str | Path, *,
                     storage: Any = None) -> str:
     """Upload `path` as an Optuna artifact of `target` (a running Trial, or a Study) into the
     FileSystemArtifactStore at ``<results_dir>/artifacts``; returns the artifact id.
@@ -282,8 +311,8 @@ def render_markdown(rep: Report) -> str:
     lines = [
         f"# Sweep report: {h.name}",
         "",
-        f"- storage: `{h.storage_url}`; mode: {h.mode}; space: {h.study.user_attrs.get('space_name', '-')}"
-        f" (hash {h.study.user_attrs.get('space_hash', '-')})",
+        f"- storage: `{h.storage_url}`; mode: {h.mode}; space: {h.record.space_name or '-'}"
+        f" (hash {h.record.space_hash or '-'})",
         f"- trials: {len(t)} ({', '.join(f'{k}: {v}' for k, v in sorted(counts.items()))}); "
         f"fully trained (Pareto candidates): {int(t['candidate'].sum())}",
         f"- objectives: {', '.join(f'{o.metric} ({o.direction})' for o in rep.objectives)}",
@@ -330,15 +359,12 @@ def render_markdown(rep: Report) -> str:
             else:
                 lines.append(f"- trial {e.trial}: {e.note}")
         lines.append("")
-    if rep.ablation:
+    if rep.ablation_rows:
         lines += ["## Ablation: mean ± 95% CI per level", "",
-                  "Student-t interval over the fully trained runs at each level (n runs, n_seeds "
-                  "distinct seeds); for a grid, levels pool the other factors.", ""]
-        for factor, frame in rep.ablation.items():
-            shown = pd.DataFrame({"level": frame["level"], "n": frame["n"], "n_seeds": frame["n_seeds"]})
-            for o in rep.objectives:
-                shown[o.metric] = [_pm(m, c) for m, c in zip(frame[f"{o.metric}_mean"], frame[f"{o.metric}_ci95"])]
-            lines += [f"### {factor}", "", _md_table(shown), ""]
+                  "Student-t interval over the fully trained runs at each level (n runs, distinct seeds); "
+                  "one factor at a time: a level's runs have every other factor at base (`*`); grid: "
+                  "a level pools the other factors. The sweep's closing summary prints the same table.", "",
+                  ablation_markdown(rep.ablation_rows, [o.metric for o in rep.objectives]), ""]
     if rep.reference is not None:
         lines += ["## Side by side with published models (reference rows)", "",
                   "Rows marked `reference` are published numbers of other models, not measured here "
@@ -397,42 +423,17 @@ def render_html(rep: Report) -> str:
 def _resolution_column(rep: Report) -> list[Any]:
     from radio_nas.report.export import pipeline_resolution
 
-    trials = {t.number: t for t in rep.handle.study.get_trials(deepcopy=False)}
+    trials = {t.number: t for t in rep.handle.trials()}
     out = []
     for n in rep.pareto["number"]:
-        pipe = trials[int(n)].user_attrs.get("pipeline") or rep.handle.study.user_attrs.get("pipeline")
-        hgt, wid = pipeline_resolution(pipe)
+        pipe = trials[int(n)].pipeline or rep.handle.record.pipeline
+        hgt, wid = pipeline_resolution(dict(pipe) if pipe is not None else None)
         out.append(hgt if hgt == wid else f"{hgt}x{wid}")
     return out
 
 
 def _md_table(frame: pd.DataFrame) -> str:
-    if frame.empty:
-        return "_(none)_"
-    cols = list(frame.columns)
-    out = ["| " + " | ".join(str(c) for c in cols) + " |", "|" + "---|" * len(cols)]
-    for _, row in frame.iterrows():
-        out.append("| " + " | ".join(_cell(row[c]) for c in cols) + " |")
-    return "\n".join(out)
-
-
-def _cell(value: Any) -> str:
-    if _isna(value):
-        return ""
-    if isinstance(value, (bool, np.bool_)):
-        return "yes" if value else ""
-    if isinstance(value, (float, np.floating)):
-        v = float(value)
-        if v == int(v) and abs(v) < 1e15:
-            return str(int(v))
-        return f"{v:.4g}"
-    return str(value).replace("|", "\\|").replace("\n", " ")
-
-
-def _pm(mean: float, half: float) -> str:
-    if _isna(mean):
-        return ""
-    return f"{mean:.4g} ± {half:.2g}" if not _isna(half) else f"{mean:.4g} (n=1)"
+    return markdown_table(frame.to_dict("records"), [str(c) for c in frame.columns])
 
 
 def _quality_metric(objectives: list[Objective], table: pd.DataFrame) -> str | None:
@@ -444,9 +445,8 @@ def _quality_metric(objectives: list[Objective], table: pd.DataFrame) -> str | N
 
 
 def _write_csv(frame: pd.DataFrame, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    frame.to_csv(tmp, index=False)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False)
 
 
 def _rel(path: Path, base: Path) -> str:

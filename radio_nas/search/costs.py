@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
+from radio_nas._util import cache_root, parse_resolution
 from radio_nas.search.space import Constraints, LatencySettings
 
 
@@ -29,15 +30,14 @@ class Costs:
 
 
 def latency_cache_dir() -> Path:
-    """Shared by every sweep: ``$RADIO_NAS_CACHE/latency`` (default ``~/.cache/radio-nas/latency``)."""
-    root = os.environ.get("RADIO_NAS_CACHE") or Path.home() / ".cache" / "radio-nas"
-    return Path(root) / "latency"
+    """Shared by every sweep: ``latency/`` under the cache root (:func:`radio_nas._util.cache_root`)."""
+    return cache_root() / "latency"
 
 
 def measure_costs(arch_cfg: Any, settings: LatencySettings, resolution: tuple[int, int],
                   need_latency: bool) -> Costs:
     """Params and GMACs at `resolution` (batch 1); latency with `settings` when `need_latency`."""
-    from radio_nas.measure import cached_latency, count_gmacs, count_params, parse_resolution
+    from radio_nas.measure import cached_latency, count_gmacs, count_params
     from radio_nas.models import build_model
 
     model = build_model(arch_cfg)
@@ -45,7 +45,7 @@ def measure_costs(arch_cfg: Any, settings: LatencySettings, resolution: tuple[in
     gmacs = count_gmacs(model, resolution)
     if not need_latency:
         return Costs(params, gmacs)
-    lat_res = parse_resolution(settings.resolution) if settings.resolution is not None else resolution
+    lat_res = parse_resolution(settings.resolution, key="latency.resolution") if settings.resolution is not None else resolution
     with _threads(settings.threads):  # the device name (cache key) records the thread count
         result = cached_latency(arch_cfg, latency_cache_dir(), lat_res, settings.batch_size, settings.device,
                                 settings.dtype, settings.channels_last, runs=settings.runs,
@@ -68,9 +68,9 @@ def _threads(n: int | None) -> Iterator[None]:
 
 def latency_is_cached(arch_cfg: Any, settings: LatencySettings, resolution: tuple[int, int]) -> bool:
     """True when :func:`measure_costs` would not time anything (used to wait for an idle device)."""
-    from radio_nas.measure import latency_cache_path, parse_resolution
+    from radio_nas.measure import latency_cache_path
 
-    lat_res = parse_resolution(settings.resolution) if settings.resolution is not None else resolution
+    lat_res = parse_resolution(settings.resolution, key="latency.resolution") if settings.resolution is not None else resolution
     with _threads(settings.threads):
         path = latency_cache_path(arch_cfg, latency_cache_dir(), lat_res, settings.batch_size,
                                   settings.device, settings.dtype, settings.channels_last, settings.runs)

@@ -20,14 +20,8 @@ from typing import Any, Literal
 
 from radio_nas._config import Config, ConfigError, load_yaml, stable_id
 from radio_nas.search.grammar import Choice, Fixed, FloatRange, IntRange, parse_param
+from radio_nas.study.record import DEFAULT_OBJECTIVES, MEASURED_METRICS, TRIAL_METRICS
 
-# Metrics a trial produces: measured before training, or returned by run_trial.
-MEASURED_METRICS = ("params", "gmacs", "latency_ms")
-TRIAL_METRICS = ("fidelity", "knn_accuracy", "train_loss_final", "train_loss_mean", "steps_per_s",
-                 "images_per_s", "wall_s")
-DEFAULT_OBJECTIVES = ({"metric": "fidelity", "direction": "maximize"},
-                      {"metric": "gmacs", "direction": "minimize"},
-                      {"metric": "latency_ms", "direction": "minimize"})
 # Keys that do not change what a study searches: they may differ when a sweep is resumed.
 _RUN_ONLY_KEYS = ("budget", "resources", "concurrency", "storage", "save_weights", "description")
 

@@ -1,35 +1,56 @@
-"""The Optuna study behind a sweep: creation, the results-folder conventions, resume.
+"""The Optuna study behind a sweep: creation, the results-folder conventions, drivers and resume.
 
-The study is the source of truth. A results folder ``results/<name>/`` holds ``study.db`` (the
-default SQLite storage), ``space.yaml`` (a copy of the space file) and ``trials/<number>/``.
+The study is the source of truth; it belongs to one results folder (``results/<name>/``, see
+:mod:`radio_nas.study.layout`) and is driven by one live driver at a time.
 
     >>> study = open_study(space, results_dir, storage_url)      # create, or reopen and check the space
-    >>> recovered = recover_orphans(study)                       # RUNNING from a dead driver -> FAIL + re-enqueued
-    >>> trained_count(study)                                     # what the budget counts
+    >>> driver = Driver.start(study)                            # refuses a second live driver
+    >>> recovered = recover_orphans(study, driver)              # RUNNING of dead drivers -> FAIL + re-enqueued
+    >>> trained_count(study)                                    # what the budget counts
+    >>> driver.stop()
 
-Trial states: COMPLETE only for fully trained trials (user attr status "ok"); infeasible variants
-(constraints or model rejected them) are PRUNED with status "infeasible" and never trained;
-ASHA-stopped trials are PRUNED with status "pruned"; failures are FAIL with a reason. Pareto
-fronts (``study.best_trials``) only ever see COMPLETE trials.
+Drivers: each sweep process registers an id with a heartbeat (study system attribute
+``driver:<id>``, refreshed every :data:`HEARTBEAT_S` seconds by a thread) and stamps every trial it
+asks with that id. A driver is alive while its heartbeat is fresh (and, on the same host, while its
+process exists). A second driver on a study with a live one is refused, and orphan recovery only
+ever fails RUNNING trials of drivers that are not alive, so sweeps sharing one storage never touch
+each other's trials.
 """
+
 from __future__ import annotations
 
+import dataclasses
+import os
 import shutil
+import socket
+import threading
+import time
+import uuid
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from radio_nas import __version__
 from radio_nas._config import ConfigError
+from radio_nas._util import atomic_write
 from radio_nas.search.space import Space
+from radio_nas.study.layout import HASH_FILE, SPACE_COPY, TRIALS_DIR, default_storage
+from radio_nas.study.record import Status, read_trials, write_study, write_trial
 
-TRAINED_STATUSES = ("ok", "failed", "pruned")
-HASH_FILE = ".space_hash"  # what the folder's study searches; compared on resume
+if TYPE_CHECKING:
+    from optuna.samplers import BaseSampler
+    from optuna.storages import BaseStorage
+    from optuna.study import Study
+
+__all__ = ["Driver", "check_folder", "default_storage", "make_sampler", "make_storage", "open_study",
+           "recover_orphans", "study_name", "trained_count"]
+
 ORPHAN_REASON = "the sweep driver stopped while this trial ran; its parameters were queued again"
-
-
-def default_storage(results_dir: Path) -> str:
-    return f"sqlite:///{(results_dir / 'study.db').as_posix()}"
+CRASH_REASON = "the sweep driver died while measuring this variant's costs; not queued again"
+HEARTBEAT_S = 5.0
+STALE_S = 60.0
+"""A driver whose heartbeat is older than this is taken for dead (another host cannot check its pid)."""
+_DRIVER_PREFIX = "driver:"
 
 
 def study_name(space: Space) -> str:
@@ -37,43 +58,49 @@ def study_name(space: Space) -> str:
     return f"{space.name}-{space.hash[:8]}"
 
 
-def make_storage(url: str) -> Any:
-    """An Optuna storage object (Ray's OptunaSearch and friends need the object, not a URL)."""
+def make_storage(url: str) -> BaseStorage:
+    """An Optuna storage object (creating tables: the sweep is the writer)."""
     import optuna
 
     if url.startswith("sqlite:///"):
-        Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+        Path(url[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
     try:
-        return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}}
-                                          if url.startswith("sqlite") else None)
+        kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
+        return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
     except Exception as exc:  # bad URL, driver missing, server down
-        raise ConfigError(f"cannot open Optuna storage {url!r}: {exc}", key="storage") from None
+        raise ConfigError(f"cannot open Optuna storage {url!r}: {str(exc).splitlines()[0]}", key="storage") from None
 
 
-def make_sampler(space: Space) -> Any:
+def make_sampler(space: Space) -> BaseSampler:
+    """The space's sampler. Constraints need no ``constraints_func``: Optuna 5 samplers read the
+    values the searcher records with ``Trial.set_constraint`` (see :mod:`radio_nas.search.searcher`)."""
     import optuna
 
     s = space.config.sampler
     if space.config.mode == "ablation":
         return optuna.samplers.RandomSampler(seed=s.seed)  # every ablation trial is enqueued
-    if s.name == "tpe":
-        kw = {"n_startup_trials": s.n_startup_trials} if s.n_startup_trials is not None else {}
-        return optuna.samplers.TPESampler(seed=s.seed, **kw)
-    if s.name == "nsga2":
-        kw = {"population_size": s.n_startup_trials} if s.n_startup_trials is not None else {}
-        return optuna.samplers.NSGAIISampler(seed=s.seed, **kw)
-    if s.name == "random":
-        return optuna.samplers.RandomSampler(seed=s.seed)
-    if s.name == "gp":
-        kw = {"n_startup_trials": s.n_startup_trials} if s.n_startup_trials is not None else {}
-        return optuna.samplers.GPSampler(seed=s.seed, **kw)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        if s.name == "tpe":
+            kw: dict[str, Any] = {"n_startup_trials": s.n_startup_trials} if s.n_startup_trials is not None else {}
+            return optuna.samplers.TPESampler(seed=s.seed, **kw)
+        if s.name == "nsga2":
+            kw = {"population_size": s.n_startup_trials} if s.n_startup_trials is not None else {}
+            return optuna.samplers.NSGAIISampler(seed=s.seed, **kw)
+        if s.name == "random":
+            return optuna.samplers.RandomSampler(seed=s.seed)
+        if s.name == "gp":
+            kw = {"n_startup_trials": s.n_startup_trials} if s.n_startup_trials is not None else {}
+            return optuna.samplers.GPSampler(seed=s.seed, **kw)
     grid = space.grid()
-    assert grid is not None, "checked when the space was loaded"
+    if grid is None:
+        raise ConfigError("the grid sampler needs a finite space", key="sampler.name")
     return optuna.samplers.GridSampler(grid, seed=s.seed)
 
 
-def open_study(space: Space, results_dir: Path, storage_url: str) -> Any:
-    """Create the study (and folder) or reopen it; a different space on the same folder is refused."""
+def open_study(space: Space, results_dir: Path, storage_url: str) -> Study:
+    """Create the study (and folder) or reopen it. Refused: a different space on the same folder,
+    and a study of this space that belongs to another results folder (shared storage)."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -82,35 +109,54 @@ def open_study(space: Space, results_dir: Path, storage_url: str) -> Any:
     storage = make_storage(storage_url)
     name = study_name(space)
     existing = {s.study_name: s for s in optuna.get_all_study_summaries(storage)}
-    mine = [s for s in existing.values() if s.user_attrs.get("results_dir") == str(results_dir.resolve())
-            and s.study_name != name]
+    here = str(results_dir.resolve())
+    mine = [s for s in existing.values() if s.user_attrs.get("results_dir") == here and s.study_name != name]
     if mine:
-        raise ConfigError(f"storage {storage_url} already holds study {mine[0].study_name!r} for "
-                          f"{results_dir} from a different space (hash {mine[0].user_attrs.get('space_hash')}); "
-                          "use another results folder (--results) or the original space file", key="name")
+        raise ConfigError(
+            f"storage {storage_url} already holds study {mine[0].study_name!r} for {results_dir} from a different "
+            f"space (hash {mine[0].user_attrs.get('space_hash')}); use another results folder (--results) or the "
+            "original space file",
+            key="name",
+        )
+    if name in existing and existing[name].user_attrs.get("results_dir") not in (None, here):
+        raise ConfigError(
+            f"storage {storage_url} holds study {name!r} of this space for another results folder "
+            f"({existing[name].user_attrs.get('results_dir')}); a study belongs to one folder: resume it with "
+            "--results pointing there, or give this sweep its own storage",
+            key="--results",
+        )
     created = name not in existing
-    study = optuna.create_study(storage=storage, study_name=name, directions=space.objective_directions,
-                                sampler=make_sampler(space), load_if_exists=True)
+    study = optuna.create_study(
+        storage=storage, study_name=name, directions=space.objective_directions, sampler=make_sampler(space),
+        load_if_exists=True,
+    )
     if created:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             study.set_metric_names(space.objective_names)
-        attrs = {"radio_nas_version": __version__, "space_name": space.name,
-                 "space_file": str(space.file) if space.file else None, "space_hash": space.hash,
-                 "mode": space.config.mode,
-                 "objectives": [{"metric": o.metric, "direction": o.direction} for o in space.config.objectives],
-                 "pipeline": space.pipeline.to_dict(), "results_dir": str(results_dir.resolve()),
-                 "parameters": [p.name for p in space.params if not p.fixed]}
-        for k, v in attrs.items():
-            study.set_user_attr(k, v)
-        (results_dir / "trials").mkdir(parents=True, exist_ok=True)
+        write_study(
+            study,
+            radio_nas_version=__version__,
+            space_name=space.name,
+            space_file=str(space.file) if space.file else None,
+            space_hash=space.hash,
+            mode=space.config.mode,
+            objectives=[{"metric": o.metric, "direction": o.direction} for o in space.config.objectives],
+            pipeline=space.pipeline.to_dict(),
+            results_dir=here,
+            parameters=[p.name for p in space.params if not p.fixed],
+        )
+        (results_dir / TRIALS_DIR).mkdir(parents=True, exist_ok=True)
         if space.file is not None and not space.overridden:
-            shutil.copyfile(space.file, results_dir / "space.yaml")
+            shutil.copyfile(space.file, results_dir / SPACE_COPY)
         else:
             from radio_nas._config import dump_yaml
-            (results_dir / "space.yaml").write_text(
-                f"# {space.file or 'space'} with command-line overrides applied\n" + dump_yaml(space.raw))
-        (results_dir / HASH_FILE).write_text(space.hash + "\n")
+
+            atomic_write(
+                results_dir / SPACE_COPY,
+                f"# {space.file or 'space'} with command-line overrides applied\n" + dump_yaml(space.raw),
+            )
+        atomic_write(results_dir / HASH_FILE, space.hash + "\n")
     elif study.user_attrs.get("space_hash") != space.hash:  # defensive: name embeds the hash
         raise ConfigError("the study in this folder was made by a different space", key="name")
     return study
@@ -122,31 +168,112 @@ def check_folder(space: Space, results_dir: Path) -> None:
     if not saved.is_file():
         return
     if saved.read_text().strip() != space.hash:
-        raise ConfigError(f"{results_dir} was made by a different space (its space.yaml differs in what it "
-                          f"searches); run that space again to resume it, or pick another folder with --results "
-                          f"or another name", key="name")
+        raise ConfigError(
+            f"{results_dir} was made by a different space (its space.yaml differs in what it searches); run that "
+            "space again to resume it, or pick another folder with --results or another name",
+            key="name",
+        )
 
 
-def trained_count(study: Any) -> int:
-    """Trials the budget counts: finished and trained (ok, failed, ASHA-pruned); not orphans re-run
+def trained_count(study: Study) -> int:
+    """Trials the budget counts: finished and trained (ok, failed, pruned); not orphans re-run
     later, nor copies of an identical variant trained before (``duplicate_of``)."""
-    return sum(1 for t in study.get_trials(deepcopy=False)
-               if t.state.is_finished() and t.user_attrs.get("status") in TRAINED_STATUSES
-               and not t.user_attrs.get("orphaned") and t.user_attrs.get("duplicate_of") is None)
+    return sum(1 for r in read_trials(study) if r.trained)
 
 
-def recover_orphans(study: Any) -> list[int]:
-    """Trials left RUNNING by a driver that died: mark FAIL and queue their parameters again."""
+# -- drivers ----------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Driver:
+    """This process as the one live driver of a study (see the module docstring)."""
+
+    study: Study
+    id: str
+    started: float
+    _stop: threading.Event = dataclasses.field(default_factory=threading.Event, repr=False)
+    _thread: threading.Thread | None = dataclasses.field(default=None, repr=False)
+
+    @classmethod
+    def start(cls, study: Study) -> Driver:
+        """Register and start the heartbeat; ConfigError when another live driver holds the study.
+        Of two drivers that start at once, the one registered first keeps the study."""
+        driver = cls(study, uuid.uuid4().hex[:12], time.time())
+        driver._beat()
+        rivals = [d for d in live_drivers(study) if d["id"] != driver.id]
+        first = [d for d in rivals if (d["started"], d["id"]) < (driver.started, driver.id)]
+        if first:
+            driver._beat(stopped=True)
+            d = first[0]
+            raise ConfigError(
+                f"study {study.study_name!r} is being run by another live sweep driver (host {d['host']}, pid "
+                f"{d['pid']}, heartbeat {time.time() - d['heartbeat']:.0f}s ago); wait for it to finish or stop "
+                "it, then run this command again to resume",
+                key="--storage",
+            )
+        driver._thread = threading.Thread(target=driver._loop, name="radio-nas-heartbeat", daemon=True)
+        driver._thread.start()
+        return driver
+
+    def _beat(self, stopped: bool = False) -> None:
+        info = {"id": self.id, "host": socket.gethostname(), "pid": os.getpid(), "started": self.started,
+                "heartbeat": time.time(), "stopped": stopped}
+        self.study._storage.set_study_system_attr(self.study._study_id, _DRIVER_PREFIX + self.id, info)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(HEARTBEAT_S):
+            try:
+                self._beat()
+            except Exception:  # a storage hiccup: the next beat tries again
+                pass
+
+    def stop(self) -> None:
+        """Stop the heartbeat and mark this driver stopped (its RUNNING trials become orphans)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=HEARTBEAT_S + 1)
+        self._beat(stopped=True)
+
+
+def live_drivers(study: Study) -> list[dict[str, Any]]:
+    """Registered drivers that are alive now (fresh heartbeat, process present when on this host)."""
+    attrs = study._storage.get_study_system_attrs(study._study_id)
+    return [d for k, d in attrs.items() if k.startswith(_DRIVER_PREFIX) and isinstance(d, dict) and _alive(d)]
+
+
+def _alive(d: dict[str, Any]) -> bool:
+    if d.get("stopped") or time.time() - float(d.get("heartbeat", 0)) > STALE_S:
+        return False
+    if d.get("host") == socket.gethostname():
+        try:
+            os.kill(int(d["pid"]), 0)
+        except ProcessLookupError:
+            return False
+        except (PermissionError, KeyError, ValueError, TypeError):
+            pass
+    return True
+
+
+def recover_orphans(study: Study, driver: Driver | None = None) -> list[int]:
+    """Trials left RUNNING by drivers that are not alive (and by `driver` itself, whose Tune run is
+    over): mark FAIL and queue their parameters again. Live drivers' trials are left alone."""
     import optuna
 
+    live = {d["id"] for d in live_drivers(study)} - ({driver.id} if driver is not None else set())
     recovered = []
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-        live = optuna.trial.Trial(study, t._trial_id)
-        live.set_user_attr("status", "failed")
-        live.set_user_attr("failure_reason", ORPHAN_REASON)
-        live.set_user_attr("orphaned", True)  # not counted by the budget: it runs again
-        study.tell(live, state=optuna.trial.TrialState.FAIL)
-        if t.params:
-            study.enqueue_trial(t.params, user_attrs={"requeued_from": t.number})
+        if t.user_attrs.get("driver") in live:
+            continue
+        trial = optuna.trial.Trial(study, t._trial_id)
+        if t.user_attrs.get("phase") == "measuring":
+            # the driver died measuring this variant (an absurd size): queueing it again would
+            # crash every resume the same way
+            write_trial(trial, status=Status.FAILED, reason=CRASH_REASON)
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        else:  # orphaned: not counted by the budget, it runs again
+            write_trial(trial, status=Status.FAILED, reason=ORPHAN_REASON, orphaned=True)
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            if t.params:
+                study.enqueue_trial(t.params, user_attrs={"requeued_from": t.number})
         recovered.append(t.number)
     return recovered

@@ -1,73 +1,68 @@
 """The printed end-of-sweep summary: the Pareto set (or best trial), counts and where results are.
 
-    >>> print(format_summary(study, space, results_dir))
+    >>> print(format_summary(study, space, results_dir, storage_url))
 """
+
 from __future__ import annotations
 
-import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from radio_nas._util import markdown_table
 from radio_nas.search.space import Space
+from radio_nas.study.ablation import AblationDesign, ablation_markdown, ablation_rows
+from radio_nas.study.record import StudyRecord, TrialRecord, read_trials
+
+if TYPE_CHECKING:
+    from optuna.study import Study
 
 
-def pareto_rows(study: Any, space: Space) -> list[dict[str, Any]]:
-    """Optuna's best trials (COMPLETE only, so never a pruned/infeasible one), sorted by objective 1;
-    copies of an identical variant are listed once (the trial that trained it)."""
-    best = [t for t in study.best_trials if t.user_attrs.get("duplicate_of") is None]
+def pareto_rows(study: Study, space: Space) -> list[dict[str, Any]]:
+    """Optuna's best trials (feasible COMPLETE ones: never a pruned or infeasible one), sorted by
+    objective 1; copies of an identical variant are listed once (the trial that trained it)."""
+    best = [TrialRecord.from_trial(t) for t in study.best_trials]
+    best = [r for r in best if r.is_candidate and r.values is not None]
     sign = -1 if space.objective_directions[0] == "maximize" else 1
-    best = sorted(best, key=lambda t: sign * t.values[0])
     rows = []
-    for t in best:
-        row: dict[str, Any] = {"trial": t.number}
-        row.update(dict(zip(space.objective_names, t.values)))
-        row["params_M"] = (t.user_attrs.get("params") or 0) / 1e6
-        row["arch_id"] = t.user_attrs.get("arch_id")
-        row.update({k: v for k, v in t.params.items()})
+    for r in sorted(best, key=lambda r: sign * r.values[0] if r.values else 0.0):
+        row: dict[str, Any] = {"trial": r.number}
+        row.update(dict(zip(space.objective_names, r.values or ())))
+        row["params_M"] = (r.n_params or 0) / 1e6
+        row["arch_id"] = r.arch_id
+        row.update(dict(r.params))
         rows.append(row)
     return rows
 
 
-def state_counts(study: Any) -> dict[str, int]:
+def state_counts(records: list[TrialRecord]) -> dict[str, int]:
     counts: dict[str, int] = {}
-    for t in study.get_trials(deepcopy=False):
-        status = t.user_attrs.get("status") or t.state.name.lower()
-        if t.user_attrs.get("duplicate_of") is not None:
-            status = "copies of trained variants"
+    for r in records:
+        status = "copies of trained variants" if r.duplicate_of is not None else str(r.status)
         counts[status] = counts.get(status, 0) + 1
     return counts
 
 
-def format_table(rows: list[dict[str, Any]]) -> str:
-    """A plain Markdown table (numbers to 4 significant digits)."""
-    if not rows:
-        return "(none)"
-    cols = list(dict.fromkeys(k for r in rows for k in r))
-    cells = [[_cell(r.get(c)) for c in cols] for r in rows]
-    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)]
-    lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(cols, widths)) + " |",
-             "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
-    lines += ["| " + " | ".join(v.ljust(w) for v, w in zip(row, widths)) + " |" for row in cells]
-    return "\n".join(lines)
+def ablation_summary(study: Study, metrics: list[str]) -> list[dict[str, Any]]:
+    """The ablation rows (see :mod:`radio_nas.study.ablation`) from the design the study recorded."""
+    records = read_trials(study)
+    design = AblationDesign.from_record(StudyRecord.from_study(study), records)
+    return ablation_rows(records, design, metrics)
 
 
-def format_summary(study: Any, space: Space, results_dir: Path, storage_url: str,
-                   ablation_rows: list[dict[str, Any]] | None = None) -> str:
-    counts = state_counts(study)
+def format_summary(
+    study: Study, space: Space, results_dir: Path, storage_url: str, ablation: list[dict[str, Any]] | None = None
+) -> str:
+    records = read_trials(study)
+    counts = state_counts(records)
     parts = [f"Sweep {space.name!r}: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))]
-    if ablation_rows is not None:
-        rows = [{"factor": r["factor"], "level": r["level"], "base": "*" if r["base"] else "", "n": r["n"],
-                 "fidelity mean": r["mean"], "± 95% CI": r["ci95"]} for r in ablation_rows]
-        parts += ["Ablation (fidelity, mean ± 95% CI, t-distribution):", format_table(rows)]
+    if ablation is not None:
+        parts += ["Ablation (mean ± 95% CI, t-distribution):", ablation_markdown(ablation, space.objective_names)]
     title = "Pareto set" if len(space.objective_names) > 1 else "Best trial"
-    parts += [f"{title} ({', '.join(f'{o.metric} {o.direction[:3]}' for o in space.config.objectives)}):",
-              format_table(pareto_rows(study, space))]
-    parts += [f"Results: {results_dir}  (study {study.study_name!r} in {storage_url})",
-              f"Review: optuna-dashboard {storage_url}    Report: radio-nas report {results_dir}"]
+    objectives = ", ".join(f"{o.metric} {o.direction[:3]}" for o in space.config.objectives)
+    parts += [f"{title} ({objectives}):", markdown_table(pareto_rows(study, space))]
+    parts += [
+        f"Results: {results_dir}  (study {study.study_name!r} in {storage_url})",
+        f"Review: optuna-dashboard {storage_url}    Report: radio-nas report {results_dir}",
+    ]
     return "\n".join(parts)
 
-
-def _cell(value: Any) -> str:
-    if isinstance(value, float):
-        return "nan" if math.isnan(value) else f"{value:.4g}"
-    return "" if value is None else str(value)

@@ -6,103 +6,155 @@
 
 The same call on an existing results folder resumes the study: finished trials are kept, trials a
 dead driver left RUNNING are marked FAIL and their parameters queued again, and the budget counts
-trained trials already in the study. A different space pointed at the folder is refused.
+trained trials already in the study. A different space pointed at the folder is refused, and so
+is a second live driver on the same study (see :mod:`radio_nas.search.study`).
+
+Ray: without ``address`` the sweep starts a local Ray bound to the loopback interface
+(127.0.0.1); with ``address`` it joins that cluster as configured there. The sweep never turns
+Ray's token authentication off (set ``RAY_AUTH_MODE`` yourself if you must). Trial workers on
+this machine exit when the driver process is gone.
 """
+
 from __future__ import annotations
 
 import contextlib
 import fcntl
 import os
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from radio_nas._config import ConfigError
+from radio_nas.search.searcher import StudySearcher, TrainedHook
 from radio_nas.search.space import Space, load_space, parse_duration
+from radio_nas.study.layout import HASH_FILE, LOCK_FILE, RAY_DIR, default_storage
 
 DEFAULT_TRIALS = 20
-_QUIET_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled", "RAY_DEDUP_LOGS": "0",
-              "RAY_AIR_NEW_OUTPUT": "0",
-              "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "1000"}
+_QUIET_ENV = {
+    "RAY_USAGE_STATS_ENABLED": "0",
+    "RAY_DEDUP_LOGS": "0",
+    "RAY_AIR_NEW_OUTPUT": "0",
+    "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "1000",
+}
+_LOOPBACK_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+"""Ray's single-machine mode: its processes use the loopback address instead of the host's."""
 
 
-def run_sweep(space_source: str | Path | Space, *, results_dir: str | Path | None = None,
-              storage: str | None = None, address: str | None = None, trials: int | None = None,
-              wall_time: Any = None, concurrency: int | None = None, num_cpus: int | None = None,
-              overrides: dict[str, Any] | None = None,
-              progress: Callable[[str], None] | None = print) -> dict[str, Any]:
+def run_sweep(
+    space_source: str | Path | Space,
+    *,
+    results_dir: str | Path | None = None,
+    storage: str | None = None,
+    address: str | None = None,
+    trials: int | None = None,
+    wall_time: Any = None,
+    concurrency: int | None = None,
+    num_cpus: int | None = None,
+    overrides: dict[str, Any] | None = None,
+    on_trained: TrainedHook | None = None,
+    progress: Callable[[str], None] | None = print,
+) -> dict[str, Any]:
     """Run or resume the sweep of a space file; returns counts, the Pareto set and where results are.
 
     Everything is validated before anything is written: a bad space raises ConfigError and leaves
-    no results folder behind.
+    no results folder behind. `on_trained` is called for each trained trial before it is told
+    (``radio-nas sweep`` attaches PCA pictures with it; see :data:`TrainedHook`).
     """
     space = space_source if isinstance(space_source, Space) else load_space(space_source, overrides)
     cfg = space.config
     results = Path(results_dir) if results_dir is not None else Path("results") / space.name
-    from radio_nas.search.study import default_storage
+    from radio_nas.search.study import check_folder
 
     storage_url = storage or cfg.storage or default_storage(results)
-    wall_s = parse_duration(wall_time, key="--time") if wall_time is not None else \
-        parse_duration(cfg.budget.wall_time, key="budget.wall_time")
-    conc = concurrency or cfg.concurrency
+    wall_s = (
+        parse_duration(wall_time, key="--time")
+        if wall_time is not None
+        else parse_duration(cfg.budget.wall_time, key="budget.wall_time")
+    )
+    conc = concurrency if concurrency is not None else cfg.concurrency
     if trials is not None and trials < 1:
         raise ConfigError(f"expected an integer >= 1, got {trials}", key="--trials")
     if conc < 1:
         raise ConfigError(f"expected an integer >= 1, got {conc}", key="--concurrency")
-    from radio_nas.search.study import check_folder
-
     check_folder(space, results)  # refuse a different space before touching anything
     for k, v in _QUIET_ENV.items():
         os.environ.setdefault(k, v)
-
     with _exclusive(results):
-        return _run(space, results, storage_url, address, trials, wall_s, conc, num_cpus, progress)
+        return _run(space, results, storage_url, address, trials, wall_s, conc, num_cpus, on_trained, progress)
 
 
-def _run(space: Space, results: Path, storage_url: str, address: str | None, trials: int | None,
-         wall_s: float | None, conc: int, num_cpus: int | None,
-         progress: Callable[[str], None] | None) -> dict[str, Any]:
-    from radio_nas.search.ablation import ablation_points, ablation_summary
-    from radio_nas.search.searcher import StudySearcher
-    from radio_nas.search.study import HASH_FILE, open_study, recover_orphans, trained_count
-    from radio_nas.search.summary import format_summary, pareto_rows, state_counts
+def _run(
+    space: Space,
+    results: Path,
+    storage_url: str,
+    address: str | None,
+    trials: int | None,
+    wall_s: float | None,
+    conc: int,
+    num_cpus: int | None,
+    on_trained: TrainedHook | None,
+    progress: Callable[[str], None] | None,
+) -> dict[str, Any]:
+    from radio_nas.search.ablation import ablation_design, ablation_points
+    from radio_nas.search.study import Driver, open_study, recover_orphans, trained_count
+    from radio_nas.search.summary import ablation_summary, format_summary, pareto_rows, state_counts
+    from radio_nas.study.record import read_trials, write_study
 
     say = progress or (lambda line: None)
     cfg = space.config
     fresh = not (results / HASH_FILE).is_file()
     study = open_study(space, results, storage_url)
-    if cfg.mode == "ablation" and not study.get_trials(deepcopy=False):
-        for params in ablation_points(space):
-            study.enqueue_trial(params)
-    target = _target(space, trials)
-    recovered = recover_orphans(study)
-    if recovered:
-        say(f"[{space.name}] resumed: trials {recovered} were left running by a stopped sweep; "
-            "marked FAIL and queued again")
-    elif not fresh:
-        say(f"[{space.name}] resuming: {trained_count(study)} of {target} trials already done")
+    driver = Driver.start(study)  # refuses a second live driver before anything changes
+    try:
+        if cfg.mode == "ablation" and not study.get_trials(deepcopy=False):
+            write_study(study, ablation=ablation_design(space).to_dict())
+            for params in ablation_points(space):
+                study.enqueue_trial(params)
+        target = _target(space, trials)
+        recovered = recover_orphans(study, driver)
+        if recovered:
+            say(
+                f"[{space.name}] resumed: trials {recovered} were left running by a stopped sweep; marked FAIL "
+                "(queued again unless they crashed the driver while it measured them)"
+            )
+        elif not fresh:
+            say(f"[{space.name}] resuming: {trained_count(study)} of {target} trials already done")
 
-    started = time.monotonic()
-    searcher = StudySearcher(space, study, results, trials=target, wall_time_s=wall_s, concurrency=conc,
-                             threads=max(1, int(cfg.resources.cpu)) if cfg.resources.cpu >= 1 else 1,
-                             progress=say)
-    if trained_count(study) < target:
-        _fit(space, searcher, results, address, num_cpus, say)
-    searcher.close()
-    recover_orphans(study)  # anything Tune left unfinished (interrupt, crash) runs again on resume
+        started = time.monotonic()
+        threads = max(1, int(cfg.resources.cpu)) if cfg.resources.cpu >= 1 else 1
+        searcher = StudySearcher(
+            space, study, results, trials=target, wall_time_s=wall_s, concurrency=conc, threads=threads,
+            driver_id=driver.id, on_trained=on_trained, progress=say,
+        )
+        if trained_count(study) < target:
+            _fit(space, searcher, results, address, num_cpus)
+        searcher.close()
+        recover_orphans(study, driver)  # anything Tune left unfinished (interrupt, crash) runs again on resume
+    finally:
+        driver.stop()
     wall = time.monotonic() - started
-
-    abl = ablation_summary(study, space) if cfg.mode == "ablation" else None
+    stats = searcher.stats()
+    abl = ablation_summary(study, space.objective_names) if cfg.mode == "ablation" else None
     say(format_summary(study, space, results, storage_url, abl))
-    return {"name": space.name, "results_dir": str(results), "storage": storage_url,
-            "study": study.study_name, "target": target, "trained": trained_count(study),
-            "counts": state_counts(study), "wall_s": wall, "stop_reason": searcher.stop_reason,
-            "pareto": pareto_rows(study, space), "ablation": abl,
-            "trial_wall_s": list(searcher.trained_here), "trial_seen_s": list(searcher.trial_seconds)}
+    return {
+        "name": space.name,
+        "results_dir": str(results),
+        "storage": storage_url,
+        "study": study.study_name,
+        "target": target,
+        "trained": trained_count(study),
+        "counts": state_counts(read_trials(study)),
+        "wall_s": wall,
+        "stop_reason": stats.stop_reason,
+        "pareto": pareto_rows(study, space),
+        "ablation": abl,
+        "trial_wall_s": list(stats.trained_wall_s),
+        "trial_seen_s": list(stats.trial_seen_s),
+    }
 
 
-def _fit(space: Space, searcher: Any, results: Path, address: str | None, num_cpus: int | None,
-         say: Callable[[str], None]) -> None:
+def _fit(space: Space, searcher: StudySearcher, results: Path, address: str | None, num_cpus: int | None) -> None:
     import ray
     from ray import tune
 
@@ -111,39 +163,62 @@ def _fit(space: Space, searcher: Any, results: Path, address: str | None, num_cp
     cfg = space.config
     started_ray = False
     if not ray.is_initialized():
-        kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
-                                  "configure_logging": True, "logging_level": "ERROR"}
+        kwargs: dict[str, Any] = {
+            "include_dashboard": False,
+            "log_to_driver": False,
+            "configure_logging": True,
+            "logging_level": "ERROR",
+        }
         if address:
             ray.init(address=address, **kwargs)
         else:
+            os.environ.update(_LOOPBACK_ENV)
             ray.init(num_cpus=num_cpus or os.cpu_count(), **kwargs)
         started_ray = True
     try:
         total = ray.cluster_resources()
         if cfg.resources.cpu > total.get("CPU", 0) or cfg.resources.gpu > total.get("GPU", 0):
-            raise ConfigError(f"a trial asks for cpu={cfg.resources.cpu:g} gpu={cfg.resources.gpu:g} but the Ray "
-                              f"cluster has CPU={total.get('CPU', 0):g} GPU={total.get('GPU', 0):g}",
-                              key="resources")
+            raise ConfigError(
+                f"a trial asks for cpu={cfg.resources.cpu:g} gpu={cfg.resources.gpu:g} but the Ray cluster has "
+                f"CPU={total.get('CPU', 0):g} GPU={total.get('GPU', 0):g}",
+                key="resources",
+            )
         scheduler = None
         if cfg.scheduler.name == "asha":
             from ray.tune.schedulers import ASHAScheduler
+
             grace = cfg.scheduler.grace_period or max(space.pipeline.eval.every, 1)
-            scheduler = ASHAScheduler(time_attr="step", metric="fidelity", mode="max",
-                                      max_t=max(space.pipeline.steps, grace), grace_period=grace,
-                                      reduction_factor=cfg.scheduler.reduction_factor,
-                                      stop_last_trials=False)
-        trainable = tune.with_resources(train_trial, {"cpu": cfg.resources.cpu, "gpu": cfg.resources.gpu})
+            scheduler = ASHAScheduler(
+                time_attr="step", metric="fidelity", mode="max", max_t=max(space.pipeline.steps, grace),
+                grace_period=grace, reduction_factor=cfg.scheduler.reduction_factor, stop_last_trials=False,
+            )
+        trainable = tune.with_resources(
+            tune.with_parameters(train_trial, driver=_driver_watch(address)),
+            {"cpu": cfg.resources.cpu, "gpu": cfg.resources.gpu},
+        )
         tuner = tune.Tuner(
             trainable,
-            tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=-1,
-                                        reuse_actors=True),
-            run_config=tune.RunConfig(name=f"run-{time.strftime('%Y%m%d-%H%M%S')}",
-                                      storage_path=str((results / "ray").resolve()), verbose=0,
-                                      failure_config=tune.FailureConfig(max_failures=0, fail_fast=False)))
+            tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=-1, reuse_actors=True),
+            run_config=tune.RunConfig(
+                name=f"run-{time.strftime('%Y%m%d-%H%M%S')}",
+                storage_path=str((results / RAY_DIR).resolve()),
+                verbose=0,
+                failure_config=tune.FailureConfig(max_failures=0, fail_fast=False),
+            ),
+        )
         tuner.fit()
     finally:
         if started_ray:
             ray.shutdown()
+
+
+def _driver_watch(address: str | None) -> dict[str, Any] | None:
+    """What a worker needs to exit with this driver: its pid and host (local Ray only)."""
+    if address:
+        return None  # a cluster's workers may live on other hosts: Ray's own fate-sharing applies
+    import socket
+
+    return {"pid": os.getpid(), "host": socket.gethostname()}
 
 
 def _target(space: Space, trials: int | None) -> int:
@@ -154,6 +229,7 @@ def _target(space: Space, trials: int | None) -> int:
         return space.config.budget.trials
     if space.config.mode == "ablation":
         from radio_nas.search.ablation import ablation_points
+
         return len(ablation_points(space))
     if space.config.sampler.name == "grid":
         return space.grid_size() or DEFAULT_TRIALS
@@ -163,14 +239,16 @@ def _target(space: Space, trials: int | None) -> int:
 @contextlib.contextmanager
 def _exclusive(results: Path) -> Iterator[None]:
     """One driver per results folder (the lock dies with the process, so SIGKILL never blocks a resume)."""
-    results.mkdir(parents=True, exist_ok=True)
-    fh = open(results / ".sweep.lock", "w")
+    try:
+        results.mkdir(parents=True, exist_ok=True)
+        fh = open(results / LOCK_FILE, "w")
+    except OSError as exc:
+        raise ConfigError(f"cannot create the results folder: {exc.strerror}", file=results, key="--results") from None
     try:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise ConfigError(f"another sweep is running on {results} (lock {results / '.sweep.lock'})",
-                              key="results") from None
+            raise ConfigError(f"another sweep is running on {results} (lock {results / LOCK_FILE})", key="results") from None
         yield
     finally:
         fh.close()

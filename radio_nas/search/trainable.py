@@ -2,25 +2,34 @@
 
 Everything else (sampling, constraints, costs, bookkeeping) happens in the driver
 (:mod:`radio_nas.search.searcher`). Intermediate reports carry ``step``, ``train_loss`` and
-``fidelity`` (for ASHA); the final report carries the whole run_trial dict as JSON.
+``fidelity`` (for schedulers and the study's learning curves); the final report carries the whole
+trial result (``run_trial(...).to_dict()``) as JSON.
 """
 from __future__ import annotations
 
 import json
 import math
+import os
+import threading
+import time
 from typing import Any
 
 FINAL_KEY = "radio_nas_final"
 RESULT_KEY = "radio_nas_result"
+_WATCHED: set[int] = set()
 
 
-def train_trial(config: dict[str, Any]) -> None:
-    """Ray Tune function trainable: ``config`` = {number, arch, pipeline, weights_path, threads}."""
+def train_trial(config: dict[str, Any], driver: dict[str, Any] | None = None) -> None:
+    """Ray Tune function trainable: ``config`` = {number, arch, pipeline, weights_path, threads};
+    `driver` = {pid, host} of a local sweep driver: this worker exits when that process is gone."""
     import ray
     import torch
     from ray import tune
 
     from radio_nas.distill import load_pipeline, run_trial
+
+    if driver is not None:
+        _exit_with(driver)
 
     if config.get("threads"):
         torch.set_num_threads(int(config["threads"]))
@@ -32,11 +41,35 @@ def train_trial(config: dict[str, Any]) -> None:
         slim = {k: v for k, v in metrics.items() if isinstance(v, (int, float, str, bool)) or v is None}
         tune.report({**slim, FINAL_KEY: False})
 
-    result = run_trial(pipeline, config["arch"], report=report, weights_path=config.get("weights_path"))
+    outcome = run_trial(pipeline, config["arch"], report=report, weights_path=config.get("weights_path"))
+    result: dict[str, Any] = outcome.to_dict() if hasattr(outcome, "to_dict") else dict(outcome)
     # No "step" here: a scheduler ignores this result, so a finished trial always completes.
     tune.report({"fidelity": _finite(result.get("fidelity")), "steps": result.get("steps"),
                  "node_id": ray.get_runtime_context().get_node_id(),
                  FINAL_KEY: True, RESULT_KEY: json.dumps(result, default=_jsonable)})
+
+
+def _exit_with(driver: dict[str, Any]) -> None:
+    """A daemon thread that ends this worker process once the driver process has died, so a killed
+    sweep leaves no worker writing into its results folder while a resume runs."""
+    import socket
+
+    pid = int(driver["pid"])
+    if driver.get("host") != socket.gethostname() or pid in _WATCHED:
+        return  # another host cannot see the pid; a reused actor watches already
+    _WATCHED.add(pid)
+
+    def watch() -> None:
+        while True:
+            time.sleep(1.0)
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                os._exit(1)
+            except PermissionError:
+                pass
+
+    threading.Thread(target=watch, name="radio-nas-driver-watch", daemon=True).start()
 
 
 def _finite(value: Any) -> float | None:

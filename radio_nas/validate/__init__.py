@@ -7,14 +7,14 @@
 
 Modules: ``ranking`` (Kendall tau-b, Spearman rho, bootstrap CI, gap share; numpy only),
 ``plan`` (variants, budgets, seeds and the derived study space), ``analysis`` (statistics, table,
-plot), ``run`` (orchestration through :func:`radio_nas.search.sweep.run_sweep`), ``noise``
-(the threshold a report uses).
+plot), ``run`` (orchestration through :func:`radio_nas.search.sweep.run_sweep`). The threshold a
+report uses lives below both, in :mod:`radio_nas.study.noise` (re-exported here).
 """
 from __future__ import annotations
 
 from typing import Any
 
-from radio_nas.validate.noise import find_validation, noise_threshold
+from radio_nas.study.noise import find_validation, noise_threshold
 from radio_nas.validate.plan import ValidateSettings
 
 

@@ -14,32 +14,36 @@ from __future__ import annotations
 import math
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from radio_nas.validate.plan import SEED, STEPS, Plan, variant_key
+from radio_nas.study.record import Status, read_trials
 from radio_nas.validate.ranking import bootstrap_ci, gap_share, kendall_tau_b, seed_std, spearman_rho
+
+if TYPE_CHECKING:
+    from optuna.study import Study
 
 AGREEMENT_TAU = 0.7
 AGREEMENT_RATIO = 4.0
 
 
-def collect(study: Any, plan: Plan) -> np.ndarray:
+def collect(study: Study, plan: Plan) -> np.ndarray:
     """Fidelity per (variant, budget, seed) of the trials that trained ok; NaN elsewhere."""
     fid = np.full((len(plan.variants), len(plan.budgets), len(plan.seeds)), np.nan)
     v_index = {variant_key(v): i for i, v in enumerate(plan.variants)}
     b_index = {b.steps: j for j, b in enumerate(plan.budgets)}
     s_index = {s: k for k, s in enumerate(plan.seeds)}
-    for t in study.get_trials(deepcopy=False):
-        if t.user_attrs.get("status") != "ok":
+    for t in read_trials(study):
+        if t.status is not Status.OK:
             continue
-        value = (t.user_attrs.get("metrics") or {}).get("fidelity")
-        pipeline = t.user_attrs.get("pipeline") or {}
-        i = v_index.get(variant_key(t.params))
+        value = t.metric("fidelity")
+        pipeline = t.pipeline or {}
+        i = v_index.get(variant_key(dict(t.params)))
         j = b_index.get(t.params.get(STEPS, pipeline.get("steps")))
         k = s_index.get(t.params.get(SEED, pipeline.get("seed")))
-        if None in (i, j, k) or value is None or not math.isfinite(float(value)):
+        if i is None or j is None or k is None or value is None or not math.isfinite(value):
             continue
         fid[i, j, k] = float(value)
     return fid

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from radio_nas._config import Config, ConfigError, dump_yaml
+from radio_nas._util import atomic_write
 from radio_nas.search.space import Space, load_space
 
 # Parameters a validation sets itself, in the derived space.
@@ -219,7 +220,7 @@ def _pareto_variants(space: Space, folder: Path, k: int | None) -> tuple[tuple[d
     handle = open_study(folder)
     if handle.mode != "search":
         raise ConfigError("is an ablation, not a search sweep", file=folder, key="--from")
-    made_by = handle.study.user_attrs.get("space_hash")
+    made_by = handle.record.space_hash
     if made_by != space.hash:
         raise ConfigError(f"this sweep was made by a different space (hash {made_by}, the space given has "
                           f"{space.hash}); pass the sweep's own space file or leave it out", file=folder,
@@ -289,6 +290,4 @@ def validation_space(plan: Plan, results_dir: Path) -> Space:
 
 def _write(path: Path, text: str) -> None:
     """Atomic: a crash never leaves a half-written file that a resume would trust."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+    atomic_write(path, text)

@@ -18,13 +18,20 @@ import platform
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from radio_nas._config import ConfigError
+from radio_nas._util import atomic_write
 from radio_nas.search.space import Space, load_space
+from radio_nas.study.layout import HASH_FILE, STUDY_FILE, VALIDATION_FILE, default_storage
+from radio_nas.study.record import Status, read_trials, write_study
+from radio_nas.study.storage import open_study
 from radio_nas.validate.plan import PLAN_FILE, Plan, ValidateSettings, plan_validation, validation_space
 
-RESULT_FILE = "validation.json"
+if TYPE_CHECKING:
+    from optuna.study import Study
+
+RESULT_FILE = VALIDATION_FILE
 PLOT_FILE = "short_vs_long.png"
 
 
@@ -46,9 +53,10 @@ def run_validation(space_source: str | Path | Space | None, settings: ValidateSe
     if not train:
         return _analyse_only(results, plan)
     derived = validation_space(plan, results)
-    (results / PLAN_FILE).write_text(json.dumps(plan.to_dict(), indent=2, default=str))
+    atomic_write(results / PLAN_FILE, json.dumps(plan.to_dict(), indent=2, default=str))
 
-    from radio_nas.search.study import default_storage, open_study
+    from radio_nas.report.report import sweep_pictures
+    from radio_nas.search.study import open_study
     from radio_nas.search.sweep import run_sweep
 
     storage_url = default_storage(results)
@@ -56,46 +64,43 @@ def run_validation(space_source: str | Path | Space | None, settings: ValidateSe
     if not study.get_trials(deepcopy=False):
         for params in plan.trial_params():
             study.enqueue_trial(params)
-        study.set_user_attr("validation", {"source_space_hash": space.hash, "source_space": space.name,
-                                           "origin": plan.origin})
+        write_study(study, validation={"source_space_hash": space.hash, "source_space": space.name,
+                                       "origin": plan.origin})
     n_trials = len(plan.trial_params())
     say(f"[{derived.name}] {len(plan.variants)} variants x {len(plan.budgets)} budgets "
         f"({', '.join(f'{b.multiple:g}x={b.steps} steps' for b in plan.budgets)}) x {len(plan.seeds)} seeds "
         f"= {n_trials} trials -> {results}")
     started = time.monotonic()
     outcome = run_sweep(derived, results_dir=results, storage=storage_url, address=address, trials=n_trials,
-                        wall_time=wall_time, num_cpus=num_cpus, progress=say)
+                        wall_time=wall_time, num_cpus=num_cpus, progress=say,
+                        on_trained=sweep_pictures(results, derived.name))
     wall = time.monotonic() - started
     return finish(results, plan, study, wall_s=wall, sweep_outcome=outcome)
 
 
 def _analyse_only(results: Path, plan: Plan) -> dict[str, Any]:
-    import optuna
+    from radio_nas.search.study import study_name
 
-    from radio_nas.search.study import HASH_FILE, study_name
-
-    if not (results / PLAN_FILE).is_file() or not (results / "study.db").is_file():
+    if not (results / PLAN_FILE).is_file() or not (results / STUDY_FILE).is_file():
         raise ConfigError(f"no validation in {results} to analyse; run it without --no-train first",
                           key="--no-train")
     derived = validation_space(plan, results)
     if (results / HASH_FILE).is_file() and (results / HASH_FILE).read_text().strip() != derived.hash:
         raise ConfigError(f"{results} holds a validation of another space", key="--no-train")
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.load_study(study_name=study_name(derived), storage=f"sqlite:///{(results / 'study.db').as_posix()}")
+    study = open_study(results, study_name(derived)).study  # read-only: creates nothing
     return finish(results, plan, study)
 
 
-def finish(results: Path, plan: Plan, study: Any, *, wall_s: float | None = None,
+def finish(results: Path, plan: Plan, study: Study, *, wall_s: float | None = None,
            sweep_outcome: dict[str, Any] | None = None) -> dict[str, Any]:
     """Analyse the study's trials and write validation.json, validation.md and the plot."""
     from radio_nas.validate.analysis import analyse, collect, format_report, plot
 
     summary = analyse(collect(study, plan), plan)
-    trial_walls = [float((t.user_attrs.get("metrics") or {}).get("wall_s") or 0.0)
-                   for t in study.get_trials(deepcopy=False) if t.user_attrs.get("status") == "ok"]
+    trial_walls = [t.metric("wall_s") or 0.0 for t in read_trials(study) if t.status is Status.OK]
     out: dict[str, Any] = {
         "name": f"{plan.source.name}-validate", "results_dir": str(results), "study": study.study_name,
-        "storage": f"sqlite:///{(results / 'study.db').as_posix()}",
+        "storage": default_storage(results),
         "source_space": plan.source.name, "source_space_hash": plan.source.hash,
         "pipeline": plan.source.pipeline.to_dict(), "pipeline_id": getattr(plan.source.pipeline, "id", None),
         "origin": plan.origin, **summary,
@@ -105,14 +110,12 @@ def finish(results: Path, plan: Plan, study: Any, *, wall_s: float | None = None
     png = plot(summary, results / PLOT_FILE)
     out["plot"] = str(png) if png else None
     text = json.dumps(out, indent=2, default=str)
-    tmp = results / (RESULT_FILE + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(results / RESULT_FILE)
-    (results / "validation.md").write_text(format_report(out))
+    atomic_write(results / RESULT_FILE, text)
+    atomic_write(results / "validation.md", format_report(out))
     return out
 
 
-def _span(study: Any) -> float | None:
+def _span(study: Study) -> float | None:
     """First trial start to last trial end: the validation's wall time across resumes."""
     starts = [t.datetime_start for t in study.get_trials(deepcopy=False) if t.datetime_start]
     ends = [t.datetime_complete for t in study.get_trials(deepcopy=False) if t.datetime_complete]

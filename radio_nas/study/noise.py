@@ -1,17 +1,18 @@
 """The measured seed noise of a sweep's trials, for marking Pareto differences that lie within it.
 
-    >>> from radio_nas.validate import noise_threshold, find_validation
+    >>> from radio_nas.study.noise import noise_threshold, find_validation
     >>> noise_threshold("results/mra")       # 2x median seed std of fidelity, or None without a validation
     >>> find_validation("results/mra")["match"]          # "space" or "pipeline"
 
-A validation matches a sweep when it was made for the same space and pipeline. Exact match: its
-``validation.json`` records the source space hash (which covers the resolved pipeline) and the
-sweep folder records its own. Since a space hash also changes when radio-nas gains a config
-field, a validation also matches when it has the same space name and its resolved pipeline
-agrees with the sweep's on every key both have (steps, data, teachers, ... all equal). Exact
-matches come first; ``results/<name>-validate/`` is looked at before other ``*/validation.json``
-folders beside the sweep.
+``radio-nas validate`` writes ``validation.json``; the report reads it through this module (both
+sit above it). A validation matches a sweep when it was made for the same space and pipeline.
+Exact match: its ``validation.json`` records the source space hash (which covers the resolved
+pipeline) and the sweep folder records its own. Since a space hash also changes when radio-nas
+gains a config field, a validation also matches when it has the same space name and its resolved
+pipeline agrees with the sweep's on every key both have. Exact matches come first;
+``results/<name>-validate/`` is looked at before other ``*/validation.json`` folders beside it.
 """
+
 from __future__ import annotations
 
 import json
@@ -20,8 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from radio_nas._config import ConfigError
-
-RESULT_FILE = "validation.json"
+from radio_nas.study.layout import HASH_FILE, STUDY_FILE, VALIDATE_SUFFIX, VALIDATION_FILE
 
 
 def noise_threshold(results_dir: str | Path, factor: float = 2.0) -> float | None:
@@ -43,8 +43,8 @@ def _matches(folder: Path) -> Iterator[dict[str, Any]]:
     info = sweep_identity(folder)
     if info is None:
         return
-    first = folder.parent / f"{folder.name}-validate" / RESULT_FILE
-    others = sorted(p for p in folder.parent.glob(f"*/{RESULT_FILE}") if p != first)
+    first = folder.parent / f"{folder.name}{VALIDATE_SUFFIX}" / VALIDATION_FILE
+    others = sorted(p for p in folder.parent.glob(f"*/{VALIDATION_FILE}") if p != first)
     loaded = []
     for path in ([first] if first.is_file() else []) + others:
         try:
@@ -57,8 +57,12 @@ def _matches(folder: Path) -> Iterator[dict[str, Any]]:
         if info["hash"] is not None and data.get("source_space_hash") == info["hash"]:
             yield {**data, "match": "space", "path": str(path)}
     for path, data in loaded:
-        if data.get("source_space_hash") != info["hash"] and info["pipeline"] is not None \
-                and data.get("source_space") == info["name"] and _agree(data.get("pipeline"), info["pipeline"]):
+        if (
+            data.get("source_space_hash") != info["hash"]
+            and info["pipeline"] is not None
+            and data.get("source_space") == info["name"]
+            and _agree(data.get("pipeline"), info["pipeline"])
+        ):
             yield {**data, "match": "pipeline", "path": str(path)}
 
 
@@ -68,41 +72,28 @@ def _agree(a: Any, b: Any) -> bool:
         return all(_agree(a[k], b[k]) for k in a.keys() & b.keys())
     if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
         return len(a) == len(b) and all(_agree(x, y) for x, y in zip(a, b))
-    return a == b
+    return bool(a == b)
 
 
 def sweep_identity(folder: Path) -> dict[str, Any] | None:
-    """Space hash, space name and resolved pipeline of a sweep folder (its study, else its space.yaml)."""
-    from radio_nas.search.study import HASH_FILE
+    """Space hash, space name and resolved pipeline of a sweep folder (from its study, read-only)."""
+    from radio_nas.study.record import StudyRecord
+    from radio_nas.study.storage import open_study
 
     info: dict[str, Any] = {"hash": None, "name": None, "pipeline": None}
     saved = folder / HASH_FILE
     if saved.is_file():
         info["hash"] = saved.read_text().strip() or None
-    db = folder / "study.db"
-    if db.is_file():
+    if (folder / STUDY_FILE).is_file():
         try:
-            import optuna
-
-            optuna.logging.set_verbosity(optuna.logging.WARNING)
-            storage = optuna.storages.RDBStorage(f"sqlite:///{db.as_posix()}")
-            for summary in optuna.get_all_study_summaries(storage):
-                attrs = summary.user_attrs
-                info["hash"] = info["hash"] or attrs.get("space_hash")
-                info["name"] = attrs.get("space_name")
-                info["pipeline"] = attrs.get("pipeline")
-                break
-        except Exception:  # noqa: BLE001  (not an Optuna database: fall back to the space copy)
-            pass
-    copy = folder / "space.yaml"
-    if info["pipeline"] is None and copy.is_file():
-        from radio_nas.search.space import load_space
-        try:
-            space = load_space(copy)
+            handle = open_study(folder)
         except ConfigError:
-            space = None
-        if space is not None:
-            info.update(hash=info["hash"] or space.hash, name=space.name, pipeline=space.pipeline.to_dict())
+            handle = None  # not a single-study Optuna database: the hash file alone decides
+        if handle is not None:
+            rec = StudyRecord.from_study(handle.study)
+            info["hash"] = info["hash"] or rec.space_hash
+            info["name"] = rec.space_name
+            info["pipeline"] = dict(rec.pipeline) if rec.pipeline is not None else None
     return info if info["hash"] is not None or info["pipeline"] is not None else None
 
 
