@@ -12,10 +12,14 @@ per factor level) is :mod:`radio_nas.study.ablation`, shared with ``radio-nas re
 from __future__ import annotations
 
 import itertools
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from radio_nas.search.space import Space, encode_choice
 from radio_nas.study.ablation import AblationDesign
+from radio_nas.study.record import write_study
+
+if TYPE_CHECKING:
+    from optuna.study import Study
 
 SEED_PARAM = "pipeline.seed"
 
@@ -54,3 +58,12 @@ def ablation_points(space: Space) -> list[dict[str, Any]]:
 
 def seed_values(space: Space) -> list[int]:
     return [space.pipeline.seed + i for i in range(space.config.ablation.seeds)]
+
+
+def queue_ablation(study: Study, space: Space) -> None:
+    """Record the design in a new study and queue every point of it (a resumed one keeps its queue)."""
+    if study.get_trials(deepcopy=False):
+        return
+    write_study(study, ablation=ablation_design(space).to_dict())
+    for params in ablation_points(space):
+        study.enqueue_trial(params)

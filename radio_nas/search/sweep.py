@@ -96,10 +96,10 @@ def _run(
     on_trained: TrainedHook | None,
     progress: Callable[[str], None] | None,
 ) -> dict[str, Any]:
-    from radio_nas.search.ablation import ablation_design, ablation_points
+    from radio_nas.search.ablation import queue_ablation
     from radio_nas.search.study import Driver, open_study, recover_orphans, trained_count
     from radio_nas.search.summary import ablation_summary, format_summary, pareto_rows, state_counts
-    from radio_nas.study.record import read_trials, write_study
+    from radio_nas.study.record import read_trials
 
     say = progress or (lambda line: None)
     cfg = space.config
@@ -107,10 +107,8 @@ def _run(
     study = open_study(space, results, storage_url)
     driver = Driver.start(study)  # refuses a second live driver before anything changes
     try:
-        if cfg.mode == "ablation" and not study.get_trials(deepcopy=False):
-            write_study(study, ablation=ablation_design(space).to_dict())
-            for params in ablation_points(space):
-                study.enqueue_trial(params)
+        if cfg.mode == "ablation":
+            queue_ablation(study, space)
         target = _target(space, trials)
         recovered = recover_orphans(study, driver)
         if recovered:
