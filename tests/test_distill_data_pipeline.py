@@ -125,5 +125,5 @@ def test_teacher_by_index_and_cache_dir_precedence(monkeypatch, tmp_path):
     monkeypatch.delenv("RADIO_NAS_CACHE", raising=False)
     assert p.cache_dir() == Path("~/.cache/radio-nas/teachers").expanduser()
     monkeypatch.setenv("RADIO_NAS_CACHE", str(tmp_path / "env"))
-    assert p.cache_dir() == tmp_path / "env"
+    assert p.cache_dir() == tmp_path / "env" / "teachers"  # the root of every cache
     assert p.replace(cache={"dir": str(tmp_path / "own")}).cache_dir() == tmp_path / "own"

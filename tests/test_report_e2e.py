@@ -20,11 +20,17 @@ def test_smoke_sweep_report_and_export(tmp_path: Path, capsys) -> None:
     from radio_nas.models import build_model, resolve_config
 
     results = tmp_path / "smoke"
-    env = {**os.environ, "RADIO_NAS_CACHE": str(tmp_path / "cache")}
+    home = tmp_path / "home"  # an empty home folder: the sweep must leave no radio-nas cache in it
+    home.mkdir()
+    env = {**os.environ, "HOME": str(home)}  # RADIO_NAS_CACHE: the session's temporary cache (conftest)
     done = subprocess.run([sys.executable, "-m", "radio_nas", "sweep", str(REPO / "search_spaces" / "smoke.yaml"),
                            "--results", str(results), "--num-cpus", "2", "--trials", "2"],
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
+    written = sorted(str(p.relative_to(home)) for p in home.rglob("*"))
+    assert not [p for p in written if "radio" in p], written
+    assert any(Path(os.environ["RADIO_NAS_CACHE"], "teachers").iterdir())  # the caches went here instead
+    assert any(Path(os.environ["RADIO_NAS_CACHE"], "latency").iterdir())
 
     assert main(["report", str(results), "--json"]) == 0
     payload = json.loads(capsys.readouterr().out)

@@ -22,18 +22,6 @@ State = optuna.trial.TrialState
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module", autouse=True)
-def shared_cache(tmp_path_factory):
-    """One teacher/latency cache for the module (Ray workers inherit the environment)."""
-    old = os.environ.get("RADIO_NAS_CACHE")
-    os.environ["RADIO_NAS_CACHE"] = str(tmp_path_factory.mktemp("cache"))
-    yield
-    if old is None:
-        os.environ.pop("RADIO_NAS_CACHE")
-    else:
-        os.environ["RADIO_NAS_CACHE"] = old
-
-
 def load(results):
     storage = default_storage(results)
     (summary,) = optuna.get_all_study_summaries(storage)

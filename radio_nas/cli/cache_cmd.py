@@ -4,12 +4,11 @@
     radio-nas cache ls --json
     radio-nas cache clear                   # everything
     radio-nas cache clear 3fa9c1 77b0       # entries whose key starts with these
-    radio-nas cache ls --dir /data/teacher-cache   (default: $RADIO_NAS_CACHE or ~/.cache/radio-nas/teachers)
+    radio-nas cache ls --dir /data/teacher-cache   (default: $RADIO_NAS_CACHE/teachers, ~/.cache/radio-nas/teachers)
 """
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 
@@ -18,15 +17,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                               description="Teacher outputs are cached per teacher, data and crop stream.")
     p.add_argument("action", choices=["ls", "clear"])
     p.add_argument("keys", nargs="*", help="clear: key prefixes to remove (default: all entries)")
-    p.add_argument("--dir", help="cache folder (default: $RADIO_NAS_CACHE or ~/.cache/radio-nas/teachers)")
+    p.add_argument("--dir", help="cache folder (default: $RADIO_NAS_CACHE/teachers, ~/.cache/radio-nas/teachers)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     return p
 
 
 def _root(args: argparse.Namespace) -> Path:
-    from radio_nas.distill.pipeline import CACHE_ENV, DEFAULT_CACHE_DIR
+    from radio_nas.distill.pipeline import default_teacher_cache
 
-    return Path(args.dir or os.environ.get(CACHE_ENV) or DEFAULT_CACHE_DIR).expanduser()
+    return Path(args.dir).expanduser() if args.dir else default_teacher_cache()
 
 
 def run(args: argparse.Namespace) -> int:

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import os
 from pathlib import Path
 from typing import Any, Literal
 
 from radio_nas._config import Config, ConfigError, load_yaml, set_dotted
+from radio_nas._util import cache_root
 
-DEFAULT_CACHE_DIR = Path("~/.cache/radio-nas/teachers")
-CACHE_ENV = "RADIO_NAS_CACHE"
+TEACHER_CACHE = "teachers"
+"""Teacher outputs live in ``<cache root>/teachers`` (:func:`radio_nas._util.cache_root`)."""
 _REPO_PIPELINES = Path(__file__).resolve().parents[2] / "pipelines"
 
 
@@ -217,7 +217,7 @@ class EvalConfig(Config):
 class CacheConfig(Config):
     enabled: bool = True
     dir: str | None = None
-    """Cache root; None: $RADIO_NAS_CACHE, else ~/.cache/radio-nas/teachers."""
+    """Teacher cache folder; None: ``$RADIO_NAS_CACHE/teachers`` (default ~/.cache/radio-nas/teachers)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -272,9 +272,13 @@ class PipelineConfig(Config):
         return _hw(self.resolution)
 
     def cache_dir(self) -> Path:
-        """Where teacher outputs are cached: ``cache.dir``, else $RADIO_NAS_CACHE, else the default."""
-        raw = self.cache.dir or os.environ.get(CACHE_ENV) or str(DEFAULT_CACHE_DIR)
-        return Path(raw).expanduser()
+        """Where teacher outputs are cached: ``cache.dir``, else ``teachers/`` under the cache root
+        ($RADIO_NAS_CACHE, default ~/.cache/radio-nas)."""
+        return Path(self.cache.dir).expanduser() if self.cache.dir else default_teacher_cache()
+
+
+def default_teacher_cache() -> Path:
+    return cache_root() / TEACHER_CACHE
 
 
 def load_pipeline(path_or_dict: Any, overrides: dict[str, Any] | None = None) -> PipelineConfig:
