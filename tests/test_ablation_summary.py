@@ -26,8 +26,15 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _final(fidelity: float) -> dict:
-    run = {"status": "ok", "failure_reason": None, "fidelity": fidelity, "images_per_s": 100.0 + 10 * fidelity,
-           "steps": 2, "wall_s": 1.0, "weights_path": None}
+    run = {
+        "status": "ok",
+        "failure_reason": None,
+        "fidelity": fidelity,
+        "images_per_s": 100.0 + 10 * fidelity,
+        "steps": 2,
+        "wall_s": 1.0,
+        "weights_path": None,
+    }
     return {"step": 2, "fidelity": fidelity, FINAL_KEY: True, RESULT_KEY: json.dumps(run)}
 
 
@@ -56,8 +63,9 @@ def test_sweep_summary_and_report_print_the_same_ablation_table(tmp_path: Path) 
     assert table in printed and table in report_md
 
     # OFAT: every level (the base ones included) has exactly its 3 seeded runs, never the pooled 6 or 9
-    assert [(r["factor"], r["n"], r["n_seeds"]) for r in rows] == [
-        ("arch.vitdet_window_sizes", 3, 3)] * 3 + [("arch.vitdet_num_windowed", 3, 3)] * 2
+    assert [(r["factor"], r["n"], r["n_seeds"]) for r in rows] == [("arch.vitdet_window_sizes", 3, 3)] * 3 + [
+        ("arch.vitdet_num_windowed", 3, 3)
+    ] * 2
     base = {r["factor"]: r for r in rows if r["base"]}
     assert base["arch.vitdet_window_sizes"]["fidelity_mean"] == pytest.approx(0.5 + 0.1 + 0.02 + 0.002)
     assert base["arch.vitdet_num_windowed"]["fidelity_mean"] == base["arch.vitdet_window_sizes"]["fidelity_mean"]

@@ -1,4 +1,5 @@
 """Export -> rebuild round trip, weights-only loading, ONNX parity (onnxruntime vs PyTorch)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,7 +7,6 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-
 from test_report_study import make_study
 
 
@@ -35,6 +35,7 @@ def test_export_pareto_rebuilds_same_model_with_weights(tmp_path: Path) -> None:
         assert item.weights_path == item.yaml_path.with_suffix(".safetensors")
         model = load_student(item.yaml_path, item.weights_path)
         from safetensors.torch import load_file
+
         original = load_file(str(handle.results_dir / trial.user_attrs["weights_path"]))
         for key, value in model.state_dict().items():
             assert torch.equal(value, original[f"student.{key}"])
@@ -79,6 +80,7 @@ def test_onnx_matches_pytorch(tmp_path: Path, resolution: tuple[int, int]) -> No
     assert set(diffs) == {"summary", "features"}
     assert max(diffs.values()) < 1e-4
     import onnxruntime as ort
+
     session = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
     shapes = [o.shape for o in session.get_outputs()]
     assert shapes[1] == [1, 64, resolution[0] // 16, resolution[1] // 16]
@@ -111,8 +113,7 @@ def test_export_cli_with_onnx(tmp_path: Path, capsys) -> None:
 
     results = make_study(tmp_path)
     out = tmp_path / "out"
-    assert main(["export", str(results), "--trial", "1", "--out", str(out), "--weights", "--onnx",
-                 "--json"]) == 0
+    assert main(["export", str(results), "--trial", "1", "--out", str(out), "--weights", "--onnx", "--json"]) == 0
     payload = json.loads(capsys.readouterr().out)
     (item,) = payload["exported"]
     assert Path(item["onnx"]).is_file() and item["onnx_resolution"] == [64, 64]

@@ -72,9 +72,7 @@ def test_no_import_cycles_between_sub_packages() -> None:
 
 def test_dependencies_point_one_way() -> None:
     edges = import_graph()
-    unexpected = {
-        src: sorted(dst - ALLOWED.get(src, set()) - BOTTOM) for src, dst in edges.items() if src in ALLOWED
-    }
+    unexpected = {src: sorted(dst - ALLOWED.get(src, set()) - BOTTOM) for src, dst in edges.items() if src in ALLOWED}
     assert {k: v for k, v in unexpected.items() if v} == {}
     assert set(edges) - {"__init__"} <= set(ALLOWED), "a new sub-package needs its place in ALLOWED"
 

@@ -1,5 +1,6 @@
 """Non-dominated sorting against brute force, hypervolume against hand-computed cases, and the
 Pareto set of a real Optuna study (SQLite) against ``study.best_trials``."""
+
 from __future__ import annotations
 
 import itertools
@@ -7,8 +8,7 @@ import itertools
 import numpy as np
 import pytest
 
-from radio_nas.report.pareto import (
-    hypervolume, normalised_hypervolume, pareto_mask, pareto_ranks, to_minimisation)
+from radio_nas.report.pareto import hypervolume, normalised_hypervolume, pareto_mask, pareto_ranks, to_minimisation
 
 
 def _brute_force_ranks(values: np.ndarray, directions: list[str]) -> np.ndarray:
@@ -18,8 +18,7 @@ def _brute_force_ranks(values: np.ndarray, directions: list[str]) -> np.ndarray:
     rank = 0
     while left:
         rank += 1
-        front = [i for i in left
-                 if not any(np.all(pts[j] <= pts[i]) and np.any(pts[j] < pts[i]) for j in left)]
+        front = [i for i in left if not any(np.all(pts[j] <= pts[i]) and np.any(pts[j] < pts[i]) for j in left)]
         for i in front:
             ranks[i] = rank
         left -= set(front)
@@ -96,8 +95,7 @@ def test_pareto_set_equals_optuna_best_trials(tmp_path) -> None:
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = f"sqlite:///{tmp_path / 'study.db'}"
-    study = optuna.create_study(study_name="t", storage=storage,
-                                directions=["maximize", "minimize", "minimize"])
+    study = optuna.create_study(study_name="t", storage=storage, directions=["maximize", "minimize", "minimize"])
     study.set_metric_names(["fidelity", "gmacs", "latency_ms"])
     rng = np.random.default_rng(3)
     for _ in range(40):
@@ -120,8 +118,9 @@ def test_pareto_set_equals_optuna_best_trials(tmp_path) -> None:
     # a sweep records a re-proposed variant as a COMPLETE copy of an earlier trial: same point,
     # listed in the table but not a second time on the front
     original = next(t for t in study.trials if t.number in ours)
-    study.add_trial(optuna.trial.create_trial(values=original.values,
-                                              user_attrs={"status": "ok", "duplicate_of": original.number}))
+    study.add_trial(
+        optuna.trial.create_trial(values=original.values, user_attrs={"status": "ok", "duplicate_of": original.number})
+    )
     table = trials_table(open_study(tmp_path).study)
     assert set(table.loc[table["pareto"], "number"]) == ours
     assert study.trials[-1].number in set(table["number"])

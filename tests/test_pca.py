@@ -1,4 +1,5 @@
 """PCA pictures: shape and value range for square and non-square inputs, determinism, CLI."""
+
 from __future__ import annotations
 
 import json
@@ -77,8 +78,25 @@ def test_viz_cli_with_teacher_non_square(tmp_path: Path, capsys) -> None:
     arch = tmp_path / "arch.yaml"
     arch.write_text(dump_yaml(TINY))
     out = tmp_path / "pca.png"
-    assert main(["viz", "pca", str(arch), "--image", "skimage:astronaut", "--resolution", "64x96",
-                 "--pipeline", "distill_cpu", "--out", str(out), "--json"]) == 0
+    assert (
+        main(
+            [
+                "viz",
+                "pca",
+                str(arch),
+                "--image",
+                "skimage:astronaut",
+                "--resolution",
+                "64x96",
+                "--pipeline",
+                "distill_cpu",
+                "--out",
+                str(out),
+                "--json",
+            ]
+        )
+        == 0
+    )
     info = json.loads(capsys.readouterr().out)
     assert info["pictures"]["student"] == [4, 6, 3]
     teachers = [k for k in info["pictures"] if k.startswith("teacher")]

@@ -1,5 +1,6 @@
 """``radio-nas report`` on real SQLite studies with failed, pruned and infeasible trials; ablation
 statistics; reference rows; PCA pictures attached as Optuna artifacts."""
+
 from __future__ import annotations
 
 import json
@@ -9,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
 from test_report_study import make_study
 
 
@@ -23,12 +23,20 @@ def test_report_search_study_writes_everything(tmp_path: Path, capsys) -> None:
     assert main(["report", str(results), "--reference", "--no-pca", "--json"]) == 0
     payload = json.loads(capsys.readouterr().out)
     study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{results / 'study.db'}")
-    assert {p["number"] for p in payload["pareto"]} == {t.number for t in study.best_trials
-                                                         if t.user_attrs["status"] == "ok"}
+    assert {p["number"] for p in payload["pareto"]} == {
+        t.number for t in study.best_trials if t.user_attrs["status"] == "ok"
+    }
     assert payload["status_counts"] == {"ok": 6, "failed": 1, "pruned": 1, "infeasible": 1}
     assert 0 < payload["hypervolume"]["value"] <= 1 and len(payload["hypervolume"]["reference"]) == 3
-    for name in ("report.md", "report.html", "trials.csv", "pareto.csv", "fidelity_vs_gmacs.png",
-                 "fidelity_vs_latency.png", "parameter_effects.png"):
+    for name in (
+        "report.md",
+        "report.html",
+        "trials.csv",
+        "pareto.csv",
+        "fidelity_vs_gmacs.png",
+        "fidelity_vs_latency.png",
+        "parameter_effects.png",
+    ):
         assert (results / name).is_file(), name
     trials = pd.read_csv(results / "trials.csv")
     assert len(trials) == 9 and set(trials["status"]) == {"ok", "failed", "pruned", "infeasible"}
@@ -50,8 +58,9 @@ def test_report_search_study_writes_everything(tmp_path: Path, capsys) -> None:
     study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{results / 'study.db'}")
     metas = get_all_artifact_meta(study)
     names = sorted(m.filename for m in metas)
-    assert names == sorted({p.name for p in pictures} | {"fidelity_vs_gmacs.png", "fidelity_vs_latency.png",
-                                                          "parameter_effects.png"})
+    assert names == sorted(
+        {p.name for p in pictures} | {"fidelity_vs_gmacs.png", "fidelity_vs_latency.png", "parameter_effects.png"}
+    )
     for meta in metas:
         if meta.filename.startswith("pca_"):
             copy = tmp_path / meta.filename

@@ -1,5 +1,6 @@
 """End to end on a real sweep: ``radio-nas sweep search_spaces/smoke.yaml`` (Ray Tune + Optuna, real
 distillation trials against the offline ONNX teacher), then report and export of its Pareto set."""
+
 from __future__ import annotations
 
 import json
@@ -23,9 +24,26 @@ def test_smoke_sweep_report_and_export(tmp_path: Path, capsys) -> None:
     home = tmp_path / "home"  # an empty home folder: the sweep must leave no radio-nas cache in it
     home.mkdir()
     env = {**os.environ, "HOME": str(home)}  # RADIO_NAS_CACHE: the session's temporary cache (conftest)
-    done = subprocess.run([sys.executable, "-m", "radio_nas", "sweep", str(REPO / "search_spaces" / "smoke.yaml"),
-                           "--results", str(results), "--num-cpus", "2", "--trials", "2"],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "radio_nas",
+            "sweep",
+            str(REPO / "search_spaces" / "smoke.yaml"),
+            "--results",
+            str(results),
+            "--num-cpus",
+            "2",
+            "--trials",
+            "2",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     written = sorted(str(p.relative_to(home)) for p in home.rglob("*"))
     assert not [p for p in written if "radio" in p], written
@@ -36,14 +54,17 @@ def test_smoke_sweep_report_and_export(tmp_path: Path, capsys) -> None:
     payload = json.loads(capsys.readouterr().out)
     assert payload["n_candidates"] == 2 and payload["pareto"]
     import optuna
+
     study = optuna.load_study(study_name=payload["study"], storage=f"sqlite:///{results / 'study.db'}")
     originals = {t.number for t in study.best_trials if t.user_attrs.get("duplicate_of") is None}
     assert {p["number"] for p in payload["pareto"]} == originals
     # the sweep attached each trained student's PCA picture to its own Optuna trial (while running)
     from optuna.artifacts import get_all_artifact_meta
+
     storage = optuna.storages.RDBStorage(f"sqlite:///{results / 'study.db'}")
-    trained = [t for t in study.trials if t.user_attrs.get("status") == "ok"
-               and t.user_attrs.get("duplicate_of") is None]
+    trained = [
+        t for t in study.trials if t.user_attrs.get("status") == "ok" and t.user_attrs.get("duplicate_of") is None
+    ]
     assert trained
     for t in trained:
         assert [m.filename for m in get_all_artifact_meta(t, storage=storage)] == ["pca.png"]

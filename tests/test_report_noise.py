@@ -1,12 +1,13 @@
 """The report marks Pareto points whose fidelity gap to the next-better point is seed noise."""
+
 import json
 
 import pandas as pd
+from test_report_study import make_study
 
 from radio_nas.cli import main
 from radio_nas.report.report import build_report
 from radio_nas.report.study_table import open_study
-from test_report_study import make_study
 
 
 def _front(rep):

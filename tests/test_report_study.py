@@ -2,6 +2,7 @@
 
 ``make_study`` is shared by the other report/export tests (imported from here).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -14,8 +15,9 @@ TINY = {"preset": "xt", "width": 16, "depths": [1, 1, 1, 1], "head_dim": 16}
 PIPELINE = {"name": "tiny", "resolution": 64, "teachers": [], "steps": 2}
 
 
-def make_study(root: Path, name: str = "tiny", *, n_ok: int = 6, weights: bool = True,
-               mode: str = "search", seed: int = 0) -> Path:
+def make_study(
+    root: Path, name: str = "tiny", *, n_ok: int = 6, weights: bool = True, mode: str = "search", seed: int = 0
+) -> Path:
     """A results folder ``root/name`` with a real SQLite study following the sweep conventions:
     `n_ok` fully trained trials (varying width), one failed, one pruned, one infeasible."""
     import optuna
@@ -27,20 +29,28 @@ def make_study(root: Path, name: str = "tiny", *, n_ok: int = 6, weights: bool =
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     results = root / name
     (results / "trials").mkdir(parents=True, exist_ok=True)
-    study = optuna.create_study(study_name=name, storage=f"sqlite:///{results / 'study.db'}",
-                                directions=["maximize", "minimize", "minimize"])
+    study = optuna.create_study(
+        study_name=name, storage=f"sqlite:///{results / 'study.db'}", directions=["maximize", "minimize", "minimize"]
+    )
     study.set_metric_names(["fidelity", "gmacs", "latency_ms"])
     study.set_user_attr("radio_nas_version", "0.1.0")
     study.set_user_attr("space_name", name)
     study.set_user_attr("mode", mode)
-    study.set_user_attr("objectives", [{"metric": "fidelity", "direction": "maximize"},
-                                       {"metric": "gmacs", "direction": "minimize"},
-                                       {"metric": "latency_ms", "direction": "minimize"}])
+    study.set_user_attr(
+        "objectives",
+        [
+            {"metric": "fidelity", "direction": "maximize"},
+            {"metric": "gmacs", "direction": "minimize"},
+            {"metric": "latency_ms", "direction": "minimize"},
+        ],
+    )
     study.set_user_attr("pipeline", PIPELINE)
     study.set_user_attr("results_dir", str(results))
     rng = np.random.default_rng(seed)
-    dist = {"width": optuna.distributions.CategoricalDistribution([16, 32]),
-            "window": optuna.distributions.CategoricalDistribution([2, 4])}
+    dist = {
+        "width": optuna.distributions.CategoricalDistribution([16, 32]),
+        "window": optuna.distributions.CategoricalDistribution([2, 4]),
+    }
     for i in range(n_ok):
         width, window = [16, 32][i % 2], [2, 4][(i // 2) % 2]
         arch = resolve_config({**TINY, "width": width, "window_sizes": [window, window]})
@@ -48,10 +58,19 @@ def make_study(root: Path, name: str = "tiny", *, n_ok: int = 6, weights: bool =
         fidelity = float(0.3 + 0.1 * (width / 16) + rng.normal(0, 0.02))
         latency = float(1.0 + width / 16 + rng.random())
         attrs: dict[str, Any] = {
-            "arch": arch.to_dict(), "arch_id": arch.id, "pipeline": PIPELINE, "status": "ok",
-            "params": 1000 * width, "gmacs": gmacs, "latency_ms": latency, "latency_device": "cpu",
+            "arch": arch.to_dict(),
+            "arch_id": arch.id,
+            "pipeline": PIPELINE,
+            "status": "ok",
+            "params": 1000 * width,
+            "gmacs": gmacs,
+            "latency_ms": latency,
+            "latency_device": "cpu",
             "metrics": {"fidelity": fidelity, "knn_accuracy": 0.5, "train_loss_final": 1.0},
-            "seed": i % 3, "weights_path": None, "failure_reason": None}
+            "seed": i % 3,
+            "weights_path": None,
+            "failure_reason": None,
+        }
         number = len(study.trials)
         if weights:
             torch.manual_seed(number)
@@ -66,20 +85,40 @@ def make_study(root: Path, name: str = "tiny", *, n_ok: int = 6, weights: bool =
         if mode == "ablation":
             params["seed"] = i % 3
             dist = {**dist, "seed": optuna.distributions.IntDistribution(0, 2)}
-        study.add_trial(optuna.trial.create_trial(
-            params=params, distributions={k: dist[k] for k in params},
-            values=[fidelity, gmacs, latency], user_attrs=attrs))
+        study.add_trial(
+            optuna.trial.create_trial(
+                params=params,
+                distributions={k: dist[k] for k in params},
+                values=[fidelity, gmacs, latency],
+                user_attrs=attrs,
+            )
+        )
     d2 = {"width": dist["width"], "window": dist["window"]}
-    study.add_trial(optuna.trial.create_trial(
-        state=optuna.trial.TrialState.FAIL, params={"width": 32, "window": 2}, distributions=d2,
-        user_attrs={"status": "failed", "failure_reason": "RuntimeError: out of memory"}))
-    study.add_trial(optuna.trial.create_trial(
-        state=optuna.trial.TrialState.PRUNED, params={"width": 16, "window": 4}, distributions=d2,
-        user_attrs={"status": "pruned"}))
+    study.add_trial(
+        optuna.trial.create_trial(
+            state=optuna.trial.TrialState.FAIL,
+            params={"width": 32, "window": 2},
+            distributions=d2,
+            user_attrs={"status": "failed", "failure_reason": "RuntimeError: out of memory"},
+        )
+    )
+    study.add_trial(
+        optuna.trial.create_trial(
+            state=optuna.trial.TrialState.PRUNED,
+            params={"width": 16, "window": 4},
+            distributions=d2,
+            user_attrs={"status": "pruned"},
+        )
+    )
     # infeasible: rejected before training, recorded PRUNED (radio_nas.search convention)
-    study.add_trial(optuna.trial.create_trial(
-        state=optuna.trial.TrialState.PRUNED, params={"width": 32, "window": 4}, distributions=d2,
-        user_attrs={"status": "infeasible", "failure_reason": "constraints: params 5.1M > 5M"}))
+    study.add_trial(
+        optuna.trial.create_trial(
+            state=optuna.trial.TrialState.PRUNED,
+            params={"width": 32, "window": 4},
+            distributions=d2,
+            user_attrs={"status": "infeasible", "failure_reason": "constraints: params 5.1M > 5M"},
+        )
+    )
     return results
 
 
@@ -91,8 +130,20 @@ def test_table_has_every_trial_and_ranks_only_trained_ones(tmp_path: Path) -> No
     table = trials_table(handle.study)
     assert len(table) == 9
     assert [o.metric for o in handle.objectives] == ["fidelity", "gmacs", "latency_ms"]
-    assert {"number", "state", "status", "arch_id", "fidelity", "gmacs", "latency_ms", "n_params",
-            "failure_reason", "pareto_rank", "param.width", "metric.knn_accuracy"} <= set(table.columns)
+    assert {
+        "number",
+        "state",
+        "status",
+        "arch_id",
+        "fidelity",
+        "gmacs",
+        "latency_ms",
+        "n_params",
+        "failure_reason",
+        "pareto_rank",
+        "param.width",
+        "metric.knn_accuracy",
+    } <= set(table.columns)
     by_status = dict(zip(table["number"], table["status"]))
     assert sorted(by_status.values()).count("ok") == 6
     infeasible = table[table["status"] == "infeasible"].iloc[0]

@@ -1,22 +1,23 @@
 """The study searcher without Ray: constraints checked before training, every trial outcome
 recorded in the right state, resume bookkeeping, ablation statistics. Real Optuna SQLite storage."""
+
 import json
 from pathlib import Path
 
 import optuna
 import pytest
 import yaml
+from ray.tune.search import Searcher
 
 from radio_nas._util import mean_ci
 from radio_nas.search.ablation import ablation_design, ablation_points
 from radio_nas.search.costs import Costs, violations
 from radio_nas.search.searcher import StudySearcher
 from radio_nas.search.space import Constraints, load_space
-from radio_nas.search.study import (default_storage, open_study, recover_orphans, trained_count)
+from radio_nas.search.study import default_storage, open_study, recover_orphans, trained_count
 from radio_nas.search.summary import ablation_summary
 from radio_nas.search.trainable import FINAL_KEY, RESULT_KEY
 from radio_nas.study import Status, TrialRecord, read_trials, write_study
-from ray.tune.search import Searcher
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = {"preset": "xt", "width": 16, "depths": [1, 1, 1, 1], "head_dim": 16}
@@ -24,12 +25,15 @@ State = optuna.trial.TrialState
 
 
 def space_file(tmp_path, **extra):
-    data = {"name": "c1",
-            "pipeline": {"path": str(REPO / "pipelines/distill_cpu.yaml"), "overrides": {"steps": 2, "resolution": 64}},
-            "base": TINY,
-            "parameters": {"arch.width": "choice(16, 64)", "pipeline.optim.lr": "tag(log, interval(1e-4, 1e-2))"},
-            "objectives": [{"metric": "fidelity", "direction": "maximize"}, {"metric": "gmacs", "direction": "minimize"}],
-            "sampler": {"name": "random", "seed": 0}, **extra}
+    data = {
+        "name": "c1",
+        "pipeline": {"path": str(REPO / "pipelines/distill_cpu.yaml"), "overrides": {"steps": 2, "resolution": 64}},
+        "base": TINY,
+        "parameters": {"arch.width": "choice(16, 64)", "pipeline.optim.lr": "tag(log, interval(1e-4, 1e-2))"},
+        "objectives": [{"metric": "fidelity", "direction": "maximize"}, {"metric": "gmacs", "direction": "minimize"}],
+        "sampler": {"name": "random", "seed": 0},
+        **extra,
+    }
     path = tmp_path / "space.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
@@ -43,8 +47,15 @@ def setup(tmp_path, **extra):
 
 
 def final_result(fidelity=0.5, status="ok", reason=None):
-    run = {"status": status, "failure_reason": reason, "fidelity": fidelity, "loss_curve": [1.0, 0.5],
-           "steps": 2, "wall_s": 1.0, "weights_path": None}
+    run = {
+        "status": status,
+        "failure_reason": reason,
+        "fidelity": fidelity,
+        "loss_curve": [1.0, 0.5],
+        "steps": 2,
+        "wall_s": 1.0,
+        "weights_path": None,
+    }
     return {"step": 2, "fidelity": fidelity, FINAL_KEY: True, RESULT_KEY: json.dumps(run)}
 
 
@@ -52,7 +63,9 @@ def test_violations_lists_every_broken_limit():
     c = Costs(params=2_000_000, gmacs=3.0, latency_ms=12.0)
     assert violations(c, Constraints()) == []
     assert violations(c, Constraints(max_params=1e6, max_gmacs=5, max_latency_ms=10)) == [
-        "params 2e+06 > max_params 1e+06", "latency_ms 12 > max_latency_ms 10"]
+        "params 2e+06 > max_params 1e+06",
+        "latency_ms 12 > max_latency_ms 10",
+    ]
 
 
 def test_infeasible_variants_are_recorded_never_trained(tmp_path):
@@ -84,8 +97,21 @@ def test_infeasible_variants_are_recorded_never_trained(tmp_path):
     ok = [t for t in trials if t.number in handed_out]
     t = ok[0]
     assert t.values == [0.4, pytest.approx(t.user_attrs["gmacs"])]
-    for key in ("arch", "arch_id", "pipeline", "params", "gmacs", "latency_ms", "latency_device", "status",
-                "failure_reason", "metrics", "loss_curve", "weights_path", "seed"):
+    for key in (
+        "arch",
+        "arch_id",
+        "pipeline",
+        "params",
+        "gmacs",
+        "latency_ms",
+        "latency_device",
+        "status",
+        "failure_reason",
+        "metrics",
+        "loss_curve",
+        "weights_path",
+        "seed",
+    ):
         assert key in t.user_attrs, key
     assert t.user_attrs["loss_curve"] == [1.0, 0.5] and "loss_curve" not in t.user_attrs["metrics"]
     assert study.best_trials and all(TrialRecord.from_trial(b).is_candidate for b in study.best_trials)
@@ -93,8 +119,9 @@ def test_infeasible_variants_are_recorded_never_trained(tmp_path):
 
 def test_model_rejection_is_infeasible_and_too_many_stop_the_sweep(tmp_path):
     # head_dim 48 divides no 4*width here: every variant is rejected by the model config.
-    space, study, results = setup(tmp_path, parameters={"arch.head_dim": "choice(48, 40)"},
-                                  budget={"trials": 2, "max_infeasible": 5})
+    space, study, results = setup(
+        tmp_path, parameters={"arch.head_dim": "choice(48, 40)"}, budget={"trials": 2, "max_infeasible": 5}
+    )
     s = StudySearcher(space, study, results, trials=2, progress=None)
     assert s.suggest("t0") == Searcher.FINISHED
     trials = study.get_trials()
@@ -118,8 +145,10 @@ def test_failed_pruned_and_crashed_trials(tmp_path):
             s.on_trial_complete("t2", None, error=True)
     by_status = {t.user_attrs["status"]: t for t in study.get_trials()}
     assert by_status["failed"].state == State.FAIL
-    assert "NaN" in by_status["failed"].user_attrs["failure_reason"] or \
-        "Ray worker" in by_status["failed"].user_attrs["failure_reason"]
+    assert (
+        "NaN" in by_status["failed"].user_attrs["failure_reason"]
+        or "Ray worker" in by_status["failed"].user_attrs["failure_reason"]
+    )
     pruned = by_status["pruned"]
     assert pruned.state == State.PRUNED and pruned.values is None and "scheduler" in pruned.user_attrs["failure_reason"]
     assert trained_count(study) == 3 and study.best_trials == []
@@ -155,9 +184,13 @@ def test_a_different_space_on_the_same_folder_is_refused(tmp_path):
 
 
 def test_ablation_summary_mean_and_ci(tmp_path):
-    space, study, results = setup(tmp_path, mode="ablation", ablation={"design": "ofat", "seeds": 3},
-                                  parameters={"arch.width": "choice(16, 32)"},
-                                  objectives=[{"metric": "fidelity", "direction": "maximize"}])
+    space, study, results = setup(
+        tmp_path,
+        mode="ablation",
+        ablation={"design": "ofat", "seeds": 3},
+        parameters={"arch.width": "choice(16, 32)"},
+        objectives=[{"metric": "fidelity", "direction": "maximize"}],
+    )
     points = ablation_points(space)
     assert len(points) == 6
     for p in points:
@@ -172,15 +205,16 @@ def test_ablation_summary_mean_and_ci(tmp_path):
     rows = {r["level"]: r for r in ablation_summary(study, ["fidelity"])}
     assert rows[16]["n"] == 3 and rows[16]["fidelity_mean"] == pytest.approx(0.6)
     # t(0.975, 2) * sd / sqrt(n)
-    assert rows[16]["fidelity_ci95"] == pytest.approx(4.302653 * 0.1 / 3 ** 0.5, rel=1e-5)
+    assert rows[16]["fidelity_ci95"] == pytest.approx(4.302653 * 0.1 / 3**0.5, rel=1e-5)
     assert rows[32]["fidelity_ci95"] == pytest.approx(0.0, abs=1e-12) and rows[16]["base"]
     mean, ci, std = mean_ci([1.0])
     assert mean == 1.0 and ci != ci and std != std  # nan for a single value
 
 
 def test_an_identical_variant_is_recorded_not_trained_again(tmp_path):
-    space, study, results = setup(tmp_path, parameters={"arch.width": "choice(16)"},
-                                  budget={"trials": 3, "max_infeasible": 4})
+    space, study, results = setup(
+        tmp_path, parameters={"arch.width": "choice(16)"}, budget={"trials": 3, "max_infeasible": 4}
+    )
     s = StudySearcher(space, study, results, trials=3, progress=None)
     first = s.suggest("t0")
     s.on_trial_complete("t0", final_result(0.45))

@@ -1,5 +1,6 @@
 """End to end through real Ray Tune and real SQLite storage: the smoke sweep, a sweep killed with
 SIGKILL and resumed, and a 2-node local Ray cluster. Tiny models, a few steps each."""
+
 import json
 import os
 import signal
@@ -67,8 +68,21 @@ def test_sigkill_mid_sweep_then_resume(tmp_path):
     results = tmp_path / "killed"
     # Longer trials than the smoke default so the kill lands while one trains.
     slow = {"pipeline.overrides.steps": 30}
-    cmd = [sys.executable, "-m", "radio_nas", "sweep", str(SMOKE), "--results", str(results), "--trials", "3",
-           "--num-cpus", "2", "--set", "pipeline.overrides.steps=30"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "radio_nas",
+        "sweep",
+        str(SMOKE),
+        "--results",
+        str(results),
+        "--trials",
+        "3",
+        "--num-cpus",
+        "2",
+        "--set",
+        "pipeline.overrides.steps=30",
+    ]
     log = open(tmp_path / "driver.log", "w")
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
@@ -86,8 +100,10 @@ def test_sigkill_mid_sweep_then_resume(tmp_path):
             if done and running:
                 break
         else:
-            pytest.fail("the sweep never had a finished and a running trial at once:\n"
-                        + (tmp_path / "driver.log").read_text()[-3000:])
+            pytest.fail(
+                "the sweep never had a finished and a running trial at once:\n"
+                + (tmp_path / "driver.log").read_text()[-3000:]
+            )
     finally:
         os.killpg(proc.pid, signal.SIGKILL)  # the driver and the Ray processes it started
         proc.wait()
@@ -121,13 +137,26 @@ def test_two_node_ray_cluster(tmp_path):
         cluster.wait_for_nodes()
         assert len([n for n in ray.nodes() if n["Alive"]]) == 2
         # Two objectives without latency: no trial waits for an idle device, so two run at once.
-        out = run_sweep(SMOKE, results_dir=tmp_path / "cluster", trials=4, concurrency=2,
-                        address=cluster.address, progress=None,
-                        overrides={"objectives": [{"metric": "fidelity", "direction": "maximize"},
-                                                  {"metric": "gmacs", "direction": "minimize"}]})
+        out = run_sweep(
+            SMOKE,
+            results_dir=tmp_path / "cluster",
+            trials=4,
+            concurrency=2,
+            address=cluster.address,
+            progress=None,
+            overrides={
+                "objectives": [
+                    {"metric": "fidelity", "direction": "maximize"},
+                    {"metric": "gmacs", "direction": "minimize"},
+                ]
+            },
+        )
         assert out["trained"] == 4 and out["counts"].get("ok", 0) >= 4
-        nodes = {t.user_attrs["ray_node_id"] for t in load(tmp_path / "cluster").trials
-                 if t.state == State.COMPLETE and t.user_attrs.get("duplicate_of") is None}
+        nodes = {
+            t.user_attrs["ray_node_id"]
+            for t in load(tmp_path / "cluster").trials
+            if t.state == State.COMPLETE and t.user_attrs.get("duplicate_of") is None
+        }
         assert len(nodes) == 2, "trials should have been spread over both nodes"
     finally:
         ray.shutdown()
@@ -135,9 +164,11 @@ def test_two_node_ray_cluster(tmp_path):
 
 
 def test_asha_stopped_trials_are_pruned_never_complete(tmp_path):
-    over = {"objectives": [{"metric": "fidelity", "direction": "maximize"}],
-            "scheduler": {"name": "asha", "grace_period": 2, "reduction_factor": 2},
-            "pipeline.overrides.steps": 8}  # smoke evaluates every 2 steps: rungs at 2, 4
+    over = {
+        "objectives": [{"metric": "fidelity", "direction": "maximize"}],
+        "scheduler": {"name": "asha", "grace_period": 2, "reduction_factor": 2},
+        "pipeline.overrides.steps": 8,
+    }  # smoke evaluates every 2 steps: rungs at 2, 4
     out = run_sweep(SMOKE, results_dir=tmp_path / "asha", trials=5, num_cpus=2, progress=None, overrides=over)
     study = load(tmp_path / "asha")
     assert out["trained"] == 5

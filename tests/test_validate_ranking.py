@@ -1,4 +1,5 @@
 """Rank statistics of radio_nas.validate against scipy.stats, hand-computed cases and the bootstrap."""
+
 from __future__ import annotations
 
 import math
@@ -80,4 +81,3 @@ def test_noise_and_gaps() -> None:
     assert gap_share([0.3, 0.1, 0.6], noise=0.12) == 0.5
     assert gap_share([0.3, 0.1, 0.6], noise=0.01) == 1.0
     assert math.isnan(gap_share([0.3], noise=0.01)) and math.isnan(gap_share([0.1, 0.2], noise=float("nan")))
-

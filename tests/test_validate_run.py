@@ -3,6 +3,7 @@
 The end-to-end test trains 3 smoke variants x 2 budgets x 2 seeds through real Ray Tune and a real
 Optuna study (about a minute on 2 CPUs).
 """
+
 from __future__ import annotations
 
 import json
@@ -92,12 +93,15 @@ def test_plan_and_derived_space(tmp_path: Path, tiny: Path) -> None:
     small = plan_validation(space, ValidateSettings(variants=50, budgets=(1, 2), seeds=1), progress=lambda s: None)
     assert len(small.variants) == 8  # 2 widths x 2 patterns x 2 methods
     with pytest.raises(ConfigError, match="constraints"):
-        plan_validation(load_space(tiny, {"constraints.max_gmacs": None, "constraints.max_params": 10}),
-                        ValidateSettings(variants=3))
+        plan_validation(
+            load_space(tiny, {"constraints.max_gmacs": None, "constraints.max_params": 10}),
+            ValidateSettings(variants=3),
+        )
 
 
 def _decode(v):
     from radio_nas.search.space import decode_choice
+
     return decode_choice(v)
 
 
@@ -106,14 +110,19 @@ def test_analysis_on_known_numbers(tiny: Path) -> None:
     settings = ValidateSettings(variants=4, budgets=(1, 4), seeds=2, n_boot=300)
     budgets = (Budget(1.0, 4, {"steps": 4}), Budget(4.0, 16, {"steps": 16}))
     plan = Plan(space, settings, tuple({"v": i} for i in range(4)), budgets, (0, 1), "sampled", (None,) * 4)
-    fid = np.array([[[0.10, 0.12], [0.40, 0.42]],
-                    [[0.20, 0.22], [0.50, 0.52]],
-                    [[0.30, 0.32], [0.45, 0.47]],
-                    [[0.40, 0.42], [0.60, np.nan]]])
+    fid = np.array(
+        [
+            [[0.10, 0.12], [0.40, 0.42]],
+            [[0.20, 0.22], [0.50, 0.52]],
+            [[0.30, 0.32], [0.45, 0.47]],
+            [[0.40, 0.42], [0.60, np.nan]],
+        ]
+    )
     out = analyse(fid, plan)
     comp = out["comparisons"][0]
     short, long = fid[:, 0].mean(axis=1), np.nanmean(fid[:, 1], axis=1)
     import scipy.stats as st
+
     assert comp["kendall_tau"] == pytest.approx(st.kendalltau(short, long).statistic)
     assert comp["spearman_rho"] == pytest.approx(st.spearmanr(short, long).statistic)
     assert comp["same_best"] is True and comp["n"] == 4
@@ -142,36 +151,54 @@ def test_noise_threshold_matches_space_and_pipeline(tmp_path: Path, tiny: Path) 
     assert noise_threshold(sweep) is None
     other = tmp_path / "elsewhere"
     other.mkdir()
-    (other / "validation.json").write_text(json.dumps({"source_space_hash": "nope",
-                                                       "noise": {"sweep_seed_std": 1.0}}))
+    (other / "validation.json").write_text(json.dumps({"source_space_hash": "nope", "noise": {"sweep_seed_std": 1.0}}))
     (tmp_path / "broken").mkdir()
     (tmp_path / "broken" / "validation.json").write_text("{half")
     assert noise_threshold(sweep) is None
     mine = tmp_path / "any-name"
     mine.mkdir()
-    (mine / "validation.json").write_text(json.dumps({"source_space_hash": space.hash,
-                                                      "noise": {"sweep_seed_std": 0.004}}))
+    (mine / "validation.json").write_text(
+        json.dumps({"source_space_hash": space.hash, "noise": {"sweep_seed_std": 0.004}})
+    )
     assert noise_threshold(sweep) == pytest.approx(0.008)
     assert find_validation(sweep)["match"] == "space"
     # radio-nas gained a config field since (another space hash): the same name and a pipeline equal
     # on every shared key still match; a different number of steps does not
-    (mine / "validation.json").write_text(json.dumps({"source_space_hash": space.hash,
-                                                      "noise": {"sweep_seed_std": None}}))  # one seed
+    (mine / "validation.json").write_text(
+        json.dumps({"source_space_hash": space.hash, "noise": {"sweep_seed_std": None}})
+    )  # one seed
     drifted = json.loads(json.dumps(space.pipeline.to_dict()))
     drifted["a_new_field"] = 1
     drifted.pop("batch_size")
     later = tmp_path / "later"
     later.mkdir()
-    (later / "validation.json").write_text(json.dumps({"source_space_hash": "older", "source_space": "tiny",
-                                                       "pipeline": drifted, "noise": {"sweep_seed_std": 0.01}}))
+    (later / "validation.json").write_text(
+        json.dumps(
+            {
+                "source_space_hash": "older",
+                "source_space": "tiny",
+                "pipeline": drifted,
+                "noise": {"sweep_seed_std": 0.01},
+            }
+        )
+    )
     assert find_validation(sweep)["match"] == "space"  # exact first, though it has no noise
     assert noise_threshold(sweep) == pytest.approx(0.02)  # the first match that measured noise
     drifted["steps"] += 1
-    (later / "validation.json").write_text(json.dumps({"source_space_hash": "older", "source_space": "tiny",
-                                                       "pipeline": drifted, "noise": {"sweep_seed_std": 0.01}}))
+    (later / "validation.json").write_text(
+        json.dumps(
+            {
+                "source_space_hash": "older",
+                "source_space": "tiny",
+                "pipeline": drifted,
+                "noise": {"sweep_seed_std": 0.01},
+            }
+        )
+    )
     assert noise_threshold(sweep) is None
-    (mine / "validation.json").write_text(json.dumps({"source_space_hash": space.hash,
-                                                      "noise": {"sweep_seed_std": 0.004}}))
+    (mine / "validation.json").write_text(
+        json.dumps({"source_space_hash": space.hash, "noise": {"sweep_seed_std": 0.004}})
+    )
     # another pipeline (steps) is another space hash: the noise does not transfer
     longer = load_space(tiny, {"pipeline.overrides.steps": 8})
     sweep2 = tmp_path / "tiny-long"
@@ -183,9 +210,25 @@ def test_noise_threshold_matches_space_and_pipeline(tmp_path: Path, tiny: Path) 
 @pytest.mark.slow
 def test_validate_smoke_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     results = tmp_path / "smoke-validate"
-    args = ["validate", str(SMOKE), "--variants", "3", "--budgets", "1,2", "--seeds", "2",
-            "--results", str(results), "--num-cpus", "2", "--boot", "500", "--json",
-            "--set", "pipeline.overrides.steps=2"]
+    args = [
+        "validate",
+        str(SMOKE),
+        "--variants",
+        "3",
+        "--budgets",
+        "1,2",
+        "--seeds",
+        "2",
+        "--results",
+        str(results),
+        "--num-cpus",
+        "2",
+        "--boot",
+        "500",
+        "--json",
+        "--set",
+        "pipeline.overrides.steps=2",
+    ]
     assert main(args) == 0
     out = json.loads(capsys.readouterr().out)
     saved = json.loads((results / "validation.json").read_text())
@@ -205,6 +248,7 @@ def test_validate_smoke_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture
 
     # an Optuna study like any sweep's: its own name, pipeline steps/seed as parameters
     import optuna
+
     study = optuna.load_study(study_name=out["study"], storage=out["storage"])
     steps = sorted({t.params["pipeline.steps"] for t in study.trials})
     assert steps == [2, 4] and {t.params["pipeline.seed"] for t in study.trials} == {0, 1}
@@ -225,9 +269,9 @@ def test_validate_smoke_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture
 
     # a sweep of the same space (and pipeline) now finds this noise
     from radio_nas.search.study import default_storage, open_study
+
     sweep = tmp_path / "smoke"
-    open_study(load_space(SMOKE, {"pipeline.overrides.steps": 2}), sweep,
-               default_storage(sweep))
+    open_study(load_space(SMOKE, {"pipeline.overrides.steps": 2}), sweep, default_storage(sweep))
     assert noise_threshold(sweep) == pytest.approx(2 * out["noise"]["sweep_seed_std"])
     assert math.isfinite(noise_threshold(sweep))
 
@@ -243,19 +287,27 @@ def _fake_sweep(folder: Path, space, rows: list[tuple[dict, tuple[float, float, 
     study = open_study(space, folder, default_storage(folder))
     dists = {p.name: CategoricalDistribution([encode_choice(v) for v in p.dist.values]) for p in space.sampled}
     for params, values in rows:
-        study.add_trial(optuna.trial.create_trial(params=params, distributions=dists, values=list(values),
-                                                  user_attrs={"status": "ok", "metrics": {"fidelity": values[0]}}))
+        study.add_trial(
+            optuna.trial.create_trial(
+                params=params,
+                distributions=dists,
+                values=list(values),
+                user_attrs={"status": "ok", "metrics": {"fidelity": values[0]}},
+            )
+        )
 
 
 def test_from_takes_the_pareto_set_of_a_sweep(tmp_path: Path, tiny: Path) -> None:
     space = load_space(tiny)
     p = lambda w, m, b: {"arch.width": w, "arch.mra_pattern": m, "pipeline.balancing.method": b}
     a, b = "[[2, 1], [1]]", "[[1], [1]]"
-    rows = [(p(16, a, "fixed"), (0.30, 0.01, 5.0)),     # front: cheapest
-            (p(32, a, "fixed"), (0.50, 0.04, 9.0)),     # front: best fidelity
-            (p(32, b, "fixed"), (0.40, 0.03, 7.0)),     # front: in between
-            (p(32, b, "adaloss"), (0.35, 0.035, 8.0)),  # dominated by the one above (rank 2)
-            (p(16, b, "adaloss"), (0.20, 0.02, 6.0))]   # dominated by the first (rank 2)
+    rows = [
+        (p(16, a, "fixed"), (0.30, 0.01, 5.0)),  # front: cheapest
+        (p(32, a, "fixed"), (0.50, 0.04, 9.0)),  # front: best fidelity
+        (p(32, b, "fixed"), (0.40, 0.03, 7.0)),  # front: in between
+        (p(32, b, "adaloss"), (0.35, 0.035, 8.0)),  # dominated by the one above (rank 2)
+        (p(16, b, "adaloss"), (0.20, 0.02, 6.0)),
+    ]  # dominated by the first (rank 2)
     sweep = tmp_path / "tiny"
     _fake_sweep(sweep, space, rows)
     plan = plan_validation(space, ValidateSettings(), from_dir=sweep)
@@ -267,6 +319,7 @@ def test_from_takes_the_pareto_set_of_a_sweep(tmp_path: Path, tiny: Path) -> Non
     assert plan.origin_trials == (1, 0)  # spread over the front: both ends
     # the sweep's own space copy is used when no space file is given; another space is refused
     from radio_nas.validate.run import _source_space
+
     assert _source_space(None, sweep, None).hash == space.hash
     with pytest.raises(ConfigError, match="different space"):
         plan_validation(load_space(tiny, {"pipeline.overrides.steps": 3}), ValidateSettings(), from_dir=sweep)

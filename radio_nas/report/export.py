@@ -16,6 +16,7 @@ them) after checking that the student part loads strictly into the rebuilt model
 student backbone (inputs ``images`` (1, 3, H, W) RGB; outputs ``summary``, ``features``) at one
 fixed resolution, checked against PyTorch with onnxruntime on a random input.
 """
+
 from __future__ import annotations
 
 import datetime as _dt
@@ -38,9 +39,13 @@ ONNX_ATOL = 1e-4
 """Largest |ONNX - PyTorch| accepted on a random input (fp32; seen here: ~1e-7)."""
 
 
-INPUT_NOTE = {"layout": "NCHW", "channels": "rgb", "value_range": [0, 1],
-              "normalize": {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)},
-              "note": "as radio-nas trials feed the student: (x/255 - mean) / std"}
+INPUT_NOTE = {
+    "layout": "NCHW",
+    "channels": "rgb",
+    "value_range": [0, 1],
+    "normalize": {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)},
+    "note": "as radio-nas trials feed the student: (x/255 - mean) / std",
+}
 
 
 class OnnxParityError(RuntimeError):
@@ -60,11 +65,17 @@ class ExportedVariant:
     onnx_max_abs_diff: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"trial": self.trial, "arch_id": self.arch_id, "n_params": self.n_params,
-                "yaml": str(self.yaml_path), "weights": _str(self.weights_path),
-                "weights_bytes": self.weights_bytes, "onnx": _str(self.onnx_path),
-                "onnx_resolution": list(self.onnx_resolution) if self.onnx_resolution else None,
-                "onnx_max_abs_diff": self.onnx_max_abs_diff or None}
+        return {
+            "trial": self.trial,
+            "arch_id": self.arch_id,
+            "n_params": self.n_params,
+            "yaml": str(self.yaml_path),
+            "weights": _str(self.weights_path),
+            "weights_bytes": self.weights_bytes,
+            "onnx": _str(self.onnx_path),
+            "onnx_resolution": list(self.onnx_resolution) if self.onnx_resolution else None,
+            "onnx_max_abs_diff": self.onnx_max_abs_diff or None,
+        }
 
 
 def pareto_numbers(handle: StudyHandle) -> list[int]:
@@ -78,8 +89,9 @@ def variant_document(handle: StudyHandle, trial: TrialRecord) -> dict[str, Any]:
     from radio_nas.models import resolve_config
 
     if trial.arch is None:
-        raise ConfigError(f"trial {trial.number} has no recorded architecture to rebuild it from",
-                          key=f"trial {trial.number}")
+        raise ConfigError(
+            f"trial {trial.number} has no recorded architecture to rebuild it from", key=f"trial {trial.number}"
+        )
     cfg = resolve_config(dict(trial.arch))
     study = handle.record
     metrics: dict[str, Any] = {}
@@ -104,19 +116,31 @@ def variant_document(handle: StudyHandle, trial: TrialRecord) -> dict[str, Any]:
         "results_dir": str(handle.results_dir) if handle.results_dir else None,
         "storage": handle.storage_url,
         "seed": trial.seed,
-        "exported_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "exported_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
     }
     if trial.arch_id and trial.arch_id != cfg.id:
         provenance["recorded_arch_id"] = trial.arch_id  # config defaults changed since the sweep
     pipeline = trial.pipeline or study.pipeline
-    return {"arch": cfg.to_dict(), "pipeline": dict(pipeline) if pipeline is not None else None,
-            "metrics": metrics, "provenance": provenance, "input": INPUT_NOTE}
+    return {
+        "arch": cfg.to_dict(),
+        "pipeline": dict(pipeline) if pipeline is not None else None,
+        "metrics": metrics,
+        "provenance": provenance,
+        "input": INPUT_NOTE,
+    }
 
 
-def export_trials(handle: StudyHandle, numbers: list[int], out_dir: str | Path | None = None, *,
-                  weights: bool = False, onnx: bool = False,
-                  onnx_resolution: tuple[int, int] | None = None,
-                  atol: float = ONNX_ATOL, allow_unfinished: bool = False) -> list[ExportedVariant]:
+def export_trials(
+    handle: StudyHandle,
+    numbers: list[int],
+    out_dir: str | Path | None = None,
+    *,
+    weights: bool = False,
+    onnx: bool = False,
+    onnx_resolution: tuple[int, int] | None = None,
+    atol: float = ONNX_ATOL,
+    allow_unfinished: bool = False,
+) -> list[ExportedVariant]:
     """Export each trial in `numbers`; returns what was written. Raises ConfigError on bad input
     (unknown trial, not fully trained, no weights) before writing anything for that trial."""
     if out_dir is None:
@@ -128,27 +152,37 @@ def export_trials(handle: StudyHandle, numbers: list[int], out_dir: str | Path |
     chosen = []
     for number in numbers:
         if number not in trials:
-            raise ConfigError(f"no trial {number} in study {handle.name!r} "
-                              f"(trials 0..{max(trials, default=-1)})", key="--trial")
+            raise ConfigError(
+                f"no trial {number} in study {handle.name!r} (trials 0..{max(trials, default=-1)})", key="--trial"
+            )
         trial = trials[number]
         if not allow_unfinished and not trial.is_candidate:
-            raise ConfigError(f"trial {number} is not fully trained (state {trial.state}, status "
-                              f"{trial.status})", key="--trial")
+            raise ConfigError(
+                f"trial {number} is not fully trained (state {trial.state}, status {trial.status})", key="--trial"
+            )
         chosen.append(trial)
     out_dir.mkdir(parents=True, exist_ok=True)
     return [_export_one(handle, t, out_dir, weights, onnx, onnx_resolution, atol) for t in chosen]
 
 
-def _export_one(handle: StudyHandle, trial: TrialRecord, out_dir: Path, weights: bool, onnx: bool,
-                onnx_resolution: tuple[int, int] | None, atol: float) -> ExportedVariant:
+def _export_one(
+    handle: StudyHandle,
+    trial: TrialRecord,
+    out_dir: Path,
+    weights: bool,
+    onnx: bool,
+    onnx_resolution: tuple[int, int] | None,
+    atol: float,
+) -> ExportedVariant:
     from radio_nas.models import build_model
     from radio_nas.report.weights import load_weights_into
 
     doc = variant_document(handle, trial)
     stem = f"{handle.name}-trial{trial.number}"
     model = build_model(doc["arch"]).eval()
-    result = ExportedVariant(trial.number, doc["provenance"]["arch_id"],
-                             sum(p.numel() for p in model.parameters()), out_dir / f"{stem}.yaml")
+    result = ExportedVariant(
+        trial.number, doc["provenance"]["arch_id"], sum(p.numel() for p in model.parameters()), out_dir / f"{stem}.yaml"
+    )
     files: dict[str, Any] = {}
     if weights:
         source = trial_weights_path(handle, trial)
@@ -162,7 +196,8 @@ def _export_one(handle: StudyHandle, trial: TrialRecord, out_dir: Path, weights:
         files["weights_bytes"] = result.weights_bytes
     if onnx:
         resolution = onnx_resolution or pipeline_resolution(doc.get("pipeline"))
-        model.cfg.check_input_size(*resolution)
+        arch_cfg: Any = model.cfg  # the family's config (ERadioConfig or ViTConfig)
+        arch_cfg.check_input_size(*resolution)
         target = out_dir / f"{stem}.onnx"
         result.onnx_max_abs_diff = export_onnx(model, target, resolution, atol=atol)
         result.onnx_path, result.onnx_resolution = target, resolution
@@ -179,13 +214,17 @@ def trial_weights_path(handle: StudyHandle, trial: TrialRecord) -> Path:
     """The trial's safetensors file (``weights_path`` is relative to the results folder)."""
     rel = trial.weights_path
     if not rel:
-        raise ConfigError(f"trial {trial.number} kept no weights (weights_path is empty); re-run it "
-                          f"with weights kept, or export without --weights", key="--weights")
+        raise ConfigError(
+            f"trial {trial.number} kept no weights (weights_path is empty); re-run it "
+            f"with weights kept, or export without --weights",
+            key="--weights",
+        )
     path = Path(rel)
     if not path.is_absolute():
         if handle.results_dir is None:
-            raise ConfigError("weights paths are relative to the results folder; open the study "
-                              "through its folder", key="--weights")
+            raise ConfigError(
+                "weights paths are relative to the results folder; open the study through its folder", key="--weights"
+            )
         path = handle.results_dir / path
     if not path.is_file():
         raise ConfigError(f"trial {trial.number}: weights file is missing", file=path, key="--weights")
@@ -211,14 +250,15 @@ def pipeline_resolution(pipeline: Any, default: int = 224) -> tuple[int, int]:
     return (default, default)
 
 
-def export_onnx(model: torch.nn.Module, path: str | Path, resolution: tuple[int, int], *,
-                atol: float = ONNX_ATOL, seed: int = 0) -> dict[str, float]:
+def export_onnx(
+    model: torch.nn.Module, path: str | Path, resolution: tuple[int, int], *, atol: float = ONNX_ATOL, seed: int = 0
+) -> dict[str, float]:
     """Export `model` (input (1, 3, H, W)) to ONNX and compare with PyTorch under onnxruntime.
 
     Uses the TorchScript exporter (``dynamo=False``): in torch 2.13 the dynamo exporter fails
     while decomposing SDPA *with an attn_mask* (E-RADIO's position bias): "Cannot view a tensor
-    with shape [1, 49, 4, 16] ... as (1, 49, 64)"; without the bias it exports. Returns the max |diff| per output; raises
-    :class:`OnnxParityError` (and removes the file) when any exceeds `atol`.
+    with shape [1, 49, 4, 16] ... as (1, 49, 64)"; without the bias it exports. Returns the max
+    |diff| per output; raises :class:`OnnxParityError` (and removes the file) when any exceeds `atol`.
     """
     import warnings
 
@@ -231,14 +271,17 @@ def export_onnx(model: torch.nn.Module, path: str | Path, resolution: tuple[int,
     with atomic_path(path) as tmp:  # a file whose parity check fails is removed, never published
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation/tracer chatter
-            torch.onnx.export(model, (x,), str(tmp), input_names=["images"],
-                              output_names=["summary", "features"], dynamo=False)
+            torch.onnx.export(
+                model, (x,), str(tmp), input_names=["images"], output_names=["summary", "features"], dynamo=False
+            )
         session = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
         outputs = session.run(None, {"images": x.numpy()})
         with torch.no_grad():
             expected = model(x)
-        diffs = {name: float(np.abs(got - want.numpy()).max())
-                 for name, got, want in zip(("summary", "features"), outputs, expected)}
+        diffs = {
+            name: float(np.abs(got - want.numpy()).max())
+            for name, got, want in zip(("summary", "features"), outputs, expected)
+        }
         if any(d > atol or not np.isfinite(d) for d in diffs.values()):
             raise OnnxParityError(f"ONNX output differs from PyTorch beyond {atol:g}: {diffs}")
     return diffs

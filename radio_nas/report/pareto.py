@@ -14,6 +14,7 @@ non-dominated (Pareto) set; rank k is the Pareto set once ranks < k are removed.
 Hypervolume is computed exactly (slicing over the last objective, a sweep in 2-D), which is fast
 for the few hundred points a sweep produces.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -56,7 +57,7 @@ def pareto_ranks(values: np.ndarray, directions: Sequence[Direction]) -> np.ndar
     # dom[i, j]: i dominates j (pairwise; n is at most a few thousand trials)
     le = (pts[:, None, :] <= pts[None, :, :]).all(axis=2)
     lt = (pts[:, None, :] < pts[None, :, :]).any(axis=2)
-    dom = le & lt
+    dom = np.logical_and(le, lt)
     remaining_dominators = dom.sum(axis=0)
     ranks = np.zeros(n, dtype=int)
     front = np.flatnonzero(remaining_dominators == 0)
@@ -135,15 +136,18 @@ class HypervolumeResult:
     margin: float
 
     def describe(self) -> str:
-        return (f"objectives normalised to [0, 1] between the best and worst value among the "
-                f"candidates (min-max, oriented so smaller is better); reference point = worst + "
-                f"{self.margin:g} x range in every objective (= {_fmt_list(self.reference)} in "
-                f"original units); value divided by the box volume (1 + {self.margin:g})^m, so 1.0 "
-                f"would be a single point at the ideal")
+        return (
+            f"objectives normalised to [0, 1] between the best and worst value among the "
+            f"candidates (min-max, oriented so smaller is better); reference point = worst + "
+            f"{self.margin:g} x range in every objective (= {_fmt_list(self.reference)} in "
+            f"original units); value divided by the box volume (1 + {self.margin:g})^m, so 1.0 "
+            f"would be a single point at the ideal"
+        )
 
 
-def normalised_hypervolume(values: np.ndarray, directions: Sequence[Direction],
-                           margin: float = REFERENCE_MARGIN) -> HypervolumeResult:
+def normalised_hypervolume(
+    values: np.ndarray, directions: Sequence[Direction], margin: float = REFERENCE_MARGIN
+) -> HypervolumeResult:
     """Hypervolume of the candidates `values` (n, m) after min-max normalisation.
 
     The reference point is the worst candidate value in each objective nudged by `margin` times
@@ -154,8 +158,7 @@ def normalised_hypervolume(values: np.ndarray, directions: Sequence[Direction],
     pts = to_minimisation(values, directions)
     m = len(directions)
     if len(pts) == 0:
-        return HypervolumeResult(0.0, [float("nan")] * m, [float("nan")] * m, [float("nan")] * m,
-                                 margin)
+        return HypervolumeResult(0.0, [float("nan")] * m, [float("nan")] * m, [float("nan")] * m, margin)
     lo, hi = pts.min(axis=0), pts.max(axis=0)
     span = np.where(hi > lo, hi - lo, 1.0)
     norm = (pts - lo) / span
@@ -163,8 +166,7 @@ def normalised_hypervolume(values: np.ndarray, directions: Sequence[Direction],
     value = hypervolume(norm, ref_norm) / float(np.prod(ref_norm))
     signs = np.array([_sign(d) for d in directions], dtype=float)
     reference = (lo + ref_norm * span) * signs
-    return HypervolumeResult(value, reference.tolist(), (lo * signs).tolist(), (hi * signs).tolist(),
-                             margin)
+    return HypervolumeResult(value, reference.tolist(), (lo * signs).tolist(), (hi * signs).tolist(), margin)
 
 
 def _sign(direction: Direction) -> float:

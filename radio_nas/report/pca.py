@@ -11,6 +11,7 @@ scaled to [0, 1] between its 1st and 99th percentile over the picture's tokens, 
 fixed so that the token with the largest |projection| is positive: the same model on the same
 picture gives the same colours on every run.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
@@ -60,11 +61,12 @@ def load_image(source: str | Path) -> np.ndarray:
     if text.startswith(BUILTIN_PREFIX):
         from skimage import data
 
-        name = text[len(BUILTIN_PREFIX):]
+        name = text[len(BUILTIN_PREFIX) :]
         loader = getattr(data, name, None)
         if loader is None or not callable(loader):
-            raise ConfigError(f"no bundled scikit-image picture {name!r} (try astronaut, chelsea, "
-                              f"coffee, rocket)", key="--image")
+            raise ConfigError(
+                f"no bundled scikit-image picture {name!r} (try astronaut, chelsea, coffee, rocket)", key="--image"
+            )
         array = loader()
     else:
         path = Path(text)
@@ -74,9 +76,8 @@ def load_image(source: str | Path) -> np.ndarray:
 
         try:
             array = io.imread(str(path))
-        except Exception as exc:  # noqa: BLE001  (unreadable or not a picture)
-            raise ConfigError(f"cannot read the image: {str(exc).splitlines()[0]}", file=path,
-                              key="--image") from None
+        except Exception as exc:
+            raise ConfigError(f"cannot read the image: {str(exc).splitlines()[0]}", file=path, key="--image") from None
     array = np.asarray(array)
     if array.ndim == 2:
         array = np.stack([array] * 3, axis=-1)
@@ -92,8 +93,10 @@ def load_image(source: str | Path) -> np.ndarray:
 def default_resolution(height: int, width: int, short_side: int = 224, multiple: int = 32) -> tuple[int, int]:
     """Keep the picture's aspect ratio with its short side near `short_side`, sides multiples of 32."""
     scale = short_side / min(height, width)
-    return (max(multiple, round(height * scale / multiple) * multiple),
-            max(multiple, round(width * scale / multiple) * multiple))
+    return (
+        max(multiple, round(height * scale / multiple) * multiple),
+        max(multiple, round(width * scale / multiple) * multiple),
+    )
 
 
 def to_batch(image: np.ndarray, resolution: tuple[int, int]) -> torch.Tensor:
@@ -129,8 +132,9 @@ FeatureFn = Callable[[torch.Tensor], Any]
 
 
 @torch.no_grad()
-def feature_pictures(models: Mapping[str, FeatureFn], image: np.ndarray,
-                     resolution: tuple[int, int]) -> dict[str, np.ndarray]:
+def feature_pictures(
+    models: Mapping[str, FeatureFn], image: np.ndarray, resolution: tuple[int, int]
+) -> dict[str, np.ndarray]:
     """PCA picture per named model of `image`: students (:class:`StudentFeatures` or modules) see
     it at `resolution`; anything else (a teacher, which resizes to its own input size) sees the
     full picture, as teachers see crops at full quality in the trials."""
@@ -147,8 +151,9 @@ def feature_pictures(models: Mapping[str, FeatureFn], image: np.ndarray,
     return pictures
 
 
-def save_panel(image: np.ndarray, pictures: Mapping[str, np.ndarray], out: str | Path,
-               title: str | None = None) -> Path:
+def save_panel(
+    image: np.ndarray, pictures: Mapping[str, np.ndarray], out: str | Path, title: str | None = None
+) -> Path:
     """Input picture and each PCA picture side by side (same size, nearest upsampling) as PNG."""
     import matplotlib
 
@@ -159,8 +164,12 @@ def save_panel(image: np.ndarray, pictures: Mapping[str, np.ndarray], out: str |
     out.parent.mkdir(parents=True, exist_ok=True)
     n = 1 + len(pictures)
     height, width = image.shape[:2]
-    fig, axes = plt.subplots(1, n, figsize=(3.2 * n * width / max(height, width) + 0.5,
-                                            3.2 * height / max(height, width) + 0.6), squeeze=False)
+    fig, axes = plt.subplots(
+        1,
+        n,
+        figsize=(3.2 * n * width / max(height, width) + 0.5, 3.2 * height / max(height, width) + 0.6),
+        squeeze=False,
+    )
     panels = [("input", image), *((f"{name} ({p.shape[0]}x{p.shape[1]})", p) for name, p in pictures.items())]
     for ax, (label, picture) in zip(axes[0], panels):
         ax.imshow(picture, interpolation="nearest", extent=(0, width, height, 0))

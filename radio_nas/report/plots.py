@@ -4,6 +4,7 @@ per-parameter effects, and ablation error bars.
     >>> from radio_nas.report.plots import tradeoff_plot, parameter_effects_plot, ablation_plot
     >>> tradeoff_plot(table, x="gmacs", y="fidelity", out="results/mra/fidelity_vs_gmacs.png")
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -36,9 +37,18 @@ def _save(fig: Figure, out: str | Path) -> Path:
     return out
 
 
-def tradeoff_plot(table: pd.DataFrame, x: str, y: str, out: str | Path, *, x_label: str | None = None,
-                  y_label: str | None = None, title: str | None = None, x_direction: str = "minimize",
-                  y_direction: str = "maximize") -> Path | None:
+def tradeoff_plot(
+    table: pd.DataFrame,
+    x: str,
+    y: str,
+    out: str | Path,
+    *,
+    x_label: str | None = None,
+    y_label: str | None = None,
+    title: str | None = None,
+    x_direction: str = "minimize",
+    y_direction: str = "maximize",
+) -> Path | None:
     """Scatter of trained trials (y vs x), the Pareto front (rank 1 over all objectives) in red and
     labelled with trial numbers; others coloured by Pareto rank. None if nothing to plot."""
     plt = _plt()
@@ -52,23 +62,44 @@ def tradeoff_plot(table: pd.DataFrame, x: str, y: str, out: str | Path, *, x_lab
     rest = ok[~ok["pareto"]]
     if not rest.empty:
         ranks = rest["pareto_rank"].astype(float)
-        sc = ax.scatter(rest[x].astype(float), rest[y].astype(float), c=ranks, cmap="viridis_r", s=28,
-                        alpha=0.8, vmin=1, vmax=max(2.0, float(ranks.max())),
-                        label="dominated (colour = Pareto rank)")
+        sc = ax.scatter(
+            rest[x].astype(float),
+            rest[y].astype(float),
+            c=ranks,
+            cmap="viridis_r",
+            s=28,
+            alpha=0.8,
+            vmin=1,
+            vmax=max(2.0, float(ranks.max())),
+            label="dominated (colour = Pareto rank)",
+        )
         if ranks.nunique() > 1:
             fig.colorbar(sc, ax=ax, label="Pareto rank")
     # the front of just these two objectives (x smaller, y larger is better), as a staircase
     pts = ok[[x, y]].to_numpy(dtype=float)
     two = pts[pareto_mask(pts, [x_direction, y_direction])]
     two = two[np.argsort(two[:, 0])]
-    ax.step(two[:, 0], two[:, 1], where="post", color="red", alpha=0.4, linestyle="--",
-            label=f"front of {y} vs {x} only")
+    ax.step(
+        two[:, 0], two[:, 1], where="post", color="red", alpha=0.4, linestyle="--", label=f"front of {y} vs {x} only"
+    )
     front = ok[ok["pareto"]].sort_values(x)
-    ax.scatter(front[x].astype(float), front[y].astype(float), c="red", s=60, edgecolors="black",
-               zorder=3, label="Pareto front (all objectives)")
+    ax.scatter(
+        front[x].astype(float),
+        front[y].astype(float),
+        c="red",
+        s=60,
+        edgecolors="black",
+        zorder=3,
+        label="Pareto front (all objectives)",
+    )
     for _, row in front.iterrows():
-        ax.annotate(f"#{int(row['number'])}", (float(row[x]), float(row[y])), textcoords="offset points",
-                    xytext=(4, 4), fontsize=8)
+        ax.annotate(
+            f"#{int(row['number'])}",
+            (float(row[x]), float(row[y])),
+            textcoords="offset points",
+            xytext=(4, 4),
+            fontsize=8,
+        )
     ax.set_xlabel(x_label or x)
     ax.set_ylabel(y_label or y)
     ax.grid(alpha=0.3)
@@ -79,8 +110,7 @@ def tradeoff_plot(table: pd.DataFrame, x: str, y: str, out: str | Path, *, x_lab
     return _save(fig, out)
 
 
-def parameter_effects_plot(table: pd.DataFrame, params: list[str], metric: str,
-                           out: str | Path) -> Path | None:
+def parameter_effects_plot(table: pd.DataFrame, params: list[str], metric: str, out: str | Path) -> Path | None:
     """One panel per search parameter: `metric` of each trained trial against the parameter's value
     (categorical values as strips with their mean marked). None if there is nothing to plot."""
     plt = _plt()
@@ -110,7 +140,7 @@ def parameter_effects_plot(table: pd.DataFrame, params: list[str], metric: str,
         ax.set_title(name, fontsize=9)
         ax.set_ylabel(metric, fontsize=8)
         ax.grid(alpha=0.3)
-    for ax in list(axes.flat)[len(params):]:
+    for ax in list(axes.flat)[len(params) :]:
         ax.axis("off")
     fig.suptitle(f"{metric} per parameter (red: Pareto front; black bar: mean)", fontsize=10)
     fig.tight_layout()
@@ -130,8 +160,7 @@ def ablation_plot(tables: dict[str, pd.DataFrame], metric: str, out: str | Path)
         err = frame[f"{metric}_ci95"].fillna(0.0).to_numpy(dtype=float)
         ax.errorbar(xs, frame[f"{metric}_mean"].to_numpy(dtype=float), yerr=err, fmt="o", capsize=5)
         ax.set_xticks(xs)
-        ax.set_xticklabels([f"{lvl}\n(n={n_})" for lvl, n_ in zip(frame["level"], frame["n"])],
-                           fontsize=8)
+        ax.set_xticklabels([f"{lvl}\n(n={n_})" for lvl, n_ in zip(frame["level"], frame["n"])], fontsize=8)
         ax.set_title(factor, fontsize=9)
         ax.set_ylabel(f"{metric} (mean ± 95% CI)", fontsize=8)
         ax.grid(alpha=0.3)

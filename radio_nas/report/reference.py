@@ -15,6 +15,7 @@ YAML format (see ``reference_rows.yaml`` bundled here)::
         gmacs: 179.8
         metrics: {imagenet_zero_shot: 80.73, knn: 83.89, ade20k: 48.22}
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -50,8 +51,13 @@ class ReferenceTable(Config):
     def frame(self) -> pd.DataFrame:
         records = []
         for row in self.rows:
-            record = {"name": row.name, "kind": "reference", "params_m": row.params_m,
-                      "resolution": row.resolution, "gmacs": row.gmacs}
+            record = {
+                "name": row.name,
+                "kind": "reference",
+                "params_m": row.params_m,
+                "resolution": row.resolution,
+                "gmacs": row.gmacs,
+            }
             record.update(row.metrics)
             record["source"] = row.source + (f" ({row.gmacs_note})" if row.gmacs_note else "")
             records.append(record)

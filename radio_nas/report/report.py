@@ -15,6 +15,7 @@ sqlite:///results/NAME/study.db`` shows them. Optuna 5.0 refuses to change finis
 per-trial pictures are attached by the sweep itself, before it tells a trial's result
 (:func:`trial_pca_panel`).
 """
+
 from __future__ import annotations
 
 import datetime as _dt
@@ -77,35 +78,50 @@ class Report:
         params = [c for c in self.table.columns if c.startswith("param.")]
         front = []
         for _, row in self.pareto.iterrows():
-            front.append({
-                "number": int(row["number"]), "arch_id": row["arch_id"],
-                "values": {o.metric: _plain(row[o.metric]) for o in self.objectives},
-                "n_params": _plain(row["n_params"]), "gmacs": _plain(row["gmacs"]),
-                "latency_ms": _plain(row["latency_ms"]),
-                "params": {c[len("param."):]: _plain(row[c]) for c in params if not _isna(row[c])},
-                "weights_path": _plain(row["weights_path"]),
-                "within_noise_of": _plain(row.get("within_noise_of")),
-            })
+            front.append(
+                {
+                    "number": int(row["number"]),
+                    "arch_id": row["arch_id"],
+                    "values": {o.metric: _plain(row[o.metric]) for o in self.objectives},
+                    "n_params": _plain(row["n_params"]),
+                    "gmacs": _plain(row["gmacs"]),
+                    "latency_ms": _plain(row["latency_ms"]),
+                    "params": {c[len("param.") :]: _plain(row[c]) for c in params if not _isna(row[c])},
+                    "weights_path": _plain(row["weights_path"]),
+                    "within_noise_of": _plain(row.get("within_noise_of")),
+                }
+            )
         counts = self.table["status"].value_counts().to_dict()
         return {
-            "study": self.handle.name, "storage": self.handle.storage_url, "mode": self.handle.mode,
+            "study": self.handle.name,
+            "storage": self.handle.storage_url,
+            "mode": self.handle.mode,
             "objectives": [o._asdict() for o in self.objectives],
-            "n_trials": len(self.table), "n_candidates": int(self.table["candidate"].sum()),
+            "n_trials": len(self.table),
+            "n_candidates": int(self.table["candidate"].sum()),
             "status_counts": {str(k): int(v) for k, v in counts.items()},
-            "hypervolume": {"value": self.hypervolume.value,
-                            "reference": [_plain(v) for v in self.hypervolume.reference],
-                            "ideal": [_plain(v) for v in self.hypervolume.ideal],
-                            "nadir": [_plain(v) for v in self.hypervolume.nadir],
-                            "method": self.hypervolume.describe()},
+            "hypervolume": {
+                "value": self.hypervolume.value,
+                "reference": [_plain(v) for v in self.hypervolume.reference],
+                "ideal": [_plain(v) for v in self.hypervolume.ideal],
+                "nadir": [_plain(v) for v in self.hypervolume.nadir],
+                "method": self.hypervolume.describe(),
+            },
             "pareto": front,
             "fidelity_noise": self.noise,
             "files": {k: str(v) for k, v in self.files.items()},
         }
 
 
-def build_report(handle: StudyHandle, out_dir: str | Path | None = None, *,
-                 reference: str | Path | None = None, pca: bool = True,
-                 pca_image: str = "skimage:astronaut", max_pca: int = 8) -> Report:
+def build_report(
+    handle: StudyHandle,
+    out_dir: str | Path | None = None,
+    *,
+    reference: str | Path | None = None,
+    pca: bool = True,
+    pca_image: str = "skimage:astronaut",
+    max_pca: int = 8,
+) -> Report:
     """Compute everything and write the files (see the module docstring)."""
     from radio_nas.report.pca import DEFAULT_IMAGE
 
@@ -118,8 +134,9 @@ def build_report(handle: StudyHandle, out_dir: str | Path | None = None, *,
     objectives = handle.objectives
     table = trials_table(handle.study)
     cand = table[table["candidate"].astype(bool)]
-    hv = normalised_hypervolume(cand[[o.metric for o in objectives]].to_numpy(dtype=float),
-                                [o.direction for o in objectives])
+    hv = normalised_hypervolume(
+        cand[[o.metric for o in objectives]].to_numpy(dtype=float), [o.direction for o in objectives]
+    )
     rep = Report(handle, table, objectives, hv, out_dir)
     _mark_noise(rep)
     if reference is not None:
@@ -130,15 +147,18 @@ def build_report(handle: StudyHandle, out_dir: str | Path | None = None, *,
     _write_csv(rep.pareto, out_dir / "pareto.csv")
     rep.files["trials.csv"], rep.files["pareto.csv"] = out_dir / "trials.csv", out_dir / "pareto.csv"
     quality = _quality_metric(objectives, table)
-    for x, name, label in (("gmacs", "fidelity_vs_gmacs.png", "GMACs (fvcore multiply-adds)"),
-                           ("latency_ms", "fidelity_vs_latency.png", "latency (ms, median)")):
+    for x, name, label in (
+        ("gmacs", "fidelity_vs_gmacs.png", "GMACs (fvcore multiply-adds)"),
+        ("latency_ms", "fidelity_vs_latency.png", "latency (ms, median)"),
+    ):
         if quality is None:
             break
-        path = plots.tradeoff_plot(table, x=x, y=quality, out=out_dir / name, x_label=label,
-                                   title=f"{handle.name}: {quality} vs {x}")
+        path = plots.tradeoff_plot(
+            table, x=x, y=quality, out=out_dir / name, x_label=label, title=f"{handle.name}: {quality} vs {x}"
+        )
         if path:
             rep.files[name] = path
-    params = [c[len("param."):] for c in table.columns if c.startswith("param.")]
+    params = [c[len("param.") :] for c in table.columns if c.startswith("param.")]
     if quality is not None:
         path = plots.parameter_effects_plot(table, params, quality, out_dir / "parameter_effects.png")
         if path:
@@ -149,8 +169,9 @@ def build_report(handle: StudyHandle, out_dir: str | Path | None = None, *,
         rep.ablation_rows = ablation_rows(records, AblationDesign.from_record(handle.record, records), metrics)
         if rep.ablation_rows:
             merged = pd.DataFrame(rep.ablation_rows)
-            rep.ablation = {str(f): g.drop(columns="factor").reset_index(drop=True)
-                            for f, g in merged.groupby("factor", sort=False)}
+            rep.ablation = {
+                str(f): g.drop(columns="factor").reset_index(drop=True) for f, g in merged.groupby("factor", sort=False)
+            }
             _write_csv(merged, out_dir / "ablation.csv")
             rep.files["ablation.csv"] = out_dir / "ablation.csv"
             for metric in metrics:
@@ -188,6 +209,7 @@ def _mark_noise(rep: Report, metric: str = "fidelity") -> None:
 
 # -- PCA pictures for the front, attached as Optuna artifacts ---------------------------------------
 
+
 def _pca_for_front(rep: Report, image_source: str, max_pca: int) -> list[PcaEntry]:
     from radio_nas.report.export import trial_weights_path
     from radio_nas.report.pca import load_image
@@ -197,8 +219,7 @@ def _pca_for_front(rep: Report, image_source: str, max_pca: int) -> list[PcaEntr
     image = load_image(image_source)
     entries: list[PcaEntry] = []
     teacher_cache: dict[str, tuple[dict[str, Any], str]] = {}
-    front = rep.pareto.sort_values(rep.objectives[0].metric,
-                                   ascending=rep.objectives[0].direction == "minimize")
+    front = rep.pareto.sort_values(rep.objectives[0].metric, ascending=rep.objectives[0].direction == "minimize")
     for number in front["number"].astype(int).tolist()[:max_pca]:
         trial = trials[number]
         try:
@@ -207,18 +228,30 @@ def _pca_for_front(rep: Report, image_source: str, max_pca: int) -> list[PcaEntr
             entries.append(PcaEntry(number, None, f"skipped: {exc.detail}"))
             continue
         pipeline = dict(trial.pipeline or handle.record.pipeline or {})
-        path, note = trial_pca_panel(dict(trial.arch or {}), weights, pipeline, image,
-                                     rep.out_dir / "pca" / f"pca_trial{number}.png",
-                                     f"{handle.name} trial {number}", teacher_cache)
+        path, note = trial_pca_panel(
+            dict(trial.arch or {}),
+            weights,
+            pipeline,
+            image,
+            rep.out_dir / "pca" / f"pca_trial{number}.png",
+            f"{handle.name} trial {number}",
+            teacher_cache,
+        )
         entry = PcaEntry(number, path, note)
         entry.artifact_id = _attach(handle, path)
         entries.append(entry)
     return entries
 
 
-def trial_pca_panel(arch: dict[str, Any], weights: str | Path, pipeline: dict[str, Any], image: Any,
-                    out: Path, title: str, teacher_cache: dict[str, tuple[dict[str, Any], str]]
-                    ) -> tuple[Path, str]:
+def trial_pca_panel(
+    arch: dict[str, Any],
+    weights: str | Path,
+    pipeline: dict[str, Any],
+    image: Any,
+    out: Path,
+    title: str,
+    teacher_cache: dict[str, tuple[dict[str, Any], str]],
+) -> tuple[Path, str]:
     """PCA picture of a trained student beside its pipeline's teachers, at the pipeline's resolution;
     returns the PNG and a note (e.g. why teachers are missing). `teacher_cache` is reused across calls."""
     from radio_nas.report.export import pipeline_resolution
@@ -230,13 +263,11 @@ def trial_pca_panel(arch: dict[str, Any], weights: str | Path, pipeline: dict[st
     teachers, note = _teachers_for(pipeline, teacher_cache)
     models.update(teachers)
     pictures = feature_pictures(models, image, resolution)
-    path = save_panel(resized(image, resolution), pictures, out,
-                      title=f"{title} at {resolution[0]}x{resolution[1]}")
+    path = save_panel(resized(image, resolution), pictures, out, title=f"{title} at {resolution[0]}x{resolution[1]}")
     return path, note
 
 
-def _teachers_for(pipeline: dict[str, Any], cache: dict[str, tuple[dict[str, Any], str]]
-                  ) -> tuple[dict[str, Any], str]:
+def _teachers_for(pipeline: dict[str, Any], cache: dict[str, tuple[dict[str, Any], str]]) -> tuple[dict[str, Any], str]:
     """Teachers of a pipeline dict by name (built once per distinct teacher list)."""
     key = json.dumps(pipeline.get("teachers"), sort_keys=True, default=str)
     if key not in cache:
@@ -244,7 +275,7 @@ def _teachers_for(pipeline: dict[str, Any], cache: dict[str, tuple[dict[str, Any
             from radio_nas.distill import build_teachers, load_pipeline
 
             cache[key] = ({f"teacher {t.name}": t for t in build_teachers(load_pipeline(pipeline))}, "")
-        except Exception as exc:  # noqa: BLE001  (a teacher that cannot load here: picture without it)
+        except Exception as exc:
             cache[key] = ({}, f"teachers not shown: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
     return cache[key]
 
@@ -270,15 +301,21 @@ def sweep_pictures(results_dir: str | Path, title: str) -> Callable[[Trial, Tria
         if not image:
             image.append(load_image(DEFAULT_IMAGE))
         weights = trial_weights_path(StudyHandle(trial.study, "", trial.storage, results), record)
-        path, _ = trial_pca_panel(dict(record.arch or {}), weights, dict(record.pipeline or {}), image[0],
-                                  weights.parent / PCA_FILE, f"{title} trial {record.number}", teachers)
+        path, _ = trial_pca_panel(
+            dict(record.arch or {}),
+            weights,
+            dict(record.pipeline or {}),
+            image[0],
+            weights.parent / PCA_FILE,
+            f"{title} trial {record.number}",
+            teachers,
+        )
         attach_artifact(trial, path, results)
 
     return hook
 
 
-def attach_artifact(target: Study | Trial, path: str | Path, results_dir: str | Path, *,
-                    storage: Any = None) -> str:
+def attach_artifact(target: Study | Trial, path: str | Path, results_dir: str | Path, *, storage: Any = None) -> str:
     """Upload `path` as an Optuna artifact of `target` (a running Trial, or a Study) into the
     FileSystemArtifactStore at ``<results_dir>/artifacts``; returns the artifact id.
 
@@ -298,11 +335,17 @@ def attach_artifact(target: Study | Trial, path: str | Path, results_dir: str | 
             with open(path, "rb") as f:
                 store.write(meta.artifact_id, f)
             return meta.artifact_id
-    return upload_artifact(artifact_store=store, file_path=str(path), study_or_trial=target,
-                           storage=storage, mimetype="image/png" if path.suffix == ".png" else None)
+    return upload_artifact(
+        artifact_store=store,
+        file_path=str(path),
+        study_or_trial=target,
+        storage=storage,
+        mimetype="image/png" if path.suffix == ".png" else None,
+    )
 
 
 # -- Markdown ------------------------------------------------------------------------------------
+
 
 def render_markdown(rep: Report) -> str:
     h = rep.handle
@@ -316,8 +359,7 @@ def render_markdown(rep: Report) -> str:
         f"- trials: {len(t)} ({', '.join(f'{k}: {v}' for k, v in sorted(counts.items()))}); "
         f"fully trained (Pareto candidates): {int(t['candidate'].sum())}",
         f"- objectives: {', '.join(f'{o.metric} ({o.direction})' for o in rep.objectives)}",
-        f"- generated {_dt.datetime.now(_dt.timezone.utc).isoformat(timespec='seconds')} by radio-nas "
-        f"{__version__}",
+        f"- generated {_dt.datetime.now(_dt.UTC).isoformat(timespec='seconds')} by radio-nas {__version__}",
         "",
         "## Pareto front",
         "",
@@ -327,62 +369,108 @@ def render_markdown(rep: Report) -> str:
         "",
         f"**Hypervolume: {rep.hypervolume.value:.4f}** — {rep.hypervolume.describe()}.",
         "",
-        (f"Seed noise (from a validation of this space and pipeline): fidelity gaps below "
-         f"{rep.noise:.4f} (2x the median seed std) are not resolved; `within_noise_of` names the "
-         "next-better Pareto point a variant cannot be told apart from on fidelity."
-         if rep.noise is not None else
-         "No validation of this space and pipeline yet: `radio-nas validate <space.yaml>` measures "
-         "which fidelity gaps are seed noise, and this report then marks them."),
+        (
+            f"Seed noise (from a validation of this space and pipeline): fidelity gaps below "
+            f"{rep.noise:.4f} (2x the median seed std) are not resolved; `within_noise_of` names the "
+            "next-better Pareto point a variant cannot be told apart from on fidelity."
+            if rep.noise is not None
+            else "No validation of this space and pipeline yet: `radio-nas validate <space.yaml>` measures "
+            "which fidelity gaps are seed noise, and this report then marks them."
+        ),
         "",
     ]
     params = [c for c in t.columns if c.startswith("param.")]
-    cols = ["number", "arch_id", *[o.metric for o in rep.objectives], "n_params", "gmacs", "latency_ms",
-            *(["within_noise_of"] if rep.noise is not None else []), *params]
+    cols = [
+        "number",
+        "arch_id",
+        *[o.metric for o in rep.objectives],
+        "n_params",
+        "gmacs",
+        "latency_ms",
+        *(["within_noise_of"] if rep.noise is not None else []),
+        *params,
+    ]
     cols = list(dict.fromkeys(c for c in cols if c in t.columns))
     first = rep.objectives[0]
-    lines += [_md_table(rep.pareto[cols].sort_values(first.metric, ascending=first.direction == "minimize")),
-              ""]
+    lines += [_md_table(rep.pareto[cols].sort_values(first.metric, ascending=first.direction == "minimize")), ""]
     figures = [(k, v) for k, v in rep.files.items() if k.endswith(".png")]
     if figures:
         lines += ["## Plots", ""]
         lines += [f"![{k}]({_rel(v, rep.out_dir)})" for k, v in figures]
         lines.append("")
     if rep.pca:
-        lines += ["## PCA of spatial features (Pareto variants)", "",
-                  "Top-3 principal components of the stride-16 features mapped to RGB (seed §B); the "
-                  "student beside each teacher of its pipeline. Attached to the study as Optuna "
-                  f"artifacts (shown by optuna-dashboard): `optuna-dashboard --artifact-dir {_artifact_hint(h)} {h.storage_url}`.", ""]
+        lines += [
+            "## PCA of spatial features (Pareto variants)",
+            "",
+            "Top-3 principal components of the stride-16 features mapped to RGB (seed §B); the "
+            "student beside each teacher of its pipeline. Attached to the study as Optuna "
+            "artifacts (shown by optuna-dashboard): "
+            f"`optuna-dashboard --artifact-dir {_artifact_hint(h)} {h.storage_url}`.",
+            "",
+        ]
         for e in rep.pca:
             if e.path is not None:
-                lines.append(f"- trial {e.trial}: ![trial {e.trial}]({_rel(e.path, rep.out_dir)})"
-                             + (f" ({e.note})" if e.note else ""))
+                lines.append(
+                    f"- trial {e.trial}: ![trial {e.trial}]({_rel(e.path, rep.out_dir)})"
+                    + (f" ({e.note})" if e.note else "")
+                )
             else:
                 lines.append(f"- trial {e.trial}: {e.note}")
         lines.append("")
     if rep.ablation_rows:
-        lines += ["## Ablation: mean ± 95% CI per level", "",
-                  "Student-t interval over the fully trained runs at each level (n runs, distinct seeds); "
-                  "one factor at a time: a level's runs have every other factor at base (`*`); grid: "
-                  "a level pools the other factors. The sweep's closing summary prints the same table.", "",
-                  ablation_markdown(rep.ablation_rows, [o.metric for o in rep.objectives]), ""]
+        lines += [
+            "## Ablation: mean ± 95% CI per level",
+            "",
+            "Student-t interval over the fully trained runs at each level (n runs, distinct seeds); "
+            "one factor at a time: a level's runs have every other factor at base (`*`); grid: "
+            "a level pools the other factors. The sweep's closing summary prints the same table.",
+            "",
+            ablation_markdown(rep.ablation_rows, [o.metric for o in rep.objectives]),
+            "",
+        ]
     if rep.reference is not None:
-        lines += ["## Side by side with published models (reference rows)", "",
-                  "Rows marked `reference` are published numbers of other models, not measured here "
-                  "(different teachers, data and training length: only params/GMACs compare directly).",
-                  ""]
-        ours = rep.pareto.assign(name=lambda d: [f"{h.name} #{n}" for n in d["number"]], kind="this sweep",
-                                 params_m=lambda d: d["n_params"].astype(float) / 1e6,
-                                 resolution=_resolution_column(rep))
-        keep = ["name", "kind", "params_m", "resolution", "gmacs",
-                *[o.metric for o in rep.objectives if o.metric not in ("gmacs",)]]
+        lines += [
+            "## Side by side with published models (reference rows)",
+            "",
+            "Rows marked `reference` are published numbers of other models, not measured here "
+            "(different teachers, data and training length: only params/GMACs compare directly).",
+            "",
+        ]
+        ours = rep.pareto.assign(
+            name=lambda d: [f"{h.name} #{n}" for n in d["number"]],
+            kind="this sweep",
+            params_m=lambda d: d["n_params"].astype(float) / 1e6,
+            resolution=_resolution_column(rep),
+        )
+        keep = [
+            "name",
+            "kind",
+            "params_m",
+            "resolution",
+            "gmacs",
+            *[o.metric for o in rep.objectives if o.metric not in ("gmacs",)],
+        ]
         side = pd.concat([ours[[c for c in keep if c in ours]], rep.reference], ignore_index=True)
         lines += [_md_table(side), ""]
     lines += ["## All trials", ""]
-    all_cols = ["number", "state", "status", "pareto_rank", *[o.metric for o in rep.objectives], "n_params",
-                "gmacs", "latency_ms", "failure_reason"]
+    all_cols = [
+        "number",
+        "state",
+        "status",
+        "pareto_rank",
+        *[o.metric for o in rep.objectives],
+        "n_params",
+        "gmacs",
+        "latency_ms",
+        "failure_reason",
+    ]
     lines += [_md_table(t[list(dict.fromkeys(c for c in all_cols if c in t))]), ""]
-    lines += ["Files: " + ", ".join(f"`{_rel(v, rep.out_dir)}`" for k, v in rep.files.items()
-                                   if not k.endswith(".png")) + ", `report.md`.", ""]
+    lines += [
+        "Files: "
+        + ", ".join(f"`{_rel(v, rep.out_dir)}`" for k, v in rep.files.items() if not k.endswith(".png"))
+        + ", `report.md`.",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -393,10 +481,26 @@ def render_html(rep: Report) -> str:
     h, t = rep.handle, rep.table
     obj = [o.metric for o in rep.objectives]
     params = [c for c in t.columns if c.startswith("param.")]
-    front_cols = list(dict.fromkeys(c for c in ["number", "arch_id", *obj, "n_params", "gmacs", "latency_ms",
-                                                *params] if c in t))
-    all_cols = list(dict.fromkeys(c for c in ["number", "state", "status", "pareto_rank", *obj, "n_params",
-                                              "gmacs", "latency_ms", "failure_reason"] if c in t))
+    front_cols = list(
+        dict.fromkeys(c for c in ["number", "arch_id", *obj, "n_params", "gmacs", "latency_ms", *params] if c in t)
+    )
+    all_cols = list(
+        dict.fromkeys(
+            c
+            for c in [
+                "number",
+                "state",
+                "status",
+                "pareto_rank",
+                *obj,
+                "n_params",
+                "gmacs",
+                "latency_ms",
+                "failure_reason",
+            ]
+            if c in t
+        )
+    )
     images = [v for k, v in rep.files.items() if k.endswith(".png")] + [e.path for e in rep.pca if e.path]
     parts = [
         "<!doctype html><meta charset='utf-8'>",
@@ -407,15 +511,20 @@ def render_html(rep: Report) -> str:
         f"<p>objectives: {html.escape(', '.join(f'{o.metric} ({o.direction})' for o in rep.objectives))}; "
         f"trials: {len(t)}; fully trained: {int(t['candidate'].sum())}; hypervolume "
         f"<b>{rep.hypervolume.value:.4f}</b> ({html.escape(rep.hypervolume.describe())})</p>",
-        "<h2>Pareto front</h2>", rep.pareto[front_cols].to_html(index=False, na_rep=""),
+        "<h2>Pareto front</h2>",
+        rep.pareto[front_cols].to_html(index=False, na_rep=""),
         *(f"<div><img src='{html.escape(_rel(p, rep.out_dir))}'></div>" for p in images),
     ]
     if rep.reference is not None:
-        parts += ["<h2>Published reference rows (not measured here)</h2>",
-                  rep.reference.to_html(index=False, na_rep="")]
+        parts += [
+            "<h2>Published reference rows (not measured here)</h2>",
+            rep.reference.to_html(index=False, na_rep=""),
+        ]
     for factor, frame in rep.ablation.items():
-        parts += [f"<h2>Ablation: {html.escape(factor)} (mean, 95% CI half-width)</h2>",
-                  frame.to_html(index=False, na_rep="", float_format=lambda v: f"{v:.4g}")]
+        parts += [
+            f"<h2>Ablation: {html.escape(factor)} (mean, 95% CI half-width)</h2>",
+            frame.to_html(index=False, na_rep="", float_format=lambda v: f"{v:.4g}"),
+        ]
     parts += ["<h2>All trials</h2>", t[all_cols].to_html(index=False, na_rep="")]
     return "\n".join(parts) + "\n"
 
@@ -433,7 +542,8 @@ def _resolution_column(rep: Report) -> list[Any]:
 
 
 def _md_table(frame: pd.DataFrame) -> str:
-    return markdown_table(frame.to_dict("records"), [str(c) for c in frame.columns])
+    rows = [{str(k): v for k, v in r.items()} for r in frame.to_dict("records")]
+    return markdown_table(rows, [str(c) for c in frame.columns])
 
 
 def _quality_metric(objectives: list[Objective], table: pd.DataFrame) -> str | None:
@@ -441,7 +551,7 @@ def _quality_metric(objectives: list[Objective], table: pd.DataFrame) -> str | N
     if "fidelity" in table:
         return "fidelity"
     maxi = [o.metric for o in objectives if o.direction == "maximize"]
-    return (maxi or names or [None])[0]
+    return (maxi or names)[0] if (maxi or names) else None
 
 
 def _write_csv(frame: pd.DataFrame, path: Path) -> None:

@@ -38,8 +38,20 @@ def trials_table(study: Study) -> pd.DataFrame:
     objectives = study_objectives(study)
     rows = [_row(r, objectives) for r in read_trials(study)]
     front_cols = [
-        "number", "state", "status", "failure_reason", "arch_id", *[o.metric for o in objectives], "n_params",
-        "gmacs", "latency_ms", "latency_device", "seed", "duration_s", "weights_path", "candidate",
+        "number",
+        "state",
+        "status",
+        "failure_reason",
+        "arch_id",
+        *[o.metric for o in objectives],
+        "n_params",
+        "gmacs",
+        "latency_ms",
+        "latency_device",
+        "seed",
+        "duration_s",
+        "weights_path",
+        "candidate",
     ]
     front_cols = list(dict.fromkeys(front_cols))  # an objective may be gmacs or latency_ms itself
     table = pd.DataFrame(rows)
@@ -66,8 +78,13 @@ def _row(r: TrialRecord, objectives: list[Objective]) -> dict[str, Any]:
     for i, obj in enumerate(objectives):
         # infeasible trials are told COMPLETE with stand-in values for the samplers: not shown
         row[obj.metric] = r.values[i] if r.values is not None and r.status.value == "ok" else np.nan
-    for column, value in (("n_params", r.n_params), ("gmacs", r.gmacs), ("latency_ms", r.latency_ms),
-                          ("latency_device", r.latency_device), ("seed", r.seed)):
+    for column, value in (
+        ("n_params", r.n_params),
+        ("gmacs", r.gmacs),
+        ("latency_ms", r.latency_ms),
+        ("latency_device", r.latency_device),
+        ("seed", r.seed),
+    ):
         if column not in row or _missing(row[column]):
             row[column] = value
     row["duration_s"] = r.duration_s if r.duration_s is not None else np.nan

@@ -6,6 +6,7 @@
 A trial's file may hold the student alone or the student and its adaptors side by side with
 key prefixes ``student.`` / ``adaptors.``; :func:`split_state` separates them.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -31,9 +32,10 @@ def read_state(path: str | Path) -> dict[str, torch.Tensor]:
         return load_file(str(path))
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001  (not a weights-only checkpoint)
-        raise ConfigError(f"not a weights-only checkpoint: {str(exc).splitlines()[0]}", file=path,
-                          key="--weights") from None
+    except Exception as exc:
+        raise ConfigError(
+            f"not a weights-only checkpoint: {str(exc).splitlines()[0]}", file=path, key="--weights"
+        ) from None
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict):
@@ -51,7 +53,7 @@ def split_state(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor]
         elif prefixed:
             for prefix in STUDENT_PREFIXES:
                 if key.startswith(prefix):
-                    student[key[len(prefix):]] = value
+                    student[key[len(prefix) :]] = value
                     break
             else:
                 adaptors[key] = value  # anything else beside a prefixed student (balancers, ...)
@@ -66,8 +68,11 @@ def load_weights_into(model: nn.Module, path: str | Path) -> dict[str, torch.Ten
     try:
         model.load_state_dict(student, strict=True)
     except RuntimeError as exc:
-        raise ConfigError(f"weights do not fit this architecture: {str(exc).splitlines()[0]} "
-                          f"{_first_mismatch(model, student)}", file=path, key="--weights") from None
+        raise ConfigError(
+            f"weights do not fit this architecture: {str(exc).splitlines()[0]} {_first_mismatch(model, student)}",
+            file=path,
+            key="--weights",
+        ) from None
     return rest
 
 

@@ -9,6 +9,7 @@ Modules: ``grammar`` (Hydra/NNI parameter syntax), ``space`` (the space file), `
 (the Tune searcher driving the study by ask/tell), ``trainable`` (the Ray worker), ``ablation``,
 ``summary``, ``sweep`` (orchestration).
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -20,6 +21,7 @@ from radio_nas.search.space import Space, load_space
 def run_sweep(*args: Any, **kwargs: Any) -> dict[str, Any]:
     """See :func:`radio_nas.search.sweep.run_sweep` (imported lazily: it pulls Ray)."""
     from radio_nas.search.sweep import run_sweep as _run
+
     return _run(*args, **kwargs)
 
 

@@ -6,6 +6,7 @@ Latency goes through :func:`radio_nas.measure.cached_latency` (keyed by arch id 
     >>> cost = measure_costs(arch_cfg, space.config, resolution=(128, 128), need_latency=True)
     >>> violations(cost, space.config.constraints)      # [] when feasible
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -34,8 +35,7 @@ def latency_cache_dir() -> Path:
     return cache_root() / "latency"
 
 
-def measure_costs(arch_cfg: Any, settings: LatencySettings, resolution: tuple[int, int],
-                  need_latency: bool) -> Costs:
+def measure_costs(arch_cfg: Any, settings: LatencySettings, resolution: tuple[int, int], need_latency: bool) -> Costs:
     """Params and GMACs at `resolution` (batch 1); latency with `settings` when `need_latency`."""
     from radio_nas.measure import cached_latency, count_gmacs, count_params
     from radio_nas.models import build_model
@@ -45,11 +45,23 @@ def measure_costs(arch_cfg: Any, settings: LatencySettings, resolution: tuple[in
     gmacs = count_gmacs(model, resolution)
     if not need_latency:
         return Costs(params, gmacs)
-    lat_res = parse_resolution(settings.resolution, key="latency.resolution") if settings.resolution is not None else resolution
+    lat_res = (
+        parse_resolution(settings.resolution, key="latency.resolution")
+        if settings.resolution is not None
+        else resolution
+    )
     with _threads(settings.threads):  # the device name (cache key) records the thread count
-        result = cached_latency(arch_cfg, latency_cache_dir(), lat_res, settings.batch_size, settings.device,
-                                settings.dtype, settings.channels_last, runs=settings.runs,
-                                warmup=settings.warmup)
+        result = cached_latency(
+            arch_cfg,
+            latency_cache_dir(),
+            lat_res,
+            settings.batch_size,
+            settings.device,
+            settings.dtype,
+            settings.channels_last,
+            runs=settings.runs,
+            warmup=settings.warmup,
+        )
     return Costs(params, gmacs, result.median_ms, result.device_name)
 
 
@@ -70,19 +82,33 @@ def latency_is_cached(arch_cfg: Any, settings: LatencySettings, resolution: tupl
     """True when :func:`measure_costs` would not time anything (used to wait for an idle device)."""
     from radio_nas.measure import latency_cache_path
 
-    lat_res = parse_resolution(settings.resolution, key="latency.resolution") if settings.resolution is not None else resolution
+    lat_res = (
+        parse_resolution(settings.resolution, key="latency.resolution")
+        if settings.resolution is not None
+        else resolution
+    )
     with _threads(settings.threads):
-        path = latency_cache_path(arch_cfg, latency_cache_dir(), lat_res, settings.batch_size,
-                                  settings.device, settings.dtype, settings.channels_last, settings.runs)
+        path = latency_cache_path(
+            arch_cfg,
+            latency_cache_dir(),
+            lat_res,
+            settings.batch_size,
+            settings.device,
+            settings.dtype,
+            settings.channels_last,
+            settings.runs,
+        )
     return path.is_file()
 
 
 def violations(costs: Costs, constraints: Constraints) -> list[str]:
     """Human-readable broken constraints, e.g. ['gmacs 3.1 > max_gmacs 2']."""
     out = []
-    checks = (("params", costs.params, constraints.max_params),
-              ("gmacs", costs.gmacs, constraints.max_gmacs),
-              ("latency_ms", costs.latency_ms, constraints.max_latency_ms))
+    checks = (
+        ("params", costs.params, constraints.max_params),
+        ("gmacs", costs.gmacs, constraints.max_gmacs),
+        ("latency_ms", costs.latency_ms, constraints.max_latency_ms),
+    )
     for name, value, limit in checks:
         if limit is not None and value is not None and value > limit:
             out.append(f"{name} {value:.4g} > max_{name} {limit:.4g}")

@@ -136,7 +136,7 @@ class StudySearcher(Searcher):
     def set_search_properties(self, metric: str | None, mode: str | None, config: dict[str, Any], **spec: Any) -> bool:
         return True  # the space lives in the study; Tune's param_space stays empty
 
-    def suggest(self, trial_id: str) -> dict[str, Any] | None:
+    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:  # type: ignore[override]  # Ray omits its FINISHED str
         if (
             self._stop_reason is None
             and self._wall_time_s is not None
@@ -204,7 +204,9 @@ class StudySearcher(Searcher):
         final = json.loads(result[RESULT_KEY]) if result and result.get(FINAL_KEY) else None
         if error or (final is None and not result):
             self._curves.pop(trial_id, None)
-            self._finish(trial, Status.FAILED, State.FAIL, reason="the Ray worker raised (see the Ray logs of this trial)")
+            self._finish(
+                trial, Status.FAILED, State.FAIL, reason="the Ray worker raised (see the Ray logs of this trial)"
+            )
             return
         if final is None:  # stopped by the scheduler after an intermediate report
             assert result is not None
@@ -238,14 +240,18 @@ class StudySearcher(Searcher):
         }
         self._trained_wall_s.append(float(final.get("wall_s") or 0.0))
         if final.get("status") != "ok":
-            self._finish(trial, Status.FAILED, State.FAIL, reason=final.get("failure_reason") or "trial failed", **attrs)
+            self._finish(
+                trial, Status.FAILED, State.FAIL, reason=final.get("failure_reason") or "trial failed", **attrs
+            )
             return
         record = self._record(trial)
         values = []
         for name in self._space.objective_names:
             value = record.metric(name) if name in COST_METRICS else final.get(name)
             if value is None or not math.isfinite(float(value)):
-                self._finish(trial, Status.FAILED, State.FAIL, reason=f"objective {name} is missing or not finite", **attrs)
+                self._finish(
+                    trial, Status.FAILED, State.FAIL, reason=f"objective {name} is missing or not finite", **attrs
+                )
                 return
             values.append(float(value))
         write_trial(trial, **attrs)
@@ -290,6 +296,7 @@ class StudySearcher(Searcher):
         return self._done_at_start + self._counts["ok"] + self._counts["failed"] + self._counts["pruned"]
 
     def _finished(self) -> str | None:
+        """Tune's FINISHED once no trial of this driver runs any more; None (not now) before."""
         return Searcher.FINISHED if not self._live else None
 
     def _record(self, trial: Trial) -> TrialRecord:
@@ -404,30 +411,57 @@ class StudySearcher(Searcher):
         """Measure costs, check constraints: a Tune config, or None (told infeasible or failed)."""
         import optuna
 
-        write_trial(trial, arch=arch_cfg.to_dict(), arch_id=arch_cfg.id, pipeline=pipeline.to_dict(),
-                    status=Status.RUNNING, phase="measuring")
+        write_trial(
+            trial,
+            arch=arch_cfg.to_dict(),
+            arch_id=arch_cfg.id,
+            pipeline=pipeline.to_dict(),
+            status=Status.RUNNING,
+            phase="measuring",
+        )
         try:
             costs = measure_costs(arch_cfg, self._space.config.latency, pipeline.size, self._need_latency)
         except (ConfigError, MemoryError, RuntimeError, ValueError, OverflowError) as exc:
             # e.g. a width of 10^9: recorded FAIL (not queued again) so a resume never repeats it
             self._set_constraints(trial, {})
-            self._finish(trial, Status.FAILED, optuna.trial.TrialState.FAIL,
-                         reason=f"measuring its costs raised {type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
+            self._finish(
+                trial,
+                Status.FAILED,
+                optuna.trial.TrialState.FAIL,
+                reason=f"measuring its costs raised {type(exc).__name__}: {str(exc).splitlines()[0][:200]}",
+            )
             return None
-        write_trial(trial, n_params=costs.params, gmacs=costs.gmacs, latency_ms=costs.latency_ms,
-                    latency_device=costs.latency_device, reason=None, weights_path=None, phase="training")
+        write_trial(
+            trial,
+            n_params=costs.params,
+            gmacs=costs.gmacs,
+            latency_ms=costs.latency_ms,
+            latency_device=costs.latency_device,
+            reason=None,
+            weights_path=None,
+            phase="training",
+        )
         self._set_constraints(trial, costs.as_metrics())
         broken = violations(costs, self._space.config.constraints)
         if broken:
-            self._finish(trial, Status.INFEASIBLE, optuna.trial.TrialState.COMPLETE, values=self._stand_in(costs),
-                         reason="constraints: " + "; ".join(broken))
+            self._finish(
+                trial,
+                Status.INFEASIBLE,
+                optuna.trial.TrialState.COMPLETE,
+                values=self._stand_in(costs),
+                reason="constraints: " + "; ".join(broken),
+            )
             return None
         self._infeasible_streak = 0
         weights = trial_dir(self._results, trial.number) / WEIGHTS_FILE
         weights.parent.mkdir(parents=True, exist_ok=True)
-        return {"number": trial.number, "arch": arch_cfg.to_dict(), "pipeline": pipeline.to_dict(),
-                "weights_path": str(weights.resolve()) if self._space.config.save_weights else None,
-                "threads": self._threads}
+        return {
+            "number": trial.number,
+            "arch": arch_cfg.to_dict(),
+            "pipeline": pipeline.to_dict(),
+            "weights_path": str(weights.resolve()) if self._space.config.save_weights else None,
+            "threads": self._threads,
+        }
 
     def _set_constraints(self, trial: Trial, costs: dict[str, Any]) -> None:
         for key, value in constraint_values(costs, self._limits).items():
@@ -448,8 +482,16 @@ class StudySearcher(Searcher):
             out.append((min(seen) if obj.direction == "maximize" else max(seen)) if seen else 0.0)
         return out
 
-    def _finish(self, trial: Trial, status: Status, state: TrialState, *, reason: str | None = None,
-                values: list[float] | None = None, **fields: Any) -> None:
+    def _finish(
+        self,
+        trial: Trial,
+        status: Status,
+        state: TrialState,
+        *,
+        reason: str | None = None,
+        values: list[float] | None = None,
+        **fields: Any,
+    ) -> None:
         write_trial(trial, status=status, reason=reason, **fields)
         self._study.tell(trial, values=values, state=state)
         self._counts[str(status)] += 1

@@ -42,8 +42,17 @@ if TYPE_CHECKING:
     from optuna.storages import BaseStorage
     from optuna.study import Study
 
-__all__ = ["Driver", "check_folder", "default_storage", "make_sampler", "make_storage", "open_study",
-           "recover_orphans", "study_name", "trained_count"]
+__all__ = [
+    "Driver",
+    "check_folder",
+    "default_storage",
+    "make_sampler",
+    "make_storage",
+    "open_study",
+    "recover_orphans",
+    "study_name",
+    "trained_count",
+]
 
 ORPHAN_REASON = "the sweep driver stopped while this trial ran; its parameters were queued again"
 CRASH_REASON = "the sweep driver died while measuring this variant's costs; not queued again"
@@ -127,7 +136,10 @@ def open_study(space: Space, results_dir: Path, storage_url: str) -> Study:
         )
     created = name not in existing
     study = optuna.create_study(
-        storage=storage, study_name=name, directions=space.objective_directions, sampler=make_sampler(space),
+        storage=storage,
+        study_name=name,
+        directions=[optuna.study.StudyDirection[d.upper()] for d in space.objective_directions],
+        sampler=make_sampler(space),
         load_if_exists=True,
     )
     if created:
@@ -216,8 +228,14 @@ class Driver:
         return driver
 
     def _beat(self, stopped: bool = False) -> None:
-        info = {"id": self.id, "host": socket.gethostname(), "pid": os.getpid(), "started": self.started,
-                "heartbeat": time.time(), "stopped": stopped}
+        info: dict[str, Any] = {
+            "id": self.id,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "started": self.started,
+            "heartbeat": time.time(),
+            "stopped": stopped,
+        }
         self.study._storage.set_study_system_attr(self.study._study_id, _DRIVER_PREFIX + self.id, info)
 
     def _loop(self) -> None:

@@ -1,6 +1,6 @@
 """The printed end-of-sweep summary: the Pareto set (or best trial), counts and where results are.
 
-    >>> print(format_summary(study, space, results_dir, storage_url))
+>>> print(format_summary(study, space, results_dir, storage_url))
 """
 
 from __future__ import annotations
@@ -65,4 +65,3 @@ def format_summary(
         f"Review: optuna-dashboard {storage_url}    Report: radio-nas report {results_dir}",
     ]
     return "\n".join(parts)
-

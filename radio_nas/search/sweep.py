@@ -122,8 +122,16 @@ def _run(
         started = time.monotonic()
         threads = max(1, int(cfg.resources.cpu)) if cfg.resources.cpu >= 1 else 1
         searcher = StudySearcher(
-            space, study, results, trials=target, wall_time_s=wall_s, concurrency=conc, threads=threads,
-            driver_id=driver.id, on_trained=on_trained, progress=say,
+            space,
+            study,
+            results,
+            trials=target,
+            wall_time_s=wall_s,
+            concurrency=conc,
+            threads=threads,
+            driver_id=driver.id,
+            on_trained=on_trained,
+            progress=say,
         )
         if trained_count(study) < target:
             _fit(space, searcher, results, address, num_cpus)
@@ -187,8 +195,13 @@ def _fit(space: Space, searcher: StudySearcher, results: Path, address: str | No
 
             grace = cfg.scheduler.grace_period or max(space.pipeline.eval.every, 1)
             scheduler = ASHAScheduler(
-                time_attr="step", metric="fidelity", mode="max", max_t=max(space.pipeline.steps, grace),
-                grace_period=grace, reduction_factor=cfg.scheduler.reduction_factor, stop_last_trials=False,
+                time_attr="step",
+                metric="fidelity",
+                mode="max",
+                max_t=max(space.pipeline.steps, grace),
+                grace_period=grace,
+                reduction_factor=cfg.scheduler.reduction_factor,
+                stop_last_trials=False,
             )
         trainable = tune.with_resources(
             tune.with_parameters(train_trial, driver=_driver_watch(address)),
@@ -246,7 +259,9 @@ def _exclusive(results: Path) -> Iterator[None]:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise ConfigError(f"another sweep is running on {results} (lock {results / LOCK_FILE})", key="results") from None
+            raise ConfigError(
+                f"another sweep is running on {results} (lock {results / LOCK_FILE})", key="results"
+            ) from None
         yield
     finally:
         fh.close()

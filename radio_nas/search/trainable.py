@@ -5,6 +5,7 @@ Everything else (sampling, constraints, costs, bookkeeping) happens in the drive
 ``fidelity`` (for schedulers and the study's learning curves); the final report carries the whole
 trial result (``run_trial(...).to_dict()``) as JSON.
 """
+
 from __future__ import annotations
 
 import json
@@ -44,9 +45,15 @@ def train_trial(config: dict[str, Any], driver: dict[str, Any] | None = None) ->
     outcome = run_trial(pipeline, config["arch"], report=report, weights_path=config.get("weights_path"))
     result: dict[str, Any] = outcome.to_dict() if hasattr(outcome, "to_dict") else dict(outcome)
     # No "step" here: a scheduler ignores this result, so a finished trial always completes.
-    tune.report({"fidelity": _finite(result.get("fidelity")), "steps": result.get("steps"),
-                 "node_id": ray.get_runtime_context().get_node_id(),
-                 FINAL_KEY: True, RESULT_KEY: json.dumps(result, default=_jsonable)})
+    tune.report(
+        {
+            "fidelity": _finite(result.get("fidelity")),
+            "steps": result.get("steps"),
+            "node_id": ray.get_runtime_context().get_node_id(),
+            FINAL_KEY: True,
+            RESULT_KEY: json.dumps(result, default=_jsonable),
+        }
+    )
 
 
 def _exit_with(driver: dict[str, Any]) -> None:

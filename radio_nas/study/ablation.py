@@ -34,7 +34,11 @@ class AblationDesign:
     base: Mapping[str, Any]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"design": self.design, "factors": {k: list(v) for k, v in self.factors.items()}, "base": dict(self.base)}
+        return {
+            "design": self.design,
+            "factors": {k: list(v) for k, v in self.factors.items()},
+            "base": dict(self.base),
+        }
 
     @classmethod
     def from_record(cls, study: StudyRecord, trials: Sequence[TrialRecord]) -> AblationDesign:
@@ -94,8 +98,13 @@ def ablation_markdown(rows: Sequence[Mapping[str, Any]], metrics: Sequence[str])
     """The summary table (the sweep prints it; the report writes it): one line per factor level."""
     shown = []
     for r in rows:
-        line: dict[str, Any] = {"factor": r["factor"], "level": r["level"], "base": "*" if r["base"] else "",
-                                "n": r["n"], "seeds": r["n_seeds"]}
+        line: dict[str, Any] = {
+            "factor": r["factor"],
+            "level": r["level"],
+            "base": "*" if r["base"] else "",
+            "n": r["n"],
+            "seeds": r["n_seeds"],
+        }
         for m in metrics:
             line[f"{m} (mean ± 95% CI)"] = _pm(r[f"{m}_mean"], r[f"{m}_ci95"])
         shown.append(line)

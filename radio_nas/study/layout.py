@@ -1,16 +1,16 @@
 """The file names of a sweep's results folder (``results/<name>/``).
 
-    results/<name>/
-      study.db            the Optuna study (default SQLite storage)       STUDY_FILE
-      space.yaml          a copy of the space file                         SPACE_COPY
-      .space_hash         what the folder's study searches (resume check)  HASH_FILE
-      .sweep.lock         held by the live driver                          LOCK_FILE
-      trials/<N>/         per-trial files: student.safetensors, pca.png    TRIALS_DIR, WEIGHTS_FILE
-      artifacts/          Optuna artifact store (dashboard pictures)       ARTIFACT_DIR
-      ray/                Ray Tune's own run folders                       RAY_DIR
-      report.md ...       written by ``radio-nas report``
-      exported/           written by ``radio-nas export``                  EXPORT_DIR
-    results/<name>-validate/validation.json                               VALIDATION_FILE
+results/<name>/
+  study.db            the Optuna study (default SQLite storage)       STUDY_FILE
+  space.yaml          a copy of the space file                         SPACE_COPY
+  .space_hash         what the folder's study searches (resume check)  HASH_FILE
+  .sweep.lock         held by the live driver                          LOCK_FILE
+  trials/<N>/         per-trial files: student.safetensors, pca.png    TRIALS_DIR, WEIGHTS_FILE
+  artifacts/          Optuna artifact store (dashboard pictures)       ARTIFACT_DIR
+  ray/                Ray Tune's own run folders                       RAY_DIR
+  report.md ...       written by ``radio-nas report``
+  exported/           written by ``radio-nas export``                  EXPORT_DIR
+results/<name>-validate/validation.json                               VALIDATION_FILE
 """
 
 from __future__ import annotations

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from optuna.trial import FrozenTrial, Trial
 
 
-class Status(str, enum.Enum):
+class Status(enum.StrEnum):
     """A trial's outcome as radio-nas records it (finer than Optuna's state)."""
 
     OK = "ok"
@@ -68,7 +68,6 @@ DEFAULT_OBJECTIVES = (
 )
 CONSTRAINT_LIMITS = {"params": "max_params", "gmacs": "max_gmacs", "latency_ms": "max_latency_ms"}
 """Cost metric -> the space's constraint key bounding it."""
-
 
 
 class Objective(NamedTuple):

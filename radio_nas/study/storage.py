@@ -95,7 +95,9 @@ def open_study(source: str | Path, study_name: str | None = None) -> StudyHandle
             raise ConfigError(f"holds {len(names)} studies ({listed}); pick one with --study", file=text)
         study_name = names[0]
     elif study_name not in names:
-        raise ConfigError(f"no study {study_name!r}; studies here: {', '.join(names) or 'none'}", file=text, key="--study")
+        raise ConfigError(
+            f"no study {study_name!r}; studies here: {', '.join(names) or 'none'}", file=text, key="--study"
+        )
     study = optuna.load_study(study_name=study_name, storage=storage)
     recorded = StudyRecord.from_study(study).results_dir
     if results_dir is None and recorded:

@@ -10,6 +10,7 @@ Modules: ``ranking`` (Kendall tau-b, Spearman rho, bootstrap CI, gap share; nump
 plot), ``run`` (orchestration through :func:`radio_nas.search.sweep.run_sweep`). The threshold a
 report uses lives below both, in :mod:`radio_nas.study.noise` (re-exported here).
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -21,6 +22,7 @@ from radio_nas.validate.plan import ValidateSettings
 def run_validation(*args: Any, **kwargs: Any) -> dict[str, Any]:
     """See :func:`radio_nas.validate.run.run_validation` (imported lazily: it pulls Ray)."""
     from radio_nas.validate.run import run_validation as _run
+
     return _run(*args, **kwargs)
 
 

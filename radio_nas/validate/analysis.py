@@ -9,6 +9,7 @@ Rankings are by mean fidelity over seeds. The shortest budget is compared with e
 (Kendall tau-b, Spearman rho, a percentile bootstrap CI over variants); every pair of budgets is
 kept too, so the shortest budget that agrees with a 4x longer run can be read off.
 """
+
 from __future__ import annotations
 
 import math
@@ -18,8 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from radio_nas.validate.plan import SEED, STEPS, Plan, variant_key
 from radio_nas.study.record import Status, read_trials
+from radio_nas.validate.plan import SEED, STEPS, Plan, variant_key
 from radio_nas.validate.ranking import bootstrap_ci, gap_share, kendall_tau_b, seed_std, spearman_rho
 
 if TYPE_CHECKING:
@@ -61,12 +62,18 @@ def analyse(fid: np.ndarray, plan: Plan) -> dict[str, Any]:
         col_std = stds[:, j][np.isfinite(stds[:, j])]
         noise = float(np.median(col_std)) if col_std.size else float("nan")
         trained = int(np.isfinite(fid[:, j]).sum())
-        per_budget.append({
-            "multiple": b.multiple, "steps": b.steps, "trials_ok": trained,
-            "mean_fidelity": _clean(np.mean(means[np.isfinite(means[:, j]), j]) if trained else None),
-            "seed_std_median": _clean(noise), "seed_std_max": _clean(float(col_std.max()) if col_std.size else None),
-            "gap_share_2x_noise": _clean(gap_share(means[:, j], noise)),
-            "best_variant": int(np.nanargmax(means[:, j])) if np.isfinite(means[:, j]).any() else None})
+        per_budget.append(
+            {
+                "multiple": b.multiple,
+                "steps": b.steps,
+                "trials_ok": trained,
+                "mean_fidelity": _clean(np.mean(means[np.isfinite(means[:, j]), j]) if trained else None),
+                "seed_std_median": _clean(noise),
+                "seed_std_max": _clean(float(col_std.max()) if col_std.size else None),
+                "gap_share_2x_noise": _clean(gap_share(means[:, j], noise)),
+                "best_variant": int(np.nanargmax(means[:, j])) if np.isfinite(means[:, j]).any() else None,
+            }
+        )
     pairs = []
     for a in range(len(plan.budgets)):
         for c in range(a + 1, len(plan.budgets)):
@@ -74,20 +81,34 @@ def analyse(fid: np.ndarray, plan: Plan) -> dict[str, Any]:
     comparisons = [p for p in pairs if p["short"] == plan.budgets[0].multiple]
     variants = []
     for i, v in enumerate(plan.variants):
-        variants.append({"index": i, "params": v,
-                         "origin_trial": plan.origin_trials[i] if i < len(plan.origin_trials) else None,
-                         "fidelity": {f"{b.multiple:g}": [_clean(x) for x in fid[i, j]] for j, b in enumerate(plan.budgets)},
-                         "mean": {f"{b.multiple:g}": _clean(means[i, j]) for j, b in enumerate(plan.budgets)},
-                         "seed_std": {f"{b.multiple:g}": _clean(stds[i, j]) for j, b in enumerate(plan.budgets)}})
+        variants.append(
+            {
+                "index": i,
+                "params": v,
+                "origin_trial": plan.origin_trials[i] if i < len(plan.origin_trials) else None,
+                "fidelity": {f"{b.multiple:g}": [_clean(x) for x in fid[i, j]] for j, b in enumerate(plan.budgets)},
+                "mean": {f"{b.multiple:g}": _clean(means[i, j]) for j, b in enumerate(plan.budgets)},
+                "seed_std": {f"{b.multiple:g}": _clean(stds[i, j]) for j, b in enumerate(plan.budgets)},
+            }
+        )
     sweep_noise = next((pb["seed_std_median"] for pb in per_budget if pb["multiple"] == 1.0), None)
-    return {"n_variants": len(plan.variants), "budgets": per_budget, "seeds": list(plan.seeds),
-            "comparisons": comparisons, "pairs": pairs, "variants": variants,
-            "noise": {"sweep_seed_std": sweep_noise,
-                      "threshold": _clean(2 * sweep_noise) if sweep_noise is not None else None,
-                      "note": "median over variants of the seed std of fidelity at budget 1 (the sweep's "
-                              "trial length); threshold = 2x it"},
-            "recommendation": recommend(pairs, plan), "closest_4x": closest(pairs),
-            "bootstrap": {"n_boot": s.n_boot, "confidence": s.confidence, "seed": s.boot_seed}}
+    return {
+        "n_variants": len(plan.variants),
+        "budgets": per_budget,
+        "seeds": list(plan.seeds),
+        "comparisons": comparisons,
+        "pairs": pairs,
+        "variants": variants,
+        "noise": {
+            "sweep_seed_std": sweep_noise,
+            "threshold": _clean(2 * sweep_noise) if sweep_noise is not None else None,
+            "note": "median over variants of the seed std of fidelity at budget 1 (the sweep's "
+            "trial length); threshold = 2x it",
+        },
+        "recommendation": recommend(pairs, plan),
+        "closest_4x": closest(pairs),
+        "bootstrap": {"n_boot": s.n_boot, "confidence": s.confidence, "seed": s.boot_seed},
+    }
 
 
 def _compare(means: np.ndarray, a: int, c: int, plan: Plan) -> dict[str, Any]:
@@ -95,13 +116,20 @@ def _compare(means: np.ndarray, a: int, c: int, plan: Plan) -> dict[str, Any]:
     x, y = means[:, a], means[:, c]
     ok = np.isfinite(x) & np.isfinite(y)
     x, y = x[ok], y[ok]
-    out: dict[str, Any] = {"short": plan.budgets[a].multiple, "long": plan.budgets[c].multiple,
-                           "short_steps": plan.budgets[a].steps, "long_steps": plan.budgets[c].steps,
-                           "n": int(ok.sum())}
+    out: dict[str, Any] = {
+        "short": plan.budgets[a].multiple,
+        "long": plan.budgets[c].multiple,
+        "short_steps": plan.budgets[a].steps,
+        "long_steps": plan.budgets[c].steps,
+        "n": int(ok.sum()),
+    }
     for name, fn in (("kendall_tau", kendall_tau_b), ("spearman_rho", spearman_rho)):
         out[name] = _clean(fn(x, y)) if x.size >= 2 else None
-        lo, hi = bootstrap_ci(fn, x, y, n_boot=s.n_boot, confidence=s.confidence, seed=s.boot_seed) \
-            if x.size >= 2 else (None, None)
+        lo, hi = (
+            bootstrap_ci(fn, x, y, n_boot=s.n_boot, confidence=s.confidence, seed=s.boot_seed)
+            if x.size >= 2
+            else (None, None)
+        )
         out[f"{name}_ci"] = [_clean(lo), _clean(hi)]
     out["same_best"] = bool(x.size and int(np.argmax(x)) == int(np.argmax(y)))
     return out
@@ -110,12 +138,20 @@ def _compare(means: np.ndarray, a: int, c: int, plan: Plan) -> dict[str, Any]:
 def recommend(pairs: list[dict[str, Any]], plan: Plan) -> dict[str, Any] | None:
     """The shortest budget whose ranking agrees (tau >= 0.7) with a run >= 4x longer, if any."""
     for p in sorted(pairs, key=lambda p: (p["short"], p["long"])):
-        if p["long"] / p["short"] >= AGREEMENT_RATIO - 1e-9 and p["kendall_tau"] is not None \
-                and p["kendall_tau"] >= AGREEMENT_TAU:
-            return {"multiple": p["short"], "steps": p["short_steps"], "against": p["long"],
-                    "kendall_tau": p["kendall_tau"], "kendall_tau_ci": p["kendall_tau_ci"],
-                    "rule": f"shortest budget with Kendall tau >= {AGREEMENT_TAU} against a run "
-                            f">= {AGREEMENT_RATIO:g}x longer"}
+        if (
+            p["long"] / p["short"] >= AGREEMENT_RATIO - 1e-9
+            and p["kendall_tau"] is not None
+            and p["kendall_tau"] >= AGREEMENT_TAU
+        ):
+            return {
+                "multiple": p["short"],
+                "steps": p["short_steps"],
+                "against": p["long"],
+                "kendall_tau": p["kendall_tau"],
+                "kendall_tau_ci": p["kendall_tau_ci"],
+                "rule": f"shortest budget with Kendall tau >= {AGREEMENT_TAU} against a run "
+                f">= {AGREEMENT_RATIO:g}x longer",
+            }
     return None
 
 
@@ -128,17 +164,26 @@ def closest(pairs: list[dict[str, Any]]) -> dict[str, Any] | None:
 def format_markdown(summary: dict[str, Any]) -> str:
     """Two Markdown tables: rank agreement per budget pair, and noise per budget."""
     conf = int(round(summary["bootstrap"]["confidence"] * 100))
-    lines = [f"| short → long (steps) | variants | Kendall τ [{conf}% CI] | Spearman ρ [{conf}% CI] | same best |",
-             "|---|---|---|---|---|"]
+    lines = [
+        f"| short → long (steps) | variants | Kendall τ [{conf}% CI] | Spearman ρ [{conf}% CI] | same best |",
+        "|---|---|---|---|---|",
+    ]
     for p in summary["pairs"]:
-        lines.append(f"| {p['short']:g}× → {p['long']:g}× ({p['short_steps']} → {p['long_steps']}) | {p['n']} | "
-                     f"{_ci(p['kendall_tau'], p['kendall_tau_ci'])} | {_ci(p['spearman_rho'], p['spearman_rho_ci'])} | "
-                     f"{'yes' if p['same_best'] else 'no'} |")
-    lines += ["", "| budget (steps) | trials ok | mean fidelity | seed std (median / max) | gaps > 2× noise |",
-              "|---|---|---|---|---|"]
+        lines.append(
+            f"| {p['short']:g}× → {p['long']:g}× ({p['short_steps']} → {p['long_steps']}) | {p['n']} | "
+            f"{_ci(p['kendall_tau'], p['kendall_tau_ci'])} | {_ci(p['spearman_rho'], p['spearman_rho_ci'])} | "
+            f"{'yes' if p['same_best'] else 'no'} |"
+        )
+    lines += [
+        "",
+        "| budget (steps) | trials ok | mean fidelity | seed std (median / max) | gaps > 2× noise |",
+        "|---|---|---|---|---|",
+    ]
     for b in summary["budgets"]:
-        lines.append(f"| {b['multiple']:g}× ({b['steps']}) | {b['trials_ok']} | {_num(b['mean_fidelity'])} | "
-                     f"{_num(b['seed_std_median'])} / {_num(b['seed_std_max'])} | {_pct(b['gap_share_2x_noise'])} |")
+        lines.append(
+            f"| {b['multiple']:g}× ({b['steps']}) | {b['trials_ok']} | {_num(b['mean_fidelity'])} | "
+            f"{_num(b['seed_std_median'])} / {_num(b['seed_std_max'])} | {_pct(b['gap_share_2x_noise'])} |"
+        )
     return "\n".join(lines)
 
 
@@ -149,29 +194,39 @@ def format_report(out: dict[str, Any]) -> str:
     wall = out.get("wall_s")
     rec = out.get("recommendation")
     noise = out["noise"]
-    lines = [f"# Validation of `{out['source_space']}` (space {out['source_space_hash']})", "",
-             f"- variants: {out['n_variants']} ({out['origin']}); budgets: {budgets}; seeds: {out['seeds']}",
-             f"- trials: {out.get('counts')}; wall time {_dur(out.get('study_span_s'))} from first trial start to "
-             f"last trial end (this command: {_dur(wall)}; inside the trials: {_dur(out.get('trial_wall_s_total'))})",
-             f"- machine: {m.get('cpu')} ({m.get('cpus')} CPUs, torch {m.get('torch')} with {m.get('torch_threads')} "
-             f"threads, Python {m.get('python')}); written {out.get('written_at')}",
-             f"- study: `{out.get('study')}` in `{out.get('storage')}`", "",
-             format_markdown(out), "",
-             f"Seed noise at 1× (median seed std of fidelity): {_num(noise['sweep_seed_std'])}; "
-             f"2× noise threshold: {_num(noise['threshold'])}.",
-             "Recommended trial length: " + (
-                 f"**{rec['steps']} steps** ({rec['multiple']:g}×): Kendall τ {rec['kendall_tau']:.2f} "
-                 f"[{_num(rec['kendall_tau_ci'][0], 2)}, {_num(rec['kendall_tau_ci'][1], 2)}] against {rec['against']:g}×."
-                 if rec else f"none of the budgets reaches Kendall τ ≥ {AGREEMENT_TAU} against a run "
-                             f"≥ {AGREEMENT_RATIO:g}× longer" + _closest_text(out.get("closest_4x")) + ".")]
+    lines = [
+        f"# Validation of `{out['source_space']}` (space {out['source_space_hash']})",
+        "",
+        f"- variants: {out['n_variants']} ({out['origin']}); budgets: {budgets}; seeds: {out['seeds']}",
+        f"- trials: {out.get('counts')}; wall time {_dur(out.get('study_span_s'))} from first trial start to "
+        f"last trial end (this command: {_dur(wall)}; inside the trials: {_dur(out.get('trial_wall_s_total'))})",
+        f"- machine: {m.get('cpu')} ({m.get('cpus')} CPUs, torch {m.get('torch')} with {m.get('torch_threads')} "
+        f"threads, Python {m.get('python')}); written {out.get('written_at')}",
+        f"- study: `{out.get('study')}` in `{out.get('storage')}`",
+        "",
+        format_markdown(out),
+        "",
+        f"Seed noise at 1× (median seed std of fidelity): {_num(noise['sweep_seed_std'])}; "
+        f"2× noise threshold: {_num(noise['threshold'])}.",
+        "Recommended trial length: "
+        + (
+            f"**{rec['steps']} steps** ({rec['multiple']:g}×): Kendall τ {rec['kendall_tau']:.2f} "
+            f"[{_num(rec['kendall_tau_ci'][0], 2)}, {_num(rec['kendall_tau_ci'][1], 2)}] against {rec['against']:g}×."
+            if rec
+            else f"none of the budgets reaches Kendall τ ≥ {AGREEMENT_TAU} against a run "
+            f"≥ {AGREEMENT_RATIO:g}× longer" + _closest_text(out.get("closest_4x")) + "."
+        ),
+    ]
     return "\n".join(lines) + "\n"
 
 
 def _closest_text(c: dict[str, Any] | None) -> str:
     if not c:
         return ""
-    return (f" (closest: {c['short_steps']} → {c['long_steps']} steps, τ {c['kendall_tau']:.2f} "
-            f"[{_num(c['kendall_tau_ci'][0], 2)}, {_num(c['kendall_tau_ci'][1], 2)}])")
+    return (
+        f" (closest: {c['short_steps']} → {c['long_steps']} steps, τ {c['kendall_tau']:.2f} "
+        f"[{_num(c['kendall_tau_ci'][0], 2)}, {_num(c['kendall_tau_ci'][1], 2)}])"
+    )
 
 
 def _dur(seconds: float | None) -> str:
@@ -199,8 +254,11 @@ def plot(summary: dict[str, Any], out: Path) -> Path | None:
             x, y = v["mean"][short], v["mean"][long]
             if x is None or y is None:
                 continue
-            xs.append(x), ys.append(y), labels.append(str(v["index"]))
-            xe.append(v["seed_std"][short] or 0.0), ye.append(v["seed_std"][long] or 0.0)
+            xs.append(x)
+            ys.append(y)
+            labels.append(str(v["index"]))
+            xe.append(v["seed_std"][short] or 0.0)
+            ye.append(v["seed_std"][long] or 0.0)
         ax.errorbar(xs, ys, xerr=xe, yerr=ye, fmt="o", capsize=3)
         for x, y, label in zip(xs, ys, labels):
             ax.annotate(label, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)

@@ -14,6 +14,7 @@ Optuna path as a sweep trains them and the dashboard shows them. A budget multip
 the pipeline's ``steps`` (and the distinct training crops and the eval period with it, so a
 longer run sees more data rather than the same crops again) by ``m``.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -26,8 +27,12 @@ from radio_nas._util import atomic_write
 from radio_nas.search.space import Space, load_space
 
 # Parameters a validation sets itself, in the derived space.
-STEPS, TRAIN_SIZE, EVAL_EVERY, SEED = ("pipeline.steps", "pipeline.data.train_size", "pipeline.eval.every",
-                                       "pipeline.seed")
+STEPS, TRAIN_SIZE, EVAL_EVERY, SEED = (
+    "pipeline.steps",
+    "pipeline.data.train_size",
+    "pipeline.eval.every",
+    "pipeline.seed",
+)
 OWN_PARAMS = (STEPS, TRAIN_SIZE, EVAL_EVERY, SEED)
 DERIVED_SPACE_FILE = "validate_space.yaml"
 PIPELINE_FILE = "pipeline.yaml"
@@ -50,14 +55,19 @@ class ValidateSettings(Config):
 
     def validate(self) -> None:
         if self.variants is not None and self.variants < 2:
-            raise ConfigError(f"expected an integer >= 2 (a ranking needs two variants), got {self.variants}",
-                              key="--variants")
+            raise ConfigError(
+                f"expected an integer >= 2 (a ranking needs two variants), got {self.variants}", key="--variants"
+            )
         if len(self.budgets) < 2 or len(set(self.budgets)) != len(self.budgets):
-            raise ConfigError(f"expected two or more distinct budget multiples (e.g. 1,4), got "
-                              f"{','.join(f'{b:g}' for b in self.budgets)}", key="--budgets")
+            raise ConfigError(
+                f"expected two or more distinct budget multiples (e.g. 1,4), got "
+                f"{','.join(f'{b:g}' for b in self.budgets)}",
+                key="--budgets",
+            )
         if any(not b > 0 for b in self.budgets):
-            raise ConfigError(f"expected positive budget multiples, got {','.join(f'{b:g}' for b in self.budgets)}",
-                              key="--budgets")
+            raise ConfigError(
+                f"expected positive budget multiples, got {','.join(f'{b:g}' for b in self.budgets)}", key="--budgets"
+            )
         if self.seeds < 1:
             raise ConfigError(f"expected an integer >= 1, got {self.seeds}", key="--seeds")
         if self.n_boot < 1:
@@ -87,12 +97,17 @@ class Plan:
     origin_trials: tuple[int | None, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        return {"source_space": self.source.name, "source_space_hash": self.source.hash,
-                "source_space_file": str(self.source.file) if self.source.file else None,
-                "origin": self.origin, "origin_trials": list(self.origin_trials),
-                "variants": [dict(v) for v in self.variants],
-                "budgets": [{"multiple": b.multiple, "steps": b.steps, "overrides": b.overrides} for b in self.budgets],
-                "seeds": list(self.seeds), "scale_data": self.settings.scale_data}
+        return {
+            "source_space": self.source.name,
+            "source_space_hash": self.source.hash,
+            "source_space_file": str(self.source.file) if self.source.file else None,
+            "origin": self.origin,
+            "origin_trials": list(self.origin_trials),
+            "variants": [dict(v) for v in self.variants],
+            "budgets": [{"multiple": b.multiple, "steps": b.steps, "overrides": b.overrides} for b in self.budgets],
+            "seeds": list(self.seeds),
+            "scale_data": self.settings.scale_data,
+        }
 
     def trial_params(self) -> list[dict[str, Any]]:
         """Every trial to enqueue: seed-major, so a run cut short still has whole rankings."""
@@ -128,27 +143,35 @@ def budgets_for(space: Space, settings: ValidateSettings) -> tuple[Budget, ...]:
                 over["eval.every"] = max(1, round(p.eval.every * m))
         out.append(Budget(float(m), steps, over))
     if len({b.steps for b in out}) != len(out):
-        raise ConfigError(f"budgets {','.join(f'{b.multiple:g}' for b in out)} of {p.steps} steps give the same "
-                          f"step count twice ({[b.steps for b in out]}); pick multiples further apart",
-                          key="--budgets")
+        raise ConfigError(
+            f"budgets {','.join(f'{b.multiple:g}' for b in out)} of {p.steps} steps give the same "
+            f"step count twice ({[b.steps for b in out]}); pick multiples further apart",
+            key="--budgets",
+        )
     return tuple(out)
 
 
 def check_space(space: Space) -> None:
     """A validation needs a search space that leaves budget and seed to it."""
     if space.config.mode != "search":
-        raise ConfigError("validate runs a search space; an ablation already repeats each point over seeds "
-                          "(ablation.seeds)", key="mode")
+        raise ConfigError(
+            "validate runs a search space; an ablation already repeats each point over seeds (ablation.seeds)",
+            key="mode",
+        )
     for p in space.params:
         if p.name in OWN_PARAMS:
-            raise ConfigError(f"validate varies {p.name} itself (budgets and seeds); remove it from the space "
-                              "or fix it in pipeline.overrides", key=f"parameters.{p.name}")
+            raise ConfigError(
+                f"validate varies {p.name} itself (budgets and seeds); remove it from the space "
+                "or fix it in pipeline.overrides",
+                key=f"parameters.{p.name}",
+            )
     if space.pipeline.steps < 1:
         raise ConfigError("the pipeline trains 0 steps; nothing to validate", key="pipeline.steps")
 
 
-def plan_validation(space: Space, settings: ValidateSettings, *, from_dir: str | Path | None = None,
-                    progress: Any = None) -> Plan:
+def plan_validation(
+    space: Space, settings: ValidateSettings, *, from_dir: str | Path | None = None, progress: Any = None
+) -> Plan:
     """Choose the variants (sampled, or a sweep's Pareto set), budgets and seeds."""
     check_space(space)
     budgets = budgets_for(space, settings)
@@ -191,8 +214,11 @@ def _sample_variants(space: Space, k: int, progress: Any) -> tuple[dict[str, Any
         if _feasible(space, arch, pipeline.size):
             found[key] = params
     if len(found) < 2:
-        raise ConfigError(f"found {len(found)} feasible distinct variant(s) in {tries} draws; a ranking needs two "
-                          "(loosen the constraints or widen the space)", key="constraints")
+        raise ConfigError(
+            f"found {len(found)} feasible distinct variant(s) in {tries} draws; a ranking needs two "
+            "(loosen the constraints or widen the space)",
+            key="constraints",
+        )
     if len(found) < k and progress:
         progress(f"the space holds only {len(found)} feasible distinct variants (asked for {k}); using them all")
     return tuple(found.values())
@@ -208,12 +234,14 @@ def _feasible(space: Space, arch: Any, size: tuple[int, int]) -> bool:
             return True
         from radio_nas.measure import count_params
         from radio_nas.models import build_model
+
         return not violations(Costs(count_params(build_model(arch)), 0.0), c)
     return not violations(measure_costs(arch, space.config.latency, size, c.max_latency_ms is not None), c)
 
 
-def _pareto_variants(space: Space, folder: Path, k: int | None) -> tuple[tuple[dict[str, Any], ...],
-                                                                         tuple[int | None, ...]]:
+def _pareto_variants(
+    space: Space, folder: Path, k: int | None
+) -> tuple[tuple[dict[str, Any], ...], tuple[int | None, ...]]:
     """The sweep's Pareto set (filled from the next Pareto ranks up to max(k, 3)), by fidelity order."""
     from radio_nas.report.study_table import open_study, trials_table
 
@@ -222,9 +250,12 @@ def _pareto_variants(space: Space, folder: Path, k: int | None) -> tuple[tuple[d
         raise ConfigError("is an ablation, not a search sweep", file=folder, key="--from")
     made_by = handle.record.space_hash
     if made_by != space.hash:
-        raise ConfigError(f"this sweep was made by a different space (hash {made_by}, the space given has "
-                          f"{space.hash}); pass the sweep's own space file or leave it out", file=folder,
-                          key="--from")
+        raise ConfigError(
+            f"this sweep was made by a different space (hash {made_by}, the space given has "
+            f"{space.hash}); pass the sweep's own space file or leave it out",
+            file=folder,
+            key="--from",
+        )
     table = trials_table(handle.study)
     table = table[table["candidate"].astype(bool)]
     if table.empty:
@@ -244,12 +275,14 @@ def _pareto_variants(space: Space, folder: Path, k: int | None) -> tuple[tuple[d
     front = int((table["pareto_rank"] == 1).sum())
     if k is not None and front > k:  # more Pareto points than asked: spread them over the front
         import numpy as np
+
         picks = sorted({int(round(i)) for i in np.linspace(0, front - 1, k)})
         chosen = [chosen[i] for i in picks]
     chosen = chosen[:want]
     if len(chosen) < 2:
-        raise ConfigError(f"has {len(chosen)} distinct trained variant(s); a ranking needs two", file=folder,
-                          key="--from")
+        raise ConfigError(
+            f"has {len(chosen)} distinct trained variant(s); a ranking needs two", file=folder, key="--from"
+        )
     return tuple(p for _, p in chosen), tuple(n for n, _ in chosen)
 
 
@@ -264,9 +297,11 @@ def validation_space(plan: Plan, results_dir: Path) -> Space:
     raw = src.config.to_dict()
     raw["name"] = f"{src.name}-validate"
     variant_ids = [json.loads(variant_key(v)) for v in plan.variants]
-    raw["description"] = (f"validation of {src.name} (space {src.hash}): {len(plan.variants)} variants "
-                          f"{json.dumps(variant_ids, sort_keys=True, default=str)}, budgets "
-                          f"{[b.multiple for b in plan.budgets]}, seeds {list(plan.seeds)}")
+    raw["description"] = (
+        f"validation of {src.name} (space {src.hash}): {len(plan.variants)} variants "
+        f"{json.dumps(variant_ids, sort_keys=True, default=str)}, budgets "
+        f"{[b.multiple for b in plan.budgets]}, seeds {list(plan.seeds)}"
+    )
     # The resolved pipeline (the space's overrides applied) next to the derived space: portable, exact.
     _write(results_dir / PIPELINE_FILE, dump_yaml(src.pipeline.to_dict()))
     raw["pipeline"] = {"path": PIPELINE_FILE, "overrides": {}}
@@ -280,8 +315,10 @@ def validation_space(plan: Plan, results_dir: Path) -> Space:
     raw["parameters"] = params
     raw["sampler"] = {"name": "random", "seed": 0}  # every trial is enqueued; nothing is sampled
     raw["scheduler"] = {"name": "none"}  # a stopped trial would have no final fidelity
-    raw["budget"] = {"trials": len(plan.trial_params()),
-                     "max_infeasible": dict(raw.get("budget") or {}).get("max_infeasible", 200)}
+    raw["budget"] = {
+        "trials": len(plan.trial_params()),
+        "max_infeasible": dict(raw.get("budget") or {}).get("max_infeasible", 200),
+    }
     raw.pop("storage", None)
     path = results_dir / DERIVED_SPACE_FILE
     _write(path, "# Written by radio-nas validate: the space its study runs (do not edit).\n" + dump_yaml(raw))

@@ -10,6 +10,7 @@ Kendall's tau-b and Spearman's rho match ``scipy.stats.kendalltau`` / ``spearman
 they are written with numpy so the bootstrap can evaluate thousands of resamples at once. A
 statistic that is undefined (fewer than two distinct values on a side) is NaN.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
@@ -69,11 +70,20 @@ def spearman_rho(x: ArrayLike, y: ArrayLike) -> float:
 
 
 _BATCHED: dict[Callable[..., float], Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
-    kendall_tau_b: _tau_b_batched, spearman_rho: _spearman_batched}
+    kendall_tau_b: _tau_b_batched,
+    spearman_rho: _spearman_batched,
+}
 
 
-def bootstrap_ci(statistic: Callable[[ArrayLike, ArrayLike], float], x: ArrayLike, y: ArrayLike, *,
-                 n_boot: int = 2000, confidence: float = 0.95, seed: int = 0) -> tuple[float, float]:
+def bootstrap_ci(
+    statistic: Callable[[ArrayLike, ArrayLike], float],
+    x: ArrayLike,
+    y: ArrayLike,
+    *,
+    n_boot: int = 2000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> tuple[float, float]:
     """Percentile bootstrap CI of ``statistic(x, y)`` resampling the paired items (variants).
 
     Deterministic for a given `seed`. Resamples where the statistic is undefined (every drawn

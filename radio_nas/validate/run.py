@@ -10,6 +10,7 @@ runs), ``plan.json``, ``validation.json`` (the statistics), ``validation.md`` an
 ``short_vs_long.png``. Running the same command again resumes: finished trials are kept. A
 different plan (other variants, budgets or seeds) on the same folder is refused.
 """
+
 from __future__ import annotations
 
 import json
@@ -35,11 +36,19 @@ RESULT_FILE = VALIDATION_FILE
 PLOT_FILE = "short_vs_long.png"
 
 
-def run_validation(space_source: str | Path | Space | None, settings: ValidateSettings, *,
-                   from_dir: str | Path | None = None, results_dir: str | Path | None = None,
-                   overrides: dict[str, Any] | None = None, address: str | None = None,
-                   num_cpus: int | None = None, wall_time: Any = None, train: bool = True,
-                   progress: Callable[[str], None] | None = print) -> dict[str, Any]:
+def run_validation(
+    space_source: str | Path | Space | None,
+    settings: ValidateSettings,
+    *,
+    from_dir: str | Path | None = None,
+    results_dir: str | Path | None = None,
+    overrides: dict[str, Any] | None = None,
+    address: str | None = None,
+    num_cpus: int | None = None,
+    wall_time: Any = None,
+    train: bool = True,
+    progress: Callable[[str], None] | None = print,
+) -> dict[str, Any]:
     """Plan, run (or resume) and analyse a validation; returns the validation.json content.
 
     ``train=False`` only analyses what the folder's study holds now (while it runs, or after it
@@ -64,16 +73,27 @@ def run_validation(space_source: str | Path | Space | None, settings: ValidateSe
     if not study.get_trials(deepcopy=False):
         for params in plan.trial_params():
             study.enqueue_trial(params)
-        write_study(study, validation={"source_space_hash": space.hash, "source_space": space.name,
-                                       "origin": plan.origin})
+        write_study(
+            study, validation={"source_space_hash": space.hash, "source_space": space.name, "origin": plan.origin}
+        )
     n_trials = len(plan.trial_params())
-    say(f"[{derived.name}] {len(plan.variants)} variants x {len(plan.budgets)} budgets "
+    say(
+        f"[{derived.name}] {len(plan.variants)} variants x {len(plan.budgets)} budgets "
         f"({', '.join(f'{b.multiple:g}x={b.steps} steps' for b in plan.budgets)}) x {len(plan.seeds)} seeds "
-        f"= {n_trials} trials -> {results}")
+        f"= {n_trials} trials -> {results}"
+    )
     started = time.monotonic()
-    outcome = run_sweep(derived, results_dir=results, storage=storage_url, address=address, trials=n_trials,
-                        wall_time=wall_time, num_cpus=num_cpus, progress=say,
-                        on_trained=sweep_pictures(results, derived.name))
+    outcome = run_sweep(
+        derived,
+        results_dir=results,
+        storage=storage_url,
+        address=address,
+        trials=n_trials,
+        wall_time=wall_time,
+        num_cpus=num_cpus,
+        progress=say,
+        on_trained=sweep_pictures(results, derived.name),
+    )
     wall = time.monotonic() - started
     return finish(results, plan, study, wall_s=wall, sweep_outcome=outcome)
 
@@ -82,8 +102,7 @@ def _analyse_only(results: Path, plan: Plan) -> dict[str, Any]:
     from radio_nas.search.study import study_name
 
     if not (results / PLAN_FILE).is_file() or not (results / STUDY_FILE).is_file():
-        raise ConfigError(f"no validation in {results} to analyse; run it without --no-train first",
-                          key="--no-train")
+        raise ConfigError(f"no validation in {results} to analyse; run it without --no-train first", key="--no-train")
     derived = validation_space(plan, results)
     if (results / HASH_FILE).is_file() and (results / HASH_FILE).read_text().strip() != derived.hash:
         raise ConfigError(f"{results} holds a validation of another space", key="--no-train")
@@ -91,22 +110,32 @@ def _analyse_only(results: Path, plan: Plan) -> dict[str, Any]:
     return finish(results, plan, study)
 
 
-def finish(results: Path, plan: Plan, study: Study, *, wall_s: float | None = None,
-           sweep_outcome: dict[str, Any] | None = None) -> dict[str, Any]:
+def finish(
+    results: Path, plan: Plan, study: Study, *, wall_s: float | None = None, sweep_outcome: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """Analyse the study's trials and write validation.json, validation.md and the plot."""
     from radio_nas.validate.analysis import analyse, collect, format_report, plot
 
     summary = analyse(collect(study, plan), plan)
     trial_walls = [t.metric("wall_s") or 0.0 for t in read_trials(study) if t.status is Status.OK]
     out: dict[str, Any] = {
-        "name": f"{plan.source.name}-validate", "results_dir": str(results), "study": study.study_name,
+        "name": f"{plan.source.name}-validate",
+        "results_dir": str(results),
+        "study": study.study_name,
         "storage": default_storage(results),
-        "source_space": plan.source.name, "source_space_hash": plan.source.hash,
-        "pipeline": plan.source.pipeline.to_dict(), "pipeline_id": getattr(plan.source.pipeline, "id", None),
-        "origin": plan.origin, **summary,
-        "wall_s": wall_s, "study_span_s": _span(study), "trial_wall_s_total": sum(trial_walls),
-        "counts": (sweep_outcome or {}).get("counts"), "machine": machine_info(),
-        "written_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        "source_space": plan.source.name,
+        "source_space_hash": plan.source.hash,
+        "pipeline": plan.source.pipeline.to_dict(),
+        "pipeline_id": getattr(plan.source.pipeline, "id", None),
+        "origin": plan.origin,
+        **summary,
+        "wall_s": wall_s,
+        "study_span_s": _span(study),
+        "trial_wall_s_total": sum(trial_walls),
+        "counts": (sweep_outcome or {}).get("counts"),
+        "machine": machine_info(),
+        "written_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
     png = plot(summary, results / PLOT_FILE)
     out["plot"] = str(png) if png else None
     text = json.dumps(out, indent=2, default=str)
@@ -133,12 +162,19 @@ def machine_info() -> dict[str, Any]:
                 break
     except OSError:
         pass
-    return {"cpu": cpu, "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "python": platform.python_version(), "torch": torch.__version__, "platform": platform.platform()}
+    return {
+        "cpu": cpu,
+        "cpus": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "platform": platform.platform(),
+    }
 
 
-def _source_space(source: str | Path | Space | None, from_dir: str | Path | None,
-                  overrides: dict[str, Any] | None) -> Space:
+def _source_space(
+    source: str | Path | Space | None, from_dir: str | Path | None, overrides: dict[str, Any] | None
+) -> Space:
     if isinstance(source, Space):
         return source
     if source is None:
@@ -159,11 +195,15 @@ def _check_plan(results: Path, plan: Plan) -> None:
     try:
         previous = json.loads(existing.read_text())
     except ValueError:
-        raise ConfigError("is not valid JSON; remove the folder or pick another with --results",
-                          file=existing) from None
+        raise ConfigError(
+            "is not valid JSON; remove the folder or pick another with --results", file=existing
+        ) from None
     mine = json.loads(json.dumps(plan.to_dict(), default=str))
     keys = ("source_space_hash", "variants", "budgets", "seeds")
     differs = [k for k in keys if previous.get(k) != mine.get(k)]
     if differs:
-        raise ConfigError(f"{results} holds a validation with other {', '.join(differs)}; run the same command "
-                          "to resume it, or pick another folder with --results", key="--results")
+        raise ConfigError(
+            f"{results} holds a validation with other {', '.join(differs)}; run the same command "
+            "to resume it, or pick another folder with --results",
+            key="--results",
+        )
