@@ -12,9 +12,10 @@ from pathlib import Path
 import optuna
 import pytest
 
+from radio_nas._config import ConfigError
 from radio_nas.cli import main
 from radio_nas.search.space import load_space
-from radio_nas.search.study import default_storage, trained_count
+from radio_nas.search.study import trained_count
 from radio_nas.search.sweep import run_sweep
 
 REPO = Path(__file__).resolve().parents[1]
@@ -24,9 +25,10 @@ pytestmark = pytest.mark.slow
 
 
 def load(results):
-    storage = default_storage(results)
-    (summary,) = optuna.get_all_study_summaries(storage)
-    return optuna.load_study(study_name=summary.study_name, storage=storage)
+    """The sweep's study, opened read-only (never creates tables under a driver that is starting)."""
+    from radio_nas.study.storage import open_study as open_for_reading
+
+    return open_for_reading(results).study
 
 
 def test_smoke_sweep_end_to_end_and_rerun_is_a_no_op(tmp_path, capsys):
@@ -93,7 +95,7 @@ def test_sigkill_mid_sweep_then_resume(tmp_path):
                 continue
             try:
                 trials = load(results).trials
-            except (ValueError, optuna.exceptions.StorageInternalError):
+            except (ConfigError, ValueError, optuna.exceptions.StorageInternalError):
                 continue
             done = [t for t in trials if t.state == State.COMPLETE]
             running = [t for t in trials if t.state == State.RUNNING and t.user_attrs.get("status") == "running"]

@@ -113,7 +113,7 @@ class StudySearcher(Searcher):
         self._space, self._study, self._results = space, study, Path(results_dir)
         self._target, self._wall_time_s, self._concurrency = trials, wall_time_s, concurrency
         self._threads, self._driver_id, self._on_trained = threads, driver_id, on_trained
-        self._progress = progress or (lambda line: None)
+        self._progress = progress
         self._live: dict[str, Trial] = {}  # tune trial id -> optuna Trial
         self._started: dict[str, float] = {}  # tune trial id -> monotonic start
         self._curves: dict[str, list[dict[str, float]]] = {}  # tune trial id -> {step, fidelity, seconds}
@@ -321,7 +321,7 @@ class StudySearcher(Searcher):
     def _too_many_infeasible(self) -> bool:
         if self._infeasible_streak >= self._space.config.budget.max_infeasible:
             self._stop_reason = (
-                f"{self._infeasible_streak} infeasible or already-trained variants in a row "
+                f"{self._infeasible_streak} infeasible, unmeasurable or already-trained variants in a row "
                 "(budget.max_infeasible); loosen the constraints or widen the space"
             )
             self._line(self._stop_reason)
@@ -430,6 +430,7 @@ class StudySearcher(Searcher):
                 optuna.trial.TrialState.FAIL,
                 reason=f"measuring its costs raised {type(exc).__name__}: {str(exc).splitlines()[0][:200]}",
             )
+            self._infeasible_streak += 1  # untrainable like an infeasible one: the same stop rule
             return None
         write_trial(
             trial,
@@ -502,6 +503,8 @@ class StudySearcher(Searcher):
             self._line(f"#{trial.number} {status}" + (f": {reason}" if reason and status is not Status.OK else ""))
 
     def _line(self, event: str) -> None:
+        if self._progress is None:
+            return  # the progress line reads the whole study: skip it when nobody listens
         self._progress(f"[{self._space.name}] {self._progress_line()}  | {event}")
 
     def _progress_line(self) -> str:
