@@ -256,3 +256,27 @@ def test_after_a_copy_an_untried_variant_is_queued(tmp_path):
     assert {first["arch"]["width"], second["arch"]["width"]} == {16, 32}
     copies = [t for t in study.trials if t.user_attrs.get("duplicate_of") is not None]
     assert len(copies) == 1 and copies[0].user_attrs["duplicate_of"] == first["number"]
+
+
+def test_learning_curves_are_intermediate_values_in_a_multi_objective_study(tmp_path):
+    # Optuna's Trial.report refuses multi-objective studies: the searcher writes through the storage.
+    space, study, results = setup(tmp_path)
+    assert len(study.directions) == 2
+    s = StudySearcher(space, study, results, trials=2, progress=None)
+    config = s.suggest("t0")
+    s.on_trial_result("t0", {"step": 1, "fidelity": 0.2, "train_loss": 1.0, FINAL_KEY: False})
+    s.on_trial_complete("t0", final_result(0.35))  # the last eval (step 2) comes with the final result
+    trial = study.trials[config["number"]]
+    assert trial.intermediate_values == {1: 0.2, 2: 0.35}
+    record = TrialRecord.from_trial(trial)
+    assert [(c["step"], c["fidelity"]) for c in record.curve] == [(1, 0.2), (2, 0.35)]
+    assert all(c["seconds"] >= 0 for c in record.curve) and record.steps == 2 and record.train_seconds == 1.0
+    # a trial stopped by a scheduler keeps its curve and is PRUNED, never on a front
+    config = s.suggest("t1")
+    s.on_trial_result("t1", {"step": 1, "fidelity": 0.1, FINAL_KEY: False})
+    s.on_trial_complete("t1", {"step": 1, "fidelity": 0.1, FINAL_KEY: False})
+    stopped = study.trials[config["number"]]
+    assert stopped.state == State.PRUNED and stopped.intermediate_values == {1: 0.1}
+    assert len(TrialRecord.from_trial(stopped).curve) == 1 and stopped.number not in {
+        b.number for b in study.best_trials
+    }

@@ -188,9 +188,10 @@ class StudySearcher(Searcher):
         if fidelity is None or step is None or not math.isfinite(float(fidelity)):
             return
         seconds = time.monotonic() - self._started.get(trial_id, time.monotonic())
-        self._curves.setdefault(trial_id, []).append(
-            {"step": int(step), "fidelity": float(fidelity), "seconds": round(seconds, 3)}
-        )
+        curve = self._curves.setdefault(trial_id, [])
+        if curve and curve[-1]["step"] == int(step):
+            return  # Tune hands a stopping trial's last result in twice
+        curve.append({"step": int(step), "fidelity": float(fidelity), "seconds": round(seconds, 3)})
         self._intermediate(trial, int(step), float(fidelity))
 
     def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
@@ -224,6 +225,15 @@ class StudySearcher(Searcher):
             )
             return
         seen = self._curves.pop(trial_id, [])
+        fid, steps = final.get("fidelity"), final.get("steps")
+        if (
+            fid is not None
+            and steps is not None
+            and math.isfinite(float(fid))
+            and (not seen or seen[-1]["step"] < steps)
+        ):
+            # the last eval travels in the final result only (the trainable never reports it twice)
+            seen.append({"step": int(steps), "fidelity": float(fid), "seconds": float(final.get("wall_s") or 0.0)})
         curve = [c for c in final.pop("curve", None) or seen if isinstance(c, dict)]
         for point in curve:  # the trial's own curve, when it keeps one, is the authority
             if point.get("step") is not None and point.get("fidelity") is not None:
