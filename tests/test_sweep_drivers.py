@@ -120,19 +120,24 @@ def test_two_drivers_on_one_sqlite_file(tmp_path: Path) -> None:
     _two_drivers(tmp_path, default_storage(tmp_path / "shared"))
 
 
-def test_a_variant_that_crashed_the_driver_is_failed_not_requeued(tmp_path: Path) -> None:
+def test_a_variant_that_crashes_the_driver_twice_is_failed_not_requeued(tmp_path: Path) -> None:
     space_path = _space_file(tmp_path)
     space = load_space(space_path)
     results = tmp_path / "r"
     url = default_storage(results)
-    proc, number = _holder(space_path, results, url, phase="measuring")  # "crashes" while measuring
+    proc, first = _holder(space_path, results, url, phase="measuring")  # dies while measuring its costs
     _kill(proc)
     study = open_study(space, results, url)
-    assert recover_orphans(study) == [number]
-    record = TrialRecord.from_trial(study.trials[number])
-    assert record.state == "FAIL" and record.status is Status.FAILED and not record.orphaned
+    assert recover_orphans(study) == [first]  # maybe stopped by hand: queued once more
+    (waiting,) = study.get_trials(states=(State.WAITING,))
+    proc, second = _holder(space_path, results, url, phase="measuring")  # the same variant kills it again
+    _kill(proc)
+    assert study.trials[second].params == study.trials[first].params
+    assert recover_orphans(study) == [second]
+    record = TrialRecord.from_trial(study.trials[second])
+    assert record.state == "FAIL" and record.status is Status.FAILED and not record.orphaned and not record.trained
     assert "measuring" in (record.reason or "")
-    assert study.get_trials(states=(State.WAITING,)) == []  # a resume would not crash on it again
+    assert study.get_trials(states=(State.WAITING,)) == []  # a resume will not crash on it a third time
 
 
 def test_costs_that_raise_are_recorded_failed_before_the_next_variant(tmp_path: Path, monkeypatch) -> None:

@@ -24,8 +24,9 @@ told COMPLETE with that trial's values and ``duplicate_of`` instead of being tra
 Latency is only measured while no trial of this sweep runs (a busy device corrupts timings): an
 uncached variant waits for the running trials to finish. A variant whose cost measurement raises
 (an absurd width: MemoryError, RuntimeError) is told FAIL at once, never re-queued, so a resume
-does not crash on it again; one that kills the driver outright stays marked ``phase: measuring``
-and the next resume fails it instead of queueing it again.
+does not crash on it again; one that kills the driver outright stays marked ``phase: measuring``:
+the next resume queues it once more (the driver may have been stopped by hand), and if it dies
+measuring it again, the resume after that fails it instead of queueing it again.
 
 Lifecycle (Ray Tune's ``Searcher``): Tune calls ``set_search_properties`` once, ``suggest`` whenever
 it may start a trial (None: not now; ``FINISHED``: the sweep is over), ``on_trial_result`` per
@@ -125,6 +126,7 @@ class StudySearcher(Searcher):
         self._infeasible_streak = 0
         self._counts = {str(s): 0 for s in (Status.OK, Status.FAILED, Status.PRUNED, Status.INFEASIBLE)}
         self._copies = 0
+        self._unmeasurable = 0  # failed while measuring costs: never trained, not counted by the budget
         self._stop_reason: str | None = None
         self._held: tuple[Trial, ArchConfig, PipelineConfig] | None = None  # valid, waiting for an idle device
         c = space.config.constraints
@@ -303,7 +305,8 @@ class StudySearcher(Searcher):
 
     @property
     def _done(self) -> int:
-        return self._done_at_start + self._counts["ok"] + self._counts["failed"] + self._counts["pruned"]
+        trained = self._counts["ok"] + self._counts["failed"] + self._counts["pruned"] - self._unmeasurable
+        return self._done_at_start + trained
 
     def _finished(self) -> str | None:
         """Tune's FINISHED once no trial of this driver runs any more; None (not now) before."""
@@ -441,6 +444,7 @@ class StudySearcher(Searcher):
                 reason=f"measuring its costs raised {type(exc).__name__}: {str(exc).splitlines()[0][:200]}",
             )
             self._infeasible_streak += 1  # untrainable like an infeasible one: the same stop rule
+            self._unmeasurable += 1
             return None
         write_trial(
             trial,

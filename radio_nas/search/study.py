@@ -55,7 +55,7 @@ __all__ = [
 ]
 
 ORPHAN_REASON = "the sweep driver stopped while this trial ran; its parameters were queued again"
-CRASH_REASON = "the sweep driver died while measuring this variant's costs; not queued again"
+CRASH_REASON = "the sweep driver died twice while measuring this variant's costs; not queued again"
 HEARTBEAT_S = 5.0
 STALE_S = 60.0
 """A driver whose heartbeat is older than this is taken for dead (another host cannot check its pid)."""
@@ -283,9 +283,9 @@ def recover_orphans(study: Study, driver: Driver | None = None) -> list[int]:
         if t.user_attrs.get("driver") in live:
             continue
         trial = optuna.trial.Trial(study, t._trial_id)
-        if t.user_attrs.get("phase") == "measuring":
-            # the driver died measuring this variant (an absurd size): queueing it again would
-            # crash every resume the same way
+        if t.user_attrs.get("phase") == "measuring" and t.user_attrs.get("requeued_from") is not None:
+            # the driver died measuring this variant twice (an absurd size crashes it): queueing it
+            # again would crash every resume the same way
             write_trial(trial, status=Status.FAILED, reason=CRASH_REASON)
             study.tell(trial, state=optuna.trial.TrialState.FAIL)
         else:  # orphaned: not counted by the budget, it runs again

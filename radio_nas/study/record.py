@@ -162,6 +162,7 @@ class TrialRecord:
             and self.status in TRAINED_STATUSES
             and not self.orphaned
             and self.duplicate_of is None
+            and self.phase != "measuring"  # failed before training (its costs could not be measured)
         )
 
     @property

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from radio_nas._util import markdown_table
 from radio_nas.study.record import Status, read_trials
 from radio_nas.validate.plan import SEED, STEPS, Plan, variant_key
 from radio_nas.validate.ranking import bootstrap_ci, gap_share, kendall_tau_b, seed_std, spearman_rho
@@ -164,26 +165,27 @@ def closest(pairs: list[dict[str, Any]]) -> dict[str, Any] | None:
 def format_markdown(summary: dict[str, Any]) -> str:
     """Two Markdown tables: rank agreement per budget pair, and noise per budget."""
     conf = int(round(summary["bootstrap"]["confidence"] * 100))
-    lines = [
-        f"| short → long (steps) | variants | Kendall τ [{conf}% CI] | Spearman ρ [{conf}% CI] | same best |",
-        "|---|---|---|---|---|",
+    pairs = [
+        {
+            "short → long (steps)": f"{p['short']:g}× → {p['long']:g}× ({p['short_steps']} → {p['long_steps']})",
+            "variants": p["n"],
+            f"Kendall τ [{conf}% CI]": _ci(p["kendall_tau"], p["kendall_tau_ci"]),
+            f"Spearman ρ [{conf}% CI]": _ci(p["spearman_rho"], p["spearman_rho_ci"]),
+            "same best": "yes" if p["same_best"] else "no",
+        }
+        for p in summary["pairs"]
     ]
-    for p in summary["pairs"]:
-        lines.append(
-            f"| {p['short']:g}× → {p['long']:g}× ({p['short_steps']} → {p['long_steps']}) | {p['n']} | "
-            f"{_ci(p['kendall_tau'], p['kendall_tau_ci'])} | {_ci(p['spearman_rho'], p['spearman_rho_ci'])} | "
-            f"{'yes' if p['same_best'] else 'no'} |"
-        )
-    lines += [
-        "",
-        "| budget (steps) | trials ok | mean fidelity | seed std (median / max) | gaps > 2× noise |",
-        "|---|---|---|---|---|",
+    budgets = [
+        {
+            "budget (steps)": f"{b['multiple']:g}× ({b['steps']})",
+            "trials ok": b["trials_ok"],
+            "mean fidelity": _num(b["mean_fidelity"]),
+            "seed std (median / max)": f"{_num(b['seed_std_median'])} / {_num(b['seed_std_max'])}",
+            "gaps > 2× noise": _pct(b["gap_share_2x_noise"]),
+        }
+        for b in summary["budgets"]
     ]
-    for b in summary["budgets"]:
-        lines.append(
-            f"| {b['multiple']:g}× ({b['steps']}) | {b['trials_ok']} | {_num(b['mean_fidelity'])} | "
-            f"{_num(b['seed_std_median'])} / {_num(b['seed_std_max'])} | {_pct(b['gap_share_2x_noise'])} |"
-        )
+    lines = [markdown_table(pairs), "", markdown_table(budgets)]
     return "\n".join(lines)
 
 
