@@ -25,6 +25,7 @@ def _load() -> Any:
     spec = importlib.util.spec_from_file_location("gpu_check", SCRIPT)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    sys.modules["gpu_check"] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 
@@ -151,6 +152,7 @@ def test_windows_follow_the_reference_rule() -> None:
     assert gc.arch_config(gc.TINY, 64, 64).window_sizes == (2, 2)
 
 
+@pytest.mark.slow  # runs a tiny trial in-process
 def test_one_failing_section_does_not_stop_the_rest(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     gc = _load()
     for var in ("RADIO_NAS_CACHE", "TRITON_CACHE_DIR", "TORCHINDUCTOR_CACHE_DIR", "MPLCONFIGDIR", "XDG_CACHE_HOME"):
