@@ -6,6 +6,8 @@
 
 Sections, each guarded (a failure is recorded and the rest goes on), the JSON rewritten after each:
   environment  torch / CUDA / cuDNN / driver versions, device name, library versions
+  cli          the README's commands as a user types them: `radio-nas profile ... --device cuda --dtype
+               bf16 --channels-last --json` and `benchmarks/bench_presets.py --device cuda ...`
   latency      presets xt, t, b, l, l-v2 at 224 and 512 (windows by the reference's rule), batch 1
                and 64, fp32 and bf16, NCHW and channels_last: median and p90 (CUDA events, via
                radio_nas.measure.measure_latency), images/s, peak memory, and the coefficient of
@@ -41,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-SECTIONS = ("environment", "latency", "compile", "trial", "sweep")
+SECTIONS = ("environment", "cli", "latency", "compile", "trial", "sweep")
 # A tiny E-RADIO for the dry run (the smoke space's base): every code path, seconds on a CPU.
 TINY = {"preset": "xt", "width": 16, "depths": [1, 1, 1, 1], "head_dim": 16}
 
@@ -67,6 +69,10 @@ class Plan:
     warmup: int
     grid_budget_s: float
     """The latency grid starts no new setting after this long (the rest is recorded as skipped)."""
+    cli_profile: tuple[str, ...]
+    """Arguments of `radio-nas profile` (the README's GPU example, sized to the plan)."""
+    cli_bench: tuple[str, ...]
+    """Arguments of benchmarks/bench_presets.py."""
     compile_preset: str
     compile_resolution: int
     compile_batches: tuple[int, ...]
@@ -84,6 +90,10 @@ def gpu_plan() -> Plan:
         device="cuda", presets={p: p for p in ("xt", "t", "b", "l", "l-v2")}, resolutions=(224, 512),
         batches=(1, 64), dtypes=("fp32", "bf16"), layouts=(False, True), repeats=5, min_runs=3,
         max_runs=30, repeat_target_s=0.1, warmup=3, grid_budget_s=150.0,
+        cli_profile=("t", "--resolution", "224", "--batch-size", "16", "--device", "cuda", "--dtype", "bf16",
+                     "--channels-last"),
+        cli_bench=("--presets", "t", "--device", "cuda", "--dtype", "bf16", "--channels-last", "--batch-sizes",
+                   "1,64", "--runs", "20"),
         compile_preset="t", compile_resolution=224, compile_batches=(1, 64), compile_dtype="bf16",
         compile_backend="inductor",
         trial_arch="t",
@@ -104,6 +114,12 @@ def dry_plan() -> Plan:
         device="cpu", presets={"xt-tiny": TINY}, resolutions=(64,), batches=(1, 2), dtypes=("fp32", "bf16"),
         layouts=(False, True), repeats=2, min_runs=2, max_runs=2, repeat_target_s=0.0, warmup=1,
         grid_budget_s=120.0,
+        cli_profile=("xt", "--set", "width=16", "--set", "depths=[1,1,1,1]", "--set", "head_dim=16", "--set",
+                     "window_sizes=[2,2]", "--resolution", "64", "--batch-size", "2", "--device", "cpu", "--dtype",
+                     "bf16", "--channels-last", "--runs", "2", "--warmup", "1"),
+        # presets only (no --set): full-size xt, so one fp32 run keeps it to seconds on 2 cores
+        cli_bench=("--presets", "xt", "--resolution", "64", "--device", "cpu", "--dtype", "fp32", "--channels-last",
+                   "--batch-sizes", "1", "--runs", "1", "--warmup", "0"),
         compile_preset="xt-tiny", compile_resolution=64, compile_batches=(2,), compile_dtype="bf16",
         # Inductor's C++ build takes minutes on 2 cores; eager still runs Dynamo's capture of the model
         compile_backend="eager",
@@ -163,6 +179,30 @@ def environment(plan: Plan) -> dict[str, Any]:
                        "memory_gib": round(props.total_memory / 2**30, 1), "count": torch.cuda.device_count()}
         info["driver"] = _nvidia_smi()
     return info
+
+
+def cli(plan: Plan, save: Callable[[], None], section: dict[str, Any]) -> None:
+    """The README's GPU commands run as a user would, in a fresh process each."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    commands = {"profile": [sys.executable, "-m", "radio_nas", "profile", *plan.cli_profile, "--json"],
+                "bench_presets": [sys.executable, str(ROOT / "benchmarks" / "bench_presets.py"), *plan.cli_bench]}
+    failed = []
+    for name, argv in commands.items():
+        t0 = time.monotonic()
+        proc = subprocess.run(argv, check=False, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+        entry: dict[str, Any] = {"argv": argv[1:], "returncode": proc.returncode, "wall_s": time.monotonic() - t0}
+        if proc.returncode != 0:
+            entry["stderr_tail"] = proc.stderr[-1500:]
+            failed.append(name)
+        elif name == "profile":
+            result = json.loads(proc.stdout)
+            entry.update(params=result["params"], gmacs=result["gmacs"], latency=result["latency"])
+        else:
+            entry["stdout"] = proc.stdout.strip().splitlines()[-6:]
+        section[name] = entry
+        save()
+    if failed:
+        raise RuntimeError(f"{', '.join(failed)} exited non-zero: {section[failed[0]]['stderr_tail'][-300:]}")
 
 
 def latency(plan: Plan, save: Callable[[], None], section: dict[str, Any]) -> None:
@@ -452,6 +492,14 @@ def table(report: dict[str, Any]) -> str:
             "|---|---|---|---|---|---|---|---|"]
     body = []
     sec = report["sections"]
+    prof = sec.get("cli", {}).get("profile", {})
+    if "latency" in prof:
+        lat = prof["latency"]
+        setting = (f"radio-nas profile {' '.join(prof['argv'][3:4])} b{lat['batch_size']} {lat['dtype']}"
+                   f"{' CL' if lat['channels_last'] else ''}")
+        body.append(f"| cli | {setting} | {_fmt(lat['median_ms'], 3)} | {_fmt(lat['p90_ms'], 3)} | - "
+                    f"| {_fmt(lat['images_per_s'], 1)} | {_fmt(lat['peak_memory_mb'], 0)} "
+                    f"| {lat['runs']} runs; {prof['params'] / 1e6:.1f} M params, {prof['gmacs']:.2f} GMACs |")
     for row in sec.get("latency", {}).get("rows", []):
         setting = (f"{row['preset']} {row['resolution']}px w{'/'.join(map(str, row.get('window', [])))} "
                    f"b{row.get('batch', '-')} {row.get('dtype', '-')}{' CL' if row.get('channels_last') else ''}")
@@ -534,6 +582,7 @@ def main(argv: list[str] | None = None) -> int:
 
     runners: dict[str, Callable[[dict[str, Any]], None]] = {
         "environment": lambda s: s.update(environment(plan)),
+        "cli": lambda s: cli(plan, save, s),
         "latency": lambda s: latency(plan, save, s),
         "compile": lambda s: compile_check(plan, save, s),
         "trial": lambda s: trial(plan, save, s, out),

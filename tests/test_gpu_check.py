@@ -72,13 +72,22 @@ def test_dry_run_reports_every_section(tmp_path: Path) -> None:
     plan = report["plan"]
     sections = report["sections"]
     assert report["dry_run"] is True
-    assert list(sections) == ["environment", "latency", "compile", "trial", "sweep"]
+    assert list(sections) == ["environment", "cli", "latency", "compile", "trial", "sweep"]
     assert {name: s["status"] for name, s in sections.items()} == dict.fromkeys(sections, "ok")
 
     env = sections["environment"]
     for key in ("python", "torch", "device_name", "cpu", "versions", "libraries"):
         assert env[key], key
     assert env["device"] == "cpu" and env["driver"] is None and env["gpu"] is None
+
+    prof = sections["cli"]["profile"]
+    assert prof["returncode"] == 0 and prof["argv"][:3] == ["-m", "radio_nas", "profile"]
+    assert _positive(prof["params"]) and _positive(prof["gmacs"])
+    lat = prof["latency"]
+    assert (lat["device"], lat["dtype"], lat["channels_last"]) == ("cpu", "bf16", True)
+    assert _positive(lat["median_ms"]) and lat["p90_ms"] >= lat["median_ms"] and _positive(lat["images_per_s"])
+    bench = sections["cli"]["bench_presets"]
+    assert bench["returncode"] == 0 and any(line.startswith("| xt |") for line in bench["stdout"])
 
     rows = sections["latency"]["rows"]
     expected = {(b, d, cl) for b in plan["batches"] for d in plan["dtypes"] for cl in plan["layouts"]}
@@ -118,7 +127,7 @@ def test_dry_run_reports_every_section(tmp_path: Path) -> None:
 
     table = (out / "gpu_check.md").read_text()
     assert table.strip() == proc.stdout[proc.stdout.index("# gpu_check"):].split("\nJSON:")[0].strip()
-    for section in ("| latency |", "| compile |", "| trial |", "| sweep |"):
+    for section in ("| cli |", "| latency |", "| compile |", "| trial |", "| sweep |"):
         assert section in table
     # caches, results and compiler files went under --out: nothing under $HOME
     assert not any(home.iterdir()), sorted(p.name for p in home.iterdir())
