@@ -65,7 +65,7 @@ def test_dry_run_reports_every_section(tmp_path: Path) -> None:
     home = tmp_path / "home"
     home.mkdir()
     out = tmp_path / "out"
-    proc = subprocess.run([sys.executable, str(SCRIPT), "--dry-run", "--out", str(out)], cwd=tmp_path,
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--dry-run", "--out", str(out)], check=False, cwd=tmp_path,
                           env=_env(home), capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     report = _strict_json(out / "gpu_check.json")
@@ -190,7 +190,7 @@ def test_bad_arguments_exit_2_with_one_line(tmp_path: Path, args: list[str], mes
 
     if not args and torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
-    proc = subprocess.run([sys.executable, str(SCRIPT), "--out", str(tmp_path), *args], env=_env(tmp_path),
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--out", str(tmp_path), *args], check=False, env=_env(tmp_path),
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert message in proc.stderr and "Traceback" not in proc.stderr
