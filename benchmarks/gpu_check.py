@@ -219,7 +219,8 @@ def latency(plan: Plan, save: Callable[[], None], section: dict[str, Any]) -> No
             try:
                 cfg = arch_config(spec, res, res)
                 torch.manual_seed(0)
-                model = build_model(cfg)
+                with torch.device(plan.device):  # initialised in place: l-v2 is 390 M parameters
+                    model = build_model(cfg)
             except Exception as exc:  # noqa: BLE001 -- recorded, the grid goes on
                 rows.append({"preset": label, "resolution": res, "status": "failed", "error": _error(exc)})
                 save()
@@ -261,7 +262,8 @@ def compile_check(plan: Plan, save: Callable[[], None], section: dict[str, Any])
                    backend=plan.compile_backend, channels_last=False)
     for batch in plan.compile_batches:
         torch.manual_seed(0)
-        model = build_model(cfg).to(plan.device).eval()
+        with torch.device(plan.device):
+            model = build_model(cfg).eval()
         row: dict[str, Any] = {"batch": batch}
         compiled = None
         try:
