@@ -16,8 +16,8 @@ from typing import Any, NamedTuple
 from torch import nn
 
 from radio_nas._config import Config, ConfigError, load_yaml
-from radio_nas.models.eradio import ERadio, ERadioConfig, optimal_window_size
 from radio_nas.models.eradio import PRESETS as ERADIO_PRESETS
+from radio_nas.models.eradio import ERadio, ERadioConfig, optimal_window_size
 from radio_nas.models.vit import PRESETS as VIT_PRESETS
 from radio_nas.models.vit import ViT, ViTConfig
 
@@ -93,5 +93,16 @@ def _from_mapping(data: dict[str, Any]) -> Config:
     return FAMILIES[family_name].config.from_dict(data)
 
 
-__all__ = ["ERadio", "ERadioConfig", "FAMILIES", "Family", "build_model", "optimal_window_size",
-           "preset_names", "register_family", "resolve_config", "ViT", "ViTConfig"]
+__all__ = [
+    "FAMILIES",
+    "ERadio",
+    "ERadioConfig",
+    "Family",
+    "ViT",
+    "ViTConfig",
+    "build_model",
+    "optimal_window_size",
+    "preset_names",
+    "register_family",
+    "resolve_config",
+]

@@ -10,9 +10,12 @@ Layout (strides 4/8/16/32, widths C/2C/4C/8C)::
         -> MRA transformer stage (stride 16) -> down -> transformer stage (stride 32)
         -> fusion of stages 3 and 4 -> stride-16 features; summary = mean of those tokens
 
-A transformer stage has ``depth`` multi-resolution-attention (MRA) units; each unit runs one
-windowed-attention block per ratio of the stage's pattern, so pattern ``(2, 1)`` interleaves a
-2x-subsampled block with a full-resolution one (the seed's FasterViT-2 setting). A block with
+A transformer stage's pattern of subsample ratios is applied in one of two ways (``depth_counts``):
+``units`` (the published code's counting: ``depth`` multi-resolution-attention units, each running
+one block per ratio, so ``(2, 1)`` doubles the blocks) or ``layers`` (the seed's wording: ``depth``
+attention blocks, block i using ratio ``pattern[i % len(pattern)]``, so patterns compare at equal
+depth). Pattern ``(2, 1)`` interleaves a 2x-subsampled block with a full-resolution one (the seed's
+FasterViT-2 setting). A block with
 ratio r > 1 subsamples (strided conv k=r, s=r), attends in windows, and upsamples back
 (transposed conv k=r, s=r) before merging with its input.
 
@@ -50,7 +53,11 @@ class ERadioConfig(Config):
     width: int = 80
     """C: stage widths are C, 2C, 4C, 8C."""
     depths: tuple[int, int, int, int] = (1, 3, 4, 5)
-    """C2f bottlenecks in stages 1-2; MRA units in stages 3-4."""
+    """C2f bottlenecks in stages 1-2; MRA units or attention blocks in stages 3-4 (``depth_counts``)."""
+    depth_counts: Literal["units", "layers"] = "units"
+    """How stages 3-4 count ``depths``: units = each of ``depth`` units runs one block per ratio of
+    the pattern (the published code; reproduces its parameter counts); layers = ``depth`` blocks,
+    block i using ratio ``pattern[i % len(pattern)]`` (patterns compare at equal depth)."""
     stem_width: int | None = None
     """Channels after the first stem conv; None means C/2."""
     head_dim: int = 32
@@ -59,7 +66,7 @@ class ERadioConfig(Config):
     window_sizes: tuple[int, int] = (7, 7)
     """Attention window per transformer stage (3, 4); maps are padded to a multiple of it."""
     mra_pattern: tuple[tuple[int, ...], tuple[int, ...]] = ((2, 1), (1,))
-    """Subsample ratios run by each MRA unit, per transformer stage; 1 = plain windowed attention."""
+    """Subsample ratios per transformer stage (see ``depth_counts``); 1 = plain windowed attention."""
     pos_bias: Literal["swinv2", "none"] = "swinv2"
     """Swin-V2 continuous relative position bias (log-spaced coords -> MLP -> 16*sigmoid)."""
     cpb_hidden: int = 512
@@ -112,6 +119,13 @@ class ERadioConfig(Config):
         c = self.width
         return (c, 2 * c, 4 * c, 8 * c)
 
+    def stage_ratios(self, stage: int) -> tuple[int, ...]:
+        """Subsample ratio of every attention block of transformer stage `stage` (3 or 4), in order."""
+        depth, pattern = self.depths[stage - 1], self.mra_pattern[stage - 3]
+        if self.depth_counts == "units":
+            return tuple(r for _ in range(depth) for r in pattern)
+        return tuple(pattern[i % len(pattern)] for i in range(depth))
+
     @property
     def feature_dim(self) -> int:
         if self.output_dim is not None:
@@ -134,14 +148,14 @@ class ERadioConfig(Config):
 
 
 PRESETS: dict[str, dict] = {
-    "xt": dict(width=64, depths=(1, 3, 4, 5)),
-    "t": dict(width=80, depths=(1, 3, 4, 5)),
-    "s": dict(width=96, depths=(3, 3, 5, 5)),
-    "b": dict(width=128, depths=(3, 3, 5, 5)),
-    "l": dict(width=192, depths=(3, 3, 5, 5), head_dim=96),
+    "xt": {"width": 64, "depths": (1, 3, 4, 5)},
+    "t": {"width": 80, "depths": (1, 3, 4, 5)},
+    "s": {"width": 96, "depths": (3, 3, 5, 5)},
+    "b": {"width": 128, "depths": (3, 3, 5, 5)},
+    "l": {"width": 192, "depths": (3, 3, 5, 5), "head_dim": 96},
     # The published E-RADIO v2 ("eradio_large_fullres_ws16") options, for comparison.
-    "l-v2": dict(width=192, depths=(3, 3, 5, 5), stem_width=64, head_dim=96, window_sizes=(16, 16),
-                 pre_conv="dense", mra_merge="half", fusion="neck", output_dim=1536),
+    "l-v2": {"width": 192, "depths": (3, 3, 5, 5), "stem_width": 64, "head_dim": 96, "window_sizes": (16, 16),
+                 "pre_conv": "dense", "mra_merge": "half", "fusion": "neck", "output_dim": 1536},
 }
 """Seed §A.2 presets: C = XT 64, T 80, S 96, B 128, L 192; depths [1,3,4,5] for XT/T, else [3,3,5,5]."""
 
@@ -308,7 +322,7 @@ class WindowTransformerBlock(nn.Module):
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, c, h, w = x.shape
+        b, _c, h, w = x.shape
         ws = self.window_size
         x = x.permute(0, 2, 3, 1)  # NHWC
         shortcut = x
@@ -374,10 +388,10 @@ class ConvStage(nn.Module):
 
 
 class AttentionStage(nn.Module):
-    """Downsample -> `depth` MRA units, each one block per ratio of `pattern`."""
+    """Downsample -> one MRA block per ratio in `ratios` (see ``ERadioConfig.stage_ratios``)."""
 
-    def __init__(self, in_chs: int, out_chs: int, depth: int, pattern: tuple[int, ...],
-                 window_size: int, cfg: ERadioConfig):
+    def __init__(self, in_chs: int, out_chs: int, ratios: tuple[int, ...], window_size: int,
+                 cfg: ERadioConfig):
         super().__init__()
         self.downsample = Downsample(in_chs, out_chs)
         self.blocks = nn.Sequential(*(
@@ -385,7 +399,7 @@ class AttentionStage(nn.Module):
                      qkv_bias=cfg.qkv_bias, pos_bias=cfg.pos_bias == "swinv2",
                      cpb_hidden=cfg.cpb_hidden, pre_conv=cfg.pre_conv,
                      resample=cfg.mra_resample, merge=cfg.mra_merge)
-            for _ in range(depth) for ratio in pattern))
+            for ratio in ratios))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.blocks(self.downsample(x))
@@ -437,8 +451,8 @@ class ERadio(nn.Module):
         self.stages = nn.ModuleList([
             ConvStage(c1, c1, cfg.depths[0], downsample=False),
             ConvStage(c1, c2, cfg.depths[1], downsample=True),
-            AttentionStage(c2, c3, cfg.depths[2], cfg.mra_pattern[0], cfg.window_sizes[0], cfg),
-            AttentionStage(c3, c4, cfg.depths[3], cfg.mra_pattern[1], cfg.window_sizes[1], cfg),
+            AttentionStage(c2, c3, cfg.stage_ratios(3), cfg.window_sizes[0], cfg),
+            AttentionStage(c3, c4, cfg.stage_ratios(4), cfg.window_sizes[1], cfg),
         ])
         if cfg.fusion == "deconv":
             self.fusion: nn.Module = DeconvFusion(c3, c4, cfg.output_dim)
