@@ -40,6 +40,12 @@ def run(args: argparse.Namespace) -> int:
     print(f"arch {args.arch} (id {result['arch_id']}) at {h}x{w}, batch {lat['batch_size']}")
     print(f"  params     {result['params'] / 1e6:.2f} M")
     print(f"  GMACs      {result['gmacs']:.3f} per image")
+    if "windows" in result:
+        pinned = result["arch"]["window_sizes"] != "auto"
+        print(f"  windows    {', '.join(map(str, result['windows']))} "
+              f"({'pinned' if pinned else 'auto: from the resolution'})")
+        for line in result["window_padding"]:
+            print(f"  padding    {line}")
     print(f"  latency    median {lat['median_ms']:.2f} ms, p90 {lat['p90_ms']:.2f} ms "
           f"({lat['runs']} runs, {lat['dtype']}{', channels_last' if lat['channels_last'] else ''})")
     print(f"  throughput {lat['images_per_s']:.1f} img/s")

@@ -49,6 +49,9 @@ def flop_analysis(model: nn.Module, resolution: tuple[int, int], batch_size: int
     """A strict fvcore analysis of `model` on a random input; raises if any op would be skipped."""
     h, w = resolution
     inputs = torch.randn(batch_size, 3, h, w)
+    set_input_size = getattr(model, "set_input_size", None)
+    if callable(set_input_size):  # windows follow the input before the trace, not inside it
+        set_input_size(h, w)
     was_training = model.training
     model.eval()
     analysis = FlopCountAnalysis(model, inputs).set_op_handle(**EXTRA_HANDLES)

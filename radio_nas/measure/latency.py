@@ -19,8 +19,9 @@ import statistics
 import tempfile
 import time
 import weakref
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 from torch import nn
@@ -89,6 +90,9 @@ def measure_latency(model: nn.Module, resolution: tuple[int, int], batch_size: i
     cfg = getattr(model, "cfg", None)
     if cfg is not None:
         cfg.check_input_size(h, w)
+    set_input_size = getattr(model, "set_input_size", None)
+    if callable(set_input_size):
+        set_input_size(h, w)
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     model = model.to(device=device, memory_format=memory_format).eval()
     x = torch.randn(batch_size, 3, h, w, device=device).contiguous(memory_format=memory_format)
@@ -181,7 +185,7 @@ class _LiveTensorPeak(TorchDispatchMode):
         self.live = self.peak = 0
         self._seen: set[int] = set()
 
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
         for t in _tensors(out):
             storage = t.untyped_storage()

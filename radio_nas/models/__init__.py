@@ -67,10 +67,19 @@ def resolve_config(spec: Any, **overrides: Any) -> Config:
         raise exc.within(file=file) from None
 
 
-def build_model(spec: Any, **overrides: Any) -> nn.Module:
-    """Build the student described by `spec` (see :func:`resolve_config`)."""
+def build_model(spec: Any, *, resolution: tuple[int, int] | None = None, **overrides: Any) -> nn.Module:
+    """Build the student described by `spec` (see :func:`resolve_config`).
+
+    `resolution` (H, W) is the input size it will run at: E-RADIO's ``window_sizes: auto`` are
+    chosen from it (a model also adapts on the first forward at another size)."""
     cfg = resolve_config(spec, **overrides)
-    return FAMILIES[cfg.family].model(cfg)  # type: ignore[attr-defined]
+    model = FAMILIES[cfg.family].model(cfg)  # type: ignore[attr-defined]
+    if resolution is not None:
+        cfg.check_input_size(*resolution)  # type: ignore[attr-defined]
+        set_input_size = getattr(model, "set_input_size", None)
+        if callable(set_input_size):
+            set_input_size(*resolution)
+    return model
 
 
 def _from_mapping(data: dict[str, Any]) -> Config:
