@@ -10,7 +10,7 @@ handle or be a known zero-cost op (elementwise, by the usual MAC convention); an
 from __future__ import annotations
 
 import warnings
-from typing import Any
+from typing import Any, cast
 
 import torch
 from fvcore.nn import FlopCountAnalysis
@@ -77,7 +77,7 @@ def count_gmacs(model_or_spec: Any, resolution: tuple[int, int] | int = 224, bat
     model = model_or_spec if isinstance(model_or_spec, nn.Module) else build_model(model_or_spec)
     cfg = getattr(model, "cfg", None)
     if cfg is not None:
-        resolve_config(cfg).check_input_size(h, w)
+        cast(Any, resolve_config(cfg)).check_input_size(h, w)
     elif h <= 0 or w <= 0:
         raise ConfigError(f"bad resolution {h}x{w}", key="resolution")
     return flop_analysis(model, (h, w), batch_size).total() / 1e9

@@ -45,19 +45,19 @@ def versions() -> dict[str, str]:
 
 def profile(spec: Any, resolution: Any = 224, batch_size: int = 1, device: str = "cpu",
             dtype: str = "fp32", channels_last: bool = False, runs: int = 50, warmup: int = 10,
-            **overrides: Any) -> dict[str, Any]:
+            deploy: bool = True, **overrides: Any) -> dict[str, Any]:
     """Params, GMACs (per image) and latency of the variant `spec` (preset, dict, YAML, config)."""
     from radio_nas.models import build_model, resolve_config
 
     check_settings(device, dtype)
-    cfg = resolve_config(spec, **overrides)
+    cfg: Any = resolve_config(spec, **overrides)
     h, w = parse_resolution(resolution)
     cfg.check_input_size(h, w)
     with warnings.catch_warnings():  # padding is reported in the result instead
         warnings.simplefilter("ignore", WindowPaddingWarning)
         model = build_model(cfg, resolution=(h, w))
     gmacs = count_gmacs(model, (h, w))
-    latency = measure_latency(model, (h, w), batch_size, device, dtype, channels_last, warmup, runs)
+    latency = measure_latency(model, (h, w), batch_size, device, dtype, channels_last, warmup, runs, deploy)
     result = {
         "arch_id": cfg.id, "arch": cfg.to_dict(), "resolution": [h, w], "params": count_params(model),
         "gmacs": gmacs, "latency": latency.to_dict(), "versions": versions(),

@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 from torch import nn
 
 from radio_nas._config import Config, ConfigError, load_yaml
+from radio_nas.models.deploy import deploy_model, fuse_conv_bn
 from radio_nas.models.eradio import PRESETS as ERADIO_PRESETS
 from radio_nas.models.eradio import ERadio, ERadioConfig, optimal_window_size
 from radio_nas.models.vit import PRESETS as VIT_PRESETS
@@ -110,6 +111,8 @@ __all__ = [
     "ViT",
     "ViTConfig",
     "build_model",
+    "deploy_model",
+    "fuse_conv_bn",
     "optimal_window_size",
     "preset_names",
     "register_family",

@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from radio_nas._config import Config, ConfigError, coerce
+from radio_nas.models.deploy import fuse_conv_bn
 
 PATCH_SIZE = 16  # stride of the output features
 INPUT_MULTIPLE = 32  # stride of the deepest stage
@@ -571,6 +572,23 @@ class ERadio(nn.Module):
         self.apply(_init_weights)
         if input_size is not None:
             self._warn_padding(*input_size)
+
+    deployed = False
+    """True after :meth:`switch_to_deploy`: inference only."""
+
+    def switch_to_deploy(self) -> ERadio:
+        """Fold every BatchNorm into its convolution, in place, and go to eval mode for good
+        (the position bias caches itself in eval mode). Outputs match eval mode to rounding."""
+        self.eval()
+        fuse_conv_bn(self)
+        self.deployed = True
+        return self
+
+    def train(self, mode: bool = True) -> ERadio:
+        if mode and self.deployed:
+            raise RuntimeError("this E-RADIO was switched to deploy (BatchNorm folded): inference only; "
+                               "build a fresh model to train")
+        return super().train(mode)
 
     @property
     def window_sizes(self) -> tuple[int, int]:
