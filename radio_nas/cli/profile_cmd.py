@@ -21,6 +21,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--no-deploy", dest="deploy", action="store_false",
                    help="time the training graph in eval mode instead of the deployable one "
                         "(BatchNorm folded, position bias cached; the default)")
+    p.add_argument("--weights", metavar="PATH",
+                   help="torch checkpoint to load first (weights-only): the model's own state dict or "
+                        "the published E-RADIO v2 one (e.g. eradio_v2.pth.tar with the l-v2 preset)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override an architecture field, e.g. --set width=96 (repeatable)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -34,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     overrides = dict(parse_assignment(s) for s in args.set)
     result = profile(args.arch, resolution=args.resolution, batch_size=args.batch_size, device=args.device,
                      dtype=args.dtype, channels_last=args.channels_last, runs=args.runs,
-                     warmup=args.warmup, deploy=args.deploy, **overrides)
+                     warmup=args.warmup, deploy=args.deploy, weights=args.weights, **overrides)
     if args.json:
         print_json(result)
         return 0
@@ -42,6 +45,8 @@ def run(args: argparse.Namespace) -> int:
     h, w = result["resolution"]
     print(f"arch {args.arch} (id {result['arch_id']}) at {h}x{w}, batch {lat['batch_size']}")
     print(f"  params     {result['params'] / 1e6:.2f} M")
+    if result["weights"]:
+        print(f"  weights    {result['weights']}")
     print(f"  GMACs      {result['gmacs']:.3f} per image")
     if "windows" in result:
         pinned = result["arch"]["window_sizes"] != "auto"

@@ -45,8 +45,9 @@ def versions() -> dict[str, str]:
 
 def profile(spec: Any, resolution: Any = 224, batch_size: int = 1, device: str = "cpu",
             dtype: str = "fp32", channels_last: bool = False, runs: int = 50, warmup: int = 10,
-            deploy: bool = True, **overrides: Any) -> dict[str, Any]:
-    """Params, GMACs (per image) and latency of the variant `spec` (preset, dict, YAML, config)."""
+            deploy: bool = True, weights: str | None = None, **overrides: Any) -> dict[str, Any]:
+    """Params, GMACs (per image) and latency of the variant `spec` (preset, dict, YAML, config);
+    `weights`: a torch checkpoint to load first (weights-only; published E-RADIO v2 names mapped)."""
     from radio_nas.models import build_model, resolve_config
 
     check_settings(device, dtype)
@@ -56,11 +57,15 @@ def profile(spec: Any, resolution: Any = 224, batch_size: int = 1, device: str =
     with warnings.catch_warnings():  # padding is reported in the result instead
         warnings.simplefilter("ignore", WindowPaddingWarning)
         model = build_model(cfg, resolution=(h, w))
+    if weights is not None:
+        from radio_nas.models.published import load_weights
+
+        load_weights(model, weights)
     gmacs = count_gmacs(model, (h, w))
     latency = measure_latency(model, (h, w), batch_size, device, dtype, channels_last, warmup, runs, deploy)
     result = {
         "arch_id": cfg.id, "arch": cfg.to_dict(), "resolution": [h, w], "params": count_params(model),
-        "gmacs": gmacs, "latency": latency.to_dict(), "versions": versions(),
+        "gmacs": gmacs, "latency": latency.to_dict(), "versions": versions(), "weights": weights,
     }
     if isinstance(model, ERadio):  # the windows used, and any map they pad
         result["windows"] = list(model.window_sizes)
