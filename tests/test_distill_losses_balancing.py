@@ -6,7 +6,8 @@ import torch
 
 from radio_nas.distill.balancing import (AdaLossBalancer, FixedBalancer, StaticUncertaintyBalancer,
                                          UncertaintyBalancer, make_balancer)
-from radio_nas.distill.losses import feature_fidelity, feature_loss, summary_fidelity, summary_loss
+from radio_nas.distill.losses import (feature_fidelity, feature_loss, feature_smooth_l1, summary_fidelity,
+                                      summary_loss)
 from radio_nas.distill.pipeline import BalancingConfig
 
 TERMS = ["a/summary", "a/features"]
@@ -26,6 +27,7 @@ def test_feature_loss_per_token_cos_and_smooth_l1_beta2():
     t = torch.tensor([[[[1.0, 0.0]], [[0.0, 1.0]]]])
     assert feature_loss(s, t).tolist() == pytest.approx([(0.0 + 0.9 + 0.1125) / 2])
     assert feature_fidelity(s, t).tolist() == pytest.approx([0.5])
+    assert feature_smooth_l1(s, t).tolist() == pytest.approx([1.125 / 2])  # the magnitude part alone
     # the weights and beta are parameters of the recipe
     assert feature_loss(s, t, 1.0, 0.0).tolist() == pytest.approx([0.5])
     assert feature_loss(s, t, 0.0, 1.0, beta=1.0).tolist() == pytest.approx([(0 + (2.5 + 0.5) / 2) / 2])

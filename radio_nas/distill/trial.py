@@ -16,7 +16,7 @@ import json
 import math
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -29,7 +29,8 @@ from radio_nas.distill import cache as cache_mod
 from radio_nas.distill.adaptors import TeacherAdaptor
 from radio_nas.distill.balancing import make_balancer
 from radio_nas.distill.data import CropDataset, open_dataset
-from radio_nas.distill.losses import feature_fidelity, feature_loss, summary_fidelity, summary_loss
+from radio_nas.distill.losses import (feature_fidelity, feature_loss, feature_smooth_l1, summary_fidelity,
+                                      summary_loss)
 from radio_nas.distill.pipeline import PipelineConfig, load_pipeline
 from radio_nas.distill.teachers import build_teachers
 
@@ -48,6 +49,9 @@ class _Targets:
     eval: dict[str, cache_mod.CacheEntry]
     hit: bool
     seconds: float
+    baseline: dict[str, np.ndarray] = field(default_factory=dict)
+    """Per eval crop, the constant predictor's score: ``<teacher>/summary`` and ``<teacher>/features``
+    cosine, ``<teacher>/smooth_l1`` feature SmoothL1 (see :func:`_constant_baseline`)."""
 
 
 def run_trial(pipeline: PipelineConfig | str | Path | dict, arch: Any, *, report: Report | None = None,
@@ -66,13 +70,14 @@ def run_trial(pipeline: PipelineConfig | str | Path | dict, arch: Any, *, report
         torch.set_num_threads(pipeline.student.threads)
     result: dict[str, Any] = {
         "status": "ok", "failure_reason": None, "arch_id": cfg.id, "pipeline_id": pipeline.id,
-        "fidelity": None, "knn_accuracy": None, "train_loss_final": None, "train_loss_mean": None,
+        "fidelity": None, "fidelity_cos": None, "feature_smooth_l1": None, "knn_accuracy": None, "train_loss_final": None, "train_loss_mean": None,
         "loss_curve": [], "steps": 0, "steps_per_s": None, "images_per_s": None, "time_teacher_s": 0.0,
         "time_student_s": 0.0, "time_data_s": 0.0, "time_eval_s": 0.0, "wall_s": None, "cache_hit": None,
         "weights_path": None, "data_skipped": 0}
     for t in pipeline.teachers:
-        result[f"fidelity/{t.name}/summary"] = None
-        result[f"fidelity/{t.name}/features"] = None
+        for prefix in ("fidelity", "fidelity_cos", "fidelity_baseline"):
+            result[f"{prefix}/{t.name}/summary"] = result[f"{prefix}/{t.name}/features"] = None
+        result[f"feature_smooth_l1/{t.name}"] = result[f"feature_smooth_l1_baseline/{t.name}"] = None
     try:
         targets = _targets(pipeline, dataset, progress)
         result.update(cache_hit=targets.hit, time_teacher_s=targets.seconds)
@@ -122,7 +127,8 @@ def _targets(pipeline: PipelineConfig, dataset: CropDataset, progress: bool) -> 
               progress=progress)
     train, built_train = cache_mod.teacher_outputs(pipeline.teachers, dataset, "train", **kw)
     evals, built_eval = cache_mod.teacher_outputs(pipeline.teachers, dataset, "eval", **kw)
-    return _Targets(train, evals, not (built_train or built_eval), time.perf_counter() - t0)
+    baseline = _constant_baseline(train, evals, pipeline.loss.smooth_l1_beta)
+    return _Targets(train, evals, not (built_train or built_eval), time.perf_counter() - t0, baseline)
 
 
 class _Student(nn.Module):
@@ -253,7 +259,8 @@ def _train(pipeline: PipelineConfig, dataset: CropDataset, student: _Student, ta
 def _report_metrics(result: dict[str, Any], step: int, weights: dict[str, float] | None = None
                     ) -> dict[str, Any]:
     curve = result["loss_curve"]
-    out = {"step": step, "train_loss": curve[-1] if curve else None, "fidelity": result["fidelity"]}
+    out = {"step": step, "train_loss": curve[-1] if curve else None, "fidelity": result["fidelity"],
+           "fidelity_cos": result["fidelity_cos"]}
     out.update({k: v for k, v in result.items() if k.startswith("fidelity/")})
     out.update({f"lambda/{k}": v for k, v in (weights or {}).items()})
     return out
@@ -262,10 +269,12 @@ def _report_metrics(result: dict[str, Any], step: int, weights: dict[str, float]
 @torch.no_grad()
 def _embed(pipeline: PipelineConfig, dataset: CropDataset, student: _Student, split: str, n: int,
            entries: dict[str, cache_mod.CacheEntry] | None) -> tuple[torch.Tensor, dict[str, list[float]]]:
-    """Student summaries of the first `n` crops of `split` and (given entries) fidelity per term."""
+    """Student summaries of the first `n` crops of `split` and (given entries) per-crop scores:
+    ``<teacher>/summary`` and ``<teacher>/features`` cosine, ``<teacher>/smooth_l1``."""
     scores: dict[str, list[float]] = {}
     summaries = []
     bs = pipeline.eval.batch_size
+    beta = pipeline.loss.smooth_l1_beta
     for start in range(0, n, bs):
         idx = np.arange(start, min(start + bs, n))
         summary, outputs = student(_images(dataset, split, idx, pipeline))
@@ -277,7 +286,39 @@ def _embed(pipeline: PipelineConfig, dataset: CropDataset, student: _Student, sp
             ts, tf = y[name]
             scores.setdefault(f"{name}/summary", []).extend(summary_fidelity(ps, ts).tolist())
             scores.setdefault(f"{name}/features", []).extend(feature_fidelity(pf, tf).tolist())
+            scores.setdefault(f"{name}/smooth_l1", []).extend(feature_smooth_l1(pf, tf, beta).tolist())
     return torch.cat(summaries), scores
+
+
+def _constant_baseline(train: dict[str, cache_mod.CacheEntry], evals: dict[str, cache_mod.CacheEntry],
+                       beta: float, chunk: int = 64) -> dict[str, np.ndarray]:
+    """Per eval crop, the scores of the constant predictor: the mean teacher output over the cached
+    training targets (summary vector, feature map per position), so no teacher runs. It is the
+    floor a student must beat; the primary fidelity is normalised against it."""
+    out: dict[str, np.ndarray] = {}
+    for name, entry in train.items():
+        means = []
+        for arr in (entry.summary, entry.features):
+            acc = np.zeros(arr.shape[1:], np.float64)
+            for i in range(0, arr.shape[0], chunk):
+                acc += np.asarray(arr[i:i + chunk], dtype=np.float32).sum(0)
+            means.append(torch.from_numpy((acc / max(arr.shape[0], 1)).astype(np.float32)))
+        ms, mf = means
+        ev = evals[name]
+        cols: dict[str, list[float]] = {"summary": [], "features": [], "smooth_l1": []}
+        for i in range(0, ev.summary.shape[0], chunk):
+            ts = torch.from_numpy(np.asarray(ev.summary[i:i + chunk], dtype=np.float32))
+            tf = torch.from_numpy(np.asarray(ev.features[i:i + chunk], dtype=np.float32))
+            cols["summary"] += summary_fidelity(ms.expand_as(ts), ts).tolist()
+            cols["features"] += feature_fidelity(mf.expand_as(tf), tf).tolist()
+            cols["smooth_l1"] += feature_smooth_l1(mf.expand_as(tf), tf, beta).tolist()
+        out.update({f"{name}/{k}": np.array(v, dtype=np.float64) for k, v in cols.items()})
+    return out
+
+
+def normalised_fidelity(cos: float, baseline: float) -> float:
+    """(cos - baseline) / (1 - baseline): 0 = no better than the constant predictor, 1 = perfect."""
+    return (cos - baseline) / max(1.0 - baseline, 1e-6)
 
 
 def _evaluate(pipeline: PipelineConfig, dataset: CropDataset, student: _Student, targets: _Targets,
@@ -285,8 +326,19 @@ def _evaluate(pipeline: PipelineConfig, dataset: CropDataset, student: _Student,
     student.eval()
     n = min(size or dataset.size("eval"), dataset.size("eval"))
     queries, scores = _embed(pipeline, dataset, student, "eval", n, targets.eval)
-    out: dict[str, Any] = {f"fidelity/{k}": float(np.mean(v)) for k, v in scores.items()}
+    out: dict[str, Any] = {}
+    for k in student.terms:  # the baseline is averaged over the same crops as the student
+        cos, base = float(np.mean(scores[k])), float(np.mean(targets.baseline[k][:n]))
+        out[f"fidelity/{k}"] = normalised_fidelity(cos, base)
+        out[f"fidelity_cos/{k}"] = cos
+        out[f"fidelity_baseline/{k}"] = base
     out["fidelity"] = float(np.mean([out[f"fidelity/{k}"] for k in student.terms]))
+    out["fidelity_cos"] = float(np.mean([out[f"fidelity_cos/{k}"] for k in student.terms]))
+    teachers = [t.name for t in pipeline.teachers]
+    for t in teachers:
+        out[f"feature_smooth_l1/{t}"] = float(np.mean(scores[f"{t}/smooth_l1"]))
+        out[f"feature_smooth_l1_baseline/{t}"] = float(np.mean(targets.baseline[f"{t}/smooth_l1"][:n]))
+    out["feature_smooth_l1"] = float(np.mean([out[f"feature_smooth_l1/{t}"] for t in teachers]))
     if knn and dataset.has_labels:
         m = min(pipeline.eval.knn_train_size, dataset.size("train"))
         keys, _ = _embed(pipeline, dataset, student, "train", m, None)
