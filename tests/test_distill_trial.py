@@ -54,7 +54,7 @@ def test_tiny_student_learns_and_warm_trial_runs_no_teacher(cache_dir, monkeypat
     assert reports[-1]["fidelity"] == after["fidelity"]  # the last report carries the final evaluation
     assert len(after["loss_curve"]) == 20 and after["steps"] == 20
     assert after["steps_per_s"] > 0 and after["images_per_s"] == pytest.approx(4 * after["steps_per_s"])
-    assert 0.0 <= after["knn_accuracy"] <= 1.0
+    assert after["knn_accuracy"] is None  # skimage: eval photos are held out whole, no labels to match
     json.dumps(after)  # JSON-able
     # a different trial seed re-uses the same teacher cache (crops are seeded by data.seed)
     other = run_trial(tiny(cache_dir, seed=5, steps=1), TINY)
