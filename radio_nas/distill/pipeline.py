@@ -187,6 +187,9 @@ class BalancingConfig(Config):
     adaloss_momentum: float = 0.9
     """adaloss: E[L] is an exponential running mean, E <- m*E + (1-m)*L (E starts at the first L)."""
     eps: float = 1e-8
+    detach: bool = False
+    """uncertainty: predict b from a detached student summary, so the balancing terms do not train
+    the student (False: Eq. 6 as written, b is a function of the student and trains it)."""
 
     def validate(self) -> None:
         if not 0.0 <= self.adaloss_momentum < 1.0:
