@@ -40,8 +40,8 @@ def run(args: argparse.Namespace) -> int:
 
     def report(metrics: dict) -> None:
         if not args.quiet:
-            print(f"step {metrics['step']:>5}  loss {metrics['train_loss']:.4f}  fidelity {metrics['fidelity']:.4f}"
-                  f"  (cos {metrics['fidelity_cos']:.4f})",
+            print(f"step {metrics['step']:>5}  {metrics['seconds']:7.1f} s  loss {metrics['train_loss']:.4f}  "
+                  f"fidelity {metrics['fidelity']:.4f}  (cos {metrics['fidelity_cos']:.4f})",
                   file=sys.stderr)
 
     try:
@@ -52,11 +52,11 @@ def run(args: argparse.Namespace) -> int:
             raise exc.within(file=args.pipeline) from None
         raise
     if args.json:
-        print_json(result)
+        print_json(result.to_dict())
     else:
-        _print(result)
-    if result["status"] != "ok":
-        print(f"radio-nas trial: trial failed: {result['failure_reason']}", file=sys.stderr)
+        _print(result.to_dict())
+    if not result.ok:
+        print(f"radio-nas trial: trial failed: {result.failure_reason}", file=sys.stderr)
         return 1
     return 0
 
@@ -70,9 +70,11 @@ def _print(result: dict) -> None:
             *(f"{p}/{t}" for t in terms for p in ("fidelity", "fidelity_cos", "fidelity_baseline")),
             "feature_smooth_l1", *sorted(k for k in result if k.startswith("feature_smooth_l1")
                                          and k != "feature_smooth_l1"),
-            "knn_accuracy", "train_loss_final", "train_loss_mean", "steps", "steps_per_s", "images_per_s",
+            "knn_accuracy", "train_loss_final", "train_loss_mean", "steps", "seconds", "steps_per_s", "images_per_s",
             "time_teacher_s", "time_student_s", "time_eval_s", "wall_s", "cache_hit", "weights_path"]
     width = max(map(len, keys))
     for k in keys:
         if k in result and not (k == "failure_reason" and result[k] is None):
             print(f"{k:<{width}}  {fmt(result[k])}")
+    curve = "  ".join(f"{p['step']}: {fmt(p['fidelity'])}" for p in result["fidelity_curve"])
+    print(f"{'fidelity_curve':<{width}}  {curve}")
