@@ -114,9 +114,9 @@ def dry_plan() -> Plan:
         device="cpu", presets={"xt-tiny": TINY}, resolutions=(64,), batches=(1, 2), dtypes=("fp32", "bf16"),
         layouts=(False, True), repeats=2, min_runs=2, max_runs=2, repeat_target_s=0.0, warmup=1,
         grid_budget_s=120.0,
-        cli_profile=("xt", "--set", "width=16", "--set", "depths=[1,1,1,1]", "--set", "head_dim=16", "--set",
-                     "window_sizes=[2,2]", "--resolution", "64", "--batch-size", "2", "--device", "cpu", "--dtype",
-                     "bf16", "--channels-last", "--runs", "2", "--warmup", "1"),
+        cli_profile=("xt", "--set", "width=16", "--set", "depths=[1,1,1,1]", "--set", "head_dim=16",
+                     "--resolution", "64", "--batch-size", "2", "--device", "cpu", "--dtype", "bf16",
+                     "--channels-last", "--runs", "2", "--warmup", "1"),
         # presets only (no --set): full-size xt, so one fp32 run keeps it to seconds on 2 cores
         cli_bench=("--presets", "xt", "--resolution", "64", "--device", "cpu", "--dtype", "fp32", "--channels-last",
                    "--batch-sizes", "1", "--runs", "1", "--warmup", "0"),
@@ -134,14 +134,27 @@ def dry_plan() -> Plan:
 
 
 def arch_config(spec: Any, height: int, width: int) -> Any:
-    """The variant `spec` with the reference's window rule at this input (largest divisor of
-    min(H, W)/32 that is <= 16, both transformer stages). The one place to switch to
-    ``window_sizes: auto`` once radio_nas.models accepts it."""
-    from radio_nas.models import optimal_window_size, resolve_config
+    """The variant `spec` with ``window_sizes: auto`` (the reference's rule, chosen per stage from
+    the input size: 224 -> 7, 7; 512 -> 16, 16), checked at height x width. Read the windows it
+    picks with ``cfg.windows_for(height, width)``."""
+    from radio_nas.models import resolve_config
 
-    ws = optimal_window_size(height, width)
     base = dict(spec) if isinstance(spec, dict) else {"preset": spec}
-    return resolve_config({**base, "window_sizes": [ws, ws]})
+    cfg: Any = resolve_config({**base, "window_sizes": "auto"})
+    cfg.check_input_size(height, width)
+    return cfg
+
+
+def deployed(cfg: Any, resolution: tuple[int, int], device: str) -> Any:
+    """The model as measure_latency times it by default (BatchNorm folded, position bias cached),
+    built once on `device` so the grid does not copy it at every measurement (deploy=False there)."""
+    import torch
+
+    from radio_nas.models import build_model, deploy_model
+
+    torch.manual_seed(0)
+    with torch.device(device):  # initialised in place: l-v2 is 390 M parameters
+        return deploy_model(build_model(cfg, resolution=resolution), inplace=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -207,20 +220,15 @@ def cli(plan: Plan, save: Callable[[], None], section: dict[str, Any]) -> None:
 
 def latency(plan: Plan, save: Callable[[], None], section: dict[str, Any]) -> None:
     """The preset grid; rows are appended to section["rows"] as they finish."""
-    import torch
-
-    from radio_nas.models import build_model
-
     rows: list[dict[str, Any]] = section.setdefault("rows", [])
+    section["deployed"] = True
     started = time.monotonic()
     for label, spec in plan.presets.items():
         for res in plan.resolutions:
             model = None
             try:
                 cfg = arch_config(spec, res, res)
-                torch.manual_seed(0)
-                with torch.device(plan.device):  # initialised in place: l-v2 is 390 M parameters
-                    model = build_model(cfg)
+                model = deployed(cfg, (res, res), plan.device)
             except Exception as exc:  # noqa: BLE001 -- recorded, the grid goes on
                 rows.append({"preset": label, "resolution": res, "status": "failed", "error": _error(exc)})
                 save()
@@ -229,7 +237,7 @@ def latency(plan: Plan, save: Callable[[], None], section: dict[str, Any]) -> No
                 for dtype in plan.dtypes:
                     for channels_last in plan.layouts:
                         row: dict[str, Any] = {"preset": label, "resolution": res,
-                                               "window": list(cfg.window_sizes), "batch": batch, "dtype": dtype,
+                                               "window": list(cfg.windows_for(res, res)), "batch": batch, "dtype": dtype,
                                                "channels_last": channels_last}
                         if time.monotonic() - started > plan.grid_budget_s:
                             row.update(status="skipped", error=f"grid time budget {plan.grid_budget_s:g} s spent")
@@ -248,12 +256,11 @@ def latency(plan: Plan, save: Callable[[], None], section: dict[str, Any]) -> No
 
 
 def compile_check(plan: Plan, save: Callable[[], None], section: dict[str, Any]) -> None:
-    """torch.compile on vs off for one preset, the same settings otherwise, measured in alternation;
-    speedup = the median over repeats of eager median / compiled median (paired)."""
+    """torch.compile on vs off for one preset (both the deployed model), the same settings otherwise,
+    measured in alternation; speedup = the median over repeats of eager / compiled median (paired)."""
     import torch
 
     from radio_nas.measure.latency import DTYPES
-    from radio_nas.models import build_model
 
     res = plan.compile_resolution
     cfg = arch_config(plan.presets[plan.compile_preset], res, res)
@@ -261,11 +268,11 @@ def compile_check(plan: Plan, save: Callable[[], None], section: dict[str, Any])
     section.update(preset=plan.compile_preset, resolution=res, dtype=plan.compile_dtype,
                    backend=plan.compile_backend, channels_last=False)
     for batch in plan.compile_batches:
-        torch.manual_seed(0)
-        with torch.device(plan.device):
-            model = build_model(cfg).eval()
+        model = deployed(cfg, (res, res), plan.device)
         row: dict[str, Any] = {"batch": batch}
         compiled = None
+        torch._dynamo.reset()
+        _dynamo_counts(clear=True)
         try:
             compiled = torch.compile(model, backend=plan.compile_backend, dynamic=False)
             x = torch.randn(batch, 3, res, res, device=plan.device)
@@ -281,6 +288,7 @@ def compile_check(plan: Plan, save: Callable[[], None], section: dict[str, Any])
             ratios = [e / c for e, c in zip(row["eager"]["medians_ms"], row["compiled"]["medians_ms"])]
             row["speedup"] = statistics.median(ratios)
             row["speedups"] = ratios
+            row.update(_dynamo_counts())
             row["status"] = "ok"
         except Exception as exc:  # noqa: BLE001
             row.update(status="failed", error=_error(exc))
@@ -302,9 +310,9 @@ def trial(plan: Plan, save: Callable[[], None], section: dict[str, Any], out: Pa
     section.update(arch=plan.trial_arch, pipeline="pipelines/distill_cpu.yaml", overrides=overrides,
                    resolution=list(pipeline.size), batch_size=pipeline.batch_size, steps=pipeline.steps, runs=[])
     keep = ("status", "failure_reason", "steps", "steps_per_s", "images_per_s", "cache_hit", "time_teacher_s",
-            "time_student_s", "time_data_s", "time_eval_s", "wall_s", "fidelity", "train_loss_final")
+            "time_student_s", "time_data_s", "time_eval_s", "wall_s", "fidelity", "fidelity_cos", "train_loss_final")
     for label in ("cold", "warm"):
-        result = run_trial(pipeline, arch)
+        result = run_trial(pipeline, arch).to_dict()
         section["runs"].append({"cache": label, **{k: result.get(k) for k in keep}})
         save()
     cold, warm = section["runs"]
@@ -380,21 +388,22 @@ def _repeated(plan: Plan, model: Any, resolution: tuple[int, int], batch: int, d
 
 def _interleaved(plan: Plan, models: dict[str, Any], resolution: tuple[int, int], batch: int, dtype: str,
                  channels_last: bool) -> dict[str, dict[str, Any]]:
-    """Each repeat measures every model in turn (a paired comparison: clock or load drift hits all
-    alike); the number of timed runs per repeat comes from a probe of the first model."""
+    """`models` are already deployed (see :func:`deployed`). Each repeat measures every model in
+    turn (a paired comparison: clock or load drift hits all alike); the number of timed runs per
+    repeat comes from a probe of the first model."""
     from radio_nas.measure import measure_latency
 
     runs = plan.min_runs
     for i, model in enumerate(models.values()):
         probe = measure_latency(model, resolution, batch, plan.device, dtype, channels_last, warmup=plan.warmup,
-                                runs=plan.min_runs)
+                                runs=plan.min_runs, deploy=False)
         if i == 0 and plan.repeat_target_s > 0:
             runs = int(min(plan.max_runs, max(plan.min_runs, plan.repeat_target_s * 1e3 / probe.median_ms)))
     results: dict[str, list[Any]] = {label: [] for label in models}
     for _ in range(plan.repeats):
         for label, model in models.items():
             results[label].append(measure_latency(model, resolution, batch, plan.device, dtype, channels_last,
-                                                  warmup=1, runs=runs))
+                                                  warmup=1, runs=runs, deploy=False))
     return {label: _stats(rs, batch, runs) for label, rs in results.items()}
 
 
@@ -407,6 +416,18 @@ def _stats(results: list[Any], batch: int, runs: int) -> dict[str, Any]:
             "cv_pct": 100 * statistics.stdev(medians) / statistics.fmean(medians) if len(medians) > 1 else None,
             "images_per_s": batch / median * 1e3, "peak_memory_mb": max(peaks) if peaks else None,
             "device_name": results[0].device_name}
+
+
+def _dynamo_counts(clear: bool = False) -> dict[str, Any]:
+    """Graphs Dynamo compiled and graph breaks it hit (private counters: None if they move)."""
+    try:
+        from torch._dynamo.utils import counters
+    except ImportError:
+        return {"dynamo_graphs": None, "dynamo_graph_breaks": None}
+    if clear:
+        counters.clear()
+    return {"dynamo_graphs": counters["stats"].get("unique_graphs"),
+            "dynamo_graph_breaks": sum(counters["graph_break"].values())}
 
 
 def _raise_if_failed(rows: list[dict[str, Any]]) -> None:
@@ -514,7 +535,8 @@ def table(report: dict[str, Any]) -> str:
             continue
         body.append(_line("compile", setting + " no compile", row["eager"], ""))
         body.append(_line("compile", setting + f" torch.compile({comp.get('backend')})", row["compiled"],
-                          f"compile {_fmt(row['compile_s'], 1)} s; paired speedup {_fmt(row['speedup'])}x"))
+                          f"compile {_fmt(row['compile_s'], 1)} s; paired speedup {_fmt(row['speedup'])}x; "
+                          f"{row.get('dynamo_graphs')} graphs, {row.get('dynamo_graph_breaks')} graph breaks"))
     tr = sec.get("trial", {})
     for run in tr.get("runs", []):
         setting = f"{tr.get('arch')} {'x'.join(map(str, tr.get('resolution', [])))}px b{tr.get('batch_size')} " \
