@@ -15,7 +15,7 @@ from typing import Any
 from radio_nas import __version__
 from radio_nas._config import ConfigError
 
-COMMANDS = ["profile", "trial", "cache", "sweep", "report", "export", "viz", "validate"]
+COMMANDS = ["profile", "trial", "cache", "sweep", "replay", "report", "export", "viz", "validate"]
 
 
 def build_parser() -> argparse.ArgumentParser:

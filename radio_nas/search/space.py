@@ -139,9 +139,11 @@ class Resources(Config):
 
 @dataclasses.dataclass(frozen=True)
 class Scheduler(Config):
-    name: Literal["none", "asha"] = "none"
+    name: Literal["none", "asha", "moasha"] = "none"
+    """asha: one objective (fidelity); moasha: any objectives, ranked at each rung by non-dominated
+    sorting of (fidelity so far, objectives known before training), see search/mo_scheduler.py."""
     grace_period: int | None = None
-    """ASHA: steps before a trial can be stopped; None: the pipeline's eval.every."""
+    """First rung, in steps (rungs at grace_period x reduction_factor^k); None: the pipeline's eval.every."""
     reduction_factor: float = 3.0
 
     def validate(self) -> None:
@@ -209,6 +211,9 @@ class SpaceConfig(Config):
                               key="scheduler.name")
         if self.scheduler.name == "asha" and self.objectives[0].metric != "fidelity":
             raise ConfigError("ASHA stops trials on their intermediate fidelity; the objective must be "
+                              "fidelity", key="scheduler.name")
+        if self.scheduler.name == "moasha" and "fidelity" not in [o.metric for o in self.objectives]:
+            raise ConfigError("moasha stops trials on their intermediate fidelity; the objectives must include "
                               "fidelity", key="scheduler.name")
 
 
