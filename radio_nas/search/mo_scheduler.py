@@ -150,16 +150,20 @@ def from_space(space: Space, *, max_t: int | None = None, grace_period: int | No
                                max_t=max(int(steps), grace))
 
 
-def tune_scheduler(space: Space, costs_of: Callable[[str], dict[str, Any] | None]) -> Any:
+def tune_scheduler(space: Space, costs_of: Callable[[str], dict[str, Any] | None],
+                   on_stop: Callable[[str, list[dict[str, Any]]], None] | None = None) -> Any:
     """A Ray Tune scheduler running :class:`MOSuccessiveHalving` on the ``step``/``fidelity`` reports.
 
     `costs_of(tune_trial_id)` gives the pre-training metrics the sweep driver measured for a trial
-    (None when unknown: the trial then continues).
+    (None when unknown: the trial then continues). `on_stop(tune_trial_id, curve)` is called before a
+    trial is stopped with its curve so far, ``[{step, fidelity, seconds}]`` (seconds: Ray's
+    ``time_total_s``), so the driver can record it on the PRUNED trial.
     """
     from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
     cost_names, _ = scheduler_objectives(space)
     core = from_space(space)
+    curves: dict[str, list[dict[str, Any]]] = {}
 
     class MOASHAScheduler(FIFOScheduler):  # type: ignore[misc]
         """Ray Tune face of the rung logic; a stopped trial reaches the searcher without a final result."""
@@ -168,12 +172,16 @@ def tune_scheduler(space: Space, costs_of: Callable[[str], dict[str, Any] | None
             step, value = result.get("step"), result.get("fidelity")
             if step is None or value is None:  # the final report carries no step: never stopped
                 return str(TrialScheduler.CONTINUE)
+            curve = curves.setdefault(trial.trial_id, [])
+            curve.append({"step": int(step), "fidelity": float(value), "seconds": result.get("time_total_s")})
             known = costs_of(trial.trial_id) or {}
             cost = [known.get(n) for n in cost_names]
             if any(c is None for c in cost):
                 return str(TrialScheduler.CONTINUE)
             keep = core.on_result(trial.trial_id, step=int(step), value=float(value),
                                   costs=[float(c) for c in cost if c is not None])
+            if not keep and on_stop is not None:
+                on_stop(trial.trial_id, list(curve))
             return str(TrialScheduler.CONTINUE if keep else TrialScheduler.STOP)
 
         def debug_string(self) -> str:
