@@ -252,7 +252,7 @@ def write_table(table: Table, path: str | Path) -> Path:
             "points": len(table.rows), "steps": table.steps, "eval_every": table.eval_every,
             "space": table.space.raw, **table.meta}
     buf = io.StringIO()
-    buf.write("# " + json.dumps(meta, sort_keys=True, default=str) + "\n")
+    buf.write("# " + json.dumps(meta, default=str) + "\n")  # key order kept: parameter order matters
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(cols)
     for r in table.rows:
@@ -460,7 +460,7 @@ def simulate(table: Table, sampler: str, *, trials: int, seed: int, scheduler: s
                  arch_id=row.arch_id, **measured)
             run.counts["copies"] += 1
             streak += 1
-            _queue_untried(study, space, sampler_cfg.seed, trial.number)
+            _queue_untried(study, sim_space, sampler_cfg.seed, trial.number)
             continue
         if row.status == "infeasible":  # measured, then a constraint broke
             tell(trial, "infeasible", State.PRUNED, arch_id=row.arch_id, failure_reason=row.failure_reason,
@@ -514,13 +514,7 @@ def _record_curve(study: Any, trial: Any, row: Row, stop: int | None) -> None:
 
 
 def _tell(study: Any, trial: Any, state: Any, values: list[float] | None) -> None:
-    try:
-        study.tell(trial, values=values, state=state)
-    except RuntimeError as exc:
-        # Optuna's GridSampler calls study.stop() after the last grid point, which only works inside
-        # study.optimize(); the state is stored before it raises. The replay stops on its own.
-        if "Study.stop" not in str(exc):
-            raise
+    study.tell(trial, values=values, state=state)
 
 
 def _grid_done(study: Any, size: int) -> bool:
@@ -536,8 +530,8 @@ def _queue_untried(study: Any, space: Space, seed: int | None, salt: int) -> Non
     import optuna
 
     grid = space.grid()
-    if not grid:
-        return
+    if not grid or space.config.sampler.name == "grid":
+        return  # Optuna's GridSampler gives a queued trial's number no grid point: one would be missed
     trials = study.get_trials(deepcopy=False)
     if any(t.state == optuna.trial.TrialState.WAITING for t in trials):
         return
