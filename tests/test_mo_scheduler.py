@@ -6,7 +6,12 @@ import numpy as np
 import pytest
 
 from radio_nas._config import ConfigError
-from radio_nas.search.mo_scheduler import MOSuccessiveHalving, crowding_distance, rank_order, tune_scheduler
+from radio_nas.search.mo_scheduler import (
+    MOSuccessiveHalving,
+    crowding_distance,
+    rank_order,
+    tune_scheduler,
+)
 from radio_nas.search.space import load_space
 
 SMOKE = Path(__file__).resolve().parents[1] / "search_spaces" / "smoke.yaml"
@@ -82,3 +87,31 @@ def test_space_validates_moasha():
         load_space(SMOKE, {"scheduler": "moasha", "objectives": [{"metric": "gmacs", "direction": "minimize"}]})
     with pytest.raises(ConfigError, match="scheduler.name"):
         load_space(SMOKE, {"scheduler": "bogus"})
+
+
+@pytest.mark.slow
+def test_real_smoke_sweep_with_moasha_records_pruned_trials_with_curves_off_the_front(tmp_path, monkeypatch):
+    import optuna
+
+    from radio_nas.search.study import default_storage, trained_count
+    from radio_nas.search.summary import pareto_rows
+    from radio_nas.search.sweep import run_sweep
+
+    monkeypatch.setenv("RADIO_NAS_CACHE", str(tmp_path / "cache"))
+    # eta 100: at the one rung (step 2 of 6) only the first-ranked trial so far continues
+    overrides = {"scheduler": {"name": "moasha", "grace_period": 2, "reduction_factor": 100},
+                 "pipeline.overrides.steps": 6, "budget.trials": 4, "save_weights": False}
+    out = run_sweep(SMOKE, results_dir=tmp_path / "moasha", num_cpus=2, overrides=overrides, progress=None)
+    storage = default_storage(tmp_path / "moasha")
+    (summary,) = optuna.get_all_study_summaries(storage)
+    study = optuna.load_study(study_name=summary.study_name, storage=storage)
+    pruned = [t for t in study.trials if t.user_attrs.get("status") == "pruned"]
+    assert pruned and all(t.state == optuna.trial.TrialState.PRUNED for t in pruned)
+    for t in pruned:
+        curve = t.user_attrs["curve"]
+        assert [p["step"] for p in curve] == [2] and 0 < curve[0]["fidelity"] <= 1 and curve[0]["seconds"] > 0
+        assert "stopped" in t.user_attrs["failure_reason"]
+    front = {row["trial"] for row in out["pareto"]} | {t.number for t in study.best_trials}
+    assert front and not front & {t.number for t in pruned}
+    assert {row["trial"] for row in pareto_rows(study, load_space(SMOKE, overrides))} == {row["trial"] for row in out["pareto"]}
+    assert trained_count(study) == 4  # pruned trials count as trained (the budget)
