@@ -156,8 +156,8 @@ def tune_scheduler(space: Space, costs_of: Callable[[str], dict[str, Any] | None
 
     `costs_of(tune_trial_id)` gives the pre-training metrics the sweep driver measured for a trial
     (None when unknown: the trial then continues). `on_stop(tune_trial_id, curve)` is called before a
-    trial is stopped with its curve so far, ``[{step, fidelity, seconds}]`` (seconds: Ray's
-    ``time_total_s``), so the driver can record it on the PRUNED trial.
+    trial is stopped with its curve so far, ``[{step, fidelity, seconds}]`` (seconds: the trial's
+    clock as run_trial reports it, else Ray's ``time_total_s``), so the driver can record it on the PRUNED trial.
     """
     from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
@@ -173,7 +173,8 @@ def tune_scheduler(space: Space, costs_of: Callable[[str], dict[str, Any] | None
             if step is None or value is None:  # the final report carries no step: never stopped
                 return str(TrialScheduler.CONTINUE)
             curve = curves.setdefault(trial.trial_id, [])
-            curve.append({"step": int(step), "fidelity": float(value), "seconds": result.get("time_total_s")})
+            seconds = result.get("seconds", result.get("time_total_s"))  # the trial's clock, else Ray's
+            curve.append({"step": int(step), "fidelity": float(value), "seconds": seconds})
             known = costs_of(trial.trial_id) or {}
             cost = [known.get(n) for n in cost_names]
             if any(c is None for c in cost):

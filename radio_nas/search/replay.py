@@ -209,7 +209,7 @@ def _row_from_trial(point: int, params: dict[str, Any], t: Any, space: Space) ->
             metrics[name] = _float(trained.get(name))
     pipeline = u.get("pipeline")
     steps = _int(trained.get("steps"))
-    seconds = _float(trained.get("wall_s"))
+    seconds = _float(trained.get("seconds")) or _float(trained.get("wall_s"))  # the trial clock, as its curve
     curve = _trial_curve(t, steps, seconds, _float(trained.get("fidelity")) if status == "ok" else None)
     return Row(point, params, status, arch_id=u.get("arch_id"),
                pipeline_id=stable_id(pipeline) if isinstance(pipeline, dict) else None, metrics=metrics,
@@ -220,9 +220,12 @@ def _row_from_trial(point: int, params: dict[str, Any], t: Any, space: Space) ->
 
 
 def _trial_curve(t: Any, steps: int | None, seconds: float | None, final: float | None) -> tuple[CurvePoint, ...]:
-    """Eval-time fidelity per step: a recorded ``curve`` attribute ([{step, fidelity, seconds}]) if the
-    study has one, else Optuna's intermediate values; the final fidelity closes a trained curve."""
+    """Eval-time fidelity per step, [{step, fidelity, seconds}]: the ``curve`` attribute (a trial
+    stopped by moasha), else the trial result's ``fidelity_curve`` (in ``metrics``), else Optuna's
+    intermediate values; the final fidelity closes a trained curve."""
     recorded = t.user_attrs.get("curve")
+    if not isinstance(recorded, list) and isinstance(t.user_attrs.get("metrics"), dict):
+        recorded = t.user_attrs["metrics"].get("fidelity_curve")
     points: dict[int, CurvePoint] = {}
     if isinstance(recorded, list):
         for p in recorded:
