@@ -56,12 +56,24 @@ def _run(args: argparse.Namespace) -> int:
                           key="parameters")
     results = Path(args.results) if args.results else Path("results") / f"{space.name}-exhaustive"
     if not args.export_only:
+        from radio_nas.search.replay import missing_points
+        from radio_nas.search.study import open_study
         from radio_nas.search.sweep import run_sweep
 
         started = time.monotonic()
-        out = run_sweep(space, results_dir=results, trials=size, num_cpus=args.num_cpus)
-        print(f"exhaustive: {out['trained']} trained trials, {out['counts']} in {time.monotonic() - started:.0f}s "
-              f"(stop: {out['stop_reason']})")
+        for attempt in range(2):
+            out = run_sweep(space, results_dir=results, trials=size, num_cpus=args.num_cpus)
+            print(f"exhaustive: {out['trained']} trained trials, {out['counts']} after "
+                  f"{time.monotonic() - started:.0f}s (stop: {out['stop_reason']})")
+            study = open_study(space, results, out["storage"])
+            missing = missing_points(study, space)
+            if not missing or attempt:
+                break
+            # a grid sweep can end with points never proposed (older drivers queued a point after a
+            # copy, which took a grid slot): queue them and sweep once more
+            print(f"exhaustive: {len(missing)} points have no finished trial; queued, sweeping again")
+            for params in missing:
+                study.enqueue_trial(params)
     table = table_from_study(results)
     path = write_table(table, args.csv or results / "exhaustive.csv")
     counts = {s: sum(r.status == s for r in table.rows) for s in ("ok", "infeasible", "failed")}

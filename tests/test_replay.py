@@ -15,6 +15,7 @@ from radio_nas.search.replay import (
     Row,
     Table,
     load_table,
+    missing_points,
     read_csv,
     replay,
     simulate,
@@ -178,6 +179,8 @@ def test_table_from_an_exhaustive_study_and_refusal_of_a_partial_one(tmp_path, c
     partial = _study_folder(tmp_path / "p", rows, drop=5)
     with pytest.raises(ConfigError, match=r"not an exhaustive study: 5 of 18 points"):
         load_table(partial)
+    study = optuna.load_study(study_name="synth-x", storage=f"sqlite:///{partial / 'study.db'}")
+    assert missing_points(study, table.space) == [r.params for r in rows[-5:]]  # what exhaustive.py queues
     assert main(["replay", str(partial), "--samplers", "tpe", "--trials", "3"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("radio-nas replay: error:") and "not an exhaustive study" in err and "\n" not in err

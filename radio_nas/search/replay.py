@@ -168,6 +168,25 @@ def table_from_study(source: str | Path, *, study_name: str | None = None) -> Ta
         raise ConfigError("is an ablation study; replay needs a search space's exhaustive grid", file=str(source))
     grid = _grid_or_refuse(space, str(source))
     names = list(grid)
+    best, pruned = _finished_points(study, names)
+    points = list(itertools.product(*grid.values()))
+    missing = [k for k in points if k not in best]
+    if missing:
+        example = ", ".join(f"{n}={v}" for n, v in zip(names, missing[0]))
+        stopped = f" ({len(pruned)} trials were stopped early by a scheduler)" if pruned else ""
+        raise ConfigError(f"not an exhaustive study: {len(missing)} of {len(points)} points of space "
+                          f"{space.name!r} have no finished trial{stopped}, e.g. {example}; run the whole grid "
+                          f"first (python benchmarks/exhaustive.py SPACE)", file=str(source))
+    rows = tuple(_row_from_trial(i, dict(zip(names, k)), best[k], space) for i, k in enumerate(points))
+    pipeline = study.user_attrs.get("pipeline") or {}
+    return Table(space, rows, str(source), steps=_int(pipeline.get("steps")),
+                 eval_every=_int((pipeline.get("eval") or {}).get("every")),
+                 meta={"study": study.study_name, "study_space_hash": study.user_attrs.get("space_hash")})
+
+
+def _finished_points(study: Any, names: list[str]) -> tuple[dict[tuple[Any, ...], Any], list[int]]:
+    """Point -> its most informative finished trial (ok, else failed, else infeasible); and the
+    numbers of trials a scheduler stopped (they do not make a point finished)."""
     best: dict[tuple[Any, ...], Any] = {}
     pruned: list[int] = []
     rank = {"ok": 0, "failed": 1, "infeasible": 2}
@@ -184,19 +203,14 @@ def table_from_study(source: str | Path, *, study_name: str | None = None) -> Ta
         key = tuple(t.params[n] for n in names)
         if key not in best or rank[status] < rank[best[key].user_attrs["status"]]:
             best[key] = t
-    points = list(itertools.product(*grid.values()))
-    missing = [k for k in points if k not in best]
-    if missing:
-        example = ", ".join(f"{n}={v}" for n, v in zip(names, missing[0]))
-        stopped = f" ({len(pruned)} trials were stopped early by a scheduler)" if pruned else ""
-        raise ConfigError(f"not an exhaustive study: {len(missing)} of {len(points)} points of space "
-                          f"{space.name!r} have no finished trial{stopped}, e.g. {example}; run the whole grid "
-                          f"first (python benchmarks/exhaustive.py SPACE)", file=str(source))
-    rows = tuple(_row_from_trial(i, dict(zip(names, k)), best[k], space) for i, k in enumerate(points))
-    pipeline = study.user_attrs.get("pipeline") or {}
-    return Table(space, rows, str(source), steps=_int(pipeline.get("steps")),
-                 eval_every=_int((pipeline.get("eval") or {}).get("every")),
-                 meta={"study": study.study_name, "study_space_hash": study.user_attrs.get("space_hash")})
+    return best, pruned
+
+
+def missing_points(study: Any, space: Space) -> list[dict[str, Any]]:
+    """The points of a finite space with no finished trial in `study` (Optuna-encoded params)."""
+    grid = _grid_or_refuse(space, space.name)
+    best, _ = _finished_points(study, list(grid))
+    return [dict(zip(grid, k)) for k in itertools.product(*grid.values()) if k not in best]
 
 
 def _row_from_trial(point: int, params: dict[str, Any], t: Any, space: Space) -> Row:
