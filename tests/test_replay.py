@@ -137,6 +137,10 @@ def test_moasha_replay_prunes_on_curves_and_saves_training(table_csv):
     run = simulate(table, "random", trials=11, seed=0, scheduler="moasha", grace_period=2, reduction_factor=3)
     # the pruned trials never enter the found set (only COMPLETE trials make the front)
     assert len(run.found) == run.counts["ok"] and run.counts["pruned"] > 0
+    # TPE after pruned trials of a multi-objective study: their curve is a user attr, not intermediate
+    # values (Optuna 5.0's TPE raises on a PRUNED multi-objective trial with intermediate values)
+    tpe = simulate(table, "tpe", trials=11, seed=0, scheduler="moasha", grace_period=2, reduction_factor=3)
+    assert tpe.counts["pruned"] > 0 and len(tpe.ratios) == 11
 
 
 def _study_folder(tmp_path, rows, drop=0):
