@@ -112,6 +112,8 @@ def test_replay_is_deterministic_per_seed(table_csv):
     assert a["runs"] == b["runs"]
     c = replay(table, ["random"], trials=8, repeats=3, seed=6)
     assert c["runs"]["random"] != a["runs"]["random"]
+    parallel = replay(table, ["tpe", "random", "nsga2"], trials=8, repeats=3, seed=5, jobs=2)  # processes
+    assert parallel["runs"] == a["runs"]
     for runs in a["runs"].values():
         for run in runs:
             ratios = run["hv_ratio"]

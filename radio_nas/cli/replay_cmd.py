@@ -33,6 +33,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="change sampler.n_startup_trials, scheduler.grace_period, scheduler.reduction_factor or "
                         "budget.max_infeasible of the table's space")
+    p.add_argument("--jobs", type=int, default=1, metavar="N",
+                   help="processes for the repeats (default 1; the results do not depend on it)")
     p.add_argument("--study", metavar="NAME", help="study name when the storage holds several")
     p.add_argument("--plot", metavar="PNG", help="write the hypervolume-ratio curves (vs trials and vs training time)")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
@@ -64,7 +66,8 @@ def run(args: argparse.Namespace) -> int:
     trials = args.trials or table.space.config.budget.trials or 20
     say = (lambda line: print(line, file=sys.stderr, flush=True))
     out = replay(table, samplers, trials=trials, repeats=args.repeats, seed=args.seed, scheduler=args.scheduler,
-                 grace_period=args.grace_period, reduction_factor=args.reduction_factor, progress=say)
+                 grace_period=args.grace_period, reduction_factor=args.reduction_factor, progress=say,
+                 jobs=args.jobs)
     if args.plot:
         out["plot"] = str(plot_replay(out, args.plot))
     if args.json:

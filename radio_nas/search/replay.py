@@ -611,8 +611,11 @@ def _finite_objectives(space: Space, row: Row) -> bool:
 
 def replay(table: Table, samplers: Sequence[str], *, trials: int, repeats: int = 10, seed: int = 0,
            scheduler: str = "none", grace_period: int | None = None, reduction_factor: float | None = None,
-           progress: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Replay each sampler `repeats` times (sampler seeds seed, seed+1, ...) and summarise."""
+           progress: Callable[[str], None] | None = None, jobs: int = 1) -> dict[str, Any]:
+    """Replay each sampler `repeats` times (sampler seeds seed, seed+1, ...) and summarise; `jobs` > 1
+    spreads the repeats over that many processes (same results: every replay is seeded on its own)."""
+    if jobs < 1:
+        raise ConfigError(f"expected an integer >= 1, got {jobs}", key="--jobs")
     if trials < 1:
         raise ConfigError(f"expected an integer >= 1, got {trials}", key="--trials")
     if repeats < 1:
@@ -629,18 +632,41 @@ def replay(table: Table, samplers: Sequence[str], *, trials: int, repeats: int =
                                                                table.space.objective_directions)]},
         "trials": trials, "repeats": repeats, "seed": seed, "scheduler": scheduler, "target_ratio": TARGET_RATIO,
         "samplers": {}, "runs": {}}
-    for name in samplers:
-        started = time.perf_counter()
-        with _one_thread(name == "gp"):
-            runs = [simulate(table, name, trials=trials, seed=seed + i, scheduler=scheduler,
-                             grace_period=grace_period, reduction_factor=reduction_factor) for i in range(repeats)]
-        out["samplers"][name] = summarise(runs, pareto, trials)
-        out["samplers"][name]["replay_s"] = time.perf_counter() - started
-        out["runs"][name] = [{"seed": r.seed, "hv_ratio": r.ratios, "seconds": r.seconds, "steps": r.steps,
-                              "counts": r.counts, "stop_reason": r.stop_reason} for r in runs]
-        if progress is not None:
-            progress(f"{name}: {repeats} replays in {out['samplers'][name]['replay_s']:.1f}s")
+    kwargs = {"trials": trials, "scheduler": scheduler, "grace_period": grace_period,
+              "reduction_factor": reduction_factor}
+    pool = None
+    if jobs > 1:
+        import concurrent.futures
+        import multiprocessing
+
+        # spawn, not fork: the parent may hold torch/OpenMP threads (GP) that a fork would copy mid-flight
+        pool = concurrent.futures.ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"))
+    try:
+        for name in samplers:
+            started = time.perf_counter()
+            tasks = [(table, name, seed + i, kwargs) for i in range(repeats)]
+            runs = list(pool.map(_simulate_task, tasks)) if pool is not None else [_simulate_task(t) for t in tasks]
+            _summary(out, name, runs, pareto, trials, started, progress)
+    finally:
+        if pool is not None:
+            pool.shutdown()
     return out
+
+
+def _simulate_task(task: tuple[Table, str, int, dict[str, Any]]) -> Run:
+    table, name, seed, kwargs = task
+    with _one_thread(name == "gp"):
+        return simulate(table, name, seed=seed, **kwargs)
+
+
+def _summary(out: dict[str, Any], name: str, runs: list[Run], pareto: set[tuple[str, str]], trials: int,
+             started: float, progress: Callable[[str], None] | None) -> None:
+    out["samplers"][name] = summarise(runs, pareto, trials)
+    out["samplers"][name]["replay_s"] = time.perf_counter() - started
+    out["runs"][name] = [{"seed": r.seed, "hv_ratio": r.ratios, "seconds": r.seconds, "steps": r.steps,
+                          "counts": r.counts, "stop_reason": r.stop_reason} for r in runs]
+    if progress is not None:
+        progress(f"{name}: {len(runs)} replays in {out['samplers'][name]['replay_s']:.1f}s")
 
 
 @contextlib.contextmanager
