@@ -42,6 +42,8 @@ resources: {{cpu: 1}}
 # billion laughs: 10^8 leaves from a 1 kB file
 BOMB = "".join(f"    l{i}: &l{i} [" + ", ".join([f"*l{i - 1}" if i else "x"] * 10) + "]\n" for i in range(9))
 
+FLOW_BOMB = "[" + ", ".join(f"&l{i} [" + ", ".join([f"*l{i - 1}" if i else "x"] * 10) + "]" for i in range(9)) + "]"
+
 # a local torch.hub repo whose entry point leaves a mark when it runs
 HUBCONF = """\
 import pathlib
@@ -183,7 +185,7 @@ CASES: list[Case] = [
     Case("set-key-empty-part", ["sweep", "{d}/s.yaml", "--check", "--set", "budget..trials=2"],
          ("--set", "budget..trials"), files={"s.yaml": _space()}),
     Case("set-value-alias-bomb", ["sweep", "{d}/s.yaml", "--check", "--set",
-                                  "ablation.base=[" + ",".join(["[&a [x,x,x,x,x,x,x,x,x,x]"] + ["*a"] * 9) + "]]"],
+                                  "ablation.base=" + FLOW_BOMB],
          ("--set",), files={"s.yaml": _space()}),
     Case("results-is-a-file", ["sweep", "{d}/s.yaml", "--results", "{d}/afile"], ("--results", "afile"),
          files={"s.yaml": _space(), "afile": "x"}),

@@ -33,8 +33,11 @@ def run(args: argparse.Namespace) -> int:
     from radio_nas._config import ConfigError
     from radio_nas.cli import print_json
     from radio_nas.distill.cache import clear, list_entries
+    from radio_nas.distill.pipeline import CACHE_ENV
 
     root = _root(args)
+    if root.exists() and not root.is_dir():
+        raise ConfigError(f"{root} is a file; expected the cache folder", key="--dir" if args.dir else CACHE_ENV)
     if args.action == "ls":
         if args.keys:
             raise ConfigError("ls takes no keys", key="keys")
