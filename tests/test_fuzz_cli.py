@@ -321,8 +321,12 @@ def test_malformed_input_is_one_line_exit_2(case: Case, fuzz_base) -> None:
     assert ok, why
 
 
-def test_untrusted_teacher_code_never_ran(fuzz_base) -> None:
+def test_untrusted_teacher_code_runs_only_with_the_flag(fuzz_base) -> None:
     base, study = fuzz_base
     case = next(c for c in CASES if c.id == "viz-untrusted-hub-teacher")
-    run_case(case, base, study)
-    assert not (base / case.id / "hub" / "RAN").exists()
+    ok, why, _ = run_case(case, base, study)
+    assert ok, why
+    assert not (base / case.id / "hub" / "RAN").exists()  # refused before anything was built
+    trusted = dataclasses.replace(case, id="viz-trusted-hub-teacher", argv=[*case.argv, "--trust-teachers"])
+    run_case(trusted, base, study)
+    assert (base / trusted.id / "hub" / "RAN").read_text() == "hubconf ran"  # the flag is what let it run
