@@ -13,7 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-import test_fuzz_cli as fz  # noqa: E402
+import test_fuzz_cli as fz
 
 
 def main(argv: list[str]) -> int:

@@ -31,7 +31,7 @@ class ConfigError(ValueError):
         where = ": ".join(str(p) for p in (file, key) if p)
         super().__init__(f"{where}: {message}" if where else message)
 
-    def within(self, file: str | Path | None = None, prefix: str | None = None) -> "ConfigError":
+    def within(self, file: str | Path | None = None, prefix: str | None = None) -> ConfigError:
         """The same error placed inside `file` and/or under key `prefix`."""
         key = ".".join(p for p in (prefix, self.key) if p) or None
         return ConfigError(self.detail, key=key, file=self.file or file)
@@ -217,13 +217,13 @@ class Config:
         """Check relations between fields; raise :class:`ConfigError` naming the field."""
 
     @classmethod
-    def from_dict(cls: type[T], data: Any, *, key: str = "") -> T:
+    def from_dict(cls, data: Any, *, key: str = "") -> typing.Self:
         return from_dict(cls, data, key=key)
 
     def to_dict(self) -> dict[str, Any]:
         return to_dict(self)
 
-    def replace(self: T, **changes: Any) -> T:
+    def replace(self, **changes: Any) -> typing.Self:
         """A copy with some fields changed (validated like any construction)."""
         return from_dict(type(self), {**to_dict(self), **changes})
 
@@ -233,7 +233,7 @@ class Config:
         return stable_id(self.to_dict())
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _type_hints(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 

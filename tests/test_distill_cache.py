@@ -81,7 +81,7 @@ def test_interrupted_build_leaves_nothing_behind(tmp_path):
                         progress=False)
     assert list_entries(tmp_path) == []
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp-")]
-    entries, built = teacher_outputs([t], ds, "train", root=tmp_path, get_teachers=lambda: {"fake": FakeTeacher()},
+    _entries, built = teacher_outputs([t], ds, "train", root=tmp_path, get_teachers=lambda: {"fake": FakeTeacher()},
                                      progress=False)
     assert built and len(list_entries(tmp_path)) == 1
 
@@ -209,7 +209,7 @@ def test_broken_entry_is_listed_then_rebuilt_in_place(tmp_path, capsys, how):
     assert [e["status"] for e in list_entries(tmp_path, broken=True)] == ["ok"]
     assert not [p for p in tmp_path.iterdir() if p.name.startswith((".tmp-", ".broken-"))]
     # and the next trial reads it without building
-    again, built = teacher_outputs([t], ds, "train", root=tmp_path, get_teachers=lambda: {}, progress=False)
+    _again, built = teacher_outputs([t], ds, "train", root=tmp_path, get_teachers=dict, progress=False)
     assert not built
 
 

@@ -14,8 +14,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
 
@@ -281,7 +281,7 @@ def run_case(case: Case, base: Path, study: Path | None) -> tuple[bool, str, flo
     proc = subprocess.Popen([sys.executable, "-m", "radio_nas", *argv], cwd=d, env=_env(base),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
     try:
-        out, err = proc.communicate(timeout=TIMEOUT_S)
+        _out, err = proc.communicate(timeout=TIMEOUT_S)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.communicate()

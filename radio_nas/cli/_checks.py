@@ -12,8 +12,8 @@ import math
 import os
 import re
 import socket
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from radio_nas._config import ConfigError
 
@@ -120,7 +120,7 @@ def check_address(address: str, option: str = "--address", timeout: float = ADDR
     try:
         with socket.create_connection((host, port), timeout=timeout):
             pass
-    except socket.timeout:
+    except TimeoutError:
         raise ConfigError(f"no Ray cluster at {address}: no answer within {timeout:g} s", key=option) from None
     except OSError as exc:
         raise ConfigError(f"no Ray cluster at {address}: {exc.strerror or exc}; start one with "

@@ -37,11 +37,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 def run(args: argparse.Namespace) -> int:
     from radio_nas.cli import print_json
-    from radio_nas.report.export import ONNX_ATOL, OnnxParityError, export_trials, pareto_numbers
+    from radio_nas.cli._checks import writable_dir
+    from radio_nas.report.export import (
+        ONNX_ATOL,
+        OnnxParityError,
+        export_trials,
+        pareto_numbers,
+    )
     from radio_nas.report.pca import parse_resolution
     from radio_nas.report.study_table import open_study
-
-    from radio_nas.cli._checks import writable_dir
 
     handle = open_study(args.source, args.study)
     if args.out is not None:

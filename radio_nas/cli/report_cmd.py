@@ -34,11 +34,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 def run(args: argparse.Namespace) -> int:
     from radio_nas.cli import print_json
+    from radio_nas.cli._checks import check_image, writable_dir
     from radio_nas.report.reference import BUNDLED_REFERENCE
     from radio_nas.report.report import build_report
     from radio_nas.report.study_table import open_study
-
-    from radio_nas.cli._checks import check_image, writable_dir
 
     if not args.no_pca:
         check_image(args.pca_image, "--pca-image")

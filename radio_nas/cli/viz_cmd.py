@@ -52,8 +52,15 @@ def run(args: argparse.Namespace) -> int:
     from radio_nas.cli import print_json
     from radio_nas.cli._checks import check_image, check_safetensors, writable_file
     from radio_nas.models import resolve_config
-    from radio_nas.report.pca import (StudentFeatures, default_resolution, feature_pictures,
-                                      load_image, parse_resolution, resized, save_panel)
+    from radio_nas.report.pca import (
+        StudentFeatures,
+        default_resolution,
+        feature_pictures,
+        load_image,
+        parse_resolution,
+        resized,
+        save_panel,
+    )
     from radio_nas.report.weights import load_student
 
     check_image(args.image, "--image")

@@ -29,9 +29,10 @@ import shutil
 import sys
 import time
 import uuid
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -81,7 +82,7 @@ def teacher_outputs(teachers: Sequence[TeacherConfig], dataset: CropDataset, spl
     """
     keys = {t.name: cache_key(t, dataset, split) for t in teachers}
     # Teachers with identical outputs (same key under another name) are computed once.
-    first = {}
+    first: dict[str, TeacherConfig] = {}
     for t in teachers:
         first.setdefault(keys[t.name], t)
     if len(first) < len(teachers):
@@ -144,12 +145,14 @@ def _compute(teachers: Sequence[TeacherConfig], keys: dict[str, str], dataset: C
                 out[t.name] = CacheEntry(keys[t.name], None, meta, s, f)
                 continue
             for arr in (s, f):
-                arr.flush()  # type: ignore[union-attr]
+                arr.flush()  # type: ignore[attr-defined]  # an np.memmap
             del arrays[t.name]
-            (tmp[t.name] / "meta.json").write_text(json.dumps(meta, indent=1))
-            (tmp[t.name] / MARKER).write_text(f"radio-nas teacher cache entry {keys[t.name]}\n")
+            folder = tmp[t.name]
+            assert folder is not None
+            (folder / "meta.json").write_text(json.dumps(meta, indent=1))
+            (folder / MARKER).write_text(f"radio-nas teacher cache entry {keys[t.name]}\n")
             final = root / keys[t.name]
-            _replace_entry(tmp[t.name], final)
+            _replace_entry(folder, final)
             entry = _open(root, keys[t.name])
             if entry is None:
                 raise RuntimeError(f"teacher cache entry {final} is unreadable right after it was written: "
@@ -246,7 +249,7 @@ def _locks(root: Path, keys: list[str]) -> Iterator[None]:
     handles = []
     try:
         for key in keys:
-            fh = open(root / f".{key}.lock", "a+")
+            fh = open(root / f".{key}.lock", "a+")  # noqa: SIM115  (held open until the locks are released)
             fcntl.flock(fh, fcntl.LOCK_EX)
             handles.append(fh)
         yield

@@ -243,7 +243,7 @@ class Param:
         if isinstance(d, IntRange) and not d.log:
             return (d.high - d.low) // d.step + 1
         if isinstance(d, FloatRange) and d.step is not None and not d.log:
-            return int(round((d.high - d.low) / d.step)) + 1
+            return round((d.high - d.low) / d.step) + 1
         return None
 
     @property
@@ -440,7 +440,7 @@ def _parse_params(cfg: SpaceConfig, file: Path | None) -> list[Param]:
         if isinstance(spec, dict) and "_type" not in spec:
             extra = set(spec) - {"values", "when"}
             if extra or "values" not in spec:
-                bad = sorted(extra)[0] if extra else "values"
+                bad = min(extra) if extra else "values"
                 raise ConfigError(f"{'unknown key ' + repr(bad) if extra else 'missing values'}; a parameter "
                                   "mapping takes 'values' (grammar, NNI or a fixed value) and optional 'when'",
                                   key=key)
@@ -551,7 +551,7 @@ def _check_every_value(cfg: SpaceConfig, params: list[Param], pipeline: Any, fil
 
     def arch_error(spec: dict[str, Any]) -> ConfigError | None:
         try:
-            arch = resolve_config(spec)
+            arch: Any = resolve_config(spec)
             for hw in resolutions:
                 arch.check_input_size(*hw)
         except ConfigError as exc:
