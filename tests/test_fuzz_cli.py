@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # ~60 CLI runs of a few seconds each (still run in CI)
+
 REPO = Path(__file__).resolve().parents[1]
 PIPELINE = REPO / "pipelines" / "distill_cpu.yaml"
 TIMEOUT_S = 30.0
@@ -222,6 +224,18 @@ CASES: list[Case] = [
          files={"x.jpg": b"\xff\xd8\xff garbage"}),
     Case("reference-not-utf8", ["report", "{study}", "--no-pca", "--out", "{d}/rep", "--reference", "{d}/ref.yaml"],
          ("ref.yaml", "utf-8"), files={"ref.yaml": b"rows:\n  - name: \xff\n"}, needs_study=True),
+    Case("teacher-onnx-garbage", ["trial", "{d}/p.yaml", "--arch", "xt", "--set", "steps=1"], ("bad.onnx",),
+         files={"p.yaml": PIPELINE.read_text().replace("model: opennsfw ", "model: bad.onnx ", 1),
+                "bad.onnx": b"\x08\x07garbage-not-a-model" * 10}),
+    Case("report-garbage-db", ["report", "{d}/study.db", "--no-pca", "--out", "{d}/rep"], ("study.db",),
+         files={"study.db": b"SQLite format 3\x00" + b"\xff" * 200}),
+    Case("export-unknown-trial", ["export", "{study}", "--trial", "999", "--out", "{d}/x"], ("999",),
+         needs_study=True),
+    Case("trial-weights-is-a-folder", ["trial", "distill_cpu", "--arch", "xt", "--weights", "{d}"], ("--weights",)),
+    Case("set-no-equals", ["sweep", "{d}/s.yaml", "--check", "--set", "budget.trials"], ("--set",),
+         files={"s.yaml": _space()}),
+    Case("space-top-level-list", ["sweep", "{d}/s.yaml", "--check"], ("s.yaml", "mapping"),
+         files={"s.yaml": "- name: x\n"}),
     # -- item 8: code from a file someone else wrote ----------------------------------------------
     Case("viz-untrusted-hub-teacher", ["viz", "pca", "{d}/exp.yaml", "--resolution", "64", "--out", "{d}/p.png"],
          ("--trust-teachers", "exp.yaml"),

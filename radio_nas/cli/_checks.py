@@ -174,3 +174,29 @@ def check_safetensors(path: str | Path, option: str = "--weights") -> None:
                 or not 0 <= offsets[0] <= offsets[1] <= data_bytes):
             raise ConfigError(f"not a safetensors file (tensor {name!r} lies outside the file)", file=path,
                               key=option)
+
+
+def check_teacher_files(pipeline: object, source: str | Path | None) -> None:
+    """The model files named by ONNX and TorchScript teachers are readable models, checked before a
+    trial starts (a garbage file would otherwise fail every trial, deep inside the runtime)."""
+    for i, teacher in enumerate(getattr(pipeline, "teachers", ())):
+        if teacher.adapter not in ("onnx", "torchscript"):
+            continue
+        path = Path(teacher.model).expanduser()
+        if not path.is_file():
+            continue  # a bundled name (opennsfw); the adapter reports a missing file itself
+        key = f"teachers[{i}].model"
+        try:
+            if teacher.adapter == "onnx":
+                import onnx
+
+                onnx.load_model(str(path), load_external_data=False)
+            else:
+                import zipfile
+
+                if not zipfile.is_zipfile(path):
+                    raise ValueError("not a TorchScript archive")
+        except Exception as exc:  # noqa: BLE001  (protobuf and onnx raise assorted errors)
+            reason = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__
+            raise ConfigError(f"{path} is not a readable {teacher.adapter} model ({reason})",
+                              file=source, key=key) from None

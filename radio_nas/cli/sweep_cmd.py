@@ -69,12 +69,18 @@ def _check_places(args: argparse.Namespace, space: Any, *, create: bool) -> None
     at --check)."""
     from pathlib import Path
 
-    from radio_nas.cli._checks import check_address, check_storage, writable_dir
+    from radio_nas.cli._checks import (
+        check_address,
+        check_storage,
+        check_teacher_files,
+        writable_dir,
+    )
 
     results = Path(args.results) if args.results else Path("results") / space.name
     writable_dir(results, "--results" if args.results else "results", create=create)
     storage = args.storage or space.config.storage
     if storage:
         check_storage(storage, "--storage" if args.storage else "storage", create=create)
+    check_teacher_files(space.pipeline, space.config.pipeline.path or "pipeline")
     if args.address:
         check_address(args.address)
