@@ -38,6 +38,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 def run(args: argparse.Namespace) -> int:
     from radio_nas.cli import print_json
     from radio_nas.cli._checks import writable_dir
+
+    if args.out is not None:  # before the heavy imports: a bad --out answers at once
+        writable_dir(args.out, "--out")
     from radio_nas.report.export import (
         ONNX_ATOL,
         OnnxParityError,
@@ -48,9 +51,7 @@ def run(args: argparse.Namespace) -> int:
     from radio_nas.report.study_table import open_study
 
     handle = open_study(args.source, args.study)
-    if args.out is not None:
-        writable_dir(args.out, "--out")
-    elif handle.results_dir is not None:
+    if args.out is None and handle.results_dir is not None:
         writable_dir(handle.results_dir / "exported", "results folder")
     numbers = pareto_numbers(handle) if args.pareto else list(dict.fromkeys(args.trial))
     if not numbers:

@@ -35,12 +35,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 def run(args: argparse.Namespace) -> int:
     from radio_nas.cli import print_json
     from radio_nas.cli._checks import check_image, writable_dir
+
+    if not args.no_pca:
+        check_image(args.pca_image, "--pca-image")
+    if args.out:
+        writable_dir(args.out, "--out")
+    if args.reference not in (None, "bundled"):
+        from radio_nas._config import load_yaml
+        load_yaml(args.reference, key="--reference")  # a bad file fails before the report is built
     from radio_nas.report.reference import BUNDLED_REFERENCE
     from radio_nas.report.report import build_report
     from radio_nas.report.study_table import open_study
 
-    if not args.no_pca:
-        check_image(args.pca_image, "--pca-image")
     handle = open_study(args.source, args.study)
     out = args.out or handle.results_dir
     if out is not None:
