@@ -535,8 +535,9 @@ def _check_every_value(cfg: SpaceConfig, params: list[Param], pipeline: Any, fil
 
     An architecture value is tried against the base (with the fixed values and its conditions), then
     beside each value of every other architecture parameter; it is refused only when no such
-    combination builds and takes the pipeline's resolution(s). A pipeline value is loaded into the
-    pipeline on its own."""
+    combination builds and takes one of the pipeline's resolutions (a value that some combination
+    accepts may still be sampled beside one that rejects it: the sweep records that variant as
+    rejected). A pipeline value is loaded into the pipeline on its own."""
     from radio_nas.measure import parse_resolution
     from radio_nas.models import resolve_config
 
@@ -550,13 +551,19 @@ def _check_every_value(cfg: SpaceConfig, params: list[Param], pipeline: Any, fil
         resolutions = [parse_resolution(pipeline.resolution)] if hasattr(pipeline, "resolution") else []
 
     def arch_error(spec: dict[str, Any]) -> ConfigError | None:
+        """None when the config builds and takes at least one of the resolutions."""
         try:
             arch: Any = resolve_config(spec)
-            for hw in resolutions:
-                arch.check_input_size(*hw)
         except ConfigError as exc:
             return exc
-        return None
+        first = None
+        for hw in resolutions:
+            try:
+                arch.check_input_size(*hw)
+                return None
+            except ConfigError as exc:
+                first = first or exc
+        return first
 
     for p in params:
         key = f"parameters.{p.name}"
