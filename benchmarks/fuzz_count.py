@@ -2,6 +2,9 @@
 cases get the promised answer (exit 2, one line naming file/key/argument, no traceback, in time).
 
     PYTHONPATH=. RADIO_NAS_CACHE=$(mktemp -d) python benchmarks/fuzz_count.py [--verbose] [case-id ...]
+    PYTHONPATH=. python benchmarks/fuzz_count.py --loader     # how long the YAML loader takes to answer
+
+The per-case time is the whole CLI process (Python and package start-up included).
 """
 from __future__ import annotations
 
@@ -16,7 +19,44 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 import test_fuzz_cli as fz
 
 
+def loader_table(repeats: int = 21) -> None:
+    """Median milliseconds for radio_nas._config.parse_yaml to answer, in-process (no start-up)."""
+    import time
+
+    from radio_nas._config import ConfigError, parse_yaml
+
+    repo = Path(__file__).resolve().parents[1]
+    inputs = {
+        "billion laughs (10^9 leaves, 1 kB)": "".join(
+            f"l{i}: &l{i} [" + ", ".join([f"*l{i - 1}" if i else "x"] * 10) + "]\n" for i in range(10)),
+        "nesting 5000 deep": "a: " + "[" * 5000 + "]" * 5000,
+        "recursive alias": "a: &r {x: *r}",
+        "duplicate key": "a: 1\nb: 2\na: 3",
+        "search_spaces/mra.yaml (accepted)": (repo / "search_spaces" / "mra.yaml").read_text(),
+        "pipelines/distill_cpu.yaml (accepted)": (repo / "pipelines" / "distill_cpu.yaml").read_text(),
+    }
+    print(f"{'input':<40} {'answer':<10} {'median ms':>10} {'max ms':>8}")
+    for name, text in inputs.items():
+        times, answer = [], ""
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            try:
+                parse_yaml(text)
+                answer = "accepted"
+            except ConfigError:
+                answer = "refused"
+            times.append(time.perf_counter() - t0)
+        print(f"{name:<40} {answer:<10} {statistics.median(times) * 1e3:>10.2f} {max(times) * 1e3:>8.2f}")
+
+
 def main(argv: list[str]) -> int:
+    if "--loader" in argv:
+        import yaml
+
+        loader_table()
+        print(f"\nmachine: {platform.node()} {platform.machine()}, python {platform.python_version()}, "
+              f"pyyaml {yaml.__version__}; 21 repeats each")
+        return 0
     verbose = "--verbose" in argv
     wanted = [a for a in argv if not a.startswith("--")]
     cases = [c for c in fz.CASES if not wanted or c.id in wanted]
