@@ -7,6 +7,7 @@ called by the commands.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -54,22 +55,24 @@ def finite_float(*, positive: bool = False) -> Callable[[str], float]:
 
 def writable_dir(path: str | Path, option: str, *, create: bool = True) -> Path:
     """A folder the command will write into: not a file, creatable, writable. With `create` False
-    (``--check``) nothing is made; the nearest existing ancestor must then be writable."""
+    the folders that had to be made to prove it are removed again (nothing is left behind)."""
     path = Path(path).expanduser()
     if path.exists() and not path.is_dir():
         raise ConfigError(f"{path} is a file; expected a folder", key=option)
-    if not path.exists():
-        if not create:
-            ancestor = next(p for p in path.absolute().parents if p.exists())
-            if not ancestor.is_dir() or not os.access(ancestor, os.W_OK | os.X_OK):
-                raise ConfigError(f"cannot create {path}: {ancestor} is not a writable folder", key=option)
-            return path
+    made = [p for p in (path, *path.parents) if not p.exists()]
+    if made:
         try:
             path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise ConfigError(f"cannot create {path}: {exc.strerror or exc}", key=option) from None
-    if not os.access(path, os.W_OK | os.X_OK):
-        raise ConfigError(f"{path} is not writable", key=option)
+    try:
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise ConfigError(f"{path} is not writable", key=option)
+    finally:
+        if not create:
+            for p in made:  # deepest first
+                with contextlib.suppress(OSError):
+                    p.rmdir()
     return path
 
 

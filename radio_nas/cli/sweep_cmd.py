@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
 
     overrides = dict(parse_assignment(a) for a in args.set)
     space = load_space(args.space, overrides)
-    _check_places(args, space, create=not args.check)
+    _check_places(args, space)
     if args.check:
         info = {"name": space.name, "hash": space.hash, "mode": space.config.mode,
                 "parameters": [p.name for p in space.sampled], "objectives": space.objective_names,
@@ -64,9 +64,9 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_places(args: argparse.Namespace, space: Any, *, create: bool) -> None:
-    """Results folder, storage and Ray address answer before anything starts (nothing is created
-    at --check)."""
+def _check_places(args: argparse.Namespace, space: Any) -> None:
+    """Results folder, storage and Ray address answer before anything starts (nothing is left
+    behind: the sweep itself creates its folder once everything is validated)."""
     from pathlib import Path
 
     from radio_nas.cli._checks import (
@@ -77,10 +77,10 @@ def _check_places(args: argparse.Namespace, space: Any, *, create: bool) -> None
     )
 
     results = Path(args.results) if args.results else Path("results") / space.name
-    writable_dir(results, "--results" if args.results else "results", create=create)
+    writable_dir(results, "--results" if args.results else "results", create=False)
     storage = args.storage or space.config.storage
     if storage:
-        check_storage(storage, "--storage" if args.storage else "storage", create=create)
+        check_storage(storage, "--storage" if args.storage else "storage", create=False)
     check_teacher_files(space.pipeline, space.config.pipeline.path or "pipeline")
     if args.address:
         check_address(args.address)

@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
         check_address(args.address)
     if args.results:
         from radio_nas.cli._checks import writable_dir
-        writable_dir(args.results, "--results", create=not args.no_train)
+        writable_dir(args.results, "--results", create=False)
     progress = (lambda line: print(line, file=sys.stderr, flush=True)) if args.json else \
         (lambda line: print(line, flush=True))
     out = run_validation(args.space, settings, from_dir=args.from_dir, results_dir=args.results,
