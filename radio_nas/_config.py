@@ -367,14 +367,14 @@ def coerce(tp: Any, value: Any, *, key: str) -> Any:
     return value
 
 
-_DOTTED_RE = re.compile(r"[A-Za-z_][\w\-]*(\[\d+\])?(\.[A-Za-z_][\w\-]*(\[\d+\])?)*")
+_DOTTED_RE = re.compile(r"[\w\-]+(\[\d+\])?(\.[\w\-]+(\[\d+\])?)*")
 
 
 def set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
     """Set `a.b.c` in a nested dict, creating intermediate mappings."""
     parts = dotted.split(".")
     for part in parts:
-        if not re.fullmatch(r"[A-Za-z_][\w\-]*", part):
+        if not re.fullmatch(r"[\w\-]+", part):
             what = "an index [i] (only teachers[i] takes one)" if "[" in part else "an empty or malformed name"
             raise ConfigError(f"cannot set {dotted!r}: {part!r} is {what}; expected dotted names like "
                               "a.b.c", key=dotted)
