@@ -18,6 +18,12 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--channels-last", action="store_true", help="channels_last memory format")
     p.add_argument("--runs", type=int, default=50, help="timed runs after warm-up (default 50)")
     p.add_argument("--warmup", type=int, default=10)
+    p.add_argument("--no-deploy", dest="deploy", action="store_false",
+                   help="time the training graph in eval mode instead of the deployable one "
+                        "(BatchNorm folded, position bias cached; the default)")
+    p.add_argument("--weights", metavar="PATH",
+                   help="torch checkpoint to load first (weights-only): the model's own state dict or "
+                        "the published E-RADIO v2 one (e.g. eradio_v2.pth.tar with the l-v2 preset)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override an architecture field, e.g. --set width=96 (repeatable)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -31,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     overrides = dict(parse_assignment(s) for s in args.set)
     result = profile(args.arch, resolution=args.resolution, batch_size=args.batch_size, device=args.device,
                      dtype=args.dtype, channels_last=args.channels_last, runs=args.runs,
-                     warmup=args.warmup, **overrides)
+                     warmup=args.warmup, deploy=args.deploy, weights=args.weights, **overrides)
     if args.json:
         print_json(result)
         return 0
@@ -39,9 +45,18 @@ def run(args: argparse.Namespace) -> int:
     h, w = result["resolution"]
     print(f"arch {args.arch} (id {result['arch_id']}) at {h}x{w}, batch {lat['batch_size']}")
     print(f"  params     {result['params'] / 1e6:.2f} M")
+    if result["weights"]:
+        print(f"  weights    {result['weights']}")
     print(f"  GMACs      {result['gmacs']:.3f} per image")
+    if "windows" in result:
+        pinned = result["arch"]["window_sizes"] != "auto"
+        print(f"  windows    {', '.join(map(str, result['windows']))} "
+              f"({'pinned' if pinned else 'auto: from the resolution'})")
+        for line in result["window_padding"]:
+            print(f"  padding    {line}")
     print(f"  latency    median {lat['median_ms']:.2f} ms, p90 {lat['p90_ms']:.2f} ms "
-          f"({lat['runs']} runs, {lat['dtype']}{', channels_last' if lat['channels_last'] else ''})")
+          f"({lat['runs']} runs, {lat['dtype']}{', channels_last' if lat['channels_last'] else ''}, "
+          f"{'deployed' if lat['deploy'] else 'training graph'})")
     print(f"  throughput {lat['images_per_s']:.1f} img/s")
     if lat["peak_memory_mb"] is not None:
         print(f"  peak mem   {lat['peak_memory_mb']:.1f} MB")

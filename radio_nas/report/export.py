@@ -227,6 +227,7 @@ def export_onnx(model: torch.nn.Module, path: str | Path, resolution: tuple[int,
 
     path = Path(path)
     model = model.eval()
+    if hasattr(model, "set_input_size"): model.set_input_size(*resolution)  # auto windows, outside the trace
     generator = torch.Generator().manual_seed(seed)
     x = torch.rand(1, 3, *resolution, generator=generator)
     tmp = path.with_name(path.name + ".tmp")

@@ -49,7 +49,7 @@ def measure_costs(arch_cfg: Any, settings: LatencySettings, resolution: tuple[in
     with _threads(settings.threads):  # the device name (cache key) records the thread count
         result = cached_latency(arch_cfg, latency_cache_dir(), lat_res, settings.batch_size, settings.device,
                                 settings.dtype, settings.channels_last, runs=settings.runs,
-                                warmup=settings.warmup)
+                                warmup=settings.warmup, deploy=settings.deploy)
     return Costs(params, gmacs, result.median_ms, result.device_name)
 
 
@@ -73,7 +73,8 @@ def latency_is_cached(arch_cfg: Any, settings: LatencySettings, resolution: tupl
     lat_res = parse_resolution(settings.resolution) if settings.resolution is not None else resolution
     with _threads(settings.threads):
         path = latency_cache_path(arch_cfg, latency_cache_dir(), lat_res, settings.batch_size,
-                                  settings.device, settings.dtype, settings.channels_last, settings.runs)
+                                  settings.device, settings.dtype, settings.channels_last, settings.runs,
+                                  settings.deploy)
     return path.is_file()
 
 

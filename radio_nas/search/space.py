@@ -84,6 +84,8 @@ class LatencySettings(Config):
     """None: the pipeline's student resolution."""
     threads: int | None = None
     """CPU: torch threads while timing (None: torch's default). 1 is far steadier on a shared box."""
+    deploy: bool = True
+    """Time the deployable graph (BatchNorm folded, position bias cached); false: the training graph."""
 
     def validate(self) -> None:
         if self.threads is not None and self.threads < 1:
