@@ -18,9 +18,9 @@ import math
 import os
 import tarfile
 import threading
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
 
 import numpy as np
 from PIL import Image
@@ -114,7 +114,7 @@ class CropDataset:
                 with Image.open(io.BytesIO(raw)) as im:
                     image = np.asarray(im.convert("RGB"))
             image = _to_rgb(image)
-        except Exception:  # any unreadable / corrupt / odd file is skipped, never fatal
+        except Exception:  # noqa: BLE001 -- any unreadable / corrupt / odd file is skipped, never fatal
             image = None
             self.skipped.add(item.name)
         with self._lock:
@@ -285,12 +285,12 @@ def _tar(cfg: DataConfig) -> CropDataset:
     if cls_text:
         n = max(cls_text.values()) + 1
         classes = [str(i) for i in range(n)]
-        label_of = lambda shard, name: cls_text.get(f"{shard}:{os.path.splitext(name)[0]}")  # noqa: E731
+        label_of = lambda shard, name: cls_text.get(f"{shard}:{os.path.splitext(name)[0]}")
     elif len(folders) > 1:
         folder_classes = classes = sorted(folders)
-        label_of = lambda shard, name: folder_classes.index(os.path.dirname(name))  # noqa: E731
+        label_of = lambda shard, name: folder_classes.index(os.path.dirname(name))
     else:
-        label_of = lambda shard, name: None  # noqa: E731
+        label_of = lambda shard, name: None
 
     def reader(shard: Path, offset: int, size: int) -> Callable[[], bytes]:
         def load() -> bytes:  # direct read at the member's offset: no re-scan of the shard

@@ -18,10 +18,10 @@ import json
 import math
 import time
 import traceback
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable, Literal, cast
+from typing import Any, Literal, cast
 
 import numpy as np
 import torch
@@ -32,8 +32,13 @@ from radio_nas.distill import cache as cache_mod
 from radio_nas.distill.adaptors import TeacherAdaptor
 from radio_nas.distill.balancing import make_balancer
 from radio_nas.distill.data import CropDataset, open_dataset
-from radio_nas.distill.losses import (feature_fidelity, feature_loss, feature_smooth_l1, summary_fidelity,
-                                      summary_loss)
+from radio_nas.distill.losses import (
+    feature_fidelity,
+    feature_loss,
+    feature_smooth_l1,
+    summary_fidelity,
+    summary_loss,
+)
 from radio_nas.distill.pipeline import PipelineConfig, load_pipeline
 from radio_nas.distill.teachers import build_teachers
 
