@@ -431,8 +431,8 @@ def _constant_baseline(train: dict[str, cache_mod.CacheEntry], evals: dict[str, 
         means = []
         for arr in (entry.summary, entry.features):
             acc = np.zeros(arr.shape[1:], np.float64)
-            for i in range(0, arr.shape[0], chunk):
-                acc += np.asarray(arr[i:i + chunk], dtype=np.float32).sum(0)
+            for i in range(0, arr.shape[0], chunk):  # fp16 on disk, summed in fp32 without a copy
+                acc += np.add.reduce(arr[i:i + chunk], axis=0, dtype=np.float32)
             means.append(torch.from_numpy((acc / max(arr.shape[0], 1)).astype(np.float32)))
         ms, mf = means
         ev = evals[name]
