@@ -37,6 +37,11 @@ def run(args: argparse.Namespace) -> int:
 
     overrides = dict(parse_assignment(text) for text in args.overrides)
     pipeline = load_pipeline(args.pipeline, overrides)
+    from radio_nas.cli._checks import check_teacher_files
+    check_teacher_files(pipeline, args.pipeline)
+    if args.weights:
+        from radio_nas.cli._checks import writable_file
+        writable_file(args.weights, "--weights")
 
     def report(metrics: dict) -> None:
         if not args.quiet:

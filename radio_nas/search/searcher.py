@@ -253,6 +253,8 @@ class StudySearcher(Searcher):
         grid = self.space.grid()
         if not grid or any(p.when for p in self.space.sampled) or self.space.config.mode == "ablation":
             return
+        if self.space.config.sampler.name == "grid":
+            return  # the grid proposes every point once; a queued point would take a grid slot (point missed)
         trials = self.study.get_trials(deepcopy=False)
         if any(t.state == optuna.trial.TrialState.WAITING for t in trials):
             return

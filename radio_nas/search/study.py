@@ -69,7 +69,21 @@ def make_sampler(space: Space) -> Any:
         return optuna.samplers.GPSampler(seed=s.seed, **kw)
     grid = space.grid()
     assert grid is not None, "checked when the space was loaded"
-    return optuna.samplers.GridSampler(grid, seed=s.seed)
+    return _ask_tell_grid_sampler(grid, s.seed)
+
+
+def _ask_tell_grid_sampler(grid: dict[str, list[Any]], seed: int | None) -> Any:
+    import optuna
+
+    class AskTellGridSampler(optuna.samplers.GridSampler):  # type: ignore[misc]
+        """Optuna's GridSampler calls ``study.stop()`` after the last point, which raises outside
+        ``study.optimize()`` (ask-and-tell): the last tell of a grid sweep crashed the Tune loop. The
+        searcher stops at the grid's end itself (``StudySearcher._exhausted``)."""
+
+        def after_trial(self, study: Any, trial: Any, state: Any, values: Any) -> None:
+            return None
+
+    return AskTellGridSampler(grid, seed=seed)
 
 
 def open_study(space: Space, results_dir: Path, storage_url: str) -> Any:

@@ -132,6 +132,12 @@ def _fit(space: Space, searcher: Any, results: Path, address: str | None, num_cp
                                       max_t=max(space.pipeline.steps, grace), grace_period=grace,
                                       reduction_factor=cfg.scheduler.reduction_factor,
                                       stop_last_trials=False)
+        elif cfg.scheduler.name == "moasha":
+            from radio_nas.search.mo_scheduler import tune_scheduler
+            live = searcher.live  # tune trial id -> Optuna trial, whose user attrs hold the measured costs
+            scheduler = tune_scheduler(space, lambda tid: live[tid].user_attrs if tid in live else None,
+                                       lambda tid, curve: live[tid].set_user_attr("curve", curve)
+                                       if tid in live else None)
         trainable = tune.with_resources(train_trial, {"cpu": cfg.resources.cpu, "gpu": cfg.resources.gpu})
         tuner = tune.Tuner(
             trainable,
