@@ -4,10 +4,20 @@ import math
 import pytest
 import torch
 
-from radio_nas.distill.balancing import (AdaLossBalancer, FixedBalancer, StaticUncertaintyBalancer,
-                                         UncertaintyBalancer, make_balancer)
-from radio_nas.distill.losses import (feature_fidelity, feature_loss, feature_smooth_l1, summary_fidelity,
-                                      summary_loss)
+from radio_nas.distill.balancing import (
+    AdaLossBalancer,
+    FixedBalancer,
+    StaticUncertaintyBalancer,
+    UncertaintyBalancer,
+    make_balancer,
+)
+from radio_nas.distill.losses import (
+    feature_fidelity,
+    feature_loss,
+    feature_smooth_l1,
+    summary_fidelity,
+    summary_loss,
+)
 from radio_nas.distill.pipeline import BalancingConfig
 
 TERMS = ["a/summary", "a/features"]
@@ -40,7 +50,7 @@ def _losses(values):
 
 def test_fixed_weights_from_yaml():
     bal = FixedBalancer(TERMS, {"a/summary": 2.0, "a/features": 0.5})
-    leaf, losses = _losses([[1.0, 2.0], [3.0, 4.0]])
+    _, losses = _losses([[1.0, 2.0], [3.0, 4.0]])
     total, lam = bal(losses)
     assert float(total.detach()) == pytest.approx(2.0 * 2 + 0.5 * 3)
     assert lam == {"a/summary": 2.0, "a/features": 0.5}

@@ -47,7 +47,7 @@ def test_tiny_student_beats_the_constant_predictor_and_warm_trial_runs_no_teache
     assert after.cache_hit is True and after.time_teacher_s < 1.0
     print("fidelity untrained", before.fidelity, "trained", after.fidelity, after.scores)
     assert before.fidelity <= 0.05  # untrained: no better than the constant predictor
-    assert after.fidelity > before.fidelity
+    assert after.fidelity > before.fidelity + 0.5  # measured: -1.2 untrained, -0.12 after 20 steps
     for term in ("rn50_s16/summary", "rn50_s16/features", "rn50_s32/summary", "rn50_s32/features"):
         assert after.scores[f"fidelity/{term}"] > before.scores[f"fidelity/{term}"]
     assert after.train_loss_final < after.loss_curve[0]
@@ -55,6 +55,15 @@ def test_tiny_student_beats_the_constant_predictor_and_warm_trial_runs_no_teache
     # a different trial seed re-uses the same teacher cache (crops are seeded by data.seed)
     other = run_trial(tiny(cache_dir, seed=5, steps=1), TINY)
     assert other.ok and other.cache_hit is True
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="measured: on photos never trained on, tiny students stay at the "
+                   "constant predictor (-0.12 after 20 steps, -0.03 after 60 and after 200); the default xt "
+                   "at 80 steps scores -0.16. Remove this mark when a recipe generalises.")
+def test_tiny_student_clearly_beats_the_constant_on_unseen_photos(cache_dir):
+    r = run_trial(tiny(cache_dir, **TRAINED), TINY)
+    assert r.ok and r.fidelity > 0.1
 
 
 def test_reports_and_learning_curve_at_every_eval_step(cache_dir):
@@ -69,7 +78,6 @@ def test_reports_and_learning_curve_at_every_eval_step(cache_dir):
     assert 0 < seconds[0] < seconds[1] == r.fidelity_curve[-1].seconds <= r.seconds
     assert r.seconds < r.wall_s  # the clock leaves out the teacher cache and the model build
     assert r.steps == 4 and len(r.loss_curve) == 4
-    assert r.images_per_s == pytest.approx(4 * r.steps_per_s)
     # steps that are not a multiple of eval.every: the final evaluation still closes the curve
     r = run_trial(tiny(cache_dir, steps=3, batch_size=4, **{"eval.every": 2, "eval.knn": False}), TINY)
     assert [p.step for p in r.fidelity_curve] == [2, 3]

@@ -11,8 +11,9 @@ the submodules that need it, not of this package.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from radio_nas.distill.pipeline import PipelineConfig, TeacherConfig, load_pipeline
 
@@ -23,13 +24,13 @@ if TYPE_CHECKING:
 
 def run_trial(pipeline: PipelineConfig | str | Path | dict, arch: Any, *,
               report: Callable[[dict[str, Any]], None] | None = None,
-              weights_path: str | Path | None = None, progress: bool = False) -> "TrialResult":
+              weights_path: str | Path | None = None, progress: bool = False) -> TrialResult:
     from radio_nas.distill.trial import run_trial as _run_trial
 
     return _run_trial(pipeline, arch, report=report, weights_path=weights_path, progress=progress)
 
 
-def build_teachers(pipeline: PipelineConfig) -> "list[Teacher]":
+def build_teachers(pipeline: PipelineConfig) -> list[Teacher]:
     from radio_nas.distill.teachers import build_teachers as _build
 
     return _build(pipeline)

@@ -18,10 +18,10 @@ import json
 import math
 import time
 import traceback
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 import torch
@@ -32,8 +32,13 @@ from radio_nas.distill import cache as cache_mod
 from radio_nas.distill.adaptors import TeacherAdaptor
 from radio_nas.distill.balancing import make_balancer
 from radio_nas.distill.data import CropDataset, open_dataset
-from radio_nas.distill.losses import (feature_fidelity, feature_loss, feature_smooth_l1, summary_fidelity,
-                                      summary_loss)
+from radio_nas.distill.losses import (
+    feature_fidelity,
+    feature_loss,
+    feature_smooth_l1,
+    summary_fidelity,
+    summary_loss,
+)
 from radio_nas.distill.pipeline import PipelineConfig, load_pipeline
 from radio_nas.distill.teachers import build_teachers
 
@@ -246,10 +251,13 @@ def _targets(pipeline: PipelineConfig, dataset: CropDataset, progress: bool) -> 
             teachers.update({t.name: t for t in build_teachers(pipeline)})
         return teachers
 
-    kw = dict(root=pipeline.cache_dir(), get_teachers=get_teachers, enabled=pipeline.cache.enabled,
-              progress=progress)
-    train, built_train = cache_mod.teacher_outputs(pipeline.teachers, dataset, "train", **kw)
-    evals, built_eval = cache_mod.teacher_outputs(pipeline.teachers, dataset, "eval", **kw)
+    def outputs(split: str) -> tuple[dict[str, cache_mod.CacheEntry], bool]:
+        return cache_mod.teacher_outputs(pipeline.teachers, dataset, split, root=pipeline.cache_dir(),
+                                         get_teachers=get_teachers, enabled=pipeline.cache.enabled,
+                                         progress=progress)
+
+    train, built_train = outputs("train")
+    evals, built_eval = outputs("eval")
     baseline = _constant_baseline(train, evals, pipeline.loss.smooth_l1_beta)
     return _Targets(train, evals, not (built_train or built_eval), time.perf_counter() - t0, baseline)
 
@@ -260,16 +268,17 @@ class _Student(nn.Module):
     def __init__(self, pipeline: PipelineConfig, model: nn.Module, targets: _Targets):
         super().__init__()
         self.model = model
+        summary_dim, feature_dim = cast(int, model.summary_dim), cast(int, model.feature_dim)
         self.adaptors = nn.ModuleDict()
         weights: dict[str, float] = {}
         for t in pipeline.teachers:
             entry = targets.train[t.name]
             self.adaptors[t.name] = TeacherAdaptor(
-                model.summary_dim, model.feature_dim, entry.summary.shape[1], entry.features.shape[1],
+                summary_dim, feature_dim, entry.summary.shape[1], entry.features.shape[1],
                 tuple(entry.features.shape[2:]), pipeline.adaptor.hidden)
             weights[f"{t.name}/summary"], weights[f"{t.name}/features"] = t.weight_summary, t.weight_features
         self.terms = list(weights)
-        self.balancer = make_balancer(pipeline.balancing, self.terms, model.summary_dim, weights)
+        self.balancer = make_balancer(pipeline.balancing, self.terms, summary_dim, weights)
         self.loss_cfg = pipeline.loss
         self.amp = pipeline.student.amp
 
@@ -334,7 +343,7 @@ def _train(pipeline: PipelineConfig, dataset: CropDataset, student: _Student, ta
     device = pipeline.student.device
     student.to(device)
     if pipeline.student.channels_last:
-        student.model.to(memory_format=torch.channels_last)
+        student.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     opt, sched = _optimizer(pipeline, student)
     rng = np.random.default_rng(pipeline.seed)
     stream = np.zeros(0, dtype=np.int64)
@@ -422,8 +431,8 @@ def _constant_baseline(train: dict[str, cache_mod.CacheEntry], evals: dict[str, 
         means = []
         for arr in (entry.summary, entry.features):
             acc = np.zeros(arr.shape[1:], np.float64)
-            for i in range(0, arr.shape[0], chunk):
-                acc += np.asarray(arr[i:i + chunk], dtype=np.float32).sum(0)
+            for i in range(0, arr.shape[0], chunk):  # fp16 on disk, summed in fp32 without a copy
+                acc += np.add.reduce(arr[i:i + chunk], axis=0, dtype=np.float32)
             means.append(torch.from_numpy((acc / max(arr.shape[0], 1)).astype(np.float32)))
         ms, mf = means
         ev = evals[name]
@@ -461,11 +470,11 @@ def _evaluate(pipeline: PipelineConfig, dataset: CropDataset, student: _Student,
         out[f"feature_smooth_l1/{t}"] = float(np.mean(scores[f"{t}/smooth_l1"]))
         out[f"feature_smooth_l1_baseline/{t}"] = float(np.mean(targets.baseline[f"{t}/smooth_l1"][:n]))
     out["feature_smooth_l1"] = float(np.mean([out[f"feature_smooth_l1/{t}"] for t in teachers]))
-    if knn and dataset.has_labels:
-        m = min(pipeline.eval.knn_train_size, dataset.size("train"))
+    m = min(pipeline.eval.knn_train_size, dataset.size("train"))
+    key_labels, query_labels = dataset.labels("train", range(m)), dataset.labels("eval", range(n))
+    if knn and key_labels is not None and query_labels is not None:
         keys, _ = _embed(pipeline, dataset, student, "train", m, None)
-        out["knn_accuracy"] = knn_accuracy(keys, dataset.labels("train", range(m)), queries,
-                                           dataset.labels("eval", range(n)), pipeline.eval.knn_k)
+        out["knn_accuracy"] = knn_accuracy(keys, key_labels, queries, query_labels, pipeline.eval.knn_k)
     student.train()
     return out
 
