@@ -11,6 +11,8 @@ import difflib
 import functools
 import hashlib
 import json
+import math
+import re
 import types
 import typing
 from pathlib import Path
@@ -29,28 +31,179 @@ class ConfigError(ValueError):
         where = ": ".join(str(p) for p in (file, key) if p)
         super().__init__(f"{where}: {message}" if where else message)
 
-    def within(self, file: str | Path | None = None, prefix: str | None = None) -> "ConfigError":
+    def within(self, file: str | Path | None = None, prefix: str | None = None) -> ConfigError:
         """The same error placed inside `file` and/or under key `prefix`."""
         key = ".".join(p for p in (prefix, self.key) if p) or None
         return ConfigError(self.detail, key=key, file=self.file or file)
 
 
-def load_yaml(path: str | Path) -> dict[str, Any]:
-    """Load a YAML mapping safely; errors name the file."""
+# Limits of what a config file may hold: far above any real config, far below what hangs a loader.
+MAX_YAML_BYTES = 16 * 2**20
+MAX_YAML_DEPTH = 64
+MAX_YAML_NODES = 200_000
+"""Nodes after alias expansion: a billion-laughs file is refused while it is composed."""
+
+
+def read_text(path: str | Path, *, key: str | None = None, max_bytes: int | None = None) -> str:
+    """A text file the user named, read as bytes and decoded as UTF-8; errors name the file."""
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError("is a folder; expected a file", file=path, key=key)
     if not path.is_file():
-        raise ConfigError("no such file", file=path)
+        raise ConfigError("no such file", file=path, key=key)
     try:
-        data = yaml.safe_load(path.read_text())
+        with open(path, "rb") as fh:
+            data = fh.read(max_bytes + 1) if max_bytes is not None else fh.read()
+    except OSError as exc:
+        raise ConfigError(f"cannot read it: {exc.strerror or exc}", file=path, key=key) from None
+    if max_bytes is not None and len(data) > max_bytes:
+        raise ConfigError(f"larger than {max_bytes // 2**20} MiB; expected a small text file", file=path, key=key)
+    if b"\x00" in data:
+        raise ConfigError(f"binary content (a NUL byte at offset {data.index(0)}); expected UTF-8 text",
+                          file=path, key=key)
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise ConfigError(f"not UTF-8 text (byte 0x{data[exc.start]:02x} at line {line}); save it as UTF-8",
+                          file=path, key=key) from None
+
+
+def load_yaml(path: str | Path, *, key: str | None = None) -> dict[str, Any]:
+    """Load a YAML mapping safely (UTF-8, no duplicate keys, bounded depth and alias expansion,
+    not empty); errors name the file."""
+    path = Path(path)
+    text = read_text(path, key=key, max_bytes=MAX_YAML_BYTES)
+    try:
+        data = parse_yaml(text)
+    except ConfigError as exc:
+        raise ConfigError(exc.detail, file=path, key=key) from None
+    if data is None:
+        raise ConfigError("the file is empty (no YAML document); expected a mapping", file=path, key=key)
+    if not isinstance(data, dict):
+        raise ConfigError(f"expected a mapping at the top level, got {type(data).__name__}", file=path, key=key)
+    return data
+
+
+def parse_yaml(text: str) -> Any:
+    """YAML text to plain data with :class:`_SafeLoader` (safe tags only, limits on depth, alias
+    expansion and duplicate keys); raises ConfigError with the line."""
+    _check_flow_depth(text)
+    loader = _SafeLoader(text)
+    try:
+        return loader.get_single_data()
+    except ConfigError:
+        raise
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"not valid YAML{where}: {getattr(exc, 'problem', exc)}", file=path) from None
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"expected a mapping at the top level, got {type(data).__name__}", file=path)
-    return data
+        raise ConfigError(f"not valid YAML{where}: {getattr(exc, 'problem', None) or exc}") from None
+    except RecursionError:  # belt and braces: depth is capped while composing
+        raise ConfigError(f"nested deeper than {MAX_YAML_DEPTH} levels") from None
+    finally:
+        loader.dispose()
+
+
+_BRACKETS_RE = re.compile(r"[\[\]{}]")
+
+
+def _check_flow_depth(text: str) -> None:
+    """Refuse deep ``[[[...`` / ``{{{...`` nesting before PyYAML's scanner sees it: the scanner reads
+    a whole flow collection ahead in time quadratic in its depth (about 1 s at 5000 levels), before
+    the composer's depth cap could answer. Brackets inside quoted strings count too; the bound is
+    four times the depth cap, far above any real config."""
+    depth = 0
+    for m in _BRACKETS_RE.finditer(text):
+        depth = depth + 1 if m.group() in "[{" else max(depth - 1, 0)
+        if depth > 4 * MAX_YAML_DEPTH:
+            line = text.count("\n", 0, m.start()) + 1
+            raise ConfigError(f"nested deeper than {MAX_YAML_DEPTH} levels at line {line}; expected a flat config")
+
+
+class _SafeLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses, while composing, documents nested deeper than MAX_YAML_DEPTH or
+    expanding (aliases followed) to more than MAX_YAML_NODES nodes, recursive aliases, and
+    duplicate keys in a mapping (YAML says keys are unique; PyYAML silently keeps the last)."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        self._depth += 1
+        if self._depth > MAX_YAML_DEPTH:
+            mark = self.peek_event().start_mark
+            raise ConfigError(f"nested deeper than {MAX_YAML_DEPTH} levels at line {mark.line + 1}; "
+                              "expected a flat config")
+        try:
+            node = super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+        return node
+
+    def get_single_node(self) -> Any:
+        node = super().get_single_node()
+        if node is not None:
+            _expanded_size(node)
+        return node
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[Any, int] = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                k = self.construct_object(key_node, deep=True)
+                try:
+                    if k in seen:
+                        raise ConfigError(f"key {k!r} is given twice (lines {seen[k]} and "
+                                          f"{key_node.start_mark.line + 1}); keep one")
+                    seen[k] = key_node.start_mark.line + 1
+                except TypeError:  # an unhashable key: SafeConstructor reports it
+                    pass
+        return super().construct_mapping(node, deep=deep)
+
+
+def _expanded_size(root: Any) -> int:
+    """Nodes of the document with every alias expanded, counted without expanding (memoised per
+    node); ConfigError beyond MAX_YAML_NODES or on a node that contains itself."""
+    sizes: dict[int, int] = {}
+    active: set[int] = set()
+    stack: list[tuple[Any, bool]] = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        nid = id(node)
+        if done:
+            active.discard(nid)
+            children = _children(node)
+            size = 1 + sum(sizes[id(c)] for c in children)
+            if size > MAX_YAML_NODES:
+                raise ConfigError(f"aliases expand to more than {MAX_YAML_NODES:,} values (line "
+                                  f"{node.start_mark.line + 1}); an alias bomb? expected a plain config")
+            sizes[nid] = size
+            continue
+        if nid in sizes:
+            continue
+        if nid in active:
+            raise ConfigError(f"a recursive alias (line {node.start_mark.line + 1}): a value that contains "
+                              "itself; expected plain data")
+        active.add(nid)
+        stack.append((node, True))
+        for child in _children(node):
+            if id(child) in active:
+                raise ConfigError(f"a recursive alias (line {child.start_mark.line + 1}): a value that "
+                                  "contains itself; expected plain data")
+            if id(child) not in sizes:
+                stack.append((child, False))
+    return sizes[id(root)]
+
+
+def _children(node: Any) -> list[Any]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    return []
 
 
 def dump_yaml(data: dict[str, Any]) -> str:
@@ -81,13 +234,13 @@ class Config:
         """Check relations between fields; raise :class:`ConfigError` naming the field."""
 
     @classmethod
-    def from_dict(cls: type[T], data: Any, *, key: str = "") -> T:
+    def from_dict(cls, data: Any, *, key: str = "") -> typing.Self:
         return from_dict(cls, data, key=key)
 
     def to_dict(self) -> dict[str, Any]:
         return to_dict(self)
 
-    def replace(self: T, **changes: Any) -> T:
+    def replace(self, **changes: Any) -> typing.Self:
         """A copy with some fields changed (validated like any construction)."""
         return from_dict(type(self), {**to_dict(self), **changes})
 
@@ -97,7 +250,7 @@ class Config:
         return stable_id(self.to_dict())
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _type_hints(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
@@ -194,7 +347,14 @@ def coerce(tp: Any, value: Any, *, key: str) -> Any:
         raise ConfigError(f"expected an integer, got {_describe(value)}", key=key)
     if tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
+            try:
+                number = float(value)
+            except OverflowError:
+                raise ConfigError(f"number too large ({len(str(value))} digits); expected a finite number",
+                                  key=key) from None
+            if not math.isfinite(number):
+                raise ConfigError(f"expected a finite number, got {value}", key=key)
+            return number
         raise ConfigError(f"expected a number, got {_describe(value)}", key=key)
     if tp is str:
         if isinstance(value, str):
@@ -207,9 +367,18 @@ def coerce(tp: Any, value: Any, *, key: str) -> Any:
     return value
 
 
+_DOTTED_RE = re.compile(r"[\w\-]+(\[\d+\])?(\.[\w\-]+(\[\d+\])?)*")
+
+
 def set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
     """Set `a.b.c` in a nested dict, creating intermediate mappings."""
-    *parents, last = dotted.split(".")
+    parts = dotted.split(".")
+    for part in parts:
+        if not re.fullmatch(r"[\w\-]+", part):
+            what = "an index [i] (only teachers[i] takes one)" if "[" in part else "an empty or malformed name"
+            raise ConfigError(f"cannot set {dotted!r}: {part!r} is {what}; expected dotted names like "
+                              "a.b.c", key=dotted)
+    *parents, last = parts
     node = data
     for part in parents:
         child = node.get(part)
@@ -222,16 +391,25 @@ def set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
     node[last] = value
 
 
-def parse_assignment(text: str) -> tuple[str, Any]:
-    """`key=value` from the command line, the value read as a YAML scalar or list (never evaluated)."""
+def parse_assignment(text: str, *, option: str = "--set") -> tuple[str, Any]:
+    """`key=value` from the command line, the value read as YAML (never evaluated). Keys are dotted
+    names (``a.b.c``; ``teachers[0].x`` addresses a list item where a config allows it)."""
     key, sep, raw = text.partition("=")
-    if not sep or not key.strip():
-        raise ConfigError(f"expected key=value, got {text!r}", key="--set")
+    key = key.strip()
+    if not sep or not key:
+        raise ConfigError(f"expected key=value, got {text!r}", key=option)
+    if not _DOTTED_RE.fullmatch(key):
+        raise ConfigError(f"malformed key {key!r}; expected dotted names like optim.lr or teachers[0].batch_size",
+                          key=option)
+    if not raw.strip():
+        return key, ""
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
-        value = raw
-    return key.strip(), value
+        value = parse_yaml(raw)
+    except ConfigError as exc:
+        if "alias" in exc.detail or "nested" in exc.detail or "twice" in exc.detail:
+            raise ConfigError(f"{key}: {exc.detail}", key=option) from None
+        value = raw  # not YAML: the text itself
+    return key, value
 
 
 def _join(prefix: str, name: str) -> str:

@@ -81,7 +81,7 @@ def test_interrupted_build_leaves_nothing_behind(tmp_path):
                         progress=False)
     assert list_entries(tmp_path) == []
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp-")]
-    entries, built = teacher_outputs([t], ds, "train", root=tmp_path, get_teachers=lambda: {"fake": FakeTeacher()},
+    _entries, built = teacher_outputs([t], ds, "train", root=tmp_path, get_teachers=lambda: {"fake": FakeTeacher()},
                                      progress=False)
     assert built and len(list_entries(tmp_path)) == 1
 
@@ -162,3 +162,103 @@ def test_identical_teachers_under_two_names_are_computed_once(tmp_path):
                                      get_teachers=lambda: {"fake": teacher, "twin": teacher}, progress=False)
     assert built and teacher.calls == 2 and entries["fake"].key == entries["twin"].key
     assert len(list_entries(tmp_path)) == 1
+
+
+def _one_entry(root):
+    t = TeacherConfig.from_dict(FAKE)
+    ds = open_dataset(DataConfig(train_size=8, eval_size=4))
+    entries, _ = teacher_outputs([t], ds, "train", root=root, get_teachers=lambda: {"fake": FakeTeacher()},
+                                 progress=False)
+    return t, ds, entries["fake"]
+
+
+def _break(folder, how):
+    if how == "truncated-array":
+        data = (folder / "features.npy").read_bytes()
+        (folder / "features.npy").write_bytes(data[: len(data) // 2])
+    elif how == "broken-metadata":
+        (folder / "meta.json").write_text('{"key": "trunc')
+    elif how == "shape-mismatch":
+        meta = json.loads((folder / "meta.json").read_text())
+        meta["summary_shape"] = [meta["n"] + 1, *meta["summary_shape"][1:]]
+        meta["n"] += 1
+        (folder / "meta.json").write_text(json.dumps(meta))
+    elif how == "missing-array":
+        (folder / "summary.npy").unlink()
+
+
+@pytest.mark.parametrize("how", ["truncated-array", "broken-metadata", "shape-mismatch", "missing-array"])
+def test_broken_entry_is_listed_then_rebuilt_in_place(tmp_path, capsys, how):
+    t, ds, good = _one_entry(tmp_path)
+    reference = (np.array(good.summary), np.array(good.features))
+    folder = good.path
+    del good
+    _break(folder, how)
+    assert list_entries(tmp_path) == []  # not offered as a usable entry
+    listed = list_entries(tmp_path, broken=True)
+    assert [(e["key"], e["status"]) for e in listed] == [(folder.name, "broken")] and listed[0]["problem"]
+    assert main(["cache", "ls", "--dir", str(tmp_path)]) == 0
+    assert "BROKEN" in capsys.readouterr().out
+
+    teacher = FakeTeacher()
+    entries, built = teacher_outputs([t], ds, "train", root=tmp_path, get_teachers=lambda: {"fake": teacher},
+                                     progress=False)
+    assert built and teacher.calls > 0 and entries["fake"].path == folder  # rebuilt in place
+    assert np.array_equal(entries["fake"].summary, reference[0])
+    assert np.array_equal(entries["fake"].features, reference[1])
+    assert [e["status"] for e in list_entries(tmp_path, broken=True)] == ["ok"]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith((".tmp-", ".broken-"))]
+    # and the next trial reads it without building
+    _again, built = teacher_outputs([t], ds, "train", root=tmp_path, get_teachers=dict, progress=False)
+    assert not built
+
+
+def test_clear_removes_broken_entries_but_never_a_users_folder(tmp_path):
+    _, _, good = _one_entry(tmp_path)
+    _break(good.path, "broken-metadata")
+    users = tmp_path / "my-notes"
+    users.mkdir()
+    (users / "meta.json").write_text(json.dumps({"key": "my-notes", "teacher": "mine"}))
+    (users / "thesis.txt").write_text("precious")
+    lookalike = tmp_path / ("a" * 20)  # named like a key, but holds the user's own file too
+    lookalike.mkdir()
+    (lookalike / "meta.json").write_text(json.dumps({"key": "a" * 20}))
+    (lookalike / "draft.md").write_text("precious too")
+    strange_tmp = tmp_path / ".tmp-not-ours-x"
+    strange_tmp.mkdir()
+    assert [e["key"] for e in list_entries(tmp_path, broken=True)] == [good.path.name]
+    assert clear(tmp_path) == [good.path.name]
+    assert not good.path.exists()
+    assert (users / "thesis.txt").read_text() == "precious"
+    assert (lookalike / "draft.md").read_text() == "precious too"
+    assert strange_tmp.is_dir()
+
+
+def test_two_trials_racing_on_a_broken_entry(tmp_path):
+    """Two threads (the lock is per process+file, fcntl) rebuild one broken entry: both get the
+    sound entry, it is rebuilt once, and no leftovers stay behind."""
+    import threading
+
+    t, ds, good = _one_entry(tmp_path)
+    _break(good.path, "truncated-array")
+    teacher = FakeTeacher()
+    results, errors = [], []
+
+    def worker():
+        try:
+            entries, built = teacher_outputs([t], ds, "train", root=tmp_path,
+                                             get_teachers=lambda: {"fake": teacher}, progress=False)
+            results.append((built, np.array(entries["fake"].features)))
+        except Exception as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(60)
+    assert not errors, errors
+    assert sorted(b for b, _ in results) == [False, True]
+    assert np.array_equal(results[0][1], results[1][1])
+    assert [e["status"] for e in list_entries(tmp_path, broken=True)] == ["ok"]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith((".tmp-", ".broken-"))]

@@ -12,8 +12,8 @@ from radio_nas._config import ConfigError
 from radio_nas.distill.pipeline import TeacherConfig
 from radio_nas.distill.teachers import OnnxTeacher, build_teacher
 
-NSFW = dict(adapter="onnx", model="opennsfw", channels="bgr", layout="nhwc", value_range=255,
-            mean=[104, 117, 123], std=[1, 1, 1])
+NSFW = {"adapter": "onnx", "model": "opennsfw", "channels": "bgr", "layout": "nhwc", "value_range": 255,
+        "mean": [104, 117, 123], "std": [1, 1, 1]}
 
 
 def _images(n=2, size=224, seed=0):
@@ -39,7 +39,7 @@ def test_onnx_intermediate_outputs_and_shared_forward():
     assert f32.shape == (2, 1024, 7, 7) and s32.shape == (2, 1024)
     assert torch.allclose(s16, f16.mean((2, 3)), atol=1e-5)
     # the teacher resizes to its own resolution: a 112 px batch is accepted
-    s_small, f_small = ta(_images(size=112))
+    _, f_small = ta(_images(size=112))
     assert f_small.shape == (2, 512, 14, 14)
     # preprocessing: BGR, 0..255 minus caffe means, NHWC
     xin = ta.preprocess(x)

@@ -2,7 +2,14 @@
 import pytest
 
 from radio_nas._config import ConfigError
-from radio_nas.search.grammar import Choice, Fixed, FloatRange, IntRange, is_grammar, parse_param
+from radio_nas.search.grammar import (
+    Choice,
+    Fixed,
+    FloatRange,
+    IntRange,
+    is_grammar,
+    parse_param,
+)
 
 
 @pytest.mark.parametrize("text, expected", [

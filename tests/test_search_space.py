@@ -75,7 +75,7 @@ def test_valid_space_loads_and_samples_with_conditions(tmp_path):
 
 def test_hash_ignores_run_only_keys(tmp_path):
     a = load_space(write(tmp_path, VALID, "a.yaml"))
-    b = load_space(write(tmp_path, mutate(**{"budget": {"trials": 99}, "concurrency": 2}), "b.yaml"))
+    b = load_space(write(tmp_path, mutate(budget={"trials": 99}, concurrency=2), "b.yaml"))
     c = load_space(write(tmp_path, mutate(**{"parameters/arch.width": "choice(16, 48)"}), "c.yaml"))
     assert a.hash == b.hash != c.hash
 
@@ -95,8 +95,8 @@ def test_ablation_adds_seed_repeats(tmp_path):
 
 
 BAD = [
-    ("unknown top-level key", mutate(**{"objectivs": []}), "objectivs", "did you mean 'objectives'"),
-    ("wrong type", mutate(**{"concurrency": "two"}), "concurrency", "expected an integer"),
+    ("unknown top-level key", mutate(objectivs=[]), "objectivs", "did you mean 'objectives'"),
+    ("wrong type", mutate(concurrency="two"), "concurrency", "expected an integer"),
     ("empty choice", mutate(**{"parameters/arch.width": "choice()"}), "parameters.arch.width", "empty choice"),
     ("low > high", mutate(**{"parameters/pipeline.optim.lr": "interval(0.1, 0.01)"}),
      "parameters.pipeline.optim.lr", "greater than high"),
@@ -108,9 +108,9 @@ BAD = [
      "parameters.pipeline.balancing.mehtod", "the pipeline rejects it"),
     ("target outside arch/pipeline", mutate(**{"parameters/width": "choice(1, 2)"}), "parameters.width",
      "starting with 'arch.' or 'pipeline.'"),
-    ("unknown metric", mutate(**{"objectives": [{"metric": "fidelty", "direction": "maximize"}]}),
+    ("unknown metric", mutate(objectives=[{"metric": "fidelty", "direction": "maximize"}]),
      "objectives[0].metric", "unknown metric 'fidelty'"),
-    ("bad direction", mutate(**{"objectives": [{"metric": "fidelity", "direction": "up"}]}),
+    ("bad direction", mutate(objectives=[{"metric": "fidelity", "direction": "up"}]),
      "objectives[0].direction", "expected one of"),
     ("condition on a missing parameter", mutate(**{"parameters/pipeline.balancing.adaloss_momentum":
                                                     {"values": "interval(0.5, 0.9)", "when": {"arch.depth": 2}}}),
@@ -123,17 +123,17 @@ BAD = [
      "does not exist"),
     ("bad pipeline override", mutate(**{"pipeline/overrides": {"steps": "many"}}), "pipeline",
      "expected an integer"),
-    ("unknown sampler", mutate(**{"sampler": "cmaes"}), "sampler.name", "expected one of"),
-    ("asha with three objectives", mutate(**{"scheduler": "asha"}), "scheduler.name", "exactly one objective"),
-    ("grid over a continuous parameter", mutate(**{"sampler": "grid"}), "parameters.pipeline.optim.lr",
+    ("unknown sampler", mutate(sampler="cmaes"), "sampler.name", "expected one of"),
+    ("asha with three objectives", mutate(scheduler="asha"), "scheduler.name", "exactly one objective"),
+    ("grid over a continuous parameter", mutate(sampler="grid"), "parameters.pipeline.optim.lr",
      "finitely many values"),
-    ("negative constraint", mutate(**{"constraints": {"max_params": -1}}), "constraints.max_params",
+    ("negative constraint", mutate(constraints={"max_params": -1}), "constraints.max_params",
      "positive number"),
-    ("bad wall time", mutate(**{"budget": {"wall_time": "soon"}}), "budget.wall_time", "duration"),
+    ("bad wall time", mutate(budget={"wall_time": "soon"}), "budget.wall_time", "duration"),
     ("bad grammar", mutate(**{"parameters/arch.width": "choice(16, 32"}), "parameters.arch.width",
      "expected ',' or ')'"),
-    ("bad name", mutate(**{"name": "../escape"}), "name", "a folder name"),
-    ("base the model rejects", mutate(**{"base": {"preset": "xt", "head_dim": 0}}), "base.head_dim",
+    ("bad name", mutate(name="../escape"), "name", "a folder name"),
+    ("base the model rejects", mutate(base={"preset": "xt", "head_dim": 0}), "base.head_dim",
      "positive integer"),
     ("ablation base level not in the levels", mutate(**{"mode": "ablation", "ablation": {"base": {"arch.width": 99}},
                                                        "parameters/pipeline.balancing.adaloss_momentum": _DELETE,
@@ -197,3 +197,85 @@ def test_every_sampler_drives_the_shipped_mra_space(sampler):
 def test_shipped_spaces_load(name):
     space = load_space(REPO / "search_spaces" / f"{name}.yaml")
     assert space.name == name and space.sampled
+
+
+# --- issue 13: malformed files refused while loading (in-process; tests/test_fuzz_cli.py runs the CLI) ---
+
+@pytest.mark.parametrize("text, fragment", [
+    ("".join(f"l{i}: &l{i} [" + ", ".join([f"*l{i - 1}" if i else "x"] * 10) + "]\n" for i in range(9)),
+     "alias bomb"),
+    ("a: &r {x: *r}\n", "recursive alias"),
+    ("a: " + "[" * 200 + "]" * 200 + "\n", "nested deeper"),
+    ("name: a\nbudget: {trials: 1}\nname: b\n", "'name' is given twice"),
+    ("", "empty"),
+    ("# only a comment\n", "empty"),
+])
+def test_yaml_loader_refuses_what_would_hang_or_mislead(tmp_path, text, fragment):
+    from radio_nas._config import load_yaml
+
+    f = tmp_path / "s.yaml"
+    f.write_text(text)
+    with pytest.raises(ConfigError, match=fragment) as info:
+        load_yaml(f)
+    assert str(f) in str(info.value)
+
+
+def test_yaml_loader_keeps_ordinary_aliases_and_merge_keys(tmp_path):
+    from radio_nas._config import load_yaml
+
+    f = tmp_path / "s.yaml"
+    f.write_text("base: &b {width: 16}\nother: *b\nmerged: {<<: *b, width: 32}\n")
+    assert load_yaml(f) == {"base": {"width": 16}, "other": {"width": 16}, "merged": {"width": 32}}
+
+
+@pytest.mark.parametrize("raw", [b"name: caf\xe9\n", b"\x00\x01binary"])
+def test_non_utf8_and_binary_files_name_the_file(tmp_path, raw):
+    from radio_nas._config import load_yaml
+
+    f = tmp_path / "s.yaml"
+    f.write_bytes(raw)
+    with pytest.raises(ConfigError, match="UTF-8") as info:
+        load_yaml(f)
+    assert str(f) in str(info.value)
+
+
+@pytest.mark.parametrize("extra, key", [
+    ("  pipeline.balancing.method: choice(fixed, bogus)\n", "parameters.pipeline.balancing.method"),
+    ("  arch.mra_pattern: choice([[2, 1], [1]], [[3], [1]])\n", "parameters.arch.mra_pattern"),
+    ("  pipeline.optim.lr: interval(0.001, 1e999)\n", "parameters.pipeline.optim.lr"),
+])
+def test_every_value_is_built_at_load(tmp_path, extra, key):
+    text = ("name: v\npipeline: {overrides: {resolution: 64, steps: 2}}\n"
+            "base: {preset: xt, width: 16, depths: [1, 1, 1, 1], head_dim: 16}\n"
+            "parameters:\n  arch.width: choice(16, 32)\n" + extra)
+    f = tmp_path / "v.yaml"
+    f.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_space(f)
+    assert info.value.key == key or key in str(info.value)
+
+
+def test_a_value_valid_in_some_combination_is_kept(tmp_path):
+    # ratio 4 divides the 8x8 stage-3 map at 128 px, not the 6x6 at 96 px nor the 10x10 at 160 px
+    def space(resolution: str) -> Path:
+        f = tmp_path / "v.yaml"
+        f.write_text("name: v\npipeline: {overrides: {steps: 2}}\n"
+                     "base: {preset: xt, width: 16, depths: [1, 1, 1, 1], head_dim: 16}\n"
+                     "parameters:\n  arch.mra_pattern: choice([[1], [1]], [[4], [1]])\n"
+                     f"  pipeline.resolution: {resolution}\n")
+        return f
+
+    assert [p.name for p in load_space(space("choice(96, 128)")).sampled] == ["arch.mra_pattern",
+                                                                             "pipeline.resolution"]
+    with pytest.raises(ConfigError, match="ratio 4") as info:
+        load_space(space("choice(96, 160)"))
+    assert info.value.key == "parameters.arch.mra_pattern"
+
+
+def test_a_huge_range_is_never_listed(tmp_path):
+    f = tmp_path / "v.yaml"
+    f.write_text("name: v\npipeline: {overrides: {resolution: 64, steps: 2}}\n"
+                 "base: {preset: xt, width: 16, depths: [1, 1, 1, 1], head_dim: 16}\n"
+                 "parameters:\n  pipeline.steps: range(1, 1000000000000)\n")
+    space = load_space(f)
+    assert space.grid_size() is None and space.sampled[0].count == 10**12  # both ends included

@@ -1,7 +1,8 @@
 """The ``radio-nas`` command. Each sub-command lives in its own module of this package with
 ``add_parser(subparsers)`` and ``run(args) -> int``; heavy imports happen inside ``run``.
 
-Errors in user input (:class:`~radio_nas.ConfigError`) print one line and exit 2, no traceback.
+Errors in user input (:class:`~radio_nas.ConfigError`, a bad argument, a path that cannot be read
+or written) print one line and exit 2, no traceback.
 """
 from __future__ import annotations
 
@@ -10,16 +11,23 @@ import importlib
 import importlib.util
 import json
 import sys
-from typing import Any
+from typing import Any, NoReturn
 
 from radio_nas import __version__
 from radio_nas._config import ConfigError
 
-COMMANDS = ["profile", "trial", "cache", "sweep", "report", "export", "viz", "validate"]
+COMMANDS = ["profile", "trial", "cache", "sweep", "replay", "report", "export", "viz", "validate"]
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with the project's one-line error (usage stays behind --help); sub-parsers inherit it."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="radio-nas",
         description="Architecture search and ablation for E-RADIO students by multi-teacher distillation.")
     parser.add_argument("--version", action="version", version=f"radio-nas {__version__}")
@@ -39,6 +47,12 @@ def main(argv: list[str] | None = None) -> int:
         return int(args._run(args) or 0)
     except ConfigError as exc:
         print(f"radio-nas {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a path the user named cannot be read or written (permissions, a folder, ...)
+        if exc.errno is None:
+            raise
+        where = " -> ".join(str(f) for f in (exc.filename, exc.filename2) if f)
+        print(f"radio-nas {args.command}: error: {where + ': ' if where else ''}{exc.strerror}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"radio-nas {args.command}: interrupted", file=sys.stderr)

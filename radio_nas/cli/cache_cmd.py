@@ -1,8 +1,8 @@
 """``radio-nas cache``: list or clear cached teacher outputs.
 
-    radio-nas cache ls                      # key, teacher, split, crops, shapes, size
+    radio-nas cache ls                      # key, teacher, split, crops, shapes, size; broken entries too
     radio-nas cache ls --json
-    radio-nas cache clear                   # everything
+    radio-nas cache clear                   # every entry the cache made (sound or broken)
     radio-nas cache clear 3fa9c1 77b0       # entries whose key starts with these
     radio-nas cache ls --dir /data/teacher-cache   (default: $RADIO_NAS_CACHE/teachers, ~/.cache/radio-nas/teachers)
 """
@@ -32,17 +32,24 @@ def run(args: argparse.Namespace) -> int:
     from radio_nas._config import ConfigError
     from radio_nas.cli import print_json
     from radio_nas.distill.cache import clear, list_entries
+    from radio_nas._util import CACHE_ENV
 
     root = _root(args)
+    if root.exists() and not root.is_dir():
+        raise ConfigError(f"{root} is a file; expected the cache folder", key="--dir" if args.dir else CACHE_ENV)
     if args.action == "ls":
         if args.keys:
             raise ConfigError("ls takes no keys", key="keys")
-        entries = list_entries(root)
+        entries = list_entries(root, broken=True)
         if args.json:
             print_json({"dir": str(root), "entries": entries, "bytes": sum(e["bytes"] for e in entries)})
             return 0
         print(f"{root}: {len(entries)} entries, {sum(e['bytes'] for e in entries) / 2**20:.1f} MiB")
         for e in entries:
+            if e["status"] != "ok":
+                print(f"{e['key']}  BROKEN ({e['problem']}; rebuilt on next use, or `radio-nas cache clear "
+                      f"{e['key'][:8]}`)  {e['bytes'] / 2**20:7.1f} MiB")
+                continue
             print(f"{e['key']}  {e['teacher']:<12} {e['split']:<5} {e['n']:>6} crops  "
                   f"summary {'x'.join(map(str, e['summary_shape'][1:]))}  features "
                   f"{'x'.join(map(str, e['features_shape'][1:]))}  {e['bytes'] / 2**20:7.1f} MiB  "

@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from radio_nas.cli._checks import finite_float
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
@@ -28,18 +30,29 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--onnx", action="store_true", help="export the backbone to ONNX and check it")
     p.add_argument("--onnx-resolution", metavar="HxW",
                    help="ONNX input size (default: the pipeline's resolution, else 224)")
-    p.add_argument("--atol", type=float, default=None, help="ONNX parity tolerance (default 1e-4)")
+    p.add_argument("--atol", type=finite_float(positive=True), default=None, help="ONNX parity tolerance (default 1e-4)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     return p
 
 
 def run(args: argparse.Namespace) -> int:
     from radio_nas.cli import print_json
-    from radio_nas.report.export import ONNX_ATOL, OnnxParityError, export_trials, pareto_numbers
     from radio_nas._util import parse_resolution
+    from radio_nas.cli._checks import writable_dir
+
+    if args.out is not None:  # before the heavy imports: a bad --out answers at once
+        writable_dir(args.out, "--out")
+    from radio_nas.report.export import (
+        ONNX_ATOL,
+        OnnxParityError,
+        export_trials,
+        pareto_numbers,
+    )
     from radio_nas.report.study_table import open_study
 
     handle = open_study(args.source, args.study)
+    if args.out is None and handle.results_dir is not None:
+        writable_dir(handle.results_dir / "exported", "results folder")
     numbers = pareto_numbers(handle) if args.pareto else list(dict.fromkeys(args.trial))
     if not numbers:
         print(f"radio-nas export: no fully trained trials in study {handle.name!r}; nothing to export",

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 
+from radio_nas.cli._checks import int_at_least
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
@@ -25,18 +27,30 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--no-pca", action="store_true", help="skip the PCA pictures of the Pareto variants")
     p.add_argument("--pca-image", default="skimage:astronaut",
                    help="picture for the PCA panels: a file or skimage:<name> (default skimage:astronaut)")
-    p.add_argument("--max-pca", type=int, default=8, help="PCA pictures for at most this many variants")
+    p.add_argument("--max-pca", type=int_at_least(0), default=8, help="PCA pictures for at most this many variants")
     p.add_argument("--json", action="store_true", help="print the Pareto set as one JSON object")
     return p
 
 
 def run(args: argparse.Namespace) -> int:
     from radio_nas.cli import print_json
+    from radio_nas.cli._checks import check_image, writable_dir
+
+    if not args.no_pca:
+        check_image(args.pca_image, "--pca-image")
+    if args.out:
+        writable_dir(args.out, "--out")
+    if args.reference not in (None, "bundled"):
+        from radio_nas._config import load_yaml
+        load_yaml(args.reference, key="--reference")  # a bad file fails before the report is built
     from radio_nas.report.reference import BUNDLED_REFERENCE
     from radio_nas.report.report import build_report
     from radio_nas.report.study_table import open_study
 
     handle = open_study(args.source, args.study)
+    out = args.out or handle.results_dir
+    if out is not None:
+        writable_dir(out, "--out" if args.out else "results folder")
     reference = BUNDLED_REFERENCE if args.reference == "bundled" else args.reference
     rep = build_report(handle, args.out, reference=reference, pca=not args.no_pca,
                        pca_image=args.pca_image, max_pca=args.max_pca)

@@ -10,6 +10,8 @@ import argparse
 import sys
 from typing import Any
 
+from radio_nas.cli._checks import int_at_least
+
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
@@ -21,10 +23,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--storage", metavar="URL", help="Optuna storage URL (default: sqlite:///<results>/study.db)")
     p.add_argument("--address", metavar="ADDR", help="an existing Ray cluster ('auto' or host:port); "
                    "default: start a local Ray")
-    p.add_argument("--num-cpus", type=int, metavar="N", help="CPUs of the local Ray (default: all)")
-    p.add_argument("--trials", type=int, metavar="N", help="trained trials to reach (overrides budget.trials)")
+    p.add_argument("--num-cpus", type=int_at_least(1), metavar="N", help="CPUs of the local Ray (default: all)")
+    p.add_argument("--trials", type=int_at_least(1), metavar="N", help="trained trials to reach (overrides budget.trials)")
     p.add_argument("--time", metavar="DUR", help="no new trial after this long: 900, 90s, 15m, 2h")
-    p.add_argument("--concurrency", type=int, metavar="N", help="trials at a time (overrides concurrency)")
+    p.add_argument("--concurrency", type=int_at_least(1), metavar="N", help="trials at a time (overrides concurrency)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a key of the space file (dotted, e.g. pipeline.overrides.steps=10)")
     p.add_argument("--check", action="store_true", help="validate the space and exit (writes nothing)")
@@ -39,6 +41,7 @@ def run(args: argparse.Namespace) -> int:
 
     overrides = dict(parse_assignment(a) for a in args.set)
     space = load_space(args.space, overrides)
+    _check_places(args, space)
     if args.check:
         info = {"name": space.name, "hash": space.hash, "mode": space.config.mode,
                 "parameters": [p.name for p in space.sampled], "objectives": space.objective_names,
@@ -62,3 +65,25 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print_json(outcome)
     return 0
+
+
+def _check_places(args: argparse.Namespace, space: Any) -> None:
+    """Results folder, storage and Ray address answer before anything starts (nothing is left
+    behind: the sweep itself creates its folder once everything is validated)."""
+    from pathlib import Path
+
+    from radio_nas.cli._checks import (
+        check_address,
+        check_storage,
+        check_teacher_files,
+        writable_dir,
+    )
+
+    results = Path(args.results) if args.results else Path("results") / space.name
+    writable_dir(results, "--results" if args.results else "results", create=False)
+    storage = args.storage or space.config.storage
+    if storage:
+        check_storage(storage, "--storage" if args.storage else "storage", create=False)
+    check_teacher_files(space.pipeline, space.config.pipeline.path or "pipeline")
+    if args.address:
+        check_address(args.address)

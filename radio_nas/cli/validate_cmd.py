@@ -15,6 +15,8 @@ import argparse
 import sys
 from typing import Any
 
+from radio_nas.cli._checks import int_at_least
+
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
@@ -24,17 +26,17 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("space", nargs="?", help="search-space YAML (optional with --from: the sweep's own copy)")
     p.add_argument("--from", dest="from_dir", metavar="DIR",
                    help="validate the Pareto set of this sweep (results/<name>) instead of sampling")
-    p.add_argument("--variants", type=int, metavar="K",
+    p.add_argument("--variants", type=int_at_least(1), metavar="K",
                    help="variants to compare (default 6 sampled; with --from the Pareto set, at least 3)")
     p.add_argument("--budgets", default="1,4", metavar="M,M",
                    help="trial-length multiples of the pipeline's steps, e.g. 0.5,1,4 (default 1,4)")
-    p.add_argument("--seeds", type=int, default=2, metavar="S", help="seeds per variant and budget (default 2)")
+    p.add_argument("--seeds", type=int_at_least(1), default=2, metavar="S", help="seeds per variant and budget (default 2)")
     p.add_argument("--steps-only", action="store_true",
                    help="scale only steps with the budget (default: also data.train_size and eval.every)")
-    p.add_argument("--boot", type=int, default=2000, metavar="N", help="bootstrap resamples (default 2000)")
+    p.add_argument("--boot", type=int_at_least(1), default=2000, metavar="N", help="bootstrap resamples (default 2000)")
     p.add_argument("--results", metavar="DIR", help="results folder (default: results/<name>-validate)")
     p.add_argument("--address", metavar="ADDR", help="an existing Ray cluster; default: start a local Ray")
-    p.add_argument("--num-cpus", type=int, metavar="N", help="CPUs of the local Ray (default: all)")
+    p.add_argument("--num-cpus", type=int_at_least(1), metavar="N", help="CPUs of the local Ray (default: all)")
     p.add_argument("--time", metavar="DUR", help="no new trial after this long: 900, 90s, 15m, 2h")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a key of the space file (dotted, e.g. pipeline.overrides.steps=10)")
@@ -55,6 +57,12 @@ def run(args: argparse.Namespace) -> int:
     overrides = dict(parse_assignment(a) for a in args.set)
     if args.space is None and args.from_dir is None:
         raise ConfigError("give a search-space file, or --from a sweep's results folder", key="space")
+    if args.address:
+        from radio_nas.cli._checks import check_address
+        check_address(args.address)
+    if args.results:
+        from radio_nas.cli._checks import writable_dir
+        writable_dir(args.results, "--results", create=False)
     progress = (lambda line: print(line, file=sys.stderr, flush=True)) if args.json else \
         (lambda line: print(line, flush=True))
     out = run_validation(args.space, settings, from_dir=args.from_dir, results_dir=args.results,
@@ -81,10 +89,14 @@ def _closest(c: dict[str, Any] | None) -> str:
 
 
 def _budgets(text: str) -> tuple[float, ...]:
+    import math
+
     from radio_nas._config import ConfigError
 
     try:
         values = tuple(float(x) for x in text.split(",") if x.strip())
     except ValueError:
         raise ConfigError(f"expected comma-separated numbers like 1,4; got {text!r}", key="--budgets") from None
+    if not values or not all(math.isfinite(v) and v > 0 for v in values):
+        raise ConfigError(f"expected positive, finite multiples like 1,4; got {text!r}", key="--budgets")
     return values

@@ -6,11 +6,17 @@
     >>> entries["rn50_s16"].summary[:8]          # fp16 np.memmap (N, Ds); .features is (N, Df, h, w)
 
 One entry per (teacher, data, crops, split): a folder ``<root>/<key>/`` with ``summary.npy``,
-``features.npy`` (fp16, opened memory-mapped) and ``meta.json``. The key hashes everything that
-changes the outputs: the teacher's preprocessing, outputs and weights (file sha256), the image
-source and the crop stream settings. An entry is built in a temporary folder and renamed into
-place (atomic); a ``fcntl`` lock per key makes a second process racing for the same entry wait and
-then read it. A warm call never builds (or even loads) a teacher.
+``features.npy`` (fp16, opened memory-mapped), ``meta.json`` and the marker file
+``.radio-nas-cache`` (only folders holding it are ever listed as entries or removed by
+:func:`clear`). The key hashes everything that changes the outputs: the teacher's preprocessing,
+outputs and weights (file sha256), the image source and the crop stream settings. An entry is
+built in a temporary folder and renamed into place (atomic); a ``fcntl`` lock per key makes a
+second process racing for the same entry wait and then read it. A warm call never builds (or even
+loads) a teacher.
+
+Every entry is verified before use (readable metadata whose key is the folder's, arrays whose
+dtype and shapes match it); a broken one (a truncated array, damaged metadata) is rebuilt in
+place under the key's lock, and :func:`list_entries` shows it with its problem.
 """
 from __future__ import annotations
 
@@ -18,13 +24,15 @@ import contextlib
 import fcntl
 import json
 import os
+import re
 import shutil
 import sys
 import time
 import uuid
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -33,6 +41,11 @@ from radio_nas.distill.data import CropDataset
 from radio_nas.distill.pipeline import TeacherConfig
 
 CACHE_VERSION = 1
+MARKER = ".radio-nas-cache"
+"""Written into every entry this module builds: what :func:`clear` may remove."""
+_KEY_RE = re.compile(r"[0-9a-f]{20}")
+_TMP_RE = re.compile(r"\.(?:tmp|broken)-([0-9a-f]{20})-(\d+)-[0-9a-f]{8}")
+_ENTRY_FILES = {"meta.json", "summary.npy", "features.npy", MARKER}
 _FP16_MAX = float(np.finfo(np.float16).max)
 # Fields that do not change a teacher's outputs, so they stay out of the key.
 _NOT_IN_KEY = ("name", "weight_summary", "weight_features", "batch_size", "device")
@@ -69,7 +82,7 @@ def teacher_outputs(teachers: Sequence[TeacherConfig], dataset: CropDataset, spl
     """
     keys = {t.name: cache_key(t, dataset, split) for t in teachers}
     # Teachers with identical outputs (same key under another name) are computed once.
-    first = {}
+    first: dict[str, TeacherConfig] = {}
     for t in teachers:
         first.setdefault(keys[t.name], t)
     if len(first) < len(teachers):
@@ -132,13 +145,18 @@ def _compute(teachers: Sequence[TeacherConfig], keys: dict[str, str], dataset: C
                 out[t.name] = CacheEntry(keys[t.name], None, meta, s, f)
                 continue
             for arr in (s, f):
-                arr.flush()  # type: ignore[union-attr]
+                arr.flush()  # type: ignore[attr-defined]  # an np.memmap
             del arrays[t.name]
-            (tmp[t.name] / "meta.json").write_text(json.dumps(meta, indent=1))
+            folder = tmp[t.name]
+            assert folder is not None
+            (folder / "meta.json").write_text(json.dumps(meta, indent=1))
+            (folder / MARKER).write_text(f"radio-nas teacher cache entry {keys[t.name]}\n")
             final = root / keys[t.name]
-            os.replace(tmp[t.name], final)  # atomic: a reader sees a whole entry or none
+            _replace_entry(folder, final)
             entry = _open(root, keys[t.name])
-            assert entry is not None
+            if entry is None:
+                raise RuntimeError(f"teacher cache entry {final} is unreadable right after it was written: "
+                                   f"{verify_entry(final)}")
             out[t.name] = entry
         return out
     finally:
@@ -157,15 +175,72 @@ def _allocate(folder: Path | None, n: int, s_shape: tuple[int, ...], f_shape: tu
             open_mm(folder / "features.npy", mode="w+", dtype=np.float16, shape=(n, *f_shape)))
 
 
+def _replace_entry(tmp: Path, final: Path) -> None:
+    """Rename a finished build into place. A broken entry already there (we hold its lock) is
+    first renamed aside, since a rename cannot replace a non-empty folder, then removed."""
+    aside = None
+    if final.exists() or final.is_symlink():
+        aside = final.with_name(f".broken-{final.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+        os.replace(final, aside)
+    os.replace(tmp, final)  # atomic: a reader sees a whole entry or none
+    if aside is not None:
+        if aside.is_dir() and not aside.is_symlink():
+            shutil.rmtree(aside, ignore_errors=True)
+        else:
+            aside.unlink(missing_ok=True)
+
+
 def _open(root: Path, key: str) -> CacheEntry | None:
-    folder = root / key
+    """The entry if it is whole and consistent, else None (the caller rebuilds it)."""
+    entry, _ = _load(root / key)
+    return entry
+
+
+def _load(folder: Path) -> tuple[CacheEntry | None, str | None]:
+    """(entry, None) for a sound entry; (None, problem) otherwise."""
+    if not folder.is_dir():
+        return None, "missing"
     try:
         meta = json.loads((folder / "meta.json").read_text())
-        summary = np.load(folder / "summary.npy", mmap_mode="r")
-        features = np.load(folder / "features.npy", mmap_mode="r")
-    except (OSError, ValueError):
-        return None
-    return CacheEntry(key, folder, meta, summary, features)
+    except (OSError, ValueError) as exc:
+        return None, f"metadata unreadable ({type(exc).__name__})"
+    if not isinstance(meta, dict):
+        return None, "metadata is not a mapping"
+    if meta.get("key") != folder.name:
+        return None, f"metadata key {meta.get('key')!r} is not the folder's"
+    arrays = {}
+    for name in ("summary", "features"):
+        try:
+            arr = np.load(folder / f"{name}.npy", mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            return None, f"{name}.npy unreadable ({str(exc).splitlines()[0][:80]})"
+        shape = meta.get(f"{name}_shape")
+        if arr.dtype != np.float16:
+            return None, f"{name}.npy is {arr.dtype}, expected float16"
+        if not isinstance(shape, list) or list(arr.shape) != shape:
+            return None, f"{name}.npy has shape {list(arr.shape)}, metadata says {shape}"
+        if arr.shape[0] != meta.get("n"):
+            return None, f"{name}.npy has {arr.shape[0]} rows, metadata says n={meta.get('n')}"
+        arrays[name] = arr
+    return CacheEntry(folder.name, folder, meta, arrays["summary"], arrays["features"]), None
+
+
+def verify_entry(folder: Path) -> str | None:
+    """None when the entry at `folder` is sound, else what is wrong with it."""
+    return _load(Path(folder))[1]
+
+
+def _is_ours(folder: Path) -> bool:
+    """A folder this cache made: it holds the marker, or (entries written before the marker
+    existed) it is named by a key and holds nothing but an entry's files."""
+    if not folder.is_dir() or folder.is_symlink():
+        return False
+    if (folder / MARKER).is_file():
+        return True
+    if not _KEY_RE.fullmatch(folder.name):
+        return False
+    names = {p.name for p in folder.iterdir()}
+    return "meta.json" in names and names <= _ENTRY_FILES
 
 
 @contextlib.contextmanager
@@ -174,7 +249,7 @@ def _locks(root: Path, keys: list[str]) -> Iterator[None]:
     handles = []
     try:
         for key in keys:
-            fh = open(root / f".{key}.lock", "a+")
+            fh = open(root / f".{key}.lock", "a+")  # noqa: SIM115  (held open until the locks are released)
             fcntl.flock(fh, fcntl.LOCK_EX)
             handles.append(fh)
         yield
@@ -184,36 +259,40 @@ def _locks(root: Path, keys: list[str]) -> Iterator[None]:
             fh.close()
 
 
-def list_entries(root: Path) -> list[dict[str, Any]]:
-    """Every complete entry under `root`: its meta plus ``bytes`` and ``path``."""
+def list_entries(root: Path, *, broken: bool = False) -> list[dict[str, Any]]:
+    """Entries under `root`: the meta of each plus ``bytes``, ``path`` and ``status`` (``ok``; with
+    `broken`, also ``broken`` entries with their ``problem``, to be rebuilt or cleared)."""
     root = Path(root).expanduser()
     if not root.is_dir():
         return []
     out = []
-    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        try:
-            meta = json.loads((folder / "meta.json").read_text())
-        except (OSError, ValueError):
-            continue
+    for folder in sorted(p for p in root.iterdir() if not p.name.startswith(".") and _is_ours(p)):
+        entry, problem = _load(folder)
         size = sum(f.stat().st_size for f in folder.iterdir() if f.is_file())
-        out.append({**meta, "bytes": size, "path": str(folder)})
+        if entry is not None:
+            out.append({**entry.meta, "bytes": size, "path": str(folder), "status": "ok"})
+        elif broken:
+            out.append({"key": folder.name, "bytes": size, "path": str(folder), "status": "broken",
+                        "problem": problem})
     return out
 
 
 def clear(root: Path, keys: Sequence[str] | None = None) -> list[str]:
-    """Remove entries whose key starts with one of `keys` (all when None); returns removed keys.
-    Clearing everything also removes leftovers of interrupted builds."""
+    """Remove entries (sound or broken) whose key starts with one of `keys` (all when None);
+    returns the removed keys. Only folders this cache made are touched (see :data:`MARKER`).
+    Clearing everything also removes leftovers of interrupted builds whose process is gone."""
     root = Path(root).expanduser()
     if not root.is_dir():
         return []
     removed = []
-    for entry in list_entries(root):
+    for entry in list_entries(root, broken=True):
         if keys is None or any(entry["key"].startswith(k) for k in keys):
             shutil.rmtree(entry["path"], ignore_errors=True)
             removed.append(entry["key"])
     if keys is None:  # leftovers of builds whose process is gone
         for p in root.iterdir():
-            if p.name.startswith(".tmp-") and not _alive(p.name.split("-")[2]):
+            m = _TMP_RE.fullmatch(p.name)
+            if m and p.is_dir() and not p.is_symlink() and not _alive(m.group(2)):
                 shutil.rmtree(p, ignore_errors=True)
     return removed
 

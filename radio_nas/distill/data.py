@@ -18,9 +18,9 @@ import math
 import os
 import tarfile
 import threading
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
 
 import numpy as np
 from PIL import Image
@@ -32,6 +32,9 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".g
 SKIMAGE_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "stereo_motorcycle", "hubble_deep_field",
                   "immunohistochemistry", "retina", "colorwheel", "logo")
 """Colour images bundled in the scikit-image wheel (no download)."""
+SKIMAGE_EVAL_PHOTOS = ("chelsea", "immunohistochemistry")
+"""Held out whole for evaluation by default: one everyday photo and one microscopy image, so the eval
+crops resemble both kinds the other eight cover (4 photos, hubble/retina, 2 synthetic images)."""
 _SPLITS = {"train": 0, "eval": 1}
 
 
@@ -111,7 +114,7 @@ class CropDataset:
                 with Image.open(io.BytesIO(raw)) as im:
                     image = np.asarray(im.convert("RGB"))
             image = _to_rgb(image)
-        except Exception:  # any unreadable / corrupt / odd file is skipped, never fatal
+        except Exception:  # noqa: BLE001 -- any unreadable / corrupt / odd file is skipped, never fatal
             image = None
             self.skipped.add(item.name)
         with self._lock:
@@ -126,7 +129,7 @@ class CropDataset:
         h, w = image.shape[:2]
         box = _random_box(rng, h, w, self.cfg.scale, self.cfg.ratio)
         flip = bool(rng.random() < 0.5) and self.cfg.hflip
-        pil = Image.fromarray(image).resize((size[1], size[0]), Image.BICUBIC, box=box)
+        pil = Image.fromarray(image).resize((size[1], size[0]), Image.Resampling.BICUBIC, box=box)
         out = np.asarray(pil)
         if flip:
             out = out[:, ::-1]
@@ -175,9 +178,30 @@ def _skimage(cfg: DataConfig) -> CropDataset:
     for i, name in enumerate(names):
         if not callable(getattr(skimage.data, name, None)):
             raise ConfigError(f"scikit-image has no image {name!r}", key=f"data.images[{i}]")
-    items = [_Item(n, i, (lambda n=n: _first(getattr(skimage.data, n)()))) for i, n in enumerate(names)]
-    # Few photos: train and eval crops come from the same photos with disjoint seeds (labels = photo).
-    return CropDataset(cfg, {"train": items, "eval": items}, names, f"skimage:{','.join(names)}")
+    if cfg.eval_images is not None:
+        held = list(cfg.eval_images)
+        for i, name in enumerate(held):
+            if name not in names:
+                raise ConfigError(f"{name!r} is not one of the photos used ({', '.join(names)})",
+                                  key=f"data.eval_images[{i}]")
+    else:
+        held = [n for n in SKIMAGE_EVAL_PHOTOS if n in names] or names[-1:]
+    train = [n for n in names if n not in held]
+    if not held or not train:
+        raise ConfigError(f"need at least one training photo and one held-out photo, got {len(train)} "
+                          f"and {len(held)} of {names}", key="data.eval_images")
+    items = {split: [_Item(n, None, _skimage_loader(n)) for n in group]
+             for split, group in (("train", train), ("eval", held))}
+    # Whole photos are held out, so a photo's identity cannot serve as a kNN label: no labels.
+    return CropDataset(cfg, items, None, f"skimage:{','.join(train)}|eval:{','.join(held)}")
+
+
+def _skimage_loader(name: str) -> Callable[[], np.ndarray]:
+    def load() -> np.ndarray:
+        import skimage.data
+
+        return _first(getattr(skimage.data, name)())
+    return load
 
 
 def _first(value: object) -> np.ndarray:
@@ -191,7 +215,7 @@ def _held_out(name: str, fraction: float) -> bool:
 
 
 def _split(cfg: DataConfig, items: list[_Item]) -> dict[str, list[_Item]]:
-    split = {"train": [], "eval": []}
+    split: dict[str, list[_Item]] = {"train": [], "eval": []}
     for item in items:
         split["eval" if _held_out(item.name, cfg.eval_fraction) else "train"].append(item)
     if not split["eval"] and len(split["train"]) > 1:  # tiny sets: hold out at least one image
@@ -261,12 +285,12 @@ def _tar(cfg: DataConfig) -> CropDataset:
     if cls_text:
         n = max(cls_text.values()) + 1
         classes = [str(i) for i in range(n)]
-        label_of = lambda shard, name: cls_text.get(f"{shard}:{os.path.splitext(name)[0]}")  # noqa: E731
+        label_of = lambda shard, name: cls_text.get(f"{shard}:{os.path.splitext(name)[0]}")
     elif len(folders) > 1:
-        classes = sorted(folders)
-        label_of = lambda shard, name: classes.index(os.path.dirname(name))  # noqa: E731
+        folder_classes = classes = sorted(folders)
+        label_of = lambda shard, name: folder_classes.index(os.path.dirname(name))
     else:
-        label_of = lambda shard, name: None  # noqa: E731
+        label_of = lambda shard, name: None
 
     def reader(shard: Path, offset: int, size: int) -> Callable[[], bytes]:
         def load() -> bytes:  # direct read at the member's offset: no re-scan of the shard

@@ -13,10 +13,10 @@ Adapters: ``onnx`` (onnxruntime; any graph output by name, intermediate ones inc
 from __future__ import annotations
 
 import abc
-
 import hashlib
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -85,7 +85,7 @@ class OnnxTeacher(Teacher):
     file share one session and one forward per batch (the bundled ResNet-50 serves two heads).
     """
 
-    def __init__(self, cfg: TeacherConfig, runner: "_OnnxRunner"):
+    def __init__(self, cfg: TeacherConfig, runner: _OnnxRunner):
         super().__init__(cfg)
         self.runner = runner
 
@@ -191,7 +191,7 @@ def _to_cpu(out: Any) -> Any:
     if isinstance(out, torch.Tensor):
         return out.detach().float().cpu()
     if isinstance(out, dict) or hasattr(out, "keys"):  # dicts and transformers ModelOutput
-        return {k: _to_cpu(out[k]) for k in out.keys()}
+        return {k: _to_cpu(out[k]) for k in out.keys()}  # noqa: SIM118 -- ModelOutput: iterate its keys, not a dict
     if isinstance(out, (list, tuple)):
         return type(out)(_to_cpu(v) for v in out) if not hasattr(out, "_fields") else tuple(_to_cpu(v) for v in out)
     return out
@@ -376,7 +376,7 @@ def _as_map(t: torch.Tensor, spec: OutputSpec) -> torch.Tensor:
     _check_ndim(t, 3, spec)
     patches = t[:, spec.prefix_tokens:]
     n = patches.shape[1]
-    side = int(round(n ** 0.5))
+    side = round(n ** 0.5)
     if side * side != n:
         raise ValueError(f"{n} patch tokens do not form a square grid (check prefix_tokens)")
     return patches.transpose(1, 2).reshape(t.shape[0], t.shape[2], side, side)

@@ -10,7 +10,7 @@ handle or be a known zero-cost op (elementwise, by the usual MAC convention); an
 from __future__ import annotations
 
 import warnings
-from typing import Any
+from typing import Any, cast
 
 import torch
 from fvcore.nn import FlopCountAnalysis
@@ -49,6 +49,9 @@ def flop_analysis(model: nn.Module, resolution: tuple[int, int], batch_size: int
     """A strict fvcore analysis of `model` on a random input; raises if any op would be skipped."""
     h, w = resolution
     inputs = torch.randn(batch_size, 3, h, w)
+    set_input_size = getattr(model, "set_input_size", None)
+    if callable(set_input_size):  # windows follow the input before the trace, not inside it
+        set_input_size(h, w)
     was_training = model.training
     model.eval()
     analysis = FlopCountAnalysis(model, inputs).set_op_handle(**EXTRA_HANDLES)
@@ -74,7 +77,7 @@ def count_gmacs(model_or_spec: Any, resolution: tuple[int, int] | int = 224, bat
     model = model_or_spec if isinstance(model_or_spec, nn.Module) else build_model(model_or_spec)
     cfg = getattr(model, "cfg", None)
     if cfg is not None:
-        resolve_config(cfg).check_input_size(h, w)
+        cast(Any, resolve_config(cfg)).check_input_size(h, w)
     elif h <= 0 or w <= 0:
         raise ConfigError(f"bad resolution {h}x{w}", key="resolution")
     return flop_analysis(model, (h, w), batch_size).total() / 1e9

@@ -17,8 +17,9 @@ import platform
 import statistics
 import time
 import weakref
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -46,6 +47,8 @@ class LatencyResult:
     dtype: str
     channels_last: bool
     images_per_s: float
+    deploy: bool
+    """Timed the deployable graph (BatchNorm folded, position bias cached), not the training one."""
     peak_memory_mb: float | None
     """Peak memory of one forward: CUDA allocator peak on GPU; on CPU weights + peak live tensors."""
 
@@ -80,8 +83,11 @@ def check_settings(device: str, dtype: str) -> None:
 
 def measure_latency(model: nn.Module, resolution: tuple[int, int], batch_size: int = 1,
                     device: str = "cpu", dtype: str = "fp32", channels_last: bool = False,
-                    warmup: int = 10, runs: int = 50) -> LatencyResult:
-    """Median/p90 forward latency in ms of `model` (eval mode, no grad, autocast for bf16/fp16)."""
+                    warmup: int = 10, runs: int = 50, deploy: bool = True) -> LatencyResult:
+    """Median/p90 forward latency in ms of `model` (eval mode, no grad, autocast for bf16/fp16).
+
+    `deploy`: time a deployable copy (:func:`radio_nas.models.deploy_model`: BatchNorm folded,
+    position bias cached), as the model would be served; False times the training graph in eval."""
     check_settings(device, dtype)
     if batch_size < 1 or runs < 1 or warmup < 0:
         raise ConfigError("batch size and runs must be >= 1, warm-up >= 0", key="--batch-size")
@@ -89,8 +95,15 @@ def measure_latency(model: nn.Module, resolution: tuple[int, int], batch_size: i
     cfg = getattr(model, "cfg", None)
     if cfg is not None:
         cfg.check_input_size(h, w)
+    set_input_size = getattr(model, "set_input_size", None)
+    if callable(set_input_size):
+        set_input_size(h, w)
+    if deploy:
+        from radio_nas.models.deploy import deploy_model
+
+        model = deploy_model(model)
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
-    model = model.to(device=device, memory_format=memory_format).eval()
+    model = cast(Any, model).to(device=device, memory_format=memory_format).eval()  # stubs lack memory_format
     x = torch.randn(batch_size, 3, h, w, device=device).contiguous(memory_format=memory_format)
     autocast = torch.autocast(device_type=device, dtype=DTYPES[dtype], enabled=dtype != "fp32")
     cuda = device.startswith("cuda")
@@ -126,34 +139,36 @@ def measure_latency(model: nn.Module, resolution: tuple[int, int], batch_size: i
         median_ms=median, p90_ms=float(np.quantile(times, 0.9)), mean_ms=statistics.fmean(times), runs=runs,
         batch_size=batch_size, resolution=(h, w), device=device, device_name=device_name(device),
         dtype=dtype, channels_last=channels_last, images_per_s=batch_size / median * 1e3,
-        peak_memory_mb=peak)
+        deploy=deploy, peak_memory_mb=peak)
 
 
 def cached_latency(cfg: Any, cache_dir: str | Path, resolution: tuple[int, int], batch_size: int = 1,
                    device: str = "cpu", dtype: str = "fp32", channels_last: bool = False,
-                   runs: int = 50, warmup: int = 10) -> LatencyResult:
+                   runs: int = 50, warmup: int = 10, deploy: bool = True) -> LatencyResult:
     """:func:`measure_latency` of the model `cfg` builds, cached by arch id + settings + device name."""
     from radio_nas.models import build_model
 
     check_settings(device, dtype)
-    path = latency_cache_path(cfg, cache_dir, resolution, batch_size, device, dtype, channels_last, runs)
+    path = latency_cache_path(cfg, cache_dir, resolution, batch_size, device, dtype, channels_last, runs,
+                              deploy)
     if path.is_file():
         with contextlib.suppress(ValueError, TypeError, KeyError):
             data = json.loads(path.read_text())
             data["resolution"] = tuple(data["resolution"])
             return LatencyResult(**data)
-    result = measure_latency(build_model(cfg), resolution, batch_size, device, dtype, channels_last,
-                             warmup=warmup, runs=runs)
+    result = measure_latency(build_model(cfg, resolution=resolution), resolution, batch_size, device, dtype,
+                             channels_last, warmup=warmup, runs=runs, deploy=deploy)
     atomic_write(path, json.dumps(result.to_dict()))
     return result
 
 
 def latency_cache_path(cfg: Any, cache_dir: str | Path, resolution: tuple[int, int], batch_size: int = 1,
                        device: str = "cpu", dtype: str = "fp32", channels_last: bool = False,
-                       runs: int = 50) -> Path:
+                       runs: int = 50, deploy: bool = True) -> Path:
     """Where :func:`cached_latency` keeps this measurement (the device name includes the thread count)."""
     key = stable_id({"arch": cfg.id, "resolution": list(resolution), "batch": batch_size, "device":
-                     device_name(device), "dtype": dtype, "channels_last": channels_last, "runs": runs})
+                     device_name(device), "dtype": dtype, "channels_last": channels_last, "runs": runs,
+                     "deploy": deploy})
     return Path(cache_dir) / f"latency-{key}.json"
 
 
@@ -165,7 +180,7 @@ class _LiveTensorPeak(TorchDispatchMode):
         self.live = self.peak = 0
         self._seen: set[int] = set()
 
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
         for t in _tensors(out):
             storage = t.untyped_storage()

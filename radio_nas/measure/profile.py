@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import platform
+import warnings
 from typing import Any
 
 import torch
@@ -10,11 +11,13 @@ from radio_nas import __version__
 from radio_nas._util import parse_resolution
 from radio_nas.measure.flops import count_gmacs, count_params
 from radio_nas.measure.latency import check_settings, measure_latency
+from radio_nas.models.eradio import ERadio, WindowPaddingWarning
 
 
 def versions() -> dict[str, str]:
-    import fvcore  # noqa: F401  (version via metadata)
     from importlib.metadata import version
+
+    import fvcore  # noqa: F401  (version via metadata)
 
     return {"radio_nas": __version__, "torch": torch.__version__, "fvcore": version("fvcore"),
             "python": platform.python_version()}
@@ -22,18 +25,29 @@ def versions() -> dict[str, str]:
 
 def profile(spec: Any, resolution: Any = 224, batch_size: int = 1, device: str = "cpu",
             dtype: str = "fp32", channels_last: bool = False, runs: int = 50, warmup: int = 10,
-            **overrides: Any) -> dict[str, Any]:
-    """Params, GMACs (per image) and latency of the variant `spec` (preset, dict, YAML, config)."""
+            deploy: bool = True, weights: str | None = None, **overrides: Any) -> dict[str, Any]:
+    """Params, GMACs (per image) and latency of the variant `spec` (preset, dict, YAML, config);
+    `weights`: a torch checkpoint to load first (weights-only; published E-RADIO v2 names mapped)."""
     from radio_nas.models import build_model, resolve_config
 
     check_settings(device, dtype)
-    cfg = resolve_config(spec, **overrides)
+    cfg: Any = resolve_config(spec, **overrides)
     h, w = parse_resolution(resolution)
     cfg.check_input_size(h, w)
-    model = build_model(cfg)
+    with warnings.catch_warnings():  # padding is reported in the result instead
+        warnings.simplefilter("ignore", WindowPaddingWarning)
+        model = build_model(cfg, resolution=(h, w))
+    if weights is not None:
+        from radio_nas.models.published import load_weights
+
+        load_weights(model, weights)
     gmacs = count_gmacs(model, (h, w))
-    latency = measure_latency(model, (h, w), batch_size, device, dtype, channels_last, warmup, runs)
-    return {
+    latency = measure_latency(model, (h, w), batch_size, device, dtype, channels_last, warmup, runs, deploy)
+    result = {
         "arch_id": cfg.id, "arch": cfg.to_dict(), "resolution": [h, w], "params": count_params(model),
-        "gmacs": gmacs, "latency": latency.to_dict(), "versions": versions(),
+        "gmacs": gmacs, "latency": latency.to_dict(), "versions": versions(), "weights": weights,
     }
+    if isinstance(model, ERadio):  # the windows used, and any map they pad
+        result["windows"] = list(model.window_sizes)
+        result["window_padding"] = model.cfg.window_padding(h, w)
+    return result

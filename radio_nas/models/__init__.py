@@ -16,8 +16,9 @@ from typing import Any, NamedTuple
 from torch import nn
 
 from radio_nas._config import Config, ConfigError, load_yaml
-from radio_nas.models.eradio import ERadio, ERadioConfig, optimal_window_size
+from radio_nas.models.deploy import deploy_model, fuse_conv_bn
 from radio_nas.models.eradio import PRESETS as ERADIO_PRESETS
+from radio_nas.models.eradio import ERadio, ERadioConfig, optimal_window_size
 from radio_nas.models.vit import PRESETS as VIT_PRESETS
 from radio_nas.models.vit import ViT, ViTConfig
 
@@ -67,10 +68,19 @@ def resolve_config(spec: Any, **overrides: Any) -> Config:
         raise exc.within(file=file) from None
 
 
-def build_model(spec: Any, **overrides: Any) -> nn.Module:
-    """Build the student described by `spec` (see :func:`resolve_config`)."""
+def build_model(spec: Any, *, resolution: tuple[int, int] | None = None, **overrides: Any) -> nn.Module:
+    """Build the student described by `spec` (see :func:`resolve_config`).
+
+    `resolution` (H, W) is the input size it will run at: E-RADIO's ``window_sizes: auto`` are
+    chosen from it (a model also adapts on the first forward at another size)."""
     cfg = resolve_config(spec, **overrides)
-    return FAMILIES[cfg.family].model(cfg)  # type: ignore[attr-defined]
+    model = FAMILIES[cfg.family].model(cfg)  # type: ignore[attr-defined]
+    if resolution is not None:
+        cfg.check_input_size(*resolution)  # type: ignore[attr-defined]
+        set_input_size = getattr(model, "set_input_size", None)
+        if callable(set_input_size):
+            set_input_size(*resolution)
+    return model
 
 
 def _from_mapping(data: dict[str, Any]) -> Config:
@@ -93,5 +103,18 @@ def _from_mapping(data: dict[str, Any]) -> Config:
     return FAMILIES[family_name].config.from_dict(data)
 
 
-__all__ = ["ERadio", "ERadioConfig", "FAMILIES", "Family", "build_model", "optimal_window_size",
-           "preset_names", "register_family", "resolve_config", "ViT", "ViTConfig"]
+__all__ = [
+    "FAMILIES",
+    "ERadio",
+    "ERadioConfig",
+    "Family",
+    "ViT",
+    "ViTConfig",
+    "build_model",
+    "deploy_model",
+    "fuse_conv_bn",
+    "optimal_window_size",
+    "preset_names",
+    "register_family",
+    "resolve_config",
+]

@@ -10,9 +10,12 @@ Layout (strides 4/8/16/32, widths C/2C/4C/8C)::
         -> MRA transformer stage (stride 16) -> down -> transformer stage (stride 32)
         -> fusion of stages 3 and 4 -> stride-16 features; summary = mean of those tokens
 
-A transformer stage has ``depth`` multi-resolution-attention (MRA) units; each unit runs one
-windowed-attention block per ratio of the stage's pattern, so pattern ``(2, 1)`` interleaves a
-2x-subsampled block with a full-resolution one (the seed's FasterViT-2 setting). A block with
+A transformer stage's pattern of subsample ratios is applied in one of two ways (``depth_counts``):
+``units`` (the published code's counting: ``depth`` multi-resolution-attention units, each running
+one block per ratio, so ``(2, 1)`` doubles the blocks) or ``layers`` (the seed's wording: ``depth``
+attention blocks, block i using ratio ``pattern[i % len(pattern)]``, so patterns compare at equal
+depth). Pattern ``(2, 1)`` interleaves a 2x-subsampled block with a full-resolution one (the seed's
+FasterViT-2 setting). A block with
 ratio r > 1 subsamples (strided conv k=r, s=r), attends in windows, and upsamples back
 (transposed conv k=r, s=r) before merging with its input.
 
@@ -26,16 +29,22 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Literal
+import warnings
+from typing import Any, Literal, cast
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from radio_nas._config import Config, ConfigError
+from radio_nas._config import Config, ConfigError, coerce
+from radio_nas.models.deploy import fuse_conv_bn
 
 PATCH_SIZE = 16  # stride of the output features
 INPUT_MULTIPLE = 32  # stride of the deepest stage
+
+
+class WindowPaddingWarning(UserWarning):
+    """Pinned windows do not tile an attention map at this input size: it is padded and masked."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,19 +59,31 @@ class ERadioConfig(Config):
     width: int = 80
     """C: stage widths are C, 2C, 4C, 8C."""
     depths: tuple[int, int, int, int] = (1, 3, 4, 5)
-    """C2f bottlenecks in stages 1-2; MRA units in stages 3-4."""
+    """C2f bottlenecks in stages 1-2; MRA units or attention blocks in stages 3-4 (``depth_counts``)."""
+    depth_counts: Literal["units", "layers"] = "units"
+    """How stages 3-4 count ``depths``: units = each of ``depth`` units runs one block per ratio of
+    the pattern (the published code; reproduces its parameter counts); layers = ``depth`` blocks,
+    block i using ratio ``pattern[i % len(pattern)]`` (patterns compare at equal depth)."""
     stem_width: int | None = None
     """Channels after the first stem conv; None means C/2."""
     head_dim: int = 32
     mlp_ratio: float = 4.0
     qkv_bias: bool = False
-    window_sizes: tuple[int, int] = (7, 7)
-    """Attention window per transformer stage (3, 4); maps are padded to a multiple of it."""
+    window_sizes: tuple[int, int] | Literal["auto"] = "auto"
+    """Attention window per transformer stage (3, 4), or ``auto``: chosen from the input size the
+    model is built or run at (:meth:`windows_for`). A list pins them; maps they do not tile are
+    padded (padded keys masked) and the model warns."""
+    max_window: int = 16
+    """Largest window ``auto`` may choose (the reference's ``max_window_size``)."""
     mra_pattern: tuple[tuple[int, ...], tuple[int, ...]] = ((2, 1), (1,))
-    """Subsample ratios run by each MRA unit, per transformer stage; 1 = plain windowed attention."""
+    """Subsample ratios per transformer stage (see ``depth_counts``); 1 = plain windowed attention."""
     pos_bias: Literal["swinv2", "none"] = "swinv2"
     """Swin-V2 continuous relative position bias (log-spaced coords -> MLP -> 16*sigmoid)."""
     cpb_hidden: int = 512
+    pretrained_window: int | None = None
+    """Window the position-bias coordinates are normalised by (divided by its size - 1), as the
+    reference's ``pretrained_window_size``: the window the weights were trained at, so they give
+    the same bias at any other window. None: the current window."""
     pre_conv: Literal["none", "dense", "depthwise"] = "none"
     """3x3 conv-BN residual before each ratio-1 block (v2: dense)."""
     mra_resample: Literal["conv", "pool"] = "conv"
@@ -92,9 +113,15 @@ class ERadioConfig(Config):
                     f"head_dim {self.head_dim}", key="head_dim")
         if self.mlp_ratio <= 0:
             raise ConfigError(f"expected a positive number, got {self.mlp_ratio}", key="mlp_ratio")
-        for i, ws in enumerate(self.window_sizes):
-            if ws < 1:
-                raise ConfigError(f"window sizes must be >= 1, got {ws}", key=f"window_sizes[{i}]")
+        if self.window_sizes != "auto":
+            for i, ws in enumerate(self.window_sizes):
+                if ws < 1:
+                    raise ConfigError(f"window sizes must be >= 1, got {ws}", key=f"window_sizes[{i}]")
+        if self.max_window < 1:
+            raise ConfigError(f"expected an integer >= 1, got {self.max_window}", key="max_window")
+        if self.pretrained_window is not None and self.pretrained_window < 2:
+            raise ConfigError(f"expected an integer >= 2 or null, got {self.pretrained_window}",
+                              key="pretrained_window")
         for i, pattern in enumerate(self.mra_pattern):
             if not pattern:
                 raise ConfigError("pattern is empty; expected a list of ratios >= 1 such as [2, 1]",
@@ -111,6 +138,45 @@ class ERadioConfig(Config):
     def widths(self) -> tuple[int, int, int, int]:
         c = self.width
         return (c, 2 * c, 4 * c, 8 * c)
+
+    @classmethod
+    def from_dict(cls, data: Any, *, key: str = "") -> ERadioConfig:
+        # a pinned list is checked on its own first, so an error names the item (window_sizes[1])
+        # rather than listing both arms of the list-or-"auto" union
+        if isinstance(data, dict) and isinstance(data.get("window_sizes"), (list, tuple)):
+            coerce(tuple[int, int], data["window_sizes"], key=f"{key}.window_sizes" if key else "window_sizes")
+        return super().from_dict(data, key=key)  # type: ignore[no-any-return]
+
+    def windows_for(self, height: int, width: int) -> tuple[int, int]:
+        """Windows of stages 3 and 4 at input height x width: the pinned ones, or for ``auto`` the
+        reference's rule per stage: the largest divisor of the smallest map side its blocks attend
+        over (the stage's side over its largest ratio) that is <= ``max_window`` (224 -> 7, 7 with
+        pattern [2, 1]; 512 -> 16, 16)."""
+        if self.window_sizes != "auto":
+            return self.window_sizes
+        out = []
+        for stage, stride in ((3, 16), (4, 32)):
+            side = max(min(height, width) // stride // max(self.stage_ratios(stage)), 1)
+            out.append(_largest_divisor(side, self.max_window))
+        return out[0], out[1]
+
+    def window_padding(self, height: int, width: int) -> list[str]:
+        """The attention maps the windows do not tile at height x width (padded and masked), as text."""
+        out = []
+        for stage, stride, ws in zip((3, 4), (16, 32), self.windows_for(height, width)):
+            for r in sorted(set(self.stage_ratios(stage))):
+                h, w = height // stride // r, width // stride // r
+                if h % ws or w % ws:
+                    out.append(f"stage {stage} ratio {r}: map {h}x{w} padded to "
+                               f"{h + (-h) % ws}x{w + (-w) % ws} for window {ws}")
+        return out
+
+    def stage_ratios(self, stage: int) -> tuple[int, ...]:
+        """Subsample ratio of every attention block of transformer stage `stage` (3 or 4), in order."""
+        depth, pattern = self.depths[stage - 1], self.mra_pattern[stage - 3]
+        if self.depth_counts == "units":
+            return tuple(r for _ in range(depth) for r in pattern)
+        return tuple(pattern[i % len(pattern)] for i in range(depth))
 
     @property
     def feature_dim(self) -> int:
@@ -134,14 +200,16 @@ class ERadioConfig(Config):
 
 
 PRESETS: dict[str, dict] = {
-    "xt": dict(width=64, depths=(1, 3, 4, 5)),
-    "t": dict(width=80, depths=(1, 3, 4, 5)),
-    "s": dict(width=96, depths=(3, 3, 5, 5)),
-    "b": dict(width=128, depths=(3, 3, 5, 5)),
-    "l": dict(width=192, depths=(3, 3, 5, 5), head_dim=96),
+    "xt": {"width": 64, "depths": (1, 3, 4, 5)},
+    "t": {"width": 80, "depths": (1, 3, 4, 5)},
+    "s": {"width": 96, "depths": (3, 3, 5, 5)},
+    "b": {"width": 128, "depths": (3, 3, 5, 5)},
+    "l": {"width": 192, "depths": (3, 3, 5, 5), "head_dim": 96},
     # The published E-RADIO v2 ("eradio_large_fullres_ws16") options, for comparison.
-    "l-v2": dict(width=192, depths=(3, 3, 5, 5), stem_width=64, head_dim=96, window_sizes=(16, 16),
-                 pre_conv="dense", mra_merge="half", fusion="neck", output_dim=1536),
+    # Windows: auto up to 16 (the "ws16"), bias coordinates normalised by the trained window 16.
+    "l-v2": {"width": 192, "depths": (3, 3, 5, 5), "stem_width": 64, "head_dim": 96, "max_window": 16,
+             "pretrained_window": 16, "pre_conv": "dense", "mra_merge": "half", "fusion": "neck",
+             "output_dim": 1536},
 }
 """Seed §A.2 presets: C = XT 64, T 80, S 96, B 128, L 192; depths [1,3,4,5] for XT/T, else [3,3,5,5]."""
 
@@ -151,7 +219,11 @@ def optimal_window_size(height: int, width: int, max_window: int = 16) -> int:
     grid = min(height, width) // INPUT_MULTIPLE
     if grid < 1:
         raise ConfigError(f"{height}x{width} is smaller than {INPUT_MULTIPLE}", key="resolution")
-    return max(d for d in range(1, min(grid, max_window) + 1) if grid % d == 0)
+    return _largest_divisor(grid, max_window)
+
+
+def _largest_divisor(n: int, at_most: int) -> int:
+    return max(d for d in range(1, min(n, at_most) + 1) if n % d == 0)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -219,40 +291,74 @@ class Downsample(nn.Sequential):
 
 
 class ContinuousPositionBias(nn.Module):
-    """Swin-V2 continuous relative position bias for a fixed window: (heads, N, N), N = ws^2."""
+    """Swin-V2 continuous relative position bias for one window: (heads, N, N), N = ws^2.
 
-    def __init__(self, window_size: int, num_heads: int, hidden: int):
+    In eval mode without autograd the bias is a constant of the weights, so it is cached; the cache
+    is dropped by ``train()``, by loading a state dict, by a window change, and whenever an MLP
+    weight changes in place (its version counter moves)."""
+
+    table: torch.Tensor
+    index: torch.Tensor
+
+    def __init__(self, window_size: int, num_heads: int, hidden: int, pretrained_window: int | None = None):
         super().__init__()
         self.mlp = nn.Sequential(nn.Linear(2, hidden), nn.ReLU(inplace=True),
                                  nn.Linear(hidden, num_heads, bias=False))
-        ws = window_size
+        self.pretrained_window = pretrained_window
+        self._cache: tuple[tuple[Any, ...], torch.Tensor] | None = None
+        self.set_window(window_size)
+
+    def set_window(self, window_size: int) -> None:
+        ws = self.window_size = window_size
+        norm = (self.pretrained_window or ws) - 1
         rel = torch.arange(-(ws - 1), ws, dtype=torch.float32)
         table = torch.stack(torch.meshgrid(rel, rel, indexing="ij"), dim=-1)  # (2ws-1, 2ws-1, 2)
-        table = table / max(ws - 1, 1) * 8
+        table = table / max(norm, 1) * 8
         table = torch.sign(table) * torch.log2(table.abs() + 1.0) / math.log2(8)
         coords = torch.stack(torch.meshgrid(torch.arange(ws), torch.arange(ws), indexing="ij")).flatten(1)
         delta = (coords[:, :, None] - coords[:, None, :]).permute(1, 2, 0) + (ws - 1)  # (N, N, 2)
         index = delta[..., 0] * (2 * ws - 1) + delta[..., 1]
-        self.register_buffer("table", table.reshape(-1, 2), persistent=False)
-        self.register_buffer("index", index.reshape(-1), persistent=False)
+        device = next(self.mlp.parameters()).device
+        self.register_buffer("table", table.reshape(-1, 2).to(device), persistent=False)
+        self.register_buffer("index", index.reshape(-1).to(device), persistent=False)
         self.num_tokens = ws * ws
+        self._cache = None
 
     def forward(self) -> torch.Tensor:
+        if self.training or torch.is_grad_enabled():
+            return self._compute()
+        device = self.table.device
+        key = (device, torch.is_autocast_enabled(device.type) and torch.get_autocast_dtype(device.type),
+               *((p.data_ptr(), p._version) for p in self.mlp.parameters()))
+        if self._cache is None or self._cache[0] != key:
+            self._cache = (key, self._compute())
+        return self._cache[1]
+
+    def _compute(self) -> torch.Tensor:
         bias = self.mlp(self.table)[self.index]  # (N*N, heads)
         bias = bias.view(self.num_tokens, self.num_tokens, -1).permute(2, 0, 1)
         return 16 * torch.sigmoid(bias)
+
+    def train(self, mode: bool = True) -> ContinuousPositionBias:
+        self._cache = None
+        return super().train(mode)
+
+    def _load_from_state_dict(self, *args: Any, **kwargs: Any) -> None:
+        self._cache = None
+        super()._load_from_state_dict(*args, **kwargs)
 
 
 class WindowAttention(nn.Module):
     """Multi-head self-attention inside windows via F.scaled_dot_product_attention."""
 
     def __init__(self, dim: int, num_heads: int, window_size: int, qkv_bias: bool = False,
-                 pos_bias: bool = True, cpb_hidden: int = 512):
+                 pos_bias: bool = True, cpb_hidden: int = 512, pretrained_window: int | None = None):
         super().__init__()
         self.num_heads = num_heads
         self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
         self.proj = nn.Linear(dim, dim, bias=False)
-        self.pos_bias = ContinuousPositionBias(window_size, num_heads, cpb_hidden) if pos_bias else None
+        self.pos_bias = (ContinuousPositionBias(window_size, num_heads, cpb_hidden, pretrained_window)
+                         if pos_bias else None)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """x: (B*, N, C); mask: additive (B* or 1, 1, N, N) or None."""
@@ -299,16 +405,24 @@ class WindowTransformerBlock(nn.Module):
     (padded keys masked out) and cropped back."""
 
     def __init__(self, dim: int, num_heads: int, window_size: int, mlp_ratio: float = 4.0,
-                 qkv_bias: bool = False, pos_bias: bool = True, cpb_hidden: int = 512):
+                 qkv_bias: bool = False, pos_bias: bool = True, cpb_hidden: int = 512,
+                 pretrained_window: int | None = None):
         super().__init__()
         self.window_size = window_size
         self.norm1 = nn.LayerNorm(dim)
-        self.attn = WindowAttention(dim, num_heads, window_size, qkv_bias, pos_bias, cpb_hidden)
+        self.attn = WindowAttention(dim, num_heads, window_size, qkv_bias, pos_bias, cpb_hidden,
+                                    pretrained_window)
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
 
+    def set_window(self, window_size: int) -> None:
+        if window_size != self.window_size:
+            self.window_size = window_size
+            if self.attn.pos_bias is not None:
+                self.attn.pos_bias.set_window(window_size)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, c, h, w = x.shape
+        b, _c, h, w = x.shape
         ws = self.window_size
         x = x.permute(0, 2, 3, 1)  # NHWC
         shortcut = x
@@ -332,7 +446,7 @@ class MRABlock(nn.Module):
     def __init__(self, dim: int, num_heads: int, window_size: int, ratio: int, *,
                  mlp_ratio: float = 4.0, qkv_bias: bool = False, pos_bias: bool = True,
                  cpb_hidden: int = 512, pre_conv: str = "none", resample: str = "conv",
-                 merge: str = "residual"):
+                 merge: str = "residual", pretrained_window: int | None = None):
         super().__init__()
         self.ratio, self.merge = ratio, merge
         self.pre_conv = None
@@ -349,7 +463,7 @@ class MRABlock(nn.Module):
                 self.upsample = nn.Sequential(nn.Upsample(scale_factor=ratio, mode="nearest"),
                                               ConvBNAct(dim, dim, 1, act=None))
         self.block = WindowTransformerBlock(dim, num_heads, window_size, mlp_ratio, qkv_bias,
-                                            pos_bias, cpb_hidden)
+                                            pos_bias, cpb_hidden, pretrained_window)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         skip = x
@@ -374,18 +488,23 @@ class ConvStage(nn.Module):
 
 
 class AttentionStage(nn.Module):
-    """Downsample -> `depth` MRA units, each one block per ratio of `pattern`."""
+    """Downsample -> one MRA block per ratio in `ratios` (see ``ERadioConfig.stage_ratios``)."""
 
-    def __init__(self, in_chs: int, out_chs: int, depth: int, pattern: tuple[int, ...],
-                 window_size: int, cfg: ERadioConfig):
+    def __init__(self, in_chs: int, out_chs: int, ratios: tuple[int, ...], window_size: int,
+                 cfg: ERadioConfig):
         super().__init__()
         self.downsample = Downsample(in_chs, out_chs)
         self.blocks = nn.Sequential(*(
             MRABlock(out_chs, out_chs // cfg.head_dim, window_size, ratio, mlp_ratio=cfg.mlp_ratio,
                      qkv_bias=cfg.qkv_bias, pos_bias=cfg.pos_bias == "swinv2",
                      cpb_hidden=cfg.cpb_hidden, pre_conv=cfg.pre_conv,
-                     resample=cfg.mra_resample, merge=cfg.mra_merge)
-            for _ in range(depth) for ratio in pattern))
+                     resample=cfg.mra_resample, merge=cfg.mra_merge,
+                     pretrained_window=cfg.pretrained_window)
+            for ratio in ratios))
+
+    def set_window(self, window_size: int) -> None:
+        for block in self.blocks:
+            cast(MRABlock, block).block.set_window(window_size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.blocks(self.downsample(x))
@@ -429,16 +548,21 @@ class ERadio(nn.Module):
 
     patch_size = PATCH_SIZE
 
-    def __init__(self, cfg: ERadioConfig, in_chans: int = 3):
+    def __init__(self, cfg: ERadioConfig, in_chans: int = 3, input_size: tuple[int, int] | None = None):
         super().__init__()
         self.cfg = cfg
+        if input_size is not None:
+            cfg.check_input_size(*input_size)
+        self.input_size = input_size
+        self._warned: set[tuple[int, int]] = set()
+        self._windows = ws3, ws4 = cfg.windows_for(*(input_size or (224, 224)))  # the seed's input until told
         c1, c2, c3, c4 = cfg.widths
         self.stem = Stem(in_chans, cfg.stem_width or c1 // 2, c1)
         self.stages = nn.ModuleList([
             ConvStage(c1, c1, cfg.depths[0], downsample=False),
             ConvStage(c1, c2, cfg.depths[1], downsample=True),
-            AttentionStage(c2, c3, cfg.depths[2], cfg.mra_pattern[0], cfg.window_sizes[0], cfg),
-            AttentionStage(c3, c4, cfg.depths[3], cfg.mra_pattern[1], cfg.window_sizes[1], cfg),
+            AttentionStage(c2, c3, cfg.stage_ratios(3), ws3, cfg),
+            AttentionStage(c3, c4, cfg.stage_ratios(4), ws4, cfg),
         ])
         if cfg.fusion == "deconv":
             self.fusion: nn.Module = DeconvFusion(c3, c4, cfg.output_dim)
@@ -446,10 +570,54 @@ class ERadio(nn.Module):
             self.fusion = NeckFusion(c3, c4, cfg.feature_dim)
         self.summary_dim = self.feature_dim = cfg.feature_dim
         self.apply(_init_weights)
+        if input_size is not None:
+            self._warn_padding(*input_size)
+
+    deployed = False
+    """True after :meth:`switch_to_deploy`: inference only."""
+
+    def switch_to_deploy(self) -> ERadio:
+        """Fold every BatchNorm into its convolution, in place, and go to eval mode for good
+        (the position bias caches itself in eval mode). Outputs match eval mode to rounding."""
+        self.eval()
+        fuse_conv_bn(self)
+        self.deployed = True
+        return self
+
+    def train(self, mode: bool = True) -> ERadio:
+        if mode and self.deployed:
+            raise RuntimeError("this E-RADIO was switched to deploy (BatchNorm folded): inference only; "
+                               "build a fresh model to train")
+        return super().train(mode)
+
+    @property
+    def window_sizes(self) -> tuple[int, int]:
+        """The windows stages 3 and 4 use now."""
+        return self._windows
+
+    def set_input_size(self, height: int, width: int) -> None:
+        """Prepare for inputs of height x width: ``auto`` windows follow it (forward does this by
+        itself when the size changes; call it before tracing or timing)."""
+        self.cfg.check_input_size(height, width)
+        self._windows = self.cfg.windows_for(height, width)
+        for stage, ws in zip(self.stages[2:], self._windows):
+            cast(AttentionStage, stage).set_window(ws)
+        self.input_size = (int(height), int(width))
+        self._warn_padding(height, width)
+
+    def _warn_padding(self, height: int, width: int) -> None:
+        padded = self.cfg.window_padding(height, width)
+        if padded and self.cfg.window_sizes != "auto" and (height, width) not in self._warned:
+            self._warned.add((height, width))
+            warnings.warn(f"window_sizes {list(self.cfg.window_sizes)} do not tile a {height}x{width} "
+                          f"input ({'; '.join(padded)}); set window_sizes: auto to choose them from "
+                          "the resolution", WindowPaddingWarning, stacklevel=3)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Stride-16 spatial features (B, D, H/16, W/16)."""
-        self.cfg.check_input_size(x.shape[-2], x.shape[-1])
+        size = (int(x.shape[-2]), int(x.shape[-1]))
+        if size != self.input_size:
+            self.set_input_size(*size)
         x = self.stem(x)
         x = self.stages[0](x)
         x = self.stages[1](x)

@@ -128,12 +128,12 @@ class ViTConfig(Config):
 
 
 PRESETS: dict[str, dict] = {
-    "vit-t": dict(width=192, depth=12, num_heads=3),
-    "vit-s": dict(width=384, depth=12, num_heads=6),
-    "vit-b": dict(width=768, depth=12, num_heads=12),
-    "vit-l": dict(width=1024, depth=24, num_heads=16),
+    "vit-t": {"width": 192, "depth": 12, "num_heads": 3},
+    "vit-s": {"width": 384, "depth": 12, "num_heads": 6},
+    "vit-b": {"width": 768, "depth": 12, "num_heads": 12},
+    "vit-l": {"width": 1024, "depth": 24, "num_heads": 16},
     # RADIO v1's backbone: ViT-H/14 (the seed's Table 9).
-    "vit-h": dict(patch_size=14, width=1280, depth=32, num_heads=16),
+    "vit-h": {"patch_size": 14, "width": 1280, "depth": 32, "num_heads": 16},
 }
 """DeiT/ViT widths, depths and heads (Touvron et al. 2021; Dosovitskiy et al. 2021)."""
 

@@ -61,6 +61,7 @@ def measure_costs(arch_cfg: Any, settings: LatencySettings, resolution: tuple[in
             settings.channels_last,
             runs=settings.runs,
             warmup=settings.warmup,
+            deploy=settings.deploy,
         )
     return Costs(params, gmacs, result.median_ms, result.device_name)
 
@@ -97,6 +98,7 @@ def latency_is_cached(arch_cfg: Any, settings: LatencySettings, resolution: tupl
             settings.dtype,
             settings.channels_last,
             settings.runs,
+            settings.deploy,
         )
     return path.is_file()
 

@@ -22,11 +22,11 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
-from typing import Any, Union
+from typing import Any
 
 from radio_nas._config import ConfigError
 
-__all__ = ["Choice", "Distribution", "Fixed", "FloatRange", "IntRange", "parse_param", "is_grammar"]
+__all__ = ["Choice", "Distribution", "Fixed", "FloatRange", "IntRange", "is_grammar", "parse_param"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,7 +59,7 @@ class Fixed:
     value: Any
 
 
-Distribution = Union[Choice, IntRange, FloatRange]
+Distribution = Choice | IntRange | FloatRange
 
 _FUNCTIONS = ("choice", "interval", "range", "tag")
 _GRAMMAR_RE = re.compile(r"^\s*(choice|interval|range|tag)\s*\(")
@@ -209,7 +209,7 @@ class _Parser:
     def _range(self, args: list[Any], kwargs: dict[str, Any]) -> Distribution:
         unknown = set(kwargs) - {"start", "stop", "step"}
         if unknown:
-            raise self.error(f"range() has no argument {sorted(unknown)[0]!r}; expected start, stop, step")
+            raise self.error(f"range() has no argument {min(unknown)!r}; expected start, stop, step")
         names = ["start", "stop", "step"]
         if len(args) > 3:
             raise self.error("range() takes at most three arguments: range(start, stop, step=1)")
@@ -223,7 +223,7 @@ class _Parser:
         start, stop = self._number(values["start"], "range"), self._number(values["stop"], "range")
         step = self._number(values.get("step", 1), "range")
         if all(isinstance(v, int) for v in (start, stop, step)):
-            return IntRange(start, stop, step)
+            return IntRange(int(start), int(stop), int(step))
         return FloatRange(float(start), float(stop), float(step))
 
     def _tag(self, args: list[Any], kwargs: dict[str, Any]) -> Distribution:
@@ -254,7 +254,7 @@ class _Parser:
 def _from_nni(spec: dict[str, Any], key: str | None) -> Distribution:
     extra = set(spec) - {"_type", "_value"}
     if extra:
-        raise ConfigError(f"unknown key {sorted(extra)[0]!r} in an NNI parameter; expected _type and _value",
+        raise ConfigError(f"unknown key {min(extra)!r} in an NNI parameter; expected _type and _value",
                           key=key)
     kind, value = spec.get("_type"), spec.get("_value")
     if kind not in _NNI_TYPES:
@@ -267,14 +267,14 @@ def _from_nni(spec: dict[str, Any], key: str | None) -> Distribution:
     if kind == "randint":  # NNI: lower inclusive, upper exclusive
         if not all(isinstance(v, int) for v in nums):
             raise ConfigError("randint expects integers [lower, upper)", key=key)
-        return IntRange(nums[0], nums[1] - 1)
+        return IntRange(int(nums[0]), int(nums[1]) - 1)
     if kind == "uniform":
         return FloatRange(float(nums[0]), float(nums[1]))
     if kind == "loguniform":
         return FloatRange(float(nums[0]), float(nums[1]), None, True)
     low, high, q = nums  # quniform
     if all(isinstance(v, int) for v in nums):
-        return IntRange(low, high, q)
+        return IntRange(int(low), int(high), int(q))
     return FloatRange(float(low), float(high), float(q))
 
 

@@ -290,6 +290,17 @@ class StudySearcher(Searcher):
             self._study.tell(trial, state=optuna.trial.TrialState.FAIL)
             self._study.enqueue_trial(trial.params)
 
+    def costs_of(self, trial_id: str) -> dict[str, Any] | None:
+        """The costs measured before training of a running Tune trial (for a scheduler), or None."""
+        trial = self._live.get(trial_id)
+        return self._record(trial).costs if trial is not None else None
+
+    def record_curve(self, trial_id: str, curve: list[dict[str, Any]]) -> None:
+        """A scheduler's curve of a trial it stops (``[{step, fidelity, seconds}]``, the trial's clock):
+        recorded with the PRUNED trial instead of the one this searcher saw."""
+        if trial_id in self._live:
+            self._curves[trial_id] = [dict(c) for c in curve]
+
     def stats(self) -> SearchStats:
         return SearchStats(
             done=self._done,
@@ -409,6 +420,8 @@ class StudySearcher(Searcher):
         grid = self._space.grid()
         if not grid or any(p.when for p in self._space.sampled) or self._space.config.mode == "ablation":
             return
+        if self._space.config.sampler.name == "grid":
+            return  # the grid proposes every point once; a queued point would take a grid slot (point missed)
         trials = self._study.get_trials(deepcopy=False)
         if any(t.state == optuna.trial.TrialState.WAITING for t in trials):
             return

@@ -14,15 +14,18 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import re
 from pathlib import Path
 from typing import Any, Literal
 
-from radio_nas._config import Config, ConfigError, load_yaml, stable_id
+from radio_nas._config import Config, ConfigError, load_yaml, set_dotted, stable_id
 from radio_nas.search.grammar import Choice, Fixed, FloatRange, IntRange, parse_param
 from radio_nas.study.record import DEFAULT_OBJECTIVES, MEASURED_METRICS, TRIAL_METRICS
 
 # Keys that do not change what a study searches: they may differ when a sweep is resumed.
+# A parameter with more values than this is treated as continuous (never listed value by value).
+MAX_LISTED_VALUES = 100_000
 _RUN_ONLY_KEYS = ("budget", "resources", "concurrency", "storage", "save_weights", "description")
 
 
@@ -37,8 +40,8 @@ def parse_duration(value: Any, *, key: str) -> float | None:
         if not m:
             raise ConfigError(f"expected seconds or a duration like 90s, 15m, 2h; got {value!r}", key=key)
         seconds = float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[m.group(2)]
-    if seconds <= 0:
-        raise ConfigError(f"expected a positive duration, got {value!r}", key=key)
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ConfigError(f"expected a positive, finite duration, got {value!r}", key=key)
     return seconds
 
 
@@ -78,6 +81,8 @@ class LatencySettings(Config):
     """None: the pipeline's student resolution."""
     threads: int | None = None
     """CPU: torch threads while timing (None: torch's default). 1 is far steadier on a shared box."""
+    deploy: bool = True
+    """Time the deployable graph (BatchNorm folded, position bias cached); false: the training graph."""
 
     def validate(self) -> None:
         if self.threads is not None and self.threads < 1:
@@ -133,9 +138,11 @@ class Resources(Config):
 
 @dataclasses.dataclass(frozen=True)
 class Scheduler(Config):
-    name: Literal["none", "asha"] = "none"
+    name: Literal["none", "asha", "moasha"] = "none"
+    """asha: one objective (fidelity); moasha: any objectives, ranked at each rung by non-dominated
+    sorting of (fidelity so far, objectives known before training), see search/mo_scheduler.py."""
     grace_period: int | None = None
-    """ASHA: steps before a trial can be stopped; None: the pipeline's eval.every."""
+    """First rung, in steps (rungs at grace_period x reduction_factor^k); None: the pipeline's eval.every."""
     reduction_factor: float = 3.0
 
     def validate(self) -> None:
@@ -204,6 +211,9 @@ class SpaceConfig(Config):
         if self.scheduler.name == "asha" and self.objectives[0].metric != "fidelity":
             raise ConfigError("ASHA stops trials on their intermediate fidelity; the objective must be "
                               "fidelity", key="scheduler.name")
+        if self.scheduler.name == "moasha" and "fidelity" not in [o.metric for o in self.objectives]:
+            raise ConfigError("moasha stops trials on their intermediate fidelity; the objectives must include "
+                              "fidelity", key="scheduler.name")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -226,17 +236,42 @@ class Param:
         return isinstance(self.dist, Fixed)
 
     @property
-    def finite_values(self) -> tuple[Any, ...] | None:
-        """Every value this parameter can take, when there are finitely many."""
+    def count(self) -> int | None:
+        """How many values this parameter can take (None: continuous), computed without listing them."""
         d = self.dist
         if isinstance(d, Choice):
-            return d.values
+            return len(d.values)
         if isinstance(d, IntRange) and not d.log:
-            return tuple(range(d.low, d.high + 1, d.step))
+            return (d.high - d.low) // d.step + 1
         if isinstance(d, FloatRange) and d.step is not None and not d.log:
-            n = int(round((d.high - d.low) / d.step))
-            return tuple(d.low + k * d.step for k in range(n + 1))
+            return round((d.high - d.low) / d.step) + 1
         return None
+
+    @property
+    def finite_values(self) -> tuple[Any, ...] | None:
+        """Every value this parameter can take, when there are finitely many (and at most
+        MAX_LISTED_VALUES: a range(0, 10**12) is searched like a continuous one, never listed)."""
+        d, n = self.dist, self.count
+        if n is None or n > MAX_LISTED_VALUES:
+            return None
+        if isinstance(d, Choice):
+            return d.values
+        if isinstance(d, IntRange):
+            return tuple(range(d.low, d.high + 1, d.step))
+        assert isinstance(d, FloatRange) and d.step is not None
+        return tuple(d.low + k * d.step for k in range(n))
+
+    @property
+    def check_values(self) -> tuple[Any, ...]:
+        """The values `--check` builds a config for: every choice, the ends of a range."""
+        d = self.dist
+        if isinstance(d, Fixed):
+            return (d.value,)
+        if isinstance(d, Choice):
+            return d.values
+        if isinstance(d, IntRange):
+            return tuple(dict.fromkeys((d.low, d.low + (d.high - d.low) // d.step * d.step)))
+        return tuple(dict.fromkeys((d.low, d.high)))
 
     def suggest(self, trial: Any) -> Any:
         d = self.dist
@@ -332,12 +367,11 @@ class Space:
         return out
 
     def grid_size(self) -> int | None:
-        grid = self.grid()
-        if grid is None:
-            return None
         size = 1
-        for vals in grid.values():
-            size *= len(vals)
+        for p in self.sampled:
+            if p.finite_values is None:
+                return None
+            size *= len(p.finite_values)
         return size
 
 
@@ -350,8 +384,10 @@ def load_space(source: str | Path | dict[str, Any], overrides: dict[str, Any] | 
     try:
         raw = dict(source) if isinstance(source, dict) else load_yaml(source)
         for dotted, value in (overrides or {}).items():
-            from radio_nas._config import set_dotted
-            set_dotted(raw, dotted, value)
+            try:
+                set_dotted(raw, dotted, value)
+            except ConfigError as exc:
+                raise ConfigError(exc.detail, key="--set") from None
         space = _build(raw, file)
         return dataclasses.replace(space, raw=raw, overridden=bool(overrides))
     except ConfigError as exc:
@@ -374,12 +410,14 @@ def _build(raw: dict[str, Any], file: Path | None) -> Space:
     pipeline = _load_pipeline(cfg.pipeline.path, cfg.pipeline.overrides, file, key="pipeline")
     params = _parse_params(cfg, file)
     _check_targets(cfg, params, pipeline, file)
+    _check_every_value(cfg, params, pipeline, file)
     if cfg.sampler.name == "grid" or cfg.mode == "ablation":
         what = "the grid sampler" if cfg.mode == "search" else "ablation mode"
         for p in params:
             if not p.fixed and p.finite_values is None:
-                raise ConfigError(f"{what} needs finitely many values (choice, range or a stepped interval)",
-                                  key=f"parameters.{p.name}")
+                many = f"; this one has {p.count:,} (at most {MAX_LISTED_VALUES:,})" if p.count else ""
+                raise ConfigError(f"{what} needs finitely many values (choice, range or a stepped interval)"
+                                  + many, key=f"parameters.{p.name}")
             if p.when and not p.fixed:
                 raise ConfigError(f"{what} does not support conditions", key=f"parameters.{p.name}.when")
     if cfg.mode == "ablation":
@@ -403,7 +441,7 @@ def _parse_params(cfg: SpaceConfig, file: Path | None) -> list[Param]:
         if isinstance(spec, dict) and "_type" not in spec:
             extra = set(spec) - {"values", "when"}
             if extra or "values" not in spec:
-                bad = sorted(extra)[0] if extra else "values"
+                bad = min(extra) if extra else "values"
                 raise ConfigError(f"{'unknown key ' + repr(bad) if extra else 'missing values'}; a parameter "
                                   "mapping takes 'values' (grammar, NNI or a fixed value) and optional 'when'",
                                   key=key)
@@ -490,6 +528,68 @@ def _check_targets(cfg: SpaceConfig, params: list[Param], pipeline: Any, file: P
             resolve_config({**cfg.base, **fixed_arch}).check_input_size(*parse_resolution(resolution))
         except ConfigError as exc:
             raise ConfigError(f"the model rejects the pipeline resolution: {exc.detail}", key="base") from None
+
+
+def _check_every_value(cfg: SpaceConfig, params: list[Param], pipeline: Any, file: Path | None) -> None:
+    """Build the config of every choice and of each end of every range, as if it were sampled (no
+    model, no training), so a value that can never run is refused before the sweep, not mid-way.
+
+    An architecture value is tried against the base (with the fixed values and its conditions), then
+    beside each value of every other architecture parameter; it is refused only when no such
+    combination builds and takes one of the pipeline's resolutions (a value that some combination
+    accepts may still be sampled beside one that rejects it: the sweep records that variant as
+    rejected). A pipeline value is loaded into the pipeline on its own."""
+    from radio_nas.measure import parse_resolution
+    from radio_nas.models import resolve_config
+
+    fixed_arch = {p.field: p.dist.value for p in params if p.target == "arch" and p.fixed and not p.when}
+    by_name = {p.name: p for p in params}
+    varying_arch = [p for p in params if p.target == "arch" and not p.fixed]
+    resolution_param = by_name.get("pipeline.resolution")
+    if resolution_param is not None and not resolution_param.fixed:
+        resolutions = [parse_resolution(v) for v in resolution_param.check_values]
+    else:
+        resolutions = [parse_resolution(pipeline.resolution)] if hasattr(pipeline, "resolution") else []
+
+    def arch_error(spec: dict[str, Any]) -> ConfigError | None:
+        """None when the config builds and takes at least one of the resolutions."""
+        try:
+            arch: Any = resolve_config(spec)
+        except ConfigError as exc:
+            return exc
+        first = None
+        for hw in resolutions:
+            try:
+                arch.check_input_size(*hw)
+                return None
+            except ConfigError as exc:
+                first = first or exc
+        return first
+
+    for p in params:
+        key = f"parameters.{p.name}"
+        if p.fixed:
+            continue
+        if p.target == "pipeline":
+            for value in p.check_values:
+                try:
+                    _load_pipeline(cfg.pipeline.path, {**cfg.pipeline.overrides, p.field: value}, file)
+                except ConfigError as exc:
+                    raise ConfigError(f"value {value!r}: the pipeline rejects it: {exc.detail}"
+                                      + (f" (at {exc.key})" if exc.key else ""), key=key) from None
+            continue
+        context = {**cfg.base, **fixed_arch}
+        for dep, allowed in p.when.items():
+            if by_name[dep].target == "arch":
+                context[by_name[dep].field] = allowed[0]
+        others = [{q.field: v} for q in varying_arch if q is not p for v in q.check_values]
+        for value in p.check_values:
+            first = arch_error({**context, p.field: value})
+            if first is None or any(arch_error({**context, **o, p.field: value}) is None for o in others):
+                continue
+            raise ConfigError(f"value {value!r}: the model rejects it: {first.detail}"
+                              + (f" (at {first.key})" if first.key and first.key != p.field else ""),
+                              key=key) from None
 
 
 def _representative(p: Param) -> Any:

@@ -104,7 +104,21 @@ def make_sampler(space: Space) -> BaseSampler:
     grid = space.grid()
     if grid is None:
         raise ConfigError("the grid sampler needs a finite space", key="sampler.name")
-    return optuna.samplers.GridSampler(grid, seed=s.seed)
+    return _ask_tell_grid_sampler(grid, s.seed)
+
+
+def _ask_tell_grid_sampler(grid: dict[str, list[Any]], seed: int | None) -> BaseSampler:
+    import optuna
+
+    class AskTellGridSampler(optuna.samplers.GridSampler):
+        """Optuna's GridSampler calls ``study.stop()`` after the last point, which raises outside
+        ``study.optimize()`` (ask-and-tell): the last tell of a grid sweep crashed the Tune loop. The
+        searcher stops at the grid's end itself (``StudySearcher._exhausted``)."""
+
+        def after_trial(self, study: Any, trial: Any, state: Any, values: Any) -> None:
+            return None
+
+    return AskTellGridSampler(grid, seed=seed)
 
 
 def open_study(space: Space, results_dir: Path, storage_url: str) -> Study:

@@ -203,6 +203,10 @@ def _fit(space: Space, searcher: StudySearcher, results: Path, address: str | No
                 reduction_factor=cfg.scheduler.reduction_factor,
                 stop_last_trials=False,
             )
+        elif cfg.scheduler.name == "moasha":
+            from radio_nas.search.mo_scheduler import tune_scheduler
+
+            scheduler = tune_scheduler(space, searcher.costs_of, searcher.record_curve)
         trainable = tune.with_resources(
             tune.with_parameters(train_trial, driver=_driver_watch(address)),
             {"cpu": cfg.resources.cpu, "gpu": cfg.resources.gpu},

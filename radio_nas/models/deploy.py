@@ -1,0 +1,61 @@
+"""Deployable (inference-only) students: BatchNorm folded into the preceding convolution.
+
+The position bias needs nothing here: it is cached by itself in eval mode without autograd
+(see ``ContinuousPositionBias``). Outputs match the training graph in eval mode to float rounding.
+
+    >>> fast = deploy_model(model)          # a folded copy, eval mode; `model` is untouched
+    >>> model.switch_to_deploy()            # or in place (E-RADIO); train() then refuses
+"""
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+
+def fold_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> None:
+    """Fold `bn` (eval statistics) into `conv` in place: conv(x) -> bn(conv(x))."""
+    if bn.running_var is None or bn.running_mean is None:
+        raise ValueError("BatchNorm without running statistics cannot be folded")
+    scale = bn.weight.detach() * torch.rsqrt(bn.running_var + bn.eps) if bn.affine else \
+        torch.rsqrt(bn.running_var + bn.eps)
+    shift = bn.bias.detach() if bn.affine else torch.zeros_like(scale)
+    bias = conv.bias.detach() if conv.bias is not None else torch.zeros_like(scale)
+    with torch.no_grad():
+        conv.weight.mul_(scale.view(-1, *([1] * (conv.weight.dim() - 1))))
+        new_bias = (bias - bn.running_mean) * scale + shift
+    if conv.bias is None:
+        conv.bias = nn.Parameter(new_bias)
+    else:
+        with torch.no_grad():
+            conv.bias.copy_(new_bias)
+
+
+def fuse_conv_bn(module: nn.Module) -> int:
+    """Fold every BatchNorm2d that directly follows a Conv2d inside an nn.Sequential (in place);
+    the BatchNorm becomes an Identity. Returns how many were folded."""
+    folded = 0
+    for seq in [m for m in module.modules() if isinstance(m, nn.Sequential)]:
+        for i in range(len(seq) - 1):
+            conv, bn = seq[i], seq[i + 1]
+            if (isinstance(conv, nn.Conv2d) and type(bn) is nn.BatchNorm2d
+                    and bn.num_features == conv.out_channels):
+                fold_conv_bn(conv, bn)
+                seq[i + 1] = nn.Identity()
+                folded += 1
+    return folded
+
+
+def deploy_model(model: nn.Module, inplace: bool = False) -> nn.Module:
+    """`model` (or a copy) for inference: eval mode, BatchNorm folded (``switch_to_deploy`` where the
+    model has one, else :func:`fuse_conv_bn`)."""
+    if not inplace:
+        model = copy.deepcopy(model)
+    model.eval()
+    switch = getattr(model, "switch_to_deploy", None)
+    if callable(switch):
+        switch()
+    else:
+        fuse_conv_bn(model)
+    return model

@@ -1,0 +1,183 @@
+"""Load the published E-RADIO v2 weights (NVlabs/RADIO ``e-radio_v2``) into the ``l-v2`` preset.
+
+The published state dict names follow the reference code's modules (reference notes §1.8); the
+mapping below is a table of name patterns, one row per module kind, and every tensor's shape is
+checked. The position-bias MLP was trained at window 16: the preset normalises the bias
+coordinates by that window (``pretrained_window: 16``), so the weights give the reference's bias
+at whatever window the resolution picks (7 at 224, 16 at 512).
+
+    >>> model = load_published_eradio("eradio_v2.pth.tar")          # l-v2, eval mode
+    >>> ours = map_published_state_dict(published, resolve_config("l-v2"))
+"""
+from __future__ import annotations
+
+import argparse
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from radio_nas._config import ConfigError
+
+PUBLISHED_WINDOW = 16
+"""The window the published v2 weights were trained at (``eradio_large_fullres_ws16``)."""
+
+PREFIXES = ("base_model.", "model.", "module.")
+"""Prefixes the published checkpoints put before the backbone's names (RADIO's hubconf: ``base_model.``)."""
+
+# published module path (regex) -> our module path; the parameter name after it is kept, except
+# that the reference's conv-BN pairs (``conv``/``bn``) are our Sequential's items 0 and 1 ({cb}).
+# {stem}: stem conv 0 or 2 -> 0 or 1; {down}: the reference's level i downsamples *after* stage i,
+# ours before stage i + 1; {block}: unit u, block k of a units-counted stage -> u * len(pattern) + k.
+_ATTN = r"levels\.(?P<s>[23])\.blocks\.(?P<u>\d+)\.attention_blocks\.(?P<k>\d+)\."
+_TABLE: tuple[tuple[str, str], ...] = (
+    (r"patch_embed\.conv_down\.(?P<i>[02])\.(?P<cb>conv|bn)", "stem.{stem}.{cb}"),
+    (r"levels\.(?P<s>[01])\.blocks\.(?P<part>cv1|cv2|m\.\d+\.cv1|m\.\d+\.cv2)\.(?P<cb>conv|bn)",
+     "stages.{s}.blocks.{part}.{cb}"),
+    (r"levels\.(?P<s>[012])\.downsample\.reduction\.(?P<cb>conv|bn)", "stages.{down}.downsample.{cb}"),
+    (_ATTN + r"downsample_op", "stages.{s}.blocks.{block}.subsample"),
+    (_ATTN + r"upsample_op", "stages.{s}.blocks.{block}.upsample"),
+    (_ATTN + r"pre_conv\.(?P<cb>conv|bn)", "stages.{s}.blocks.{block}.pre_conv.{cb}"),
+    (_ATTN + r"(?P<n>norm1|norm2)", "stages.{s}.blocks.{block}.block.{n}"),
+    (_ATTN + r"attn\.(?P<n>qkv|proj)", "stages.{s}.blocks.{block}.block.attn.{n}"),
+    (_ATTN + r"attn\.pos_emb_funct\.cpb_mlp\.(?P<j>[02])", "stages.{s}.blocks.{block}.block.attn.pos_bias.mlp.{j}"),
+    (_ATTN + r"mlp\.fc1", "stages.{s}.blocks.{block}.block.mlp.0"),
+    (_ATTN + r"mlp\.fc2", "stages.{s}.blocks.{block}.block.mlp.2"),
+    (r"high_res_neck\.neck_features_proj\.(?P<b>[01])\.conv1", "fusion.proj.{b}.1"),
+    (r"high_res_neck\.neck_features_proj\.(?P<b>[01])\.norm", "fusion.proj.{b}.2"),
+    (r"high_res_neck\.neck_features_proj\.(?P<b>[01])\.conv2", "fusion.proj.{b}.3"),
+)
+_LEAF = r"\.(?P<leaf>weight|bias|running_mean|running_var|num_batches_tracked)"
+_COMPILED = tuple((re.compile(pattern + _LEAF + "$"), target) for pattern, target in _TABLE)
+_DROPPED = re.compile(
+    r"(.*\.relative_(coords_table|position_index|bias)"  # position-bias tables: rebuilt per window
+    r"|norm\..*|head\..*)$")  # final BN and classifier: Identity in RADIO (create_model_from_args)
+
+
+def map_published_state_dict(published: Mapping[str, torch.Tensor], cfg: Any) -> dict[str, torch.Tensor]:
+    """Our state dict for `cfg` (an E-RADIO config counting ``units``, v2 options) from the published
+    names. Raises ConfigError naming the first unknown, missing or mis-shaped tensor."""
+    from radio_nas.models import build_model
+
+    if getattr(cfg, "family", None) != "eradio" or cfg.depth_counts != "units":
+        raise ConfigError("published E-RADIO weights need an eradio config counting depth in units "
+                          "(e.g. the l-v2 preset)", key="arch")
+    published = _strip_prefix(published)
+    with torch.device("meta"):
+        expected = build_model(cfg).state_dict()
+    pattern_len = {2: len(cfg.mra_pattern[0]), 3: len(cfg.mra_pattern[1])}
+    out: dict[str, torch.Tensor] = {}
+    for name, tensor in published.items():
+        if _DROPPED.match(name):
+            continue
+        ours = _our_name(name, pattern_len)
+        if ours is None:
+            raise ConfigError("no E-RADIO v2 module is named like this; is it an E-RADIO v2 checkpoint?",
+                              key=name)
+        if ours not in expected:
+            raise ConfigError(f"maps to {ours}, which this architecture does not have (depths, pattern or "
+                              f"fusion differ from the published model)", key=name)
+        if tuple(tensor.shape) != tuple(expected[ours].shape):
+            raise ConfigError(f"shape {tuple(tensor.shape)} does not fit {ours} "
+                              f"{tuple(expected[ours].shape)}", key=name)
+        out[ours] = tensor
+    missing = [k for k in expected if k not in out]
+    if missing:
+        raise ConfigError(f"the published state dict has nothing for {missing[0]} "
+                          f"({len(missing)} tensors missing)", key="weights")
+    return out
+
+
+def load_published_eradio(source: str | Path | Mapping[str, Any], arch: Any = "l-v2",
+                          resolution: tuple[int, int] | None = None) -> nn.Module:
+    """The `arch` model (default ``l-v2``) with published E-RADIO v2 weights, in eval mode.
+
+    `source`: a checkpoint file (``{"state_dict": ...}`` as published, loaded weights-only) or a
+    state dict. The position-bias coordinates are normalised by the published window 16."""
+    from radio_nas.models import build_model, resolve_config
+
+    cfg = resolve_config(arch)
+    if getattr(cfg, "pretrained_window", None) is None:  # the weights were trained at window 16
+        cfg = cfg.replace(pretrained_window=PUBLISHED_WINDOW)
+    state = read_checkpoint(source) if isinstance(source, (str, Path)) else dict(source)
+    model = build_model(cfg, resolution=resolution)
+    model.load_state_dict(map_published_state_dict(_unwrap(state), cfg))
+    return model.eval()
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """A torch checkpoint loaded weights-only (published RADIO checkpoints carry an argparse
+    Namespace of training arguments, which is allowed; nothing else that would run code)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError("no such file", key="--weights", file=path)
+    try:
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 -- any unpickling failure is a bad file for the user
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"cannot be read as a weights-only torch checkpoint: {first}", key="--weights",
+                          file=path) from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"expected a state dict or a checkpoint mapping, got {type(data).__name__}",
+                          key="--weights", file=path)
+    return data
+
+
+def is_published_layout(state: Mapping[str, Any]) -> bool:
+    """True when `state` (a state dict or checkpoint) uses the published E-RADIO names."""
+    return any(k.startswith("patch_embed.conv_down.") for k in _strip_prefix(_unwrap(dict(state))))
+
+
+def _unwrap(state: dict[str, Any]) -> dict[str, Any]:
+    for key in ("state_dict_ema", "state_dict"):
+        if isinstance(state.get(key), Mapping):
+            return dict(state[key])
+    return state
+
+
+def _strip_prefix(state: Mapping[str, Any]) -> dict[str, Any]:
+    for prefix in PREFIXES:
+        if any(k.startswith(prefix + "patch_embed.") for k in state):
+            return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    return dict(state)
+
+
+def _our_name(name: str, pattern_len: Mapping[int, int]) -> str | None:
+    for regex, target in _COMPILED:
+        m = regex.match(name)
+        if m is None:
+            continue
+        g = m.groupdict()
+        fields = {k: v for k, v in g.items() if v is not None}
+        if "cb" in fields:
+            fields["cb"] = "0" if fields["cb"] == "conv" else "1"
+        if "i" in fields:
+            fields["stem"] = str(int(fields["i"]) // 2)
+        if "s" in fields:
+            fields["down"] = str(int(fields["s"]) + 1)
+        if "u" in fields:
+            fields["block"] = str(int(fields["u"]) * pattern_len[int(fields["s"])] + int(fields["k"]))
+        return target.format(**fields) + "." + fields["leaf"]
+    return None
+
+
+def load_weights(model: nn.Module, path: str | Path) -> nn.Module:
+    """Load a torch checkpoint into `model` (weights-only): published E-RADIO v2 names are mapped
+    (:func:`map_published_state_dict`), anything else must be `model`'s own state dict."""
+    state = _unwrap(read_checkpoint(path))
+    cfg = getattr(model, "cfg", None)
+    try:
+        if is_published_layout(state):
+            state = map_published_state_dict(state, cfg)
+        model.load_state_dict(state, strict=True)
+    except ConfigError as exc:
+        raise exc.within(file=path) from None
+    except RuntimeError as exc:  # load_state_dict: missing / unexpected / mis-shaped tensors
+        first = str(exc).strip().splitlines()
+        raise ConfigError(f"does not fit this architecture: {' '.join(s.strip() for s in first[:2])}",
+                          key="--weights", file=path) from None
+    return model
