@@ -30,9 +30,9 @@ def _root(args: argparse.Namespace) -> Path:
 
 def run(args: argparse.Namespace) -> int:
     from radio_nas._config import ConfigError
+    from radio_nas._util import CACHE_ENV
     from radio_nas.cli import print_json
     from radio_nas.distill.cache import clear, list_entries
-    from radio_nas._util import CACHE_ENV
 
     root = _root(args)
     if root.exists() and not root.is_dir():

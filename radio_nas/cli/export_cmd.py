@@ -36,8 +36,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def run(args: argparse.Namespace) -> int:
-    from radio_nas.cli import print_json
     from radio_nas._util import parse_resolution
+    from radio_nas.cli import print_json
     from radio_nas.cli._checks import writable_dir
 
     if args.out is not None:  # before the heavy imports: a bad --out answers at once

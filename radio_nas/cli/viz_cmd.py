@@ -49,10 +49,10 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from radio_nas._config import load_yaml
+    from radio_nas._util import parse_resolution
     from radio_nas.cli import print_json
     from radio_nas.cli._checks import check_image, check_safetensors, writable_file
     from radio_nas.models import resolve_config
-    from radio_nas._util import parse_resolution
     from radio_nas.report.pca import (
         StudentFeatures,
         default_resolution,

@@ -266,7 +266,9 @@ def export_onnx(
 
     path = Path(path)
     model = model.eval()
-    if hasattr(model, "set_input_size"): model.set_input_size(*resolution)  # auto windows, outside the trace
+    set_input_size = getattr(model, "set_input_size", None)
+    if callable(set_input_size):
+        set_input_size(*resolution)  # auto windows, outside the trace
     generator = torch.Generator().manual_seed(seed)
     x = torch.rand(1, 3, *resolution, generator=generator)
     with atomic_path(path) as tmp:  # a file whose parity check fails is removed, never published

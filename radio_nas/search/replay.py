@@ -43,13 +43,13 @@ from typing import Any
 import numpy as np
 
 from radio_nas._config import ConfigError, load_yaml, set_dotted, stable_id
+from radio_nas.search.space import Space, SpaceConfig, decode_choice, encode_choice
 from radio_nas.study.pareto import (
     REFERENCE_MARGIN,
     hypervolume,
     pareto_mask,
     to_minimisation,
 )
-from radio_nas.search.space import Space, SpaceConfig, decode_choice, encode_choice
 
 TABLE_FORMAT = "radio-nas-exhaustive/1"
 STATUSES = ("ok", "infeasible", "failed")

@@ -42,8 +42,7 @@ def train_trial(config: dict[str, Any], driver: dict[str, Any] | None = None) ->
         slim = {k: v for k, v in metrics.items() if isinstance(v, (int, float, str, bool)) or v is None}
         tune.report({**slim, FINAL_KEY: False})
 
-    outcome = run_trial(pipeline, config["arch"], report=report, weights_path=config.get("weights_path"))
-    result: dict[str, Any] = outcome.to_dict() if hasattr(outcome, "to_dict") else dict(outcome)
+    result = run_trial(pipeline, config["arch"], report=report, weights_path=config.get("weights_path")).to_dict()
     # No "step" here: a scheduler ignores this result, so a finished trial always completes.
     tune.report(
         {
