@@ -16,7 +16,7 @@ from typing import Any, NoReturn
 from radio_nas import __version__
 from radio_nas._config import ConfigError
 
-COMMANDS = ["profile", "trial", "cache", "sweep", "replay", "report", "export", "viz", "validate"]
+COMMANDS = ["profile", "trial", "cache", "sweep", "replay", "report", "export", "viz", "validate", "list"]
 
 
 class _Parser(argparse.ArgumentParser):

@@ -15,11 +15,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 from radio_nas._config import Config, ConfigError, load_yaml, set_dotted
+from radio_nas._shipped import PIPELINES
 from radio_nas._util import cache_root
 
 TEACHER_CACHE = "teachers"
 """Teacher outputs live in ``<cache root>/teachers`` (:func:`radio_nas._util.cache_root`)."""
-_REPO_PIPELINES = Path(__file__).resolve().parents[2] / "pipelines"
+_REPO_PIPELINES = PIPELINES  # shipped with the package (a checkout links them to the top-level folder)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from radio_nas._config import Config, ConfigError, load_yaml, set_dotted, stable_id
+from radio_nas._shipped import find_space
 from radio_nas.search.grammar import Choice, Fixed, FloatRange, IntRange, parse_param
 from radio_nas.study.record import DEFAULT_OBJECTIVES, MEASURED_METRICS, TRIAL_METRICS
 
@@ -380,9 +381,9 @@ _MISSING = object()
 
 def load_space(source: str | Path | dict[str, Any], overrides: dict[str, Any] | None = None) -> Space:
     """Load and validate a search space; every error is one ConfigError naming file and key."""
-    file = None if isinstance(source, dict) else Path(source)
+    file = None if isinstance(source, dict) else find_space(source)  # a path, or a shipped name ("mra")
     try:
-        raw = dict(source) if isinstance(source, dict) else load_yaml(source)
+        raw = dict(source) if isinstance(source, dict) else load_yaml(file)
         for dotted, value in (overrides or {}).items():
             try:
                 set_dotted(raw, dotted, value)
