@@ -261,3 +261,24 @@ def test_sweep_and_report_on_postgresql(tmp_path: Path, postgres_url: str, capsy
     assert handle.study.trials[trained[0].number].intermediate_values
     assert main(["report", postgres_url, "--study", handle.name, "--out", str(tmp_path / "rep"), "--no-pca"]) == 0
     assert (tmp_path / "rep" / "report.md").is_file()
+
+
+def test_a_local_ray_listens_on_loopback_only() -> None:
+    import ray
+
+    from radio_nas.search.sweep import start_ray
+
+    if not shutil.which("ss"):
+        pytest.skip("iproute2's ss is not installed: cannot list listening sockets")
+    assert not ray.is_initialized()
+    start_ray(None, 1)
+    try:
+        children = subprocess.run(["pgrep", "-P", str(os.getpid())], capture_output=True, text=True).stdout.split()
+        pids = {os.getpid(), *map(int, children)}
+        listening = subprocess.run(["ss", "-ltnpH"], capture_output=True, text=True).stdout.splitlines()
+        ours = [line.split()[3] for line in listening if any(f"pid={p}," in line for p in pids)]
+        assert ours, "the driver and its Ray processes listen somewhere"
+        assert all(a.rsplit(":", 1)[0] in ("127.0.0.1", "[::ffff:127.0.0.1]", "[::1]") for a in ours), ours
+        assert os.environ.get("RAY_AUTH_MODE") in (None, "disabled")  # the sweep never sets it (conftest may)
+    finally:
+        ray.shutdown()

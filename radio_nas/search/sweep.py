@@ -169,17 +169,7 @@ def _fit(space: Space, searcher: StudySearcher, results: Path, address: str | No
     cfg = space.config
     started_ray = False
     if not ray.is_initialized():
-        kwargs: dict[str, Any] = {
-            "include_dashboard": False,
-            "log_to_driver": False,
-            "configure_logging": True,
-            "logging_level": "ERROR",
-        }
-        if address:
-            ray.init(address=address, **kwargs)
-        else:
-            os.environ.update(_LOOPBACK_ENV)
-            ray.init(num_cpus=num_cpus or os.cpu_count(), **kwargs)
+        start_ray(address, num_cpus)
         started_ray = True
     try:
         total = ray.cluster_resources()
@@ -225,6 +215,40 @@ def _fit(space: Space, searcher: StudySearcher, results: Path, address: str | No
     finally:
         if started_ray:
             ray.shutdown()
+
+
+def start_ray(address: str | None, num_cpus: int | None) -> None:
+    """Join the Ray cluster at `address`, or start a local one on the loopback interface."""
+    import ray
+
+    kwargs: dict[str, Any] = {
+        "include_dashboard": False,
+        "log_to_driver": False,
+        "configure_logging": True,
+        "logging_level": "ERROR",
+    }
+    if address:
+        ray.init(address=address, **kwargs)
+        return
+    from ray._private import ray_constants
+
+    # Ray's single-machine mode (what it does on macOS): the node address is the loopback one, so
+    # the GCS, raylet, workers and driver listen on 127.0.0.1. Ray reads the switch when it is
+    # imported, long before this call: set it for the processes ray.init starts now, and for this
+    # process only while it starts them (a later cluster join in the same process is unaffected).
+    saved_env = {k: os.environ.get(k) for k in _LOOPBACK_ENV}
+    saved = ray_constants.ENABLE_RAY_CLUSTER
+    os.environ.update(_LOOPBACK_ENV)
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        ray.init(num_cpus=num_cpus or os.cpu_count(), **kwargs)
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = saved
+        for k, v in saved_env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def _driver_watch(address: str | None) -> dict[str, Any] | None:
