@@ -41,6 +41,7 @@ from radio_nas.study.layout import ARTIFACT_DIR, PCA_FILE
 from radio_nas.study.record import TrialRecord
 
 if TYPE_CHECKING:
+    from optuna.storages import BaseStorage
     from optuna.study import Study
     from optuna.trial import Trial
 
@@ -315,7 +316,9 @@ def sweep_pictures(results_dir: str | Path, title: str) -> Callable[[Trial, Tria
     return hook
 
 
-def attach_artifact(target: Study | Trial, path: str | Path, results_dir: str | Path, *, storage: Any = None) -> str:
+def attach_artifact(
+    target: Study | Trial, path: str | Path, results_dir: str | Path, *, storage: BaseStorage | None = None
+) -> str:
     """Upload `path` as an Optuna artifact of `target` (a running Trial, or a Study) into the
     FileSystemArtifactStore at ``<results_dir>/artifacts``; returns the artifact id.
 

@@ -27,6 +27,7 @@ import threading
 import time
 import uuid
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
     from optuna.samplers import BaseSampler
     from optuna.storages import BaseStorage
     from optuna.study import Study
+    from optuna.trial import FrozenTrial, TrialState
 
 __all__ = [
     "Driver",
@@ -115,7 +117,9 @@ def _ask_tell_grid_sampler(grid: dict[str, list[Any]], seed: int | None) -> Base
         ``study.optimize()`` (ask-and-tell): the last tell of a grid sweep crashed the Tune loop. The
         searcher stops at the grid's end itself (``StudySearcher._exhausted``)."""
 
-        def after_trial(self, study: Any, trial: Any, state: Any, values: Any) -> None:
+        def after_trial(
+            self, study: Study, trial: FrozenTrial, state: TrialState, values: Sequence[float] | None
+        ) -> None:
             return None
 
     return AskTellGridSampler(grid, seed=seed)
