@@ -118,10 +118,15 @@ def test_infeasible_variants_are_recorded_never_trained(tmp_path):
 
 
 def test_model_rejection_is_infeasible_and_too_many_stop_the_sweep(tmp_path):
-    # head_dim 48 divides no 4*width here: every variant is rejected by the model config.
+    # width 16 with head_dim 48 is refused by the model config (4*16 = 64 is not divisible by 48); every
+    # value on its own is usable, so the space loads. Five such proposals in a row stop the sweep.
     space, study, results = setup(
-        tmp_path, parameters={"arch.head_dim": "choice(48, 40)"}, budget={"trials": 2, "max_infeasible": 5}
+        tmp_path,
+        parameters={"arch.width": "choice(16, 48)", "arch.head_dim": "choice(16, 48)"},
+        budget={"trials": 2, "max_infeasible": 5},
     )
+    for _ in range(5):
+        study.enqueue_trial({"arch.width": 16, "arch.head_dim": 48})
     s = StudySearcher(space, study, results, trials=2, progress=None)
     assert s.suggest("t0") == Searcher.FINISHED
     trials = study.get_trials()
@@ -129,6 +134,7 @@ def test_model_rejection_is_infeasible_and_too_many_stop_the_sweep(tmp_path):
     assert all("divisible by head_dim" in t.user_attrs["failure_reason"] for t in trials)
     assert "max_infeasible" in s.stats().stop_reason
     assert all(TrialRecord.from_trial(t).status is Status.INFEASIBLE for t in trials)
+    assert all(TrialRecord.from_trial(t).constraints == {} for t in trials)  # no constraint declared here
 
 
 def test_failed_pruned_and_crashed_trials(tmp_path):
