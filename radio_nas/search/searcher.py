@@ -219,7 +219,7 @@ class StudySearcher(Searcher):
                 trial,
                 Status.PRUNED,
                 State.PRUNED,
-                reason=f"stopped by the scheduler at step {result.get('step')}",
+                reason=f"stopped by {self._scheduler_label()} at step {result.get('step')}",
                 metrics={k: result[k] for k in ("step", "train_loss", "fidelity") if k in result},
                 curve=curve,
                 steps=result.get("step"),
@@ -318,6 +318,10 @@ class StudySearcher(Searcher):
     def _done(self) -> int:
         trained = self._counts["ok"] + self._counts["failed"] + self._counts["pruned"] - self._unmeasurable
         return self._done_at_start + trained
+
+    def _scheduler_label(self) -> str:
+        name = self._space.config.scheduler.name
+        return name.upper() if name != "none" else "the scheduler"
 
     def _finished(self) -> str | None:
         """Tune's FINISHED once no trial of this driver runs any more; None (not now) before."""
