@@ -279,7 +279,7 @@ def test_learning_curves_are_intermediate_values_in_a_multi_objective_study(tmp_
     assert all(c["seconds"] >= 0 for c in record.curve) and record.steps == 2 and record.train_seconds == 1.0
     # a trial stopped by a scheduler keeps its curve and is PRUNED, never on a front
     config = s.suggest("t1")
-    s.on_trial_result("t1", {"step": 1, "fidelity": 0.1, FINAL_KEY: False})
+    # Tune calls no on_trial_result for the result that stops a trial: only on_trial_complete sees it
     s.on_trial_complete("t1", {"step": 1, "fidelity": 0.1, FINAL_KEY: False})
     stopped = study.trials[config["number"]]
     assert stopped.state == State.PRUNED and stopped.intermediate_values == {1: 0.1}

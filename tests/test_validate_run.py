@@ -238,7 +238,8 @@ def test_validate_smoke_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture
     comp = out["comparisons"][0]
     assert comp["n"] == 3 and -1 <= comp["kendall_tau"] <= 1 and -1 <= comp["spearman_rho"] <= 1
     for v in out["variants"]:
-        assert all(x is not None and 0 < x <= 1 for xs in v["fidelity"].values() for x in xs)
+        # normalised fidelity: 1 is perfect, 0 a constant predictor, below 0 worse than one
+        assert all(x is not None and x <= 1 for xs in v["fidelity"].values() for x in xs)
         assert v["seed_std"]["1"] is not None and v["seed_std"]["1"] >= 0
     # the seeds really differ (noise is measured, not zero) and longer training helps on average
     assert out["noise"]["sweep_seed_std"] > 0

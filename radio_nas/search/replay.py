@@ -728,7 +728,7 @@ def _plain(v: Any) -> float | None:
 
 def format_replay(out: dict[str, Any]) -> str:
     """The sampler table (Markdown) with a line on what was replayed."""
-    from radio_nas.search.summary import format_table
+    from radio_nas._util import markdown_table as format_table
 
     t = out["table"]
     head = (f"Replay of {t['source']} (space {t['space']}: {t['points']} points, {t['ok']} fully trained, "

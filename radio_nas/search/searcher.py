@@ -184,7 +184,11 @@ class StudySearcher(Searcher):
 
     def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
         trial = self._live.get(trial_id)
-        if trial is None or result.get(FINAL_KEY):
+        if trial is not None:
+            self._on_result(trial_id, trial, result)
+
+    def _on_result(self, trial_id: str, trial: Trial, result: dict[str, Any]) -> None:
+        if result.get(FINAL_KEY):
             return
         fidelity, step = result.get("fidelity"), result.get("step")
         if fidelity is None or step is None or not math.isfinite(float(fidelity)):
@@ -202,7 +206,7 @@ class StudySearcher(Searcher):
         trial = self._live.pop(trial_id, None)
         if trial is None:
             return
-        self._trial_seen_s.append(time.monotonic() - self._started.pop(trial_id, time.monotonic()))
+        self._trial_seen_s.append(time.monotonic() - self._started.get(trial_id, time.monotonic()))
         State = optuna.trial.TrialState
         final = json.loads(result[RESULT_KEY]) if result and result.get(FINAL_KEY) else None
         if error or (final is None and not result):
@@ -213,7 +217,7 @@ class StudySearcher(Searcher):
             return
         if final is None:  # stopped by the scheduler after an intermediate report
             assert result is not None
-            self.on_trial_result(trial_id, result)  # Tune skips on_trial_result for a stopping trial
+            self._on_result(trial_id, trial, result)  # Tune skips on_trial_result for a stopping trial
             curve = self._curves.pop(trial_id, [])
             self._finish(
                 trial,
