@@ -65,7 +65,7 @@ def bench(arch: str, pipeline_path: str, steps: int | None, yardstick: float) ->
         pipeline = load_pipeline(pipeline_path, overrides)
         gmacs = count_gmacs(arch, resolution=pipeline.size)
         for label in ("cold", "warm"):
-            r = run_trial(pipeline, arch)
+            r = run_trial(pipeline, arch).to_dict()
             if r["status"] != "ok":
                 raise SystemExit(f"{arch} {label}: trial failed: {r['failure_reason']}")
             compute = r["time_student_s"] - r["time_data_s"]
@@ -75,7 +75,8 @@ def bench(arch: str, pipeline_path: str, steps: int | None, yardstick: float) ->
                          "res": "x".join(map(str, pipeline.size)), "teacher_s": r["time_teacher_s"],
                          "student_s": r["time_student_s"], "data_s": r["time_data_s"], "eval_s": r["time_eval_s"],
                          "wall_s": r["wall_s"], "img_s": r["images_per_s"], "fwd_gmacs": gmacs,
-                         "train_gflop_s": gflops, "pct_matmul": 100 * gflops / yardstick, "fidelity": r["fidelity"]})
+                         "train_gflop_s": gflops, "pct_matmul": 100 * gflops / yardstick, "fidelity": r["fidelity"],
+                         "fidelity_cos": r["fidelity_cos"]})
     return rows
 
 
@@ -101,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     print("machine: " + ", ".join(f"{k}={v}" for k, v in info.items()))
     cols = ["arch", "cache", "steps", "batch", "res", "teacher_s", "student_s", "data_s", "eval_s", "wall_s",
-            "img_s", "fwd_gmacs", "train_gflop_s", "pct_matmul", "fidelity"]
+            "img_s", "fwd_gmacs", "train_gflop_s", "pct_matmul", "fidelity", "fidelity_cos"]
     table = [[f"{r[c]:.2f}" if isinstance(r[c], float) else str(r[c]) for c in cols] for r in rows]
     widths = [max(len(c), *(len(t[i]) for t in table)) for i, c in enumerate(cols)]
     print("| " + " | ".join(c.ljust(w) for c, w in zip(cols, widths)) + " |")

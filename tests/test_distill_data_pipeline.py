@@ -62,7 +62,23 @@ def test_skimage_crops_are_deterministic_in_seed_and_index():
     assert not np.array_equal(x[0], x[1])
     assert not np.array_equal(x, open_dataset(DataConfig(seed=1)).crops("train", [0, 5, 17], (64, 96)))
     assert not np.array_equal(a.crops("train", [0], (64, 64)), a.crops("eval", [0], (64, 64)))
-    assert set(a.labels("train", range(10)).tolist()) == set(range(10))  # balanced over the 10 photos
+
+
+def test_skimage_eval_photos_are_held_out_whole():
+    ds = open_dataset(DataConfig())
+    used = {s: [ds._item(s, i)[1].name for i in range(16)] for s in ("train", "eval")}
+    assert set(used["eval"]) == {"chelsea", "immunohistochemistry"}  # the default pair, balanced
+    assert used["eval"].count("chelsea") == 8
+    assert len(set(used["train"])) == 8 and not set(used["train"]) & set(used["eval"])
+    assert ds.labels("train", range(4)) is None  # photo identity cannot label held-out photos
+    own = open_dataset(DataConfig(images=("astronaut", "coffee", "rocket"), eval_images=("coffee",)))
+    assert {own._item("train", i)[1].name for i in range(4)} == {"astronaut", "rocket"}
+    # without chelsea/immunohistochemistry among the photos, the last one listed is held out
+    assert open_dataset(DataConfig(images=("astronaut", "rocket")))._item("eval", 0)[1].name == "rocket"
+    with pytest.raises(ConfigError, match=r"data.eval_images\[0\]: 'logo' is not one of the photos used"):
+        open_dataset(DataConfig(images=("astronaut", "coffee"), eval_images=("logo",)))
+    with pytest.raises(ConfigError, match="data.eval_images: need at least one training photo"):
+        open_dataset(DataConfig(images=("astronaut",)))
 
 
 def _png(color, size=(40, 32)):

@@ -16,8 +16,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p = subparsers.add_parser(
         "trial", help="run one distillation trial of a student against a pipeline's teachers",
         description="Train a student for the pipeline's steps against cached teacher outputs, then "
-                    "evaluate fidelity (mean cosine similarity to each teacher's summary and features) "
-                    "on held-out crops.")
+                    "evaluate fidelity on held-out crops: per teacher and summary/features the cosine "
+                    "similarity to the teacher, normalised so 0 is the constant predictor (the mean "
+                    "teacher output) and 1 is perfect, averaged.")
     p.add_argument("pipeline", help="pipeline YAML (e.g. pipelines/distill_cpu.yaml) or a bundled name")
     p.add_argument("--arch", required=True, help="student: a preset name (xt, t, s, ...) or an arch YAML")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -39,7 +40,8 @@ def run(args: argparse.Namespace) -> int:
 
     def report(metrics: dict) -> None:
         if not args.quiet:
-            print(f"step {metrics['step']:>5}  loss {metrics['train_loss']:.4f}  fidelity {metrics['fidelity']:.4f}",
+            print(f"step {metrics['step']:>5}  {metrics['seconds']:7.1f} s  loss {metrics['train_loss']:.4f}  "
+                  f"fidelity {metrics['fidelity']:.4f}  (cos {metrics['fidelity_cos']:.4f})",
                   file=sys.stderr)
 
     try:
@@ -50,11 +52,11 @@ def run(args: argparse.Namespace) -> int:
             raise exc.within(file=args.pipeline) from None
         raise
     if args.json:
-        print_json(result)
+        print_json(result.to_dict())
     else:
-        _print(result)
-    if result["status"] != "ok":
-        print(f"radio-nas trial: trial failed: {result['failure_reason']}", file=sys.stderr)
+        _print(result.to_dict())
+    if not result.ok:
+        print(f"radio-nas trial: trial failed: {result.failure_reason}", file=sys.stderr)
         return 1
     return 0
 
@@ -63,10 +65,16 @@ def _print(result: dict) -> None:
     def fmt(v: object) -> str:
         return f"{v:.4f}" if isinstance(v, float) else str(v)
 
-    keys = ["status", "failure_reason", "fidelity", *sorted(k for k in result if k.startswith("fidelity/")),
-            "knn_accuracy", "train_loss_final", "train_loss_mean", "steps", "steps_per_s", "images_per_s",
+    terms = sorted(k.split("/", 1)[1] for k in result if k.startswith("fidelity/"))
+    keys = ["status", "failure_reason", "fidelity", "fidelity_cos",
+            *(f"{p}/{t}" for t in terms for p in ("fidelity", "fidelity_cos", "fidelity_baseline")),
+            "feature_smooth_l1", *sorted(k for k in result if k.startswith("feature_smooth_l1")
+                                         and k != "feature_smooth_l1"),
+            "knn_accuracy", "train_loss_final", "train_loss_mean", "steps", "seconds", "steps_per_s", "images_per_s",
             "time_teacher_s", "time_student_s", "time_eval_s", "wall_s", "cache_hit", "weights_path"]
     width = max(map(len, keys))
     for k in keys:
         if k in result and not (k == "failure_reason" and result[k] is None):
             print(f"{k:<{width}}  {fmt(result[k])}")
+    curve = "  ".join(f"{p['step']}: {fmt(p['fidelity'])}" for p in result["fidelity_curve"])
+    print(f"{'fidelity_curve':<{width}}  {curve}")

@@ -2,7 +2,7 @@
 
     >>> from radio_nas.distill import load_pipeline, run_trial, build_teachers
     >>> pipeline = load_pipeline("pipelines/distill_cpu.yaml", {"steps": 40, "balancing.method": "adaloss"})
-    >>> result = run_trial(pipeline, "t", report=print)       # flat JSON-able dict
+    >>> result = run_trial(pipeline, "t", report=print)       # a frozen TrialResult; .to_dict() is JSON
     >>> teachers = build_teachers(pipeline)                   # teacher(images) -> (summary, features)
 
 Modules: ``pipeline`` (configs), ``data`` (crop streams), ``teachers`` (adapters), ``cache``
@@ -18,11 +18,12 @@ from radio_nas.distill.pipeline import PipelineConfig, TeacherConfig, load_pipel
 
 if TYPE_CHECKING:
     from radio_nas.distill.teachers import Teacher
+    from radio_nas.distill.trial import TrialResult
 
 
 def run_trial(pipeline: PipelineConfig | str | Path | dict, arch: Any, *,
               report: Callable[[dict[str, Any]], None] | None = None,
-              weights_path: str | Path | None = None, progress: bool = False) -> dict[str, Any]:
+              weights_path: str | Path | None = None, progress: bool = False) -> "TrialResult":
     from radio_nas.distill.trial import run_trial as _run_trial
 
     return _run_trial(pipeline, arch, report=report, weights_path=weights_path, progress=progress)

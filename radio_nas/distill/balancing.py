@@ -7,9 +7,11 @@
 Each loss is per sample, shape (B,). Methods:
 
 - ``fixed``: L = sum_k w_k mean(L_k), weights from the pipeline.
-- ``uncertainty`` (Eq. 6): b_k(x') = a linear function of the (detached) student summary of the
-  input, one output per teacher and per summary/features, initialised to 0 (so λ starts at 1);
-  λ_k = exp(-b_k), L = mean_batch sum_k λ_k L_k + softplus(b_k).
+- ``uncertainty`` (Eq. 6): b_k(x'|Θ) = a linear function of the student summary of the input, one
+  output per teacher and per summary/features, initialised to 0 (so λ starts at 1);
+  λ_k = exp(-b_k), L = mean_batch sum_k λ_k L_k + softplus(b_k). As the seed writes it, b is
+  predicted by the student: the gradient of the balancing terms reaches the student trunk through
+  the summary (``detach=True`` stops it there, so b only weighs the input).
 - ``uncertainty_static`` (Eq. 5): learned scalars b_k, λ_k = exp(-b_k)/2, L = sum_k λ_k mean(L_k) + b_k/2.
 - ``adaloss`` (Eq. 7): λ_k = 1/E[L_k] with E an exponential running mean of the detached loss
   (E <- m E + (1-m) L, starting at the first value, updated in training mode only); no gradient
@@ -53,10 +55,11 @@ class FixedBalancer(Balancer):
 
 
 class UncertaintyBalancer(Balancer):
-    """Eq. 6: input-dependent b, λ = exp(-b), + softplus(b)."""
+    """Eq. 6: input-dependent b predicted from the student, λ = exp(-b), + softplus(b)."""
 
-    def __init__(self, terms: list[str], context_dim: int):
+    def __init__(self, terms: list[str], context_dim: int, detach: bool = False):
         super().__init__(terms)
+        self.detach = detach
         self.head = nn.Linear(context_dim, len(terms))
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
@@ -64,7 +67,7 @@ class UncertaintyBalancer(Balancer):
     def combine(self, losses, context):
         if context is None:
             raise ValueError("uncertainty balancing predicts b from the input: pass context")
-        b = self.head(context.detach().float())  # (B, K); detached: b weighs the input, it does not train the student
+        b = self.head((context.detach() if self.detach else context).float())  # (B, K)
         lam = torch.exp(-b)
         return (lam * losses + F.softplus(b)).sum(1).mean(), lam
 
@@ -109,7 +112,7 @@ def make_balancer(cfg: BalancingConfig, terms: list[str], context_dim: int,
     if cfg.method == "fixed":
         return FixedBalancer(terms, fixed_weights or {})
     if cfg.method == "uncertainty":
-        return UncertaintyBalancer(terms, context_dim)
+        return UncertaintyBalancer(terms, context_dim, detach=cfg.detach)
     if cfg.method == "uncertainty_static":
         return StaticUncertaintyBalancer(terms)
     return AdaLossBalancer(terms, cfg.adaloss_momentum, cfg.eps)

@@ -32,6 +32,9 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".g
 SKIMAGE_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "stereo_motorcycle", "hubble_deep_field",
                   "immunohistochemistry", "retina", "colorwheel", "logo")
 """Colour images bundled in the scikit-image wheel (no download)."""
+SKIMAGE_EVAL_PHOTOS = ("chelsea", "immunohistochemistry")
+"""Held out whole for evaluation by default: one everyday photo and one microscopy image, so the eval
+crops resemble both kinds the other eight cover (4 photos, hubble/retina, 2 synthetic images)."""
 _SPLITS = {"train": 0, "eval": 1}
 
 
@@ -175,9 +178,22 @@ def _skimage(cfg: DataConfig) -> CropDataset:
     for i, name in enumerate(names):
         if not callable(getattr(skimage.data, name, None)):
             raise ConfigError(f"scikit-image has no image {name!r}", key=f"data.images[{i}]")
-    items = [_Item(n, i, (lambda n=n: _first(getattr(skimage.data, n)()))) for i, n in enumerate(names)]
-    # Few photos: train and eval crops come from the same photos with disjoint seeds (labels = photo).
-    return CropDataset(cfg, {"train": items, "eval": items}, names, f"skimage:{','.join(names)}")
+    if cfg.eval_images is not None:
+        held = list(cfg.eval_images)
+        for i, name in enumerate(held):
+            if name not in names:
+                raise ConfigError(f"{name!r} is not one of the photos used ({', '.join(names)})",
+                                  key=f"data.eval_images[{i}]")
+    else:
+        held = [n for n in SKIMAGE_EVAL_PHOTOS if n in names] or names[-1:]
+    train = [n for n in names if n not in held]
+    if not held or not train:
+        raise ConfigError(f"need at least one training photo and one held-out photo, got {len(train)} "
+                          f"and {len(held)} of {names}", key="data.eval_images")
+    items = {split: [_Item(n, None, (lambda n=n: _first(getattr(skimage.data, n)()))) for n in group]
+             for split, group in (("train", train), ("eval", held))}
+    # Whole photos are held out, so a photo's identity cannot serve as a kNN label: no labels.
+    return CropDataset(cfg, items, None, f"skimage:{','.join(train)}|eval:{','.join(held)}")
 
 
 def _first(value: object) -> np.ndarray:

@@ -3,6 +3,7 @@
     >>> summary_loss(student_summary, teacher_summary)        # (B,): 1 - cos
     >>> feature_loss(student_features, teacher_features)      # (B,): mean over tokens of
     ...                                                        #   0.9 (1 - cos) + 0.1 SmoothL1(beta=2)
+    >>> feature_smooth_l1(student_features, teacher_features) # (B,): the SmoothL1 part alone (evaluation)
 """
 from __future__ import annotations
 
@@ -22,6 +23,12 @@ def feature_loss(student: torch.Tensor, teacher: torch.Tensor, cos_weight: float
     cos = F.cosine_similarity(student, teacher, dim=1, eps=1e-6)  # (B, h, w)
     sl1 = F.smooth_l1_loss(student, teacher, beta=beta, reduction="none").mean(1)  # (B, h, w)
     return (cos_weight * (1.0 - cos) + smooth_l1_weight * sl1).flatten(1).mean(1)
+
+
+@torch.no_grad()
+def feature_smooth_l1(student: torch.Tensor, teacher: torch.Tensor, beta: float = 2.0) -> torch.Tensor:
+    """(B,) the magnitude part of the feature loss: SmoothL1(beta) averaged over channels and tokens."""
+    return F.smooth_l1_loss(student.float(), teacher.float(), beta=beta, reduction="none").flatten(1).mean(1)
 
 
 @torch.no_grad()

@@ -106,12 +106,15 @@ class DataConfig(Config):
     """folder: root with one sub-folder per class; tar: a .tar file, a folder of them or a glob."""
     images: tuple[str, ...] | None = None
     """skimage: names of bundled colour photos to use; None: all of them."""
+    eval_images: tuple[str, ...] | None = None
+    """skimage: photos held out whole for evaluation, never trained on; None: chelsea and
+    immunohistochemistry (those of them in ``images``; else the last photo listed)."""
     train_size: int = 256
     """Distinct training crops; the stream cycles over them (so trials of any length share a cache)."""
     eval_size: int = 64
     """Held-out crops for evaluation."""
     eval_fraction: float = 0.2
-    """folder/tar: share of images held out for evaluation (chosen by a hash of the file name)."""
+    """folder/tar: share of images held out whole for evaluation (chosen by a hash of the file name)."""
     scale: tuple[float, float] = (0.25, 1.0)
     """Crop area as a fraction of the image area."""
     ratio: tuple[float, float] = (0.75, 1.3333333333333333)
@@ -184,6 +187,9 @@ class BalancingConfig(Config):
     adaloss_momentum: float = 0.9
     """adaloss: E[L] is an exponential running mean, E <- m*E + (1-m)*L (E starts at the first L)."""
     eps: float = 1e-8
+    detach: bool = False
+    """uncertainty: predict b from a detached student summary, so the balancing terms do not train
+    the student (False: Eq. 6 as written, b is a function of the student and trains it)."""
 
     def validate(self) -> None:
         if not 0.0 <= self.adaloss_momentum < 1.0:

@@ -2,12 +2,14 @@
 
     >>> from radio_nas.distill import load_pipeline, run_trial
     >>> result = run_trial(load_pipeline("pipelines/distill_cpu.yaml"), "t", report=print)
-    >>> result["status"], result["fidelity"], result["steps_per_s"]
+    >>> result.status, result.fidelity, result.fidelity_curve[-1], result.seconds
+    >>> json.dumps(result.to_dict())     # flat, strict JSON
 
 Trains the student plus per-teacher adaptors for ``pipeline.steps`` on the seeded crop stream
 against cached teacher outputs, calls ``report(metrics)`` at every multiple of ``eval.every`` (with
-an evaluation on held-out crops, so schedulers such as ASHA can stop it), then evaluates on all
-held-out crops. Training failures (non-finite loss, any exception) end the trial with
+an evaluation on held-out crops, so schedulers such as ASHA can stop it; ``metrics`` has ``step``,
+``seconds`` and ``fidelity``), then evaluates on all held-out crops. The result is a frozen
+:class:`TrialResult` carrying the learning curve (``fidelity_curve``: step, fidelity, seconds). Training failures (non-finite loss, any exception) end the trial with
 ``status: failed`` and a reason; only configuration errors raise, before training starts.
 """
 from __future__ import annotations
@@ -16,9 +18,10 @@ import json
 import math
 import time
 import traceback
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Literal
 
 import numpy as np
 import torch
@@ -29,7 +32,8 @@ from radio_nas.distill import cache as cache_mod
 from radio_nas.distill.adaptors import TeacherAdaptor
 from radio_nas.distill.balancing import make_balancer
 from radio_nas.distill.data import CropDataset, open_dataset
-from radio_nas.distill.losses import feature_fidelity, feature_loss, summary_fidelity, summary_loss
+from radio_nas.distill.losses import (feature_fidelity, feature_loss, feature_smooth_l1, summary_fidelity,
+                                      summary_loss)
 from radio_nas.distill.pipeline import PipelineConfig, load_pipeline
 from radio_nas.distill.teachers import build_teachers
 
@@ -42,17 +46,123 @@ class TrialFailed(RuntimeError):
     """Training cannot go on (e.g. a non-finite loss); the message becomes the failure reason."""
 
 
+@dataclass(frozen=True)
+class CurvePoint:
+    """One evaluation during a trial: its step, the fidelity then, and seconds on the trial's clock
+    (training and evaluations since the first step; not the teacher cache or the model build)."""
+
+    step: int
+    fidelity: float | None
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"step": self.step, "fidelity": _finite(self.fidelity), "seconds": self.seconds}
+
+
+@dataclass(frozen=True)
+class TrialResult:
+    """What one trial measured. ``to_dict()`` gives the flat strict-JSON form (per-term ``scores``
+    at the top level, curves as lists of numbers / ``{step, fidelity, seconds}`` objects)."""
+
+    status: Literal["ok", "failed"]
+    arch_id: str
+    pipeline_id: str
+    failure_reason: str | None = None
+    fidelity: float | None = None
+    """Mean over terms of the normalised score (cos - baseline) / (1 - baseline); 0 = the constant."""
+    fidelity_cos: float | None = None
+    """Mean over terms of the raw cosine similarity."""
+    feature_smooth_l1: float | None = None
+    """The feature loss's magnitude part on the eval crops, mean over teachers."""
+    knn_accuracy: float | None = None
+    scores: Mapping[str, float | None] = field(default_factory=dict)
+    """Per term: ``fidelity/<teacher>/<term>`` (normalised), ``fidelity_cos/...``,
+    ``fidelity_baseline/...`` (the constant predictor's cosine); per teacher
+    ``feature_smooth_l1/<teacher>`` and ``feature_smooth_l1_baseline/<teacher>``."""
+    fidelity_curve: tuple[CurvePoint, ...] = ()
+    """Every ``eval.every`` step (first ``eval.size`` eval crops), then the final evaluation."""
+    loss_curve: tuple[float, ...] = ()
+    train_loss_final: float | None = None
+    train_loss_mean: float | None = None
+    steps: int = 0
+    seconds: float = 0.0
+    """Seconds on the trial's clock at the end (training + evaluations, as in the curve)."""
+    steps_per_s: float | None = None
+    images_per_s: float | None = None
+    time_teacher_s: float = 0.0
+    time_student_s: float = 0.0
+    time_data_s: float = 0.0
+    time_eval_s: float = 0.0
+    wall_s: float = 0.0
+    cache_hit: bool | None = None
+    weights_path: str | None = None
+    data_skipped: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "scores":
+                out.update({k: _finite(v) for k, v in value.items()})
+            elif f.name == "fidelity_curve":
+                out[f.name] = [p.to_dict() for p in value]
+            elif f.name == "loss_curve":
+                out[f.name] = [_finite(v) for v in value]
+            else:
+                out[f.name] = _finite(value) if isinstance(value, float) else value
+        return out
+
+
+def _finite(value: float | None) -> float | None:
+    """Strict JSON: NaN / inf become None."""
+    return value if value is None or math.isfinite(value) else None
+
+
 @dataclass
 class _Targets:
     train: dict[str, cache_mod.CacheEntry]
     eval: dict[str, cache_mod.CacheEntry]
     hit: bool
     seconds: float
+    baseline: dict[str, np.ndarray] = field(default_factory=dict)
+    """Per eval crop, the constant predictor's score: ``<teacher>/summary`` and ``<teacher>/features``
+    cosine, ``<teacher>/smooth_l1`` feature SmoothL1 (see :func:`_constant_baseline`)."""
+
+
+@dataclass
+class _State:
+    """What a trial accumulates while it runs; frozen into a TrialResult at the end."""
+
+    clock0: float = 0.0
+    steps: int = 0
+    loss_curve: list[float] = field(default_factory=list)
+    fidelity_curve: list[CurvePoint] = field(default_factory=list)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    """The latest evaluation (see _evaluate)."""
+    time_student_s: float = 0.0
+    time_data_s: float = 0.0
+    time_eval_s: float = 0.0
+
+    def seconds(self) -> float:
+        return time.perf_counter() - self.clock0 if self.clock0 else 0.0
+
+    def evaluated(self, step: int, metrics: dict[str, Any]) -> CurvePoint:
+        self.metrics = metrics
+        point = CurvePoint(step, metrics.get("fidelity"), self.seconds())
+        self.fidelity_curve.append(point)
+        return point
+
+
+_SUMMARY_METRICS = ("fidelity", "fidelity_cos", "feature_smooth_l1", "knn_accuracy")
 
 
 def run_trial(pipeline: PipelineConfig | str | Path | dict, arch: Any, *, report: Report | None = None,
-              weights_path: str | Path | None = None, progress: bool = False) -> dict[str, Any]:
-    """Train and evaluate one student; returns a flat JSON-able result (see module docstring)."""
+              weights_path: str | Path | None = None, progress: bool = False) -> TrialResult:
+    """Train and evaluate one student (see module docstring)."""
     from radio_nas.models import build_model, resolve_config
 
     wall0 = time.perf_counter()
@@ -64,45 +174,63 @@ def run_trial(pipeline: PipelineConfig | str | Path | dict, arch: Any, *, report
     threads = torch.get_num_threads()
     if pipeline.student.threads:
         torch.set_num_threads(pipeline.student.threads)
-    result: dict[str, Any] = {
-        "status": "ok", "failure_reason": None, "arch_id": cfg.id, "pipeline_id": pipeline.id,
-        "fidelity": None, "knn_accuracy": None, "train_loss_final": None, "train_loss_mean": None,
-        "loss_curve": [], "steps": 0, "steps_per_s": None, "images_per_s": None, "time_teacher_s": 0.0,
-        "time_student_s": 0.0, "time_data_s": 0.0, "time_eval_s": 0.0, "wall_s": None, "cache_hit": None,
-        "weights_path": None, "data_skipped": 0}
-    for t in pipeline.teachers:
-        result[f"fidelity/{t.name}/summary"] = None
-        result[f"fidelity/{t.name}/features"] = None
+    state = _State()
+    status: Literal["ok", "failed"] = "ok"
+    reason: str | None = None
+    hit: bool | None = None
+    teacher_s = 0.0
+    saved: str | None = None
     try:
         targets = _targets(pipeline, dataset, progress)
-        result.update(cache_hit=targets.hit, time_teacher_s=targets.seconds)
+        hit, teacher_s = targets.hit, targets.seconds
         torch.manual_seed(pipeline.seed)
         student = _Student(pipeline, build_model(cfg), targets)
-        _train(pipeline, dataset, student, targets, result, report)
+        _train(pipeline, dataset, student, targets, state, report)
         t0 = time.perf_counter()
-        result.update(_evaluate(pipeline, dataset, student, targets, None, knn=pipeline.eval.knn))
-        result["time_eval_s"] += time.perf_counter() - t0
-        if not math.isfinite(result["fidelity"]):
-            raise TrialFailed(f"non-finite fidelity {result['fidelity']} on the held-out crops")
+        metrics = _evaluate(pipeline, dataset, student, targets, None, knn=pipeline.eval.knn)
+        state.time_eval_s += time.perf_counter() - t0
+        point = state.evaluated(pipeline.steps, metrics)
+        if not math.isfinite(metrics["fidelity"]):
+            raise TrialFailed(f"non-finite fidelity {metrics['fidelity']} on the held-out crops")
         if report is not None and pipeline.eval.every and pipeline.steps and pipeline.steps % pipeline.eval.every == 0:
-            report(_report_metrics(result, pipeline.steps))
+            report(_report_metrics(state, point))
         if weights_path is not None:
-            result["weights_path"] = _save(student, cfg, pipeline, Path(weights_path))
+            saved = _save(student, cfg, pipeline, Path(weights_path))
     except TrialFailed as exc:
-        result.update(status="failed", failure_reason=str(exc))
-        for key, value in result.items():  # strict JSON: no NaN/inf in a failed result
-            if isinstance(value, float) and not math.isfinite(value):
-                result[key] = None
+        status, reason = "failed", str(exc)
     except ConfigError:
         raise  # a bad teacher entry (missing file, unknown output) is the user's to fix, not a trial result
     except Exception as exc:  # noqa: BLE001 -- a trial never crashes its caller
         tail = traceback.format_exception(exc)[-2].strip().replace("\n", " ")
-        result.update(status="failed", failure_reason=f"{type(exc).__name__}: {exc} ({tail})")
+        status, reason = "failed", f"{type(exc).__name__}: {exc} ({tail})"
     finally:
         torch.set_num_threads(threads)
-    result["data_skipped"] = len(dataset.skipped)
-    result["wall_s"] = time.perf_counter() - wall0
-    return result
+    busy = state.time_student_s
+    curve = state.loss_curve
+    m = state.metrics if status == "ok" else {}
+    scores: dict[str, float | None] = {k: None for k in _score_keys(pipeline)}
+    scores.update({k: v for k, v in m.items() if k in scores})
+    return TrialResult(
+        status=status, failure_reason=reason, arch_id=cfg.id, pipeline_id=pipeline.id,
+        **{k: m.get(k) for k in _SUMMARY_METRICS}, scores=scores,
+        fidelity_curve=tuple(state.fidelity_curve), loss_curve=tuple(curve),
+        train_loss_final=curve[-1] if curve else None,
+        train_loss_mean=float(np.mean(curve)) if curve else None,
+        steps=state.steps, seconds=state.seconds(),
+        steps_per_s=state.steps / busy if busy > 0 else None,
+        images_per_s=state.steps * pipeline.batch_size / busy if busy > 0 else None,
+        time_teacher_s=teacher_s, time_student_s=state.time_student_s, time_data_s=state.time_data_s,
+        time_eval_s=state.time_eval_s, wall_s=time.perf_counter() - wall0, cache_hit=hit,
+        weights_path=saved, data_skipped=len(dataset.skipped))
+
+
+def _score_keys(pipeline: PipelineConfig) -> list[str]:
+    keys = []
+    for t in pipeline.teachers:
+        keys += [f"{p}/{t.name}/{m}" for p in ("fidelity", "fidelity_cos", "fidelity_baseline")
+                 for m in ("summary", "features")]
+        keys += [f"feature_smooth_l1/{t.name}", f"feature_smooth_l1_baseline/{t.name}"]
+    return keys
 
 
 # ---------------------------------------------------------------------------------------------
@@ -122,7 +250,8 @@ def _targets(pipeline: PipelineConfig, dataset: CropDataset, progress: bool) -> 
               progress=progress)
     train, built_train = cache_mod.teacher_outputs(pipeline.teachers, dataset, "train", **kw)
     evals, built_eval = cache_mod.teacher_outputs(pipeline.teachers, dataset, "eval", **kw)
-    return _Targets(train, evals, not (built_train or built_eval), time.perf_counter() - t0)
+    baseline = _constant_baseline(train, evals, pipeline.loss.smooth_l1_beta)
+    return _Targets(train, evals, not (built_train or built_eval), time.perf_counter() - t0, baseline)
 
 
 class _Student(nn.Module):
@@ -201,7 +330,7 @@ def _optimizer(pipeline: PipelineConfig, student: _Student) -> tuple[torch.optim
 
 
 def _train(pipeline: PipelineConfig, dataset: CropDataset, student: _Student, targets: _Targets,
-           result: dict[str, Any], report: Report | None) -> None:
+           state: _State, report: Report | None) -> None:
     device = pipeline.student.device
     student.to(device)
     if pipeline.student.channels_last:
@@ -209,8 +338,7 @@ def _train(pipeline: PipelineConfig, dataset: CropDataset, student: _Student, ta
     opt, sched = _optimizer(pipeline, student)
     rng = np.random.default_rng(pipeline.seed)
     stream = np.zeros(0, dtype=np.int64)
-    curve: list[float] = result["loss_curve"]
-    t_student = t_data = 0.0
+    state.clock0 = time.perf_counter()
     for step in range(1, pipeline.steps + 1):
         t0 = time.perf_counter()
         while len(stream) < pipeline.batch_size:  # epochs over the crop pool, reshuffled each time
@@ -232,29 +360,30 @@ def _train(pipeline: PipelineConfig, dataset: CropDataset, student: _Student, ta
             torch.nn.utils.clip_grad_norm_(student.parameters(), pipeline.optim.grad_clip)
         opt.step()
         sched.step()
-        curve.append(float(total.detach()))
+        state.loss_curve.append(float(total.detach()))
         t2 = time.perf_counter()
-        t_data, t_student = t_data + (t1 - t0), t_student + (t2 - t1)
-        result.update(steps=step, time_student_s=t_student + t_data, time_data_s=t_data)
+        state.steps = step
+        state.time_data_s += t1 - t0
+        state.time_student_s += t2 - t0
         every = pipeline.eval.every
         if every and step % every == 0 and step < pipeline.steps:
             t3 = time.perf_counter()
             metrics = _evaluate(pipeline, dataset, student, targets, pipeline.eval.size, knn=False)
-            result["time_eval_s"] += time.perf_counter() - t3
+            state.time_eval_s += time.perf_counter() - t3
+            point = state.evaluated(step, metrics)
             if report is not None:
-                report(_report_metrics({**result, **metrics}, step, weights))
-    result["train_loss_final"] = curve[-1] if curve else None
-    result["train_loss_mean"] = float(np.mean(curve)) if curve else None
-    busy = t_student + t_data
-    result["steps_per_s"] = pipeline.steps / busy if busy > 0 else None
-    result["images_per_s"] = pipeline.steps * pipeline.batch_size / busy if busy > 0 else None
+                report(_report_metrics(state, point, weights))
 
 
-def _report_metrics(result: dict[str, Any], step: int, weights: dict[str, float] | None = None
+def _report_metrics(state: _State, point: CurvePoint, weights: dict[str, float] | None = None
                     ) -> dict[str, Any]:
-    curve = result["loss_curve"]
-    out = {"step": step, "train_loss": curve[-1] if curve else None, "fidelity": result["fidelity"]}
-    out.update({k: v for k, v in result.items() if k.startswith("fidelity/")})
+    """What ``report`` gets at an evaluation: step, seconds, train_loss, fidelity, fidelity_cos,
+    the per-term ``fidelity/...`` scores and the balancing weights ``lambda/...``."""
+    m = state.metrics
+    out = {"step": point.step, "seconds": point.seconds,
+           "train_loss": state.loss_curve[-1] if state.loss_curve else None,
+           "fidelity": point.fidelity, "fidelity_cos": m.get("fidelity_cos")}
+    out.update({k: v for k, v in m.items() if k.startswith("fidelity/")})
     out.update({f"lambda/{k}": v for k, v in (weights or {}).items()})
     return out
 
@@ -262,10 +391,12 @@ def _report_metrics(result: dict[str, Any], step: int, weights: dict[str, float]
 @torch.no_grad()
 def _embed(pipeline: PipelineConfig, dataset: CropDataset, student: _Student, split: str, n: int,
            entries: dict[str, cache_mod.CacheEntry] | None) -> tuple[torch.Tensor, dict[str, list[float]]]:
-    """Student summaries of the first `n` crops of `split` and (given entries) fidelity per term."""
+    """Student summaries of the first `n` crops of `split` and (given entries) per-crop scores:
+    ``<teacher>/summary`` and ``<teacher>/features`` cosine, ``<teacher>/smooth_l1``."""
     scores: dict[str, list[float]] = {}
     summaries = []
     bs = pipeline.eval.batch_size
+    beta = pipeline.loss.smooth_l1_beta
     for start in range(0, n, bs):
         idx = np.arange(start, min(start + bs, n))
         summary, outputs = student(_images(dataset, split, idx, pipeline))
@@ -277,7 +408,39 @@ def _embed(pipeline: PipelineConfig, dataset: CropDataset, student: _Student, sp
             ts, tf = y[name]
             scores.setdefault(f"{name}/summary", []).extend(summary_fidelity(ps, ts).tolist())
             scores.setdefault(f"{name}/features", []).extend(feature_fidelity(pf, tf).tolist())
+            scores.setdefault(f"{name}/smooth_l1", []).extend(feature_smooth_l1(pf, tf, beta).tolist())
     return torch.cat(summaries), scores
+
+
+def _constant_baseline(train: dict[str, cache_mod.CacheEntry], evals: dict[str, cache_mod.CacheEntry],
+                       beta: float, chunk: int = 64) -> dict[str, np.ndarray]:
+    """Per eval crop, the scores of the constant predictor: the mean teacher output over the cached
+    training targets (summary vector, feature map per position), so no teacher runs. It is the
+    floor a student must beat; the primary fidelity is normalised against it."""
+    out: dict[str, np.ndarray] = {}
+    for name, entry in train.items():
+        means = []
+        for arr in (entry.summary, entry.features):
+            acc = np.zeros(arr.shape[1:], np.float64)
+            for i in range(0, arr.shape[0], chunk):
+                acc += np.asarray(arr[i:i + chunk], dtype=np.float32).sum(0)
+            means.append(torch.from_numpy((acc / max(arr.shape[0], 1)).astype(np.float32)))
+        ms, mf = means
+        ev = evals[name]
+        cols: dict[str, list[float]] = {"summary": [], "features": [], "smooth_l1": []}
+        for i in range(0, ev.summary.shape[0], chunk):
+            ts = torch.from_numpy(np.asarray(ev.summary[i:i + chunk], dtype=np.float32))
+            tf = torch.from_numpy(np.asarray(ev.features[i:i + chunk], dtype=np.float32))
+            cols["summary"] += summary_fidelity(ms.expand_as(ts), ts).tolist()
+            cols["features"] += feature_fidelity(mf.expand_as(tf), tf).tolist()
+            cols["smooth_l1"] += feature_smooth_l1(mf.expand_as(tf), tf, beta).tolist()
+        out.update({f"{name}/{k}": np.array(v, dtype=np.float64) for k, v in cols.items()})
+    return out
+
+
+def normalised_fidelity(cos: float, baseline: float) -> float:
+    """(cos - baseline) / (1 - baseline): 0 = no better than the constant predictor, 1 = perfect."""
+    return (cos - baseline) / max(1.0 - baseline, 1e-6)
 
 
 def _evaluate(pipeline: PipelineConfig, dataset: CropDataset, student: _Student, targets: _Targets,
@@ -285,8 +448,19 @@ def _evaluate(pipeline: PipelineConfig, dataset: CropDataset, student: _Student,
     student.eval()
     n = min(size or dataset.size("eval"), dataset.size("eval"))
     queries, scores = _embed(pipeline, dataset, student, "eval", n, targets.eval)
-    out: dict[str, Any] = {f"fidelity/{k}": float(np.mean(v)) for k, v in scores.items()}
+    out: dict[str, Any] = {}
+    for k in student.terms:  # the baseline is averaged over the same crops as the student
+        cos, base = float(np.mean(scores[k])), float(np.mean(targets.baseline[k][:n]))
+        out[f"fidelity/{k}"] = normalised_fidelity(cos, base)
+        out[f"fidelity_cos/{k}"] = cos
+        out[f"fidelity_baseline/{k}"] = base
     out["fidelity"] = float(np.mean([out[f"fidelity/{k}"] for k in student.terms]))
+    out["fidelity_cos"] = float(np.mean([out[f"fidelity_cos/{k}"] for k in student.terms]))
+    teachers = [t.name for t in pipeline.teachers]
+    for t in teachers:
+        out[f"feature_smooth_l1/{t}"] = float(np.mean(scores[f"{t}/smooth_l1"]))
+        out[f"feature_smooth_l1_baseline/{t}"] = float(np.mean(targets.baseline[f"{t}/smooth_l1"][:n]))
+    out["feature_smooth_l1"] = float(np.mean([out[f"feature_smooth_l1/{t}"] for t in teachers]))
     if knn and dataset.has_labels:
         m = min(pipeline.eval.knn_train_size, dataset.size("train"))
         keys, _ = _embed(pipeline, dataset, student, "train", m, None)

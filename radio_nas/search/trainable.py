@@ -32,7 +32,7 @@ def train_trial(config: dict[str, Any]) -> None:
         slim = {k: v for k, v in metrics.items() if isinstance(v, (int, float, str, bool)) or v is None}
         tune.report({**slim, FINAL_KEY: False})
 
-    result = run_trial(pipeline, config["arch"], report=report, weights_path=config.get("weights_path"))
+    result = run_trial(pipeline, config["arch"], report=report, weights_path=config.get("weights_path")).to_dict()
     # No "step" here: a scheduler ignores this result, so a finished trial always completes.
     tune.report({"fidelity": _finite(result.get("fidelity")), "steps": result.get("steps"),
                  "node_id": ray.get_runtime_context().get_node_id(),
