@@ -38,6 +38,7 @@ from torch import nn
 
 from radio_nas._config import Config, ConfigError, coerce
 from radio_nas.models.deploy import fuse_conv_bn
+from radio_nas.models.layers import Mlp, init_weights
 
 PATCH_SIZE = 16  # stride of the output features
 INPUT_MULTIPLE = 32  # stride of the deepest stage
@@ -373,10 +374,6 @@ class WindowAttention(nn.Module):
         return self.proj(x.transpose(1, 2).reshape(b, n, c))
 
 
-class Mlp(nn.Sequential):
-    def __init__(self, dim: int, hidden: int):
-        super().__init__(nn.Linear(dim, hidden, bias=False), nn.GELU(), nn.Linear(hidden, dim, bias=False))
-
 
 def window_partition(x: torch.Tensor, ws: int) -> torch.Tensor:
     """(B, H, W, C) with H, W multiples of ws -> (B * nW, ws*ws, C)."""
@@ -413,7 +410,7 @@ class WindowTransformerBlock(nn.Module):
         self.attn = WindowAttention(dim, num_heads, window_size, qkv_bias, pos_bias, cpb_hidden,
                                     pretrained_window)
         self.norm2 = nn.LayerNorm(dim)
-        self.mlp = Mlp(dim, int(dim * mlp_ratio))
+        self.mlp = Mlp(dim, int(dim * mlp_ratio), bias=False)
 
     def set_window(self, window_size: int) -> None:
         if window_size != self.window_size:
@@ -569,7 +566,7 @@ class ERadio(nn.Module):
         else:
             self.fusion = NeckFusion(c3, c4, cfg.feature_dim)
         self.summary_dim = self.feature_dim = cfg.feature_dim
-        self.apply(_init_weights)
+        self.apply(init_weights)
         if input_size is not None:
             self._warn_padding(*input_size)
 
@@ -629,9 +626,3 @@ class ERadio(nn.Module):
         features = self.forward_features(x)
         return features.mean(dim=(2, 3)), features
 
-
-def _init_weights(module: nn.Module) -> None:
-    if isinstance(module, nn.Linear):
-        nn.init.trunc_normal_(module.weight, std=0.02)
-        if module.bias is not None:
-            nn.init.zeros_(module.bias)

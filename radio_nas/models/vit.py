@@ -59,6 +59,7 @@ from einops import rearrange
 from torch import nn
 
 from radio_nas._config import Config, ConfigError
+from radio_nas.models.layers import Mlp, init_weights
 
 
 @dataclasses.dataclass(frozen=True)
@@ -264,10 +265,6 @@ class Attention(nn.Module):
         return self.proj(x.transpose(1, 2).reshape(b, n, c))
 
 
-class Mlp(nn.Sequential):
-    def __init__(self, dim: int, hidden: int):
-        super().__init__(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim))
-
 
 class Block(nn.Module):
     """Pre-norm transformer block on (B, N, C): x + MHSA(LN(x)), then x + MLP(LN(x))."""
@@ -302,7 +299,7 @@ class ViT(nn.Module):
         self.windowed = vitdet_schedule(cfg.depth, cfg.vitdet_num_windowed)
         self.window_generator: torch.Generator | None = None
         self.last_window_size: int | None = None
-        self.apply(_init_weights)
+        self.apply(init_weights)
 
     def forward_features(self, x: torch.Tensor,
                          window_size: int | Literal["auto", "global"] = "auto") -> torch.Tensor:
@@ -363,12 +360,6 @@ class ViT(nn.Module):
                 summary, patches = tokens[:, :s], tokens[:, s:]
         return torch.cat([summary, restore_patch_order(patches, order)], dim=1)
 
-
-def _init_weights(module: nn.Module) -> None:
-    if isinstance(module, nn.Linear):
-        nn.init.trunc_normal_(module.weight, std=0.02)
-        if module.bias is not None:
-            nn.init.zeros_(module.bias)
 
 
 __all__ = ["PRESETS", "ViT", "ViTConfig", "reorder_patches", "restore_patch_order",
