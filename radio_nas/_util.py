@@ -26,9 +26,6 @@ from radio_nas._config import ConfigError
 CACHE_ENV = "RADIO_NAS_CACHE"
 """The root of every radio-nas cache: ``teachers/`` (teacher outputs) and ``latency/`` (timings)."""
 DEFAULT_CACHE_ROOT = "~/.cache/radio-nas"
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-"""How students are fed: RGB in [0, 1], then (x - mean) / std."""
 
 
 def cache_root() -> Path:

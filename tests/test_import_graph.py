@@ -8,7 +8,13 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "radio_nas"
-BOTTOM = {"_config", "_util", "_shipped", "__init__"}  # the package root, the config base and the shared helpers
+BOTTOM = {
+    "_config",
+    "_util",
+    "_shipped",
+    "constants",
+    "__init__",
+}  # the package root, the config base and the shared helpers
 # What each sub-package may import (besides BOTTOM and itself).
 ALLOWED = {
     "cli": {"validate", "search", "report", "study", "distill", "measure", "models"},

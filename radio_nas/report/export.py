@@ -30,7 +30,8 @@ import torch
 
 from radio_nas import __version__
 from radio_nas._config import ConfigError, dump_yaml
-from radio_nas._util import IMAGENET_MEAN, IMAGENET_STD, atomic_path, atomic_write, parse_resolution
+from radio_nas._util import atomic_path, atomic_write, parse_resolution
+from radio_nas.constants import IMAGENET_MEAN, IMAGENET_STD
 from radio_nas.report.study_table import StudyHandle, trials_table
 from radio_nas.study.layout import EXPORT_DIR
 from radio_nas.study.record import TrialRecord

@@ -23,7 +23,8 @@ import torch
 import torch.nn.functional as F
 
 from radio_nas._config import ConfigError
-from radio_nas._util import IMAGENET_MEAN, IMAGENET_STD, atomic_path
+from radio_nas._util import atomic_path
+from radio_nas.constants import IMAGENET_MEAN, IMAGENET_STD
 
 BUILTIN_PREFIX = "skimage:"
 DEFAULT_IMAGE = "skimage:astronaut"
