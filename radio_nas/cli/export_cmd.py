@@ -71,9 +71,9 @@ def run(args: argparse.Namespace) -> int:
         return 0
     for d in done:
         extras = []
-        if d.weights_path:
+        if d.weights_path and d.weights_bytes is not None:
             extras.append(f"weights {d.weights_path.name} ({d.weights_bytes / 1e6:.2f} MB)")
-        if d.onnx_path:
+        if d.onnx_path and d.onnx_resolution is not None:
             diff = max(d.onnx_max_abs_diff.values())
             extras.append(f"onnx {d.onnx_path.name} at {d.onnx_resolution[0]}x{d.onnx_resolution[1]} "
                           f"(max |onnx - torch| {diff:.1e})")

@@ -86,8 +86,9 @@ def run(args: argparse.Namespace) -> int:
     image = load_image(args.image)
     resolution = (parse_resolution(args.resolution, key="--resolution") if args.resolution is not None
                   else default_resolution(*image.shape[:2]))
-    cfg.check_input_size(*resolution)
-    models = {"student": StudentFeatures(load_student(cfg, weights))}
+    cfg_any: Any = cfg  # the family's config (ERadioConfig or ViTConfig)
+    cfg_any.check_input_size(*resolution)
+    models: dict[str, Any] = {"student": StudentFeatures(load_student(cfg, weights))}
     if loaded is not None:
         from radio_nas.distill import build_teachers
 
