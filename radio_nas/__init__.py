@@ -6,6 +6,7 @@
 
 Heavy submodules are imported on first use so that ``radio-nas --help`` stays fast.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -13,7 +14,7 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-from radio_nas._config import ConfigError  # noqa: E402  (light: pyyaml only)
+from radio_nas._config import ConfigError
 
 _LAZY = {
     "build_model": "radio_nas.models",

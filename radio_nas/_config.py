@@ -4,11 +4,11 @@ Every config in radio-nas (architecture, pipeline, search space) is a frozen dat
 :func:`from_dict`, which checks unknown keys and types and raises :class:`ConfigError` naming the
 key path. :func:`stable_id` hashes a config's canonical JSON so it can key caches.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import difflib
-import functools
 import hashlib
 import json
 import math
@@ -16,7 +16,7 @@ import re
 import types
 import typing
 from pathlib import Path
-from typing import Any, Literal, TypeVar, Union, get_args, get_origin
+from typing import Any, Literal, TypeVar, Union, cast, get_args, get_origin
 
 import yaml
 
@@ -59,14 +59,16 @@ def read_text(path: str | Path, *, key: str | None = None, max_bytes: int | None
     if max_bytes is not None and len(data) > max_bytes:
         raise ConfigError(f"larger than {max_bytes // 2**20} MiB; expected a small text file", file=path, key=key)
     if b"\x00" in data:
-        raise ConfigError(f"binary content (a NUL byte at offset {data.index(0)}); expected UTF-8 text",
-                          file=path, key=key)
+        raise ConfigError(
+            f"binary content (a NUL byte at offset {data.index(0)}); expected UTF-8 text", file=path, key=key
+        )
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        line = data[:exc.start].count(b"\n") + 1
-        raise ConfigError(f"not UTF-8 text (byte 0x{data[exc.start]:02x} at line {line}); save it as UTF-8",
-                          file=path, key=key) from None
+        line = data[: exc.start].count(b"\n") + 1
+        raise ConfigError(
+            f"not UTF-8 text (byte 0x{data[exc.start]:02x} at line {line}); save it as UTF-8", file=path, key=key
+        ) from None
 
 
 def load_yaml(path: str | Path, *, key: str | None = None) -> dict[str, Any]:
@@ -133,8 +135,9 @@ class _SafeLoader(yaml.SafeLoader):
         self._depth += 1
         if self._depth > MAX_YAML_DEPTH:
             mark = self.peek_event().start_mark
-            raise ConfigError(f"nested deeper than {MAX_YAML_DEPTH} levels at line {mark.line + 1}; "
-                              "expected a flat config")
+            raise ConfigError(
+                f"nested deeper than {MAX_YAML_DEPTH} levels at line {mark.line + 1}; expected a flat config"
+            )
         try:
             node = super().compose_node(parent, index)
         finally:
@@ -156,8 +159,9 @@ class _SafeLoader(yaml.SafeLoader):
                 k = self.construct_object(key_node, deep=True)
                 try:
                     if k in seen:
-                        raise ConfigError(f"key {k!r} is given twice (lines {seen[k]} and "
-                                          f"{key_node.start_mark.line + 1}); keep one")
+                        raise ConfigError(
+                            f"key {k!r} is given twice (lines {seen[k]} and {key_node.start_mark.line + 1}); keep one"
+                        )
                     seen[k] = key_node.start_mark.line + 1
                 except TypeError:  # an unhashable key: SafeConstructor reports it
                     pass
@@ -178,21 +182,27 @@ def _expanded_size(root: Any) -> int:
             children = _children(node)
             size = 1 + sum(sizes[id(c)] for c in children)
             if size > MAX_YAML_NODES:
-                raise ConfigError(f"aliases expand to more than {MAX_YAML_NODES:,} values (line "
-                                  f"{node.start_mark.line + 1}); an alias bomb? expected a plain config")
+                raise ConfigError(
+                    f"aliases expand to more than {MAX_YAML_NODES:,} values (line "
+                    f"{node.start_mark.line + 1}); an alias bomb? expected a plain config"
+                )
             sizes[nid] = size
             continue
         if nid in sizes:
             continue
         if nid in active:
-            raise ConfigError(f"a recursive alias (line {node.start_mark.line + 1}): a value that contains "
-                              "itself; expected plain data")
+            raise ConfigError(
+                f"a recursive alias (line {node.start_mark.line + 1}): a value that contains "
+                "itself; expected plain data"
+            )
         active.add(nid)
         stack.append((node, True))
         for child in _children(node):
             if id(child) in active:
-                raise ConfigError(f"a recursive alias (line {child.start_mark.line + 1}): a value that "
-                                  "contains itself; expected plain data")
+                raise ConfigError(
+                    f"a recursive alias (line {child.start_mark.line + 1}): a value that "
+                    "contains itself; expected plain data"
+                )
             if id(child) not in sizes:
                 stack.append((child, False))
     return sizes[id(root)]
@@ -250,9 +260,14 @@ class Config:
         return stable_id(self.to_dict())
 
 
-@functools.cache
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
 def _type_hints(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
+    """Resolved annotations of a config class, computed once per class."""
+    if cls not in _HINTS:
+        _HINTS[cls] = typing.get_type_hints(cls)
+    return _HINTS[cls]
 
 
 def to_dict(cfg: Any) -> Any:
@@ -280,7 +295,7 @@ def from_dict(cls: type[T], data: Any, *, key: str = "") -> T:
         return data
     if not isinstance(data, dict):
         raise ConfigError(f"expected a mapping, got {_describe(data)}", key=key or None)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
+    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]  # T is a dataclass
     unknown = [k for k in data if k not in fields]
     if unknown:
         name = str(unknown[0])
@@ -289,8 +304,11 @@ def from_dict(cls: type[T], data: Any, *, key: str = "") -> T:
         raise ConfigError(f"unknown key; {hint}", key=_join(key, name))
     hints = _type_hints(cls)
     kwargs = {name: coerce(hints[name], value, key=_join(key, name)) for name, value in data.items()}
-    missing = [n for n, f in fields.items() if n not in kwargs and f.default is dataclasses.MISSING
-               and f.default_factory is dataclasses.MISSING]  # type: ignore[misc]
+    missing = [
+        n
+        for n, f in fields.items()
+        if n not in kwargs and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    ]
     if missing:
         raise ConfigError("required key is missing", key=_join(key, missing[0]))
     try:
@@ -336,7 +354,7 @@ def coerce(tp: Any, value: Any, *, key: str) -> Any:
         vt = args[1] if args else Any
         return {str(k): coerce(vt, v, key=_join(key, str(k))) for k, v in value.items()}
     if dataclasses.is_dataclass(tp):
-        return from_dict(tp, value, key=key)
+        return from_dict(cast(type, tp), value, key=key)
     if tp is bool:
         if isinstance(value, bool):
             return value
@@ -350,8 +368,9 @@ def coerce(tp: Any, value: Any, *, key: str) -> Any:
             try:
                 number = float(value)
             except OverflowError:
-                raise ConfigError(f"number too large ({len(str(value))} digits); expected a finite number",
-                                  key=key) from None
+                raise ConfigError(
+                    f"number too large ({len(str(value))} digits); expected a finite number", key=key
+                ) from None
             if not math.isfinite(number):
                 raise ConfigError(f"expected a finite number, got {value}", key=key)
             return number
@@ -376,8 +395,9 @@ def set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
     for part in parts:
         if not re.fullmatch(r"[\w\-]+", part):
             what = "an index [i] (only teachers[i] takes one)" if "[" in part else "an empty or malformed name"
-            raise ConfigError(f"cannot set {dotted!r}: {part!r} is {what}; expected dotted names like "
-                              "a.b.c", key=dotted)
+            raise ConfigError(
+                f"cannot set {dotted!r}: {part!r} is {what}; expected dotted names like a.b.c", key=dotted
+            )
     *parents, last = parts
     node = data
     for part in parents:
@@ -399,8 +419,9 @@ def parse_assignment(text: str, *, option: str = "--set") -> tuple[str, Any]:
     if not sep or not key:
         raise ConfigError(f"expected key=value, got {text!r}", key=option)
     if not _DOTTED_RE.fullmatch(key):
-        raise ConfigError(f"malformed key {key!r}; expected dotted names like optim.lr or teachers[0].batch_size",
-                          key=option)
+        raise ConfigError(
+            f"malformed key {key!r}; expected dotted names like optim.lr or teachers[0].batch_size", key=option
+        )
     if not raw.strip():
         return key, ""
     try:

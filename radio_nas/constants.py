@@ -1,4 +1,5 @@
 """Numbers several layers share (one spelling each)."""
+
 from __future__ import annotations
 
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)

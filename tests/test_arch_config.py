@@ -1,4 +1,5 @@
 """Architecture config: round trips, stable ids, overrides and every validation error."""
+
 import pytest
 import yaml
 
@@ -32,21 +33,24 @@ def test_preset_with_overrides_from_yaml_and_exported_variant(tmp_path):
     assert resolve_config(tmp_path / "b.yaml") == cfg
 
 
-@pytest.mark.parametrize("overrides,key,text", [
-    ({"widht": 64}, "widht", "did you mean 'width'"),
-    ({"width": 0}, "width", "positive"),
-    ({"width": "wide"}, "width", "expected an integer"),
-    ({"head_dim": 48}, "head_dim", "not divisible by head_dim 48"),
-    ({"depths": [1, 0, 4, 5]}, "depths[1]", ">= 1"),
-    ({"depths": [1, 3, 4]}, "depths", "4 items"),
-    ({"window_sizes": [0, 7]}, "window_sizes[0]", ">= 1"),
-    ({"mra_pattern": [[], [1]]}, "mra_pattern[0]", "empty"),
-    ({"mra_pattern": [[2, 0], [1]]}, "mra_pattern[0]", ">= 1"),
-    ({"fusion": "pixelshuffle"}, "fusion", "'deconv', 'neck'"),
-    ({"pre_conv": True}, "pre_conv", "'none', 'dense', 'depthwise'"),
-    ({"output_dim": -1}, "output_dim", "positive"),
-    ({"preset": "huge"}, "preset", "expected one of xt, t"),
-])
+@pytest.mark.parametrize(
+    "overrides,key,text",
+    [
+        ({"widht": 64}, "widht", "did you mean 'width'"),
+        ({"width": 0}, "width", "positive"),
+        ({"width": "wide"}, "width", "expected an integer"),
+        ({"head_dim": 48}, "head_dim", "not divisible by head_dim 48"),
+        ({"depths": [1, 0, 4, 5]}, "depths[1]", ">= 1"),
+        ({"depths": [1, 3, 4]}, "depths", "4 items"),
+        ({"window_sizes": [0, 7]}, "window_sizes[0]", ">= 1"),
+        ({"mra_pattern": [[], [1]]}, "mra_pattern[0]", "empty"),
+        ({"mra_pattern": [[2, 0], [1]]}, "mra_pattern[0]", ">= 1"),
+        ({"fusion": "pixelshuffle"}, "fusion", "'deconv', 'neck'"),
+        ({"pre_conv": True}, "pre_conv", "'none', 'dense', 'depthwise'"),
+        ({"output_dim": -1}, "output_dim", "positive"),
+        ({"preset": "huge"}, "preset", "expected one of xt, t"),
+    ],
+)
 def test_validation_errors_name_the_field(overrides, key, text):
     with pytest.raises(ConfigError) as info:
         resolve_config({"preset": "t", **overrides})
@@ -68,10 +72,13 @@ def test_errors_in_a_file_name_the_file(tmp_path):
         resolve_config(tmp_path / "missing.yaml")
 
 
-@pytest.mark.parametrize("size,key,text", [
-    ((230, 224), "resolution", "multiples of 32"),
-    ((0, 224), "resolution", "multiples of 32"),
-])
+@pytest.mark.parametrize(
+    "size,key,text",
+    [
+        ((230, 224), "resolution", "multiples of 32"),
+        ((0, 224), "resolution", "multiples of 32"),
+    ],
+)
 def test_bad_resolutions(size, key, text):
     with pytest.raises(ConfigError, match=text) as info:
         resolve_config("t").check_input_size(*size)

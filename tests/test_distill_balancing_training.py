@@ -1,5 +1,6 @@
 """The balancing methods inside the trial's real training step (a tiny E-RADIO student, synthetic
 teacher targets): after a few optimiser steps, which parameters the balancing terms train."""
+
 from pathlib import Path
 
 import numpy as np
@@ -17,19 +18,34 @@ TINY = {"preset": "xt", "width": 16, "depths": [1, 1, 1, 1], "head_dim": 16, "cp
 def _setup(method: str, **balancing):
     from radio_nas.models import build_model, resolve_config
 
-    overrides = {"resolution": 64, "adaptor.hidden": 16, "balancing.method": method, "steps": 3,
-                 "optim.warmup_steps": 0, "optim.lr": 0.01,
-                 **{f"balancing.{k}": v for k, v in balancing.items()}}
+    overrides = {
+        "resolution": 64,
+        "adaptor.hidden": 16,
+        "balancing.method": method,
+        "steps": 3,
+        "optim.warmup_steps": 0,
+        "optim.lr": 0.01,
+        **{f"balancing.{k}": v for k, v in balancing.items()},
+    }
     pipeline = load_pipeline(ROOT / "pipelines/distill_cpu.yaml", overrides)
     rng = np.random.default_rng(0)
-    entries = {t.name: CacheEntry("k", None, {}, rng.standard_normal((4, 12)).astype(np.float16),
-                                  rng.standard_normal((4, 6, 2, 2)).astype(np.float16))
-               for t in pipeline.teachers}
+    entries = {
+        t.name: CacheEntry(
+            "k",
+            None,
+            {},
+            rng.standard_normal((4, 12)).astype(np.float16),
+            rng.standard_normal((4, 6, 2, 2)).astype(np.float16),
+        )
+        for t in pipeline.teachers
+    }
     torch.manual_seed(0)
     student = _Student(pipeline, build_model(resolve_config(TINY)), _Targets(entries, entries, True, 0.0))
     x = torch.randn(4, 3, 64, 64)
-    y = {name: (torch.from_numpy(e.summary.astype(np.float32)), torch.from_numpy(e.features.astype(np.float32)))
-         for name, e in entries.items()}
+    y = {
+        name: (torch.from_numpy(e.summary.astype(np.float32)), torch.from_numpy(e.features.astype(np.float32)))
+        for name, e in entries.items()
+    }
     return pipeline, student, x, y
 
 

@@ -1,4 +1,5 @@
 """Teacher-output cache: content keys, atomic writes, two processes racing, ls/clear."""
+
 import json
 import subprocess
 import sys
@@ -13,8 +14,15 @@ from radio_nas.distill.cache import cache_key, clear, list_entries, teacher_outp
 from radio_nas.distill.data import open_dataset
 from radio_nas.distill.pipeline import DataConfig, TeacherConfig
 
-FAKE = {"name": "fake", "adapter": "torch_hub", "model": "nobody/fake:teacher", "resolution": 32,
-        "summary": {"layout": "vector"}, "features": {}, "batch_size": 4}
+FAKE = {
+    "name": "fake",
+    "adapter": "torch_hub",
+    "model": "nobody/fake:teacher",
+    "resolution": 32,
+    "summary": {"layout": "vector"},
+    "features": {},
+    "batch_size": 4,
+}
 
 
 class FakeTeacher:
@@ -55,8 +63,9 @@ def test_build_then_warm_without_teacher(tmp_path):
     t = TeacherConfig.from_dict(FAKE)
     ds = open_dataset(DataConfig(train_size=10, eval_size=4))
     teacher = FakeTeacher()
-    entries, built = teacher_outputs([t], ds, "train", root=tmp_path, get_teachers=lambda: {"fake": teacher},
-                                     progress=False)
+    entries, built = teacher_outputs(
+        [t], ds, "train", root=tmp_path, get_teachers=lambda: {"fake": teacher}, progress=False
+    )
     assert built and teacher.calls == 3  # 10 crops in batches of 4
     e = entries["fake"]
     assert e.summary.dtype == np.float16 and isinstance(e.summary, np.memmap) and e.features.shape == (10, 3, 2, 2)
@@ -65,11 +74,19 @@ def test_build_then_warm_without_teacher(tmp_path):
 
     def boom():
         raise AssertionError("a warm cache must not build teachers")
+
     again, built = teacher_outputs([t], ds, "train", root=tmp_path, get_teachers=boom)
     assert not built and np.array_equal(again["fake"].summary, e.summary)
     # cache disabled: computed in memory, nothing written
-    mem, built = teacher_outputs([t], ds, "eval", root=tmp_path / "off", get_teachers=lambda: {"fake": FakeTeacher()},
-                                 enabled=False, progress=False)
+    mem, built = teacher_outputs(
+        [t],
+        ds,
+        "eval",
+        root=tmp_path / "off",
+        get_teachers=lambda: {"fake": FakeTeacher()},
+        enabled=False,
+        progress=False,
+    )
     assert built and mem["fake"].path is None and not (tmp_path / "off").exists()
 
 
@@ -77,12 +94,14 @@ def test_interrupted_build_leaves_nothing_behind(tmp_path):
     t = TeacherConfig.from_dict(FAKE)
     ds = open_dataset(DataConfig(train_size=12, eval_size=4))
     with pytest.raises(RuntimeError, match="teacher broke"):
-        teacher_outputs([t], ds, "train", root=tmp_path, get_teachers=lambda: {"fake": FakeTeacher(fail_at=2)},
-                        progress=False)
+        teacher_outputs(
+            [t], ds, "train", root=tmp_path, get_teachers=lambda: {"fake": FakeTeacher(fail_at=2)}, progress=False
+        )
     assert list_entries(tmp_path) == []
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp-")]
-    _entries, built = teacher_outputs([t], ds, "train", root=tmp_path, get_teachers=lambda: {"fake": FakeTeacher()},
-                                     progress=False)
+    _entries, built = teacher_outputs(
+        [t], ds, "train", root=tmp_path, get_teachers=lambda: {"fake": FakeTeacher()}, progress=False
+    )
     assert built and len(list_entries(tmp_path)) == 1
 
 
@@ -121,8 +140,15 @@ def test_two_processes_racing_build_once(tmp_path):
     script.write_text(RACER)
     log = tmp_path / "calls.log"
     go = str(time.time() + 4.0)  # both start importing now and begin together
-    procs = [subprocess.Popen([sys.executable, str(script), str(tmp_path / "cache"), str(log), go],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(script), str(tmp_path / "cache"), str(log), go],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
     outs = [p.communicate(timeout=120) for p in procs]
     assert all(p.returncode == 0 for p in procs), [o[1][-2000:] for o in outs]
     results = [o[0].split() for o in outs]
@@ -158,8 +184,9 @@ def test_identical_teachers_under_two_names_are_computed_once(tmp_path):
     b = a.replace(name="twin")
     ds = open_dataset(DataConfig(train_size=8, eval_size=4))
     teacher = FakeTeacher()
-    entries, built = teacher_outputs([a, b], ds, "train", root=tmp_path,
-                                     get_teachers=lambda: {"fake": teacher, "twin": teacher}, progress=False)
+    entries, built = teacher_outputs(
+        [a, b], ds, "train", root=tmp_path, get_teachers=lambda: {"fake": teacher, "twin": teacher}, progress=False
+    )
     assert built and teacher.calls == 2 and entries["fake"].key == entries["twin"].key
     assert len(list_entries(tmp_path)) == 1
 
@@ -167,8 +194,9 @@ def test_identical_teachers_under_two_names_are_computed_once(tmp_path):
 def _one_entry(root):
     t = TeacherConfig.from_dict(FAKE)
     ds = open_dataset(DataConfig(train_size=8, eval_size=4))
-    entries, _ = teacher_outputs([t], ds, "train", root=root, get_teachers=lambda: {"fake": FakeTeacher()},
-                                 progress=False)
+    entries, _ = teacher_outputs(
+        [t], ds, "train", root=root, get_teachers=lambda: {"fake": FakeTeacher()}, progress=False
+    )
     return t, ds, entries["fake"]
 
 
@@ -201,8 +229,9 @@ def test_broken_entry_is_listed_then_rebuilt_in_place(tmp_path, capsys, how):
     assert "BROKEN" in capsys.readouterr().out
 
     teacher = FakeTeacher()
-    entries, built = teacher_outputs([t], ds, "train", root=tmp_path, get_teachers=lambda: {"fake": teacher},
-                                     progress=False)
+    entries, built = teacher_outputs(
+        [t], ds, "train", root=tmp_path, get_teachers=lambda: {"fake": teacher}, progress=False
+    )
     assert built and teacher.calls > 0 and entries["fake"].path == folder  # rebuilt in place
     assert np.array_equal(entries["fake"].summary, reference[0])
     assert np.array_equal(entries["fake"].features, reference[1])
@@ -246,10 +275,11 @@ def test_two_trials_racing_on_a_broken_entry(tmp_path):
 
     def worker():
         try:
-            entries, built = teacher_outputs([t], ds, "train", root=tmp_path,
-                                             get_teachers=lambda: {"fake": teacher}, progress=False)
+            entries, built = teacher_outputs(
+                [t], ds, "train", root=tmp_path, get_teachers=lambda: {"fake": teacher}, progress=False
+            )
             results.append((built, np.array(entries["fake"].features)))
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=worker) for _ in range(2)]

@@ -1,4 +1,5 @@
 """Pipeline loading/validation and the deterministic crop stream (folders, tar shards, skimage)."""
+
 import io
 import tarfile
 from pathlib import Path
@@ -16,8 +17,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_bundled_pipelines_load_and_override():
-    p = load_pipeline(ROOT / "pipelines/distill_cpu.yaml",
-                      {"balancing.method": "adaloss", "steps": 40, "seed": 3, "teachers.rn50_s16.batch_size": 4})
+    p = load_pipeline(
+        ROOT / "pipelines/distill_cpu.yaml",
+        {"balancing.method": "adaloss", "steps": 40, "seed": 3, "teachers.rn50_s16.batch_size": 4},
+    )
     assert (p.steps, p.seed, p.balancing.method) == (40, 3, "adaloss")
     assert p.teachers[0].batch_size == 4 and p.size == (128, 128)
     assert p.id != load_pipeline(ROOT / "pipelines/distill_cpu.yaml").id
@@ -27,15 +30,18 @@ def test_bundled_pipelines_load_and_override():
     assert load_pipeline(p.to_dict()).id == p.id
 
 
-@pytest.mark.parametrize("override,key,words", [
-    ({"balancing.method": "magic"}, "balancing.method", "expected one of"),
-    ({"resolution": 100}, "resolution", "multiples of 32"),
-    ({"steps": "many"}, "steps", "integer"),
-    ({"data.scale": [0.5, 2.0]}, "data.scale", "0 < min"),
-    ({"teachers.rn50_s32.summary.layout": "xyz"}, "teachers[1].summary.layout", "expected one of"),
-    ({"teachers.nobody.model": "x"}, "teachers.nobody.model", "no teacher named"),
-    ({"optim.lrr": 1}, "optim.lrr", "did you mean 'lr'"),
-])
+@pytest.mark.parametrize(
+    "override,key,words",
+    [
+        ({"balancing.method": "magic"}, "balancing.method", "expected one of"),
+        ({"resolution": 100}, "resolution", "multiples of 32"),
+        ({"steps": "many"}, "steps", "integer"),
+        ({"data.scale": [0.5, 2.0]}, "data.scale", "0 < min"),
+        ({"teachers.rn50_s32.summary.layout": "xyz"}, "teachers[1].summary.layout", "expected one of"),
+        ({"teachers.nobody.model": "x"}, "teachers.nobody.model", "no teacher named"),
+        ({"optim.lrr": 1}, "optim.lrr", "did you mean 'lr'"),
+    ],
+)
 def test_errors_name_file_and_key(override, key, words):
     with pytest.raises(ConfigError) as info:
         load_pipeline(ROOT / "pipelines/distill_cpu.yaml", override)
@@ -121,8 +127,10 @@ def test_tar_shards_with_cls_labels(tmp_path):
         with tarfile.open(tmp_path / f"shard-{shard}.tar", "w") as tf:
             for i in range(5):
                 label = i % 2
-                for name, data in ((f"s{shard}_{i}.png", _png((200 * label, 50, 100))),
-                                   (f"s{shard}_{i}.cls", str(label).encode())):
+                for name, data in (
+                    (f"s{shard}_{i}.png", _png((200 * label, 50, 100))),
+                    (f"s{shard}_{i}.cls", str(label).encode()),
+                ):
                     info = tarfile.TarInfo(name)
                     info.size = len(data)
                     tf.addfile(info, io.BytesIO(data))

@@ -1,4 +1,5 @@
 """Losses and the four balancing methods against the seed's equations on hand-computed numbers."""
+
 import math
 
 import pytest
@@ -83,9 +84,15 @@ def test_uncertainty_eq6_input_dependent_b_softplus_and_gradients():
     sp = torch.nn.functional.softplus
     expected = ((torch.exp(-b) * leaf.detach() + sp(b)).sum(1)).mean()
     assert float(total.detach()) == pytest.approx(float(expected))
-    assert float(total.detach()) == pytest.approx(((1 * 1 + math.log(2)) + (math.exp(-5) * 2 + math.log1p(math.exp(5)))
-                                          + (math.exp(6) * 3 + math.log1p(math.exp(-6)))
-                                          + (math.exp(-1) * 4 + math.log1p(math.exp(1)))) / 2)
+    assert float(total.detach()) == pytest.approx(
+        (
+            (1 * 1 + math.log(2))
+            + (math.exp(-5) * 2 + math.log1p(math.exp(5)))
+            + (math.exp(6) * 3 + math.log1p(math.exp(-6)))
+            + (math.exp(-1) * 4 + math.log1p(math.exp(1)))
+        )
+        / 2
+    )
     total.backward()
     # dL/db = (-e^-b L + sigmoid(b)) / B, summed into the bias gradient over the batch
     grad_b = (-torch.exp(-b) * leaf.detach() + torch.sigmoid(b)) / 2
@@ -126,9 +133,15 @@ def test_adaloss_eq7_running_mean_and_no_gradient_through_lambda():
     assert bal.running.tolist() == pytest.approx([3.0, 4.0])
 
 
-@pytest.mark.parametrize("method,cls", [("fixed", FixedBalancer), ("uncertainty", UncertaintyBalancer),
-                                        ("uncertainty_static", StaticUncertaintyBalancer),
-                                        ("adaloss", AdaLossBalancer)])
+@pytest.mark.parametrize(
+    "method,cls",
+    [
+        ("fixed", FixedBalancer),
+        ("uncertainty", UncertaintyBalancer),
+        ("uncertainty_static", StaticUncertaintyBalancer),
+        ("adaloss", AdaLossBalancer),
+    ],
+)
 def test_make_balancer(method, cls):
     bal = make_balancer(BalancingConfig(method=method), TERMS, context_dim=4)
     assert isinstance(bal, cls)

@@ -1,6 +1,7 @@
 """Teacher adapters tested with what exists offline: the bundled ONNX ResNet-50 (intermediate
 outputs), a TorchScript file saved here, a torch.hub entry in a local hub folder, and (only when
 transformers is installed) a Hugging Face model built from a config."""
+
 import textwrap
 
 import numpy as np
@@ -12,8 +13,15 @@ from radio_nas._config import ConfigError
 from radio_nas.distill.pipeline import TeacherConfig
 from radio_nas.distill.teachers import OnnxTeacher, build_teacher
 
-NSFW = {"adapter": "onnx", "model": "opennsfw", "channels": "bgr", "layout": "nhwc", "value_range": 255,
-        "mean": [104, 117, 123], "std": [1, 1, 1]}
+NSFW = {
+    "adapter": "onnx",
+    "model": "opennsfw",
+    "channels": "bgr",
+    "layout": "nhwc",
+    "value_range": 255,
+    "mean": [104, 117, 123],
+    "std": [1, 1, 1],
+}
 
 
 def _images(n=2, size=224, seed=0):
@@ -21,10 +29,12 @@ def _images(n=2, size=224, seed=0):
 
 
 def test_onnx_intermediate_outputs_and_shared_forward():
-    a = TeacherConfig.from_dict({**NSFW, "name": "s16", "summary": {"output": "Add_12:0"},
-                                 "features": {"output": "Add_12:0"}})
-    b = TeacherConfig.from_dict({**NSFW, "name": "s32", "summary": {"output": "Add_15:0"},
-                                 "features": {"output": "Add_15:0"}})
+    a = TeacherConfig.from_dict(
+        {**NSFW, "name": "s16", "summary": {"output": "Add_12:0"}, "features": {"output": "Add_12:0"}}
+    )
+    b = TeacherConfig.from_dict(
+        {**NSFW, "name": "s32", "summary": {"output": "Add_15:0"}, "features": {"output": "Add_15:0"}}
+    )
     runners = {}
     ta, tb = build_teacher(a, runners, (a, b)), build_teacher(b, runners, (a, b))
     assert isinstance(ta, OnnxTeacher) and ta.runner is tb.runner
@@ -48,12 +58,14 @@ def test_onnx_intermediate_outputs_and_shared_forward():
 
 
 def test_onnx_unknown_output_names_the_key():
-    bad = TeacherConfig.from_dict({**NSFW, "name": "bad", "summary": {"output": "Add_99:0"},
-                                   "features": {"output": "Add_12:0"}})
+    bad = TeacherConfig.from_dict(
+        {**NSFW, "name": "bad", "summary": {"output": "Add_99:0"}, "features": {"output": "Add_12:0"}}
+    )
     with pytest.raises(ConfigError, match=r"teachers\.bad\.summary\.output: open-nsfw.onnx has no tensor 'Add_99:0'"):
         build_teacher(bad)
-    missing = TeacherConfig.from_dict({**NSFW, "name": "m", "model": "/nope.onnx",
-                                       "summary": {"output": "x"}, "features": {"output": "x"}})
+    missing = TeacherConfig.from_dict(
+        {**NSFW, "name": "m", "model": "/nope.onnx", "summary": {"output": "x"}, "features": {"output": "x"}}
+    )
     with pytest.raises(ConfigError, match=r"teachers\.m\.model: no such ONNX file"):
         build_teacher(missing)
 
@@ -74,9 +86,16 @@ def test_torchscript_adapter_with_a_saved_file(tmp_path):
     module = _Tiny().eval()
     path = tmp_path / "tiny.pt"
     torch.jit.script(module).save(str(path))
-    cfg = TeacherConfig.from_dict({"name": "ts", "adapter": "torchscript", "model": str(path), "resolution": 64,
-                                   "summary": {"output": "cls", "layout": "vector"},
-                                   "features": {"output": "tokens", "layout": "tokens", "prefix_tokens": 1}})
+    cfg = TeacherConfig.from_dict(
+        {
+            "name": "ts",
+            "adapter": "torchscript",
+            "model": str(path),
+            "resolution": 64,
+            "summary": {"output": "cls", "layout": "vector"},
+            "features": {"output": "tokens", "layout": "tokens", "prefix_tokens": 1},
+        }
+    )
     teacher = build_teacher(cfg)
     x = _images(size=64)
     summary, features = teacher(x)
@@ -87,14 +106,17 @@ def test_torchscript_adapter_with_a_saved_file(tmp_path):
     assert torch.allclose(features, ref["tokens"][:, 1:].transpose(1, 2).reshape(2, 8, 8, 8), atol=1e-5)
     assert teacher.fingerprint.startswith("torchscript:") and len(teacher.fingerprint) > 40
     # pooled CLS summary from tokens, and a feature grid pooled smaller (as for SAM)
-    cfg2 = cfg.replace(summary={"output": "tokens", "layout": "tokens", "pool": "cls"},
-                       features={"output": "tokens", "layout": "tokens", "prefix_tokens": 1, "grid": [4, 4]})
+    cfg2 = cfg.replace(
+        summary={"output": "tokens", "layout": "tokens", "pool": "cls"},
+        features={"output": "tokens", "layout": "tokens", "prefix_tokens": 1, "grid": [4, 4]},
+    )
     s2, f2 = build_teacher(cfg2)(x)
     assert torch.allclose(s2, ref["cls"], atol=1e-5) and f2.shape == (2, 8, 4, 4)
 
 
 def test_torch_hub_adapter_with_a_local_hub_dir(tmp_path):
-    (tmp_path / "hubconf.py").write_text(textwrap.dedent("""
+    (tmp_path / "hubconf.py").write_text(
+        textwrap.dedent("""
         import torch
         from torch import nn
         dependencies = ["torch"]
@@ -110,11 +132,20 @@ def test_torch_hub_adapter_with_a_local_hub_dir(tmp_path):
         def tiny_dino(width=4):
             torch.manual_seed(0)
             return Net(width)
-    """))
-    cfg = TeacherConfig.from_dict({"name": "hub", "adapter": "torch_hub", "model": f"{tmp_path}:tiny_dino",
-                                   "method": "forward_features", "kwargs": {"width": 6}, "resolution": 64,
-                                   "summary": {"output": "x_norm_clstoken", "layout": "vector"},
-                                   "features": {"output": "x_norm_patchtokens", "layout": "tokens"}})
+    """)
+    )
+    cfg = TeacherConfig.from_dict(
+        {
+            "name": "hub",
+            "adapter": "torch_hub",
+            "model": f"{tmp_path}:tiny_dino",
+            "method": "forward_features",
+            "kwargs": {"width": 6},
+            "resolution": 64,
+            "summary": {"output": "x_norm_clstoken", "layout": "vector"},
+            "features": {"output": "x_norm_patchtokens", "layout": "tokens"},
+        }
+    )
     summary, features = build_teacher(cfg)(_images(size=64))
     assert summary.shape == (2, 6) and features.shape == (2, 6, 4, 4)
     assert torch.allclose(summary, features.mean((2, 3)), atol=1e-5)
@@ -122,13 +153,20 @@ def test_torch_hub_adapter_with_a_local_hub_dir(tmp_path):
 
 def test_hf_adapter_from_a_config(tmp_path):
     transformers = pytest.importorskip("transformers", reason="transformers is not installed (optional extra)")
-    config = transformers.ViTConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                                    intermediate_size=64, image_size=64, patch_size=16)
+    config = transformers.ViTConfig(
+        hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64, image_size=64, patch_size=16
+    )
     transformers.ViTModel(config).save_pretrained(tmp_path)
-    cfg = TeacherConfig.from_dict({"name": "hf", "adapter": "hf", "model": str(tmp_path), "resolution": 64,
-                                   "summary": {"output": "pooler_output", "layout": "vector"},
-                                   "features": {"output": "last_hidden_state", "layout": "tokens",
-                                                "prefix_tokens": 1}})
+    cfg = TeacherConfig.from_dict(
+        {
+            "name": "hf",
+            "adapter": "hf",
+            "model": str(tmp_path),
+            "resolution": 64,
+            "summary": {"output": "pooler_output", "layout": "vector"},
+            "features": {"output": "last_hidden_state", "layout": "tokens", "prefix_tokens": 1},
+        }
+    )
     summary, features = build_teacher(cfg)(_images(size=64))
     assert summary.shape == (2, 32) and features.shape == (2, 32, 4, 4)
 
@@ -140,7 +178,8 @@ def test_optional_extras_fail_with_a_clear_config_error():
             continue  # installed: nothing to check here
         except ImportError:
             pass
-        cfg = TeacherConfig.from_dict({"name": "x", "adapter": adapter, "model": "m",
-                                       "summary": {"layout": "vector"}, "features": {}})
+        cfg = TeacherConfig.from_dict(
+            {"name": "x", "adapter": adapter, "model": "m", "summary": {"layout": "vector"}, "features": {}}
+        )
         with pytest.raises(ConfigError, match=rf"teachers\.x\.adapter: adapter '{adapter}' needs"):
             build_teacher(cfg)

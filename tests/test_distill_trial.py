@@ -1,4 +1,5 @@
 """End-to-end distillation trials with a tiny student and the real bundled ONNX teacher."""
+
 import dataclasses
 import json
 from pathlib import Path
@@ -21,10 +22,21 @@ def cache_dir(tmp_path_factory):
 
 
 def tiny(cache_dir, **overrides):
-    base = {"resolution": 64, "batch_size": 8, "steps": 4, "data.train_size": 32, "data.eval_size": 16,
-            "eval.size": 8, "eval.every": 2, "eval.knn_train_size": 16, "eval.batch_size": 16,
-            "optim.lr": 0.003, "optim.warmup_steps": 0, "cache.dir": str(cache_dir),
-            "adaptor.hidden": 64}
+    base = {
+        "resolution": 64,
+        "batch_size": 8,
+        "steps": 4,
+        "data.train_size": 32,
+        "data.eval_size": 16,
+        "eval.size": 8,
+        "eval.every": 2,
+        "eval.knn_train_size": 16,
+        "eval.batch_size": 16,
+        "optim.lr": 0.003,
+        "optim.warmup_steps": 0,
+        "cache.dir": str(cache_dir),
+        "adaptor.hidden": 64,
+    }
     return load_pipeline(ROOT / "pipelines/distill_cpu.yaml", {**base, **overrides})
 
 
@@ -39,6 +51,7 @@ def test_tiny_student_beats_the_constant_predictor_and_warm_trial_runs_no_teache
 
     def no_teacher(*a, **k):
         raise AssertionError("a warm trial must not run a teacher")
+
     monkeypatch.setattr(trial_mod, "build_teachers", no_teacher)
     monkeypatch.setattr(teachers_mod.Teacher, "__call__", no_teacher)
     monkeypatch.setattr(teachers_mod._OnnxRunner, "__init__", no_teacher)
@@ -58,9 +71,12 @@ def test_tiny_student_beats_the_constant_predictor_and_warm_trial_runs_no_teache
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="measured: on photos never trained on, tiny students stay at the "
-                   "constant predictor (-0.12 after 20 steps, -0.03 after 60 and after 200); the default xt "
-                   "at 80 steps scores -0.16. Remove this mark when a recipe generalises.")
+@pytest.mark.xfail(
+    strict=True,
+    reason="measured: on photos never trained on, tiny students stay at the "
+    "constant predictor (-0.12 after 20 steps, -0.03 after 60 and after 200); the default xt "
+    "at 80 steps scores -0.16. Remove this mark when a recipe generalises.",
+)
 def test_tiny_student_clearly_beats_the_constant_on_unseen_photos(cache_dir):
     r = run_trial(tiny(cache_dir, **TRAINED), TINY)
     assert r.ok and r.fidelity > 0.1
@@ -68,8 +84,9 @@ def test_tiny_student_clearly_beats_the_constant_on_unseen_photos(cache_dir):
 
 def test_reports_and_learning_curve_at_every_eval_step(cache_dir):
     reports = []
-    r = run_trial(tiny(cache_dir, steps=4, batch_size=4, **{"eval.every": 2, "eval.knn": False}), TINY,
-                  report=reports.append)
+    r = run_trial(
+        tiny(cache_dir, steps=4, batch_size=4, **{"eval.every": 2, "eval.knn": False}), TINY, report=reports.append
+    )
     assert r.ok, r.failure_reason
     assert [m["step"] for m in reports] == [2, 4]
     assert [(p.step, p.fidelity) for p in r.fidelity_curve] == [(m["step"], m["fidelity"]) for m in reports]
@@ -91,8 +108,18 @@ def test_reports_and_learning_curve_at_every_eval_step(cache_dir):
 @pytest.mark.slow
 def test_one_step_default_trial_is_no_better_than_a_constant(tmp_path, capsys):
     """The issue's check: `radio-nas trial pipelines/distill_cpu.yaml --arch xt --set steps=1 --json`."""
-    args = ["trial", str(ROOT / "pipelines/distill_cpu.yaml"), "--arch", "xt", "--json", "--quiet",
-            "--set", "steps=1", "--set", f"cache.dir={tmp_path}"]
+    args = [
+        "trial",
+        str(ROOT / "pipelines/distill_cpu.yaml"),
+        "--arch",
+        "xt",
+        "--json",
+        "--quiet",
+        "--set",
+        "steps=1",
+        "--set",
+        f"cache.dir={tmp_path}",
+    ]
     assert main(args) == 0
     out = json.loads(capsys.readouterr().out)
     print("1-step fidelity", out["fidelity"], "cos", out["fidelity_cos"])
@@ -108,6 +135,7 @@ def test_same_seed_same_numbers_and_weights_saved(cache_dir, tmp_path):
     c = run_trial(p.replace(seed=1), TINY)
     assert c.loss_curve != a.loss_curve
     from safetensors.torch import load_file, safe_open
+
     tensors = load_file(a.weights_path)
     assert any(k.startswith("model.") for k in tensors) and any(k.startswith("adaptors.rn50_s16.") for k in tensors)
     with safe_open(a.weights_path, "pt") as fh:
@@ -117,9 +145,16 @@ def test_same_seed_same_numbers_and_weights_saved(cache_dir, tmp_path):
 @pytest.mark.parametrize("method", ["fixed", "uncertainty", "uncertainty_static", "adaloss"])
 def test_every_balancing_method_trains(cache_dir, method):
     reports = []
-    r = run_trial(tiny(cache_dir, steps=2, batch_size=4, **{"balancing.method": method, "eval.every": 1,
-                                                           "eval.knn": False, "eval.size": 4}),
-                  TINY, report=reports.append)
+    r = run_trial(
+        tiny(
+            cache_dir,
+            steps=2,
+            batch_size=4,
+            **{"balancing.method": method, "eval.every": 1, "eval.knn": False, "eval.size": 4},
+        ),
+        TINY,
+        report=reports.append,
+    )
     assert r.ok, r.failure_reason
     assert all(np.isfinite(r.loss_curve)) and len(reports) == 2
     lam = {k: v for k, v in reports[0].items() if k.startswith("lambda/")}
@@ -142,6 +177,7 @@ def test_nan_loss_and_exceptions_fail_the_trial_not_the_caller(cache_dir, monkey
 
     def broken(s, t):
         raise RuntimeError("out of memory (simulated)")
+
     monkeypatch.setattr(trial_mod, "summary_loss", broken)
     r = run_trial(tiny(cache_dir, steps=2), TINY)
     assert r.status == "failed" and "RuntimeError: out of memory (simulated)" in r.failure_reason
@@ -152,7 +188,9 @@ def test_config_errors_raise_before_training(cache_dir):
         run_trial(tiny(cache_dir, resolution=96), {**TINY, "mra_pattern": [[4, 1], [1]]})
     with pytest.raises(ConfigError, match="arch"):
         run_trial(tiny(cache_dir), "no-such-preset")
-    with pytest.raises(ConfigError, match=r"teachers\.rn50_s32\.features\.output: open-nsfw.onnx has no tensor 'Add_77:0'"):
+    with pytest.raises(
+        ConfigError, match=r"teachers\.rn50_s32\.features\.output: open-nsfw.onnx has no tensor 'Add_77:0'"
+    ):
         run_trial(tiny(cache_dir, **{"teachers.rn50_s32.features.output": "Add_77:0"}), TINY)
 
 
@@ -160,8 +198,16 @@ def test_trial_cli_json(cache_dir, tmp_path, capsys):
     arch = tmp_path / "tiny.yaml"
     arch.write_text(dump_yaml(TINY))
     args = ["trial", str(ROOT / "pipelines/distill_cpu.yaml"), "--arch", str(arch), "--json", "--quiet"]
-    sets = ["resolution=64", "steps=1", "batch_size=4", "data.train_size=32", "data.eval_size=16",
-            f"cache.dir={cache_dir}", "eval.knn=false", "adaptor.hidden=64"]
+    sets = [
+        "resolution=64",
+        "steps=1",
+        "batch_size=4",
+        "data.train_size=32",
+        "data.eval_size=16",
+        f"cache.dir={cache_dir}",
+        "eval.knn=false",
+        "adaptor.hidden=64",
+    ]
     assert main(args + [x for s in sets for x in ("--set", s)]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["status"] == "ok" and out["steps"] == 1 and "fidelity/rn50_s32/features" in out
@@ -190,7 +236,7 @@ def test_constant_predictor_baseline_on_hand_numbers():
     base = _constant_baseline({"t": train}, {"t": evals}, beta=2.0, chunk=1)
     assert base["t/summary"].tolist() == pytest.approx([1.0, 0.0])  # cos((.5,.5),(1,1)), cos(.,(1,-1))
     # token 0: constant (1, 0) vs (1, 0) -> cos 1; token 1: (0, 1) vs (1, 1) -> cos 1/sqrt(2)
-    assert base["t/features"].tolist() == pytest.approx([(1 + 2 ** -0.5) / 2] * 2)
+    assert base["t/features"].tolist() == pytest.approx([(1 + 2**-0.5) / 2] * 2)
     # SmoothL1(beta=2) per element: token 0 |0|,|0|; token 1 |1| -> 0.25, |0| -> 0: mean 0.25 / 4
     assert base["t/smooth_l1"].tolist() == pytest.approx([0.0625] * 2)
     assert normalised_fidelity(0.8, 0.6) == pytest.approx(0.5)
@@ -208,4 +254,5 @@ def test_fidelity_is_the_mean_normalised_score_over_terms(cache_dir):
     assert r["fidelity"] == pytest.approx(np.mean([r[f"fidelity/{k}"] for k in terms]))
     assert r["fidelity_cos"] == pytest.approx(np.mean([r[f"fidelity_cos/{k}"] for k in terms]))
     assert r["feature_smooth_l1"] == pytest.approx(
-        np.mean([r["feature_smooth_l1/rn50_s16"], r["feature_smooth_l1/rn50_s32"]]))
+        np.mean([r["feature_smooth_l1/rn50_s16"], r["feature_smooth_l1/rn50_s32"]])
+    )

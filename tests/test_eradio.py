@@ -1,4 +1,5 @@
 """E-RADIO model: shapes, MRA structure, padding, dtypes, determinism, gradients."""
+
 import pytest
 import torch
 from torch import nn
@@ -60,8 +61,7 @@ def test_mra_pattern_builds_strided_conv_and_deconv_only_for_ratios_above_one():
 
 
 def test_options_build_the_modules_they_name():
-    model = build_model("xt", **TINY, pre_conv="depthwise", mra_resample="pool", fusion="neck",
-                        output_dim=24)
+    model = build_model("xt", **TINY, pre_conv="depthwise", mra_resample="pool", fusion="neck", output_dim=24)
     blocks = list(model.stages[2].blocks)
     plain = next(b for b in blocks if b.ratio == 1)
     assert plain.pre_conv[0].groups == plain.pre_conv[0].in_channels

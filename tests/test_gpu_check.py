@@ -4,6 +4,7 @@ The dry run is the same script on the CPU with a tiny variant; these tests check
 runs and reports the fields the GPU run will fill, with finite numbers. No figure is asserted
 against a time: CPU timings here mean nothing.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -43,8 +44,13 @@ def _positive(value: Any) -> bool:
 
 def _env(home: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k != "RADIO_NAS_CACHE"}
-    env.update(HOME=str(home), PYTHONPATH=str(ROOT) + os.pathsep + env.get("PYTHONPATH", ""),
-               OMP_WAIT_POLICY="PASSIVE", RAY_USAGE_STATS_ENABLED="0", RAY_AUTH_MODE="disabled")
+    env.update(
+        HOME=str(home),
+        PYTHONPATH=str(ROOT) + os.pathsep + env.get("PYTHONPATH", ""),
+        OMP_WAIT_POLICY="PASSIVE",
+        RAY_USAGE_STATS_ENABLED="0",
+        RAY_AUTH_MODE="disabled",
+    )
     return env
 
 
@@ -65,8 +71,15 @@ def test_dry_run_reports_every_section(tmp_path: Path) -> None:
     home = tmp_path / "home"
     home.mkdir()
     out = tmp_path / "out"
-    proc = subprocess.run([sys.executable, str(SCRIPT), "--dry-run", "--out", str(out)], check=False, cwd=tmp_path,
-                          env=_env(home), capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), "--dry-run", "--out", str(out)],
+        check=False,
+        cwd=tmp_path,
+        env=_env(home),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     report = _strict_json(out / "gpu_check.json")
     plan = report["plan"]
@@ -128,7 +141,7 @@ def test_dry_run_reports_every_section(tmp_path: Path) -> None:
         assert _positive(t["latency_ms"]) and t["latency_device"] and math.isfinite(t["fidelity"])
 
     table = (out / "gpu_check.md").read_text()
-    assert table.strip() == proc.stdout[proc.stdout.index("# gpu_check"):].split("\nJSON:")[0].strip()
+    assert table.strip() == proc.stdout[proc.stdout.index("# gpu_check") :].split("\nJSON:")[0].strip()
     for section in ("| cli |", "| latency |", "| compile |", "| trial |", "| sweep |"):
         assert section in table
     # caches, results and compiler files went under --out: nothing under $HOME
@@ -184,17 +197,26 @@ def test_one_failing_section_does_not_stop_the_rest(tmp_path: Path, monkeypatch:
     assert "| compile | section failed |" in (tmp_path / "gpu_check.md").read_text()
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--sections", "latency,bogus"], "--sections: unknown ['bogus']"),
-    ([], "no CUDA device here"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--sections", "latency,bogus"], "--sections: unknown ['bogus']"),
+        ([], "no CUDA device here"),
+    ],
+)
 def test_bad_arguments_exit_2_with_one_line(tmp_path: Path, args: list[str], message: str) -> None:
     import torch
 
     if not args and torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
-    proc = subprocess.run([sys.executable, str(SCRIPT), "--out", str(tmp_path), *args], check=False, env=_env(tmp_path),
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), "--out", str(tmp_path), *args],
+        check=False,
+        env=_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2
     assert message in proc.stderr and "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1

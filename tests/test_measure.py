@@ -1,4 +1,5 @@
 """GMACs against an independent count, strictness, latency and the profile command."""
+
 import json
 
 import pytest
@@ -16,11 +17,14 @@ TINY = {"width": 16, "depths": (1, 1, 1, 1), "head_dim": 16, "cpb_hidden": 16}
 NOT_IN_TORCH_COUNTER = ("batch_norm", "layer_norm", "upsample_nearest2d", "avg_pool2d")
 
 
-@pytest.mark.parametrize("spec,size,options", [
-    ("t", (224, 224), {}),
-    ("xt", (256, 384), {"window_sizes": (4, 7)}),  # padding path
-    ("xt", (224, 224), {"fusion": "neck", "pre_conv": "dense", "mra_resample": "pool", "mra_merge": "half"}),
-])
+@pytest.mark.parametrize(
+    "spec,size,options",
+    [
+        ("t", (224, 224), {}),
+        ("xt", (256, 384), {"window_sizes": (4, 7)}),  # padding path
+        ("xt", (224, 224), {"fusion": "neck", "pre_conv": "dense", "mra_resample": "pool", "mra_merge": "half"}),
+    ],
+)
 def test_gmacs_agree_with_torch_flop_counter(spec, size, options):
     model = build_model(spec, **options).eval()
     by_op = flop_analysis(model, size).by_operator()
@@ -75,22 +79,45 @@ def test_profile_api_and_cli_json(capsys):
     result = profile({"preset": "xt", **TINY}, resolution="64x96", runs=3, warmup=1)
     assert result["params"] == sum(p.numel() for p in build_model("xt", **TINY).parameters())
     assert result["gmacs"] == pytest.approx(count_gmacs(build_model("xt", **TINY), (64, 96)))
-    assert main(["profile", "xt", "--set", "width=16", "--set", "depths=[1,1,1,1]", "--set", "head_dim=16",
-                 "--resolution", "64", "--runs", "2", "--warmup", "0", "--json"]) == 0
+    assert (
+        main(
+            [
+                "profile",
+                "xt",
+                "--set",
+                "width=16",
+                "--set",
+                "depths=[1,1,1,1]",
+                "--set",
+                "head_dim=16",
+                "--resolution",
+                "64",
+                "--runs",
+                "2",
+                "--warmup",
+                "0",
+                "--json",
+            ]
+        )
+        == 0
+    )
     out = json.loads(capsys.readouterr().out)
     assert out["resolution"] == [64, 64] and out["gmacs"] > 0 and out["latency"]["median_ms"] > 0
     assert {"torch", "fvcore", "radio_nas"} <= set(out["versions"])
 
 
-@pytest.mark.parametrize("argv,text", [
-    (["profile", "huge"], "unknown preset or file 'huge'"),
-    (["profile", "t", "--resolution", "230"], "multiples of 32"),
-    (["profile", "t", "--resolution", "abc"], "expected N or HxW"),
-    (["profile", "t", "--set", "head_dim=33"], "not divisible by head_dim 33"),
-    (["profile", "t", "--set", "widht=3"], "did you mean 'width'"),
-    (["profile", "t", "--device", "tpu"], "--device"),
-    (["profile", "t", "--dtype", "int8"], "--dtype"),
-])
+@pytest.mark.parametrize(
+    "argv,text",
+    [
+        (["profile", "huge"], "unknown preset or file 'huge'"),
+        (["profile", "t", "--resolution", "230"], "multiples of 32"),
+        (["profile", "t", "--resolution", "abc"], "expected N or HxW"),
+        (["profile", "t", "--set", "head_dim=33"], "not divisible by head_dim 33"),
+        (["profile", "t", "--set", "widht=3"], "did you mean 'width'"),
+        (["profile", "t", "--device", "tpu"], "--device"),
+        (["profile", "t", "--dtype", "int8"], "--dtype"),
+    ],
+)
 def test_profile_cli_errors_are_one_line_exit_2(argv, text, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err

@@ -1,4 +1,5 @@
 """Multi-objective successive halving: rung levels and stop decisions on hand-made curves."""
+
 import math
 from pathlib import Path
 
@@ -26,8 +27,10 @@ def test_rungs_are_grace_times_eta_powers_below_max_t():
 
 def test_one_objective_is_asha_top_third_continues():
     sh = MOSuccessiveHalving(["maximize"], grace_period=2, reduction_factor=3, max_t=20)
-    decisions = {t: sh.on_result(t, step=2, value=v, costs=[])
-                 for t, v in [("a", 0.5), ("b", 0.4), ("c", 0.6), ("d", 0.55), ("e", 0.1)]}
+    decisions = {
+        t: sh.on_result(t, step=2, value=v, costs=[])
+        for t, v in [("a", 0.5), ("b", 0.4), ("c", 0.6), ("d", 0.55), ("e", 0.1)]
+    }
     # a: alone; b: 1 of 2 kept, a is better; c: best of 3; d: 2nd of 4, ceil(4/3) = 2 kept; e: last of 5
     assert decisions == {"a": True, "b": False, "c": True, "d": True, "e": False}
 
@@ -36,12 +39,15 @@ def test_cheap_variant_with_a_poor_curve_survives_where_asha_would_stop_it():
     # (fidelity max, GMACs min), eta 2: half of the recorded points continue
     sh = MOSuccessiveHalving(["maximize", "minimize"], grace_period=2, reduction_factor=2, max_t=20)
     assert sh.on_result("a", step=2, value=0.8, costs=[2.0])
-    assert not sh.on_result("b", step=2, value=0.5, costs=[3.0])   # dominated by a
-    assert sh.on_result("c", step=2, value=0.3, costs=[0.5])       # worst fidelity, but the cheapest
-    assert not sh.on_result("d", step=2, value=0.4, costs=[2.5])   # dominated by a: second front
+    assert not sh.on_result("b", step=2, value=0.5, costs=[3.0])  # dominated by a
+    assert sh.on_result("c", step=2, value=0.3, costs=[0.5])  # worst fidelity, but the cheapest
+    assert not sh.on_result("d", step=2, value=0.4, costs=[2.5])  # dominated by a: second front
     single = MOSuccessiveHalving(["maximize"], grace_period=2, reduction_factor=2, max_t=20)
-    assert [single.on_result(t, step=2, value=v, costs=[]) for t, v in [("a", 0.8), ("b", 0.5), ("c", 0.3)]] == \
-        [True, False, False]
+    assert [single.on_result(t, step=2, value=v, costs=[]) for t, v in [("a", 0.8), ("b", 0.5), ("c", 0.3)]] == [
+        True,
+        False,
+        False,
+    ]
 
 
 def test_a_trial_is_judged_once_per_rung_then_at_the_next():
@@ -99,8 +105,12 @@ def test_real_smoke_sweep_with_moasha_records_pruned_trials_with_curves_off_the_
 
     monkeypatch.setenv("RADIO_NAS_CACHE", str(tmp_path / "cache"))
     # eta 100: at the one rung (step 2 of 6) only the first-ranked trial so far continues
-    overrides = {"scheduler": {"name": "moasha", "grace_period": 2, "reduction_factor": 100},
-                 "pipeline.overrides.steps": 6, "budget.trials": 4, "save_weights": False}
+    overrides = {
+        "scheduler": {"name": "moasha", "grace_period": 2, "reduction_factor": 100},
+        "pipeline.overrides.steps": 6,
+        "budget.trials": 4,
+        "save_weights": False,
+    }
     out = run_sweep(SMOKE, results_dir=tmp_path / "moasha", num_cpus=2, overrides=overrides, progress=None)
     storage = default_storage(tmp_path / "moasha")
     (summary,) = optuna.get_all_study_summaries(storage)
@@ -114,5 +124,7 @@ def test_real_smoke_sweep_with_moasha_records_pruned_trials_with_curves_off_the_
         assert "stopped" in t.user_attrs["failure_reason"]
     front = {row["trial"] for row in out["pareto"]} | {t.number for t in study.best_trials}
     assert front and not front & {t.number for t in pruned}
-    assert {row["trial"] for row in pareto_rows(study, load_space(SMOKE, overrides))} == {row["trial"] for row in out["pareto"]}
+    assert {row["trial"] for row in pareto_rows(study, load_space(SMOKE, overrides))} == {
+        row["trial"] for row in out["pareto"]
+    }
     assert trained_count(study) == 4  # pruned trials count as trained (the budget)

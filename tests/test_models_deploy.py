@@ -1,4 +1,5 @@
 """Deploy mode: BatchNorm folded, the position bias cached in eval mode, outputs unchanged."""
+
 import pytest
 import torch
 from torch import nn
@@ -7,8 +8,15 @@ from radio_nas.measure import cached_latency, measure_latency
 from radio_nas.models import build_model, deploy_model, resolve_config
 
 TINY = {"preset": "xt", "width": 16, "depths": (1, 1, 1, 1), "head_dim": 16, "cpb_hidden": 16}
-V2_LIKE = {**TINY, "stem_width": 8, "pre_conv": "dense", "mra_merge": "half", "fusion": "neck",
-           "output_dim": 32, "pretrained_window": 16}
+V2_LIKE = {
+    **TINY,
+    "stem_width": 8,
+    "pre_conv": "dense",
+    "mra_merge": "half",
+    "fusion": "neck",
+    "output_dim": 32,
+    "pretrained_window": 16,
+}
 
 
 def _trained_looking(spec: dict) -> nn.Module:

@@ -1,4 +1,5 @@
 """depth_counts: `units` (published counting) against `layers` (patterns at equal depth)."""
+
 import json
 
 import pytest
@@ -20,8 +21,9 @@ def test_layers_applies_the_pattern_cyclically_over_depth_blocks():
     cfg = resolve_config({**SPACE, "depth_counts": "layers", "mra_pattern": [[2, 1, 1], [1]]})
     assert cfg.stage_ratios(3) == (2, 1, 1)
     assert resolve_config({**SPACE, "depth_counts": "layers"}).stage_ratios(3) == (2, 1, 2)
-    assert resolve_config({**SPACE, "depth_counts": "layers", "depths": [1, 2, 5, 1],
-                           "mra_pattern": [[2, 1, 1], [1, 2]]}).stage_ratios(4) == (1,)
+    assert resolve_config(
+        {**SPACE, "depth_counts": "layers", "depths": [1, 2, 5, 1], "mra_pattern": [[2, 1, 1], [1, 2]]}
+    ).stage_ratios(4) == (1,)
     with torch.device("meta"):
         model = build_model({**SPACE, "depth_counts": "layers", "mra_pattern": [[2, 1, 1], [1]]})
     assert [b.ratio for b in model.stages[2].blocks] == [2, 1, 1]
@@ -48,9 +50,32 @@ def test_patterns_at_equal_depth_differ_only_by_resampling_convs():
 
 def test_profile_cli_shows_equal_depth_patterns_within_15_percent(capsys):
     def profile(pattern: str) -> int:
-        assert main(["profile", "xt", "--set", "width=32", "--set", "depths=[1,2,3,1]", "--set", "head_dim=16",
-                     "--set", "depth_counts=layers", "--set", f"mra_pattern={pattern}", "--resolution", "64",
-                     "--runs", "1", "--warmup", "0", "--json"]) == 0
+        assert (
+            main(
+                [
+                    "profile",
+                    "xt",
+                    "--set",
+                    "width=32",
+                    "--set",
+                    "depths=[1,2,3,1]",
+                    "--set",
+                    "head_dim=16",
+                    "--set",
+                    "depth_counts=layers",
+                    "--set",
+                    f"mra_pattern={pattern}",
+                    "--resolution",
+                    "64",
+                    "--runs",
+                    "1",
+                    "--warmup",
+                    "0",
+                    "--json",
+                ]
+            )
+            == 0
+        )
         return json.loads(capsys.readouterr().out)["params"]
 
     interleaved, plain = profile("[[2,1],[1]]"), profile("[[1],[1]]")

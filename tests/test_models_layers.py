@@ -1,4 +1,5 @@
 """One Mlp and one initialisation for both student families."""
+
 import torch
 from torch import nn
 

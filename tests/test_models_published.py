@@ -1,5 +1,6 @@
 """Published E-RADIO v2 weights: a state dict with the published names and shapes (generated here
 from the layout in the reference notes §1.8, not from the reference code) maps onto our model."""
+
 import argparse
 import json
 
@@ -12,13 +13,22 @@ from radio_nas.models import build_model, resolve_config
 from radio_nas.models.published import load_published_eradio, map_published_state_dict
 
 # An xxxtiny-sized model with the v2 options (the published eradio_xxxtiny layout).
-SMALL = {"width": 32, "stem_width": 32, "depths": [1, 3, 4, 5], "head_dim": 16, "pre_conv": "dense",
-         "mra_merge": "half", "fusion": "neck", "output_dim": 256}
+SMALL = {
+    "width": 32,
+    "stem_width": 32,
+    "depths": [1, 3, 4, 5],
+    "head_dim": 16,
+    "pre_conv": "dense",
+    "mra_merge": "half",
+    "fusion": "neck",
+    "output_dim": 256,
+}
 BN = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
 
 
 def published_layout(width, stem, depths, heads, out_dim, cpb=512, window=16):
     """(name, shape) of every tensor the published code's state dict holds, stage by stage."""
+
     def conv_bn(prefix, out_chs, in_chs, k):
         yield f"{prefix}.conv.weight", (out_chs, in_chs, k, k)
         for leaf in BN:
@@ -102,8 +112,10 @@ def test_l_v2_takes_every_published_tensor_by_name_and_shape():
 def test_published_weights_land_where_the_names_say(tmp_path):
     state = _random_state(published_layout(32, 32, (1, 3, 4, 5), (8, 16), 256))
     path = tmp_path / "eradio_small.pth.tar"  # as published: prefixed, wrapped, with training args
-    torch.save({"state_dict": {f"base_model.{k}": v for k, v in state.items()},
-                "args": argparse.Namespace(model="eradio")}, path)
+    torch.save(
+        {"state_dict": {f"base_model.{k}": v for k, v in state.items()}, "args": argparse.Namespace(model="eradio")},
+        path,
+    )
     model = load_published_eradio(path, SMALL)
     assert model.cfg.pretrained_window == 16  # the published window normalises the bias
     sd = model.state_dict()
@@ -113,8 +125,9 @@ def test_published_weights_land_where_the_names_say(tmp_path):
         "patch_embed.conv_down.2.bn.weight": "stem.1.1.weight",
         "levels.2.blocks.3.attention_blocks.1.attn.qkv.weight": "stages.2.blocks.7.block.attn.qkv.weight",
         "levels.2.blocks.1.attention_blocks.0.downsample_op.weight": "stages.2.blocks.2.subsample.weight",
-        "levels.3.blocks.4.attention_blocks.0.attn.pos_emb_funct.cpb_mlp.2.weight":
-            "stages.3.blocks.4.block.attn.pos_bias.mlp.2.weight",
+        "levels.3.blocks.4.attention_blocks.0.attn.pos_emb_funct.cpb_mlp.2.weight": (
+            "stages.3.blocks.4.block.attn.pos_bias.mlp.2.weight"
+        ),
         "levels.3.blocks.0.attention_blocks.0.mlp.fc2.weight": "stages.3.blocks.0.block.mlp.2.weight",
         "high_res_neck.neck_features_proj.1.conv2.bias": "fusion.proj.1.3.bias",
     }
@@ -146,8 +159,20 @@ def test_profile_loads_weights_only_checkpoints(tmp_path, capsys):
     path = tmp_path / "published.pt"
     torch.save({"state_dict": state}, path)
     sets = [a for k, v in SMALL.items() for a in ("--set", f"{k}={json.dumps(v)}")]
-    args = ["profile", "xt", *sets, "--set", "pretrained_window=16", "--resolution", "64", "--runs", "1",
-            "--warmup", "0", "--json"]
+    args = [
+        "profile",
+        "xt",
+        *sets,
+        "--set",
+        "pretrained_window=16",
+        "--resolution",
+        "64",
+        "--runs",
+        "1",
+        "--warmup",
+        "0",
+        "--json",
+    ]
     assert main([*args, "--weights", str(path)]) == 0
     assert json.loads(capsys.readouterr().out)["weights"] == str(path)
     ours = tmp_path / "ours.pt"  # the model's own state dict loads as is

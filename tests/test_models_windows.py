@@ -1,5 +1,6 @@
 """window_sizes: auto (chosen from the resolution), pinned windows that pad, and the
 pretrained-window normalisation of the position bias."""
+
 import json
 import math
 import warnings
@@ -16,15 +17,18 @@ from radio_nas.models.eradio import ContinuousPositionBias, WindowPaddingWarning
 TINY = {"preset": "xt", "width": 16, "depths": (1, 1, 1, 1), "head_dim": 16, "cpb_hidden": 16}
 
 
-@pytest.mark.parametrize("spec,size,windows", [
-    ("l-v2", (224, 224), (7, 7)),      # the reference's set_optimal_window_size: 224 -> 7
-    ("l-v2", (256, 256), (8, 8)),
-    ("l-v2", (512, 512), (16, 16)),
-    ("l-v2", (1024, 1024), (16, 16)),  # capped at max_window
-    ("xt", (128, 128), (4, 4)),        # stage 3 is 8x8, its ratio-2 block attends over 4x4
-    ({"preset": "xt", "mra_pattern": [[1], [1]]}, (128, 128), (8, 4)),
-    ({"preset": "xt", "window_sizes": [7, 7]}, (128, 128), (7, 7)),  # pinned
-])
+@pytest.mark.parametrize(
+    "spec,size,windows",
+    [
+        ("l-v2", (224, 224), (7, 7)),  # the reference's set_optimal_window_size: 224 -> 7
+        ("l-v2", (256, 256), (8, 8)),
+        ("l-v2", (512, 512), (16, 16)),
+        ("l-v2", (1024, 1024), (16, 16)),  # capped at max_window
+        ("xt", (128, 128), (4, 4)),  # stage 3 is 8x8, its ratio-2 block attends over 4x4
+        ({"preset": "xt", "mra_pattern": [[1], [1]]}, (128, 128), (8, 4)),
+        ({"preset": "xt", "window_sizes": [7, 7]}, (128, 128), (7, 7)),  # pinned
+    ],
+)
 def test_auto_windows_follow_the_resolution(spec, size, windows):
     assert resolve_config(spec).windows_for(*size) == windows
 
@@ -58,10 +62,10 @@ def test_pinned_windows_that_do_not_tile_say_so():
     assert cfg.window_padding(256, 256) == []
     assert cfg.window_padding(128, 128) == [
         "stage 3 ratio 2: map 4x4 padded to 8x8 for window 8",
-        "stage 4 ratio 1: map 4x4 padded to 8x8 for window 8"]
+        "stage 4 ratio 1: map 4x4 padded to 8x8 for window 8",
+    ]
     model = build_model(cfg).eval()
-    with pytest.warns(WindowPaddingWarning, match=r"do not tile a 128x128 input .*window_sizes: auto"), \
-            torch.no_grad():
+    with pytest.warns(WindowPaddingWarning, match=r"do not tile a 128x128 input .*window_sizes: auto"), torch.no_grad():
         model(torch.randn(1, 3, 128, 128))
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # once per size, and never for auto
@@ -71,8 +75,22 @@ def test_pinned_windows_that_do_not_tile_say_so():
 
 
 def test_profile_reports_windows_and_padding(capsys):
-    args = ["profile", "xt", "--set", "width=16", "--set", "depths=[1,1,1,1]", "--set", "head_dim=16",
-            "--resolution", "128", "--runs", "1", "--warmup", "0"]
+    args = [
+        "profile",
+        "xt",
+        "--set",
+        "width=16",
+        "--set",
+        "depths=[1,1,1,1]",
+        "--set",
+        "head_dim=16",
+        "--resolution",
+        "128",
+        "--runs",
+        "1",
+        "--warmup",
+        "0",
+    ]
     assert main([*args, "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["windows"] == [4, 4] and out["window_padding"] == []
@@ -102,7 +120,7 @@ def test_pretrained_window_normalises_the_coordinates():
     at16.load_state_dict(bias.state_dict())
     with torch.no_grad():
         small, large = bias(), at16()
-    rel16 = at16.table.view(31, 31, 2)[15 - 6:15 + 7, 15 - 6:15 + 7]
+    rel16 = at16.table.view(31, 31, 2)[15 - 6 : 15 + 7, 15 - 6 : 15 + 7]
     assert torch.equal(bias.table.view(13, 13, 2), rel16)
     assert small.shape == (2, 49, 49) and large.shape == (2, 256, 256)
     assert torch.allclose(small[:, 0, 48], large[:, 0, 6 * 16 + 6])  # offset (6, 6) in both windows

@@ -1,5 +1,6 @@
 """Exhaustive tables and sampler replay on a synthetic table of a small finite space (real Optuna
 samplers, real SQLite for the study-backed table)."""
+
 import itertools
 import json
 import math
@@ -31,8 +32,11 @@ RAW = {
         "arch.mra_pattern": "choice([[2, 1], [1]], [[1], [1]])",
         "pipeline.balancing.method": "choice(fixed, uncertainty, adaloss)",
     },
-    "objectives": [{"metric": "fidelity", "direction": "maximize"}, {"metric": "gmacs", "direction": "minimize"},
-                   {"metric": "latency_ms", "direction": "minimize"}],
+    "objectives": [
+        {"metric": "fidelity", "direction": "maximize"},
+        {"metric": "gmacs", "direction": "minimize"},
+        {"metric": "latency_ms", "direction": "minimize"},
+    ],
     "constraints": {"max_gmacs": 1.0},
     "sampler": {"name": "tpe", "seed": 0, "n_startup_trials": 4},
 }
@@ -54,16 +58,31 @@ def synthetic_table(raw=RAW):
         gmacs = width * width / 1000 * (1.3 if long_pattern else 1.0)
         latency = 2 * gmacs + rng.random() * 0.05
         final = 0.2 + 0.01 * width + (0.05 if long_pattern else 0) + rng.random() * 0.05
-        status = "infeasible" if gmacs > 1.0 else "failed" if (width, method) == (24, "adaloss") and long_pattern \
-            else "ok"
+        status = (
+            "infeasible" if gmacs > 1.0 else "failed" if (width, method) == (24, "adaloss") and long_pattern else "ok"
+        )
         curve = tuple(CurvePoint(s, final * (1 - math.exp(-s / 4)), 0.5 * s) for s in range(EVERY, STEPS + 1, EVERY))
         trained = status != "infeasible"
-        rows.append(Row(i, p, status, arch_id=f"arch-{width}-{long_pattern}", pipeline_id=pipeline,
-                        metrics={"params": width * 1e4, "gmacs": gmacs, "latency_ms": latency,
-                                 "fidelity": final if status == "ok" else None},
-                        curve=curve if status == "ok" else curve[:2] if trained else (),
-                        steps=STEPS if trained else None, train_seconds=0.5 * STEPS if trained else None, trial=i,
-                        failure_reason="constraints: gmacs" if status == "infeasible" else None))
+        rows.append(
+            Row(
+                i,
+                p,
+                status,
+                arch_id=f"arch-{width}-{long_pattern}",
+                pipeline_id=pipeline,
+                metrics={
+                    "params": width * 1e4,
+                    "gmacs": gmacs,
+                    "latency_ms": latency,
+                    "fidelity": final if status == "ok" else None,
+                },
+                curve=curve if status == "ok" else curve[:2] if trained else (),
+                steps=STEPS if trained else None,
+                train_seconds=0.5 * STEPS if trained else None,
+                trial=i,
+                failure_reason="constraints: gmacs" if status == "infeasible" else None,
+            )
+        )
     return Table(space, tuple(rows), "synthetic", steps=STEPS, eval_every=EVERY)
 
 
@@ -77,8 +96,13 @@ def test_csv_round_trip(table_csv):
     original = synthetic_table()
     assert len(table.rows) == 18 and table.names == original.names
     for a, b in zip(table.rows, original.rows):
-        assert (a.params, a.status, a.arch_id, a.pipeline_id, a.steps) == (b.params, b.status, b.arch_id,
-                                                                         b.pipeline_id, b.steps)
+        assert (a.params, a.status, a.arch_id, a.pipeline_id, a.steps) == (
+            b.params,
+            b.status,
+            b.arch_id,
+            b.pipeline_id,
+            b.steps,
+        )
         assert a.metrics["gmacs"] == pytest.approx(b.metrics["gmacs"], rel=1e-5)
         assert [(p.step, p.seconds) for p in a.curve] == [(p.step, p.seconds) for p in b.curve]
     lines = table_csv.read_text().splitlines()
@@ -132,8 +156,9 @@ def test_copies_and_infeasible_proposals_are_not_counted():
 def test_moasha_replay_prunes_on_curves_and_saves_training(table_csv):
     table = load_table(table_csv)
     full = replay(table, ["random"], trials=11, repeats=3, seed=0)
-    early = replay(table, ["random"], trials=11, repeats=3, seed=0, scheduler="moasha", grace_period=2,
-                   reduction_factor=3)
+    early = replay(
+        table, ["random"], trials=11, repeats=3, seed=0, scheduler="moasha", grace_period=2, reduction_factor=3
+    )
     assert early["samplers"]["random"]["counts_median"]["pruned"] > 0
     assert early["samplers"]["random"]["train_seconds_median"] < full["samplers"]["random"]["train_seconds_median"]
     run = simulate(table, "random", trials=11, seed=0, scheduler="moasha", grace_period=2, reduction_factor=3)
@@ -158,14 +183,25 @@ def _study_folder(tmp_path, rows, drop=0):
     for row in rows[: len(rows) - drop]:
         values = [row.metrics["fidelity"], row.metrics["gmacs"], row.metrics["latency_ms"]]
         state = {"ok": "COMPLETE", "failed": "FAIL", "infeasible": "PRUNED"}[row.status]
-        attrs = {"status": row.status, "arch_id": row.arch_id, "pipeline": {"id": row.pipeline_id},
-                 "gmacs": row.metrics["gmacs"], "latency_ms": row.metrics["latency_ms"],
-                 "params": row.metrics["params"],
-                 "metrics": {"fidelity": row.metrics["fidelity"], "steps": row.steps, "wall_s": row.train_seconds}}
-        study.add_trial(optuna.trial.create_trial(
-            state=getattr(optuna.trial.TrialState, state), values=values if row.status == "ok" else None,
-            params=row.params, distributions=dists, user_attrs=attrs,
-            intermediate_values={p.step: p.fidelity for p in row.curve if p.step < STEPS}))
+        attrs = {
+            "status": row.status,
+            "arch_id": row.arch_id,
+            "pipeline": {"id": row.pipeline_id},
+            "gmacs": row.metrics["gmacs"],
+            "latency_ms": row.metrics["latency_ms"],
+            "params": row.metrics["params"],
+            "metrics": {"fidelity": row.metrics["fidelity"], "steps": row.steps, "wall_s": row.train_seconds},
+        }
+        study.add_trial(
+            optuna.trial.create_trial(
+                state=getattr(optuna.trial.TrialState, state),
+                values=values if row.status == "ok" else None,
+                params=row.params,
+                distributions=dists,
+                user_attrs=attrs,
+                intermediate_values={p.step: p.fidelity for p in row.curve if p.step < STEPS},
+            )
+        )
     return folder
 
 
@@ -194,8 +230,24 @@ def test_table_from_an_exhaustive_study_and_refusal_of_a_partial_one(tmp_path, c
 
 def test_cli_json_and_plot(table_csv, tmp_path, capsys):
     png = tmp_path / "replay.png"
-    assert main(["replay", str(table_csv), "--samplers", "tpe,random", "--trials", "6", "--repeats", "3",
-                 "--plot", str(png), "--json"]) == 0
+    assert (
+        main(
+            [
+                "replay",
+                str(table_csv),
+                "--samplers",
+                "tpe,random",
+                "--trials",
+                "6",
+                "--repeats",
+                "3",
+                "--plot",
+                str(png),
+                "--json",
+            ]
+        )
+        == 0
+    )
     out = json.loads(capsys.readouterr().out)
     for name in ("tpe", "random"):
         s = out["samplers"][name]

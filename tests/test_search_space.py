@@ -1,5 +1,6 @@
 """Search-space files: every mistake is one ConfigError line naming file, key and expectation;
 `radio-nas sweep` exits 2 and writes nothing. Valid files load with conditions, fixed values, lists."""
+
 from pathlib import Path
 
 import optuna
@@ -20,8 +21,10 @@ VALID = {
         "arch.width": "choice(16, 32)",
         "arch.mra_pattern": "choice([[2, 1], [1]], [[1], [1]])",
         "pipeline.balancing.method": {"_type": "choice", "_value": ["fixed", "adaloss"]},
-        "pipeline.balancing.adaloss_momentum": {"values": "interval(0.5, 0.95)",
-                                                "when": {"pipeline.balancing.method": "adaloss"}},
+        "pipeline.balancing.adaloss_momentum": {
+            "values": "interval(0.5, 0.95)",
+            "when": {"pipeline.balancing.method": "adaloss"},
+        },
         "pipeline.optim.lr": "tag(log, interval(1e-4, 1e-2))",
         "arch.window_sizes": [2, 2],
     },
@@ -83,9 +86,14 @@ def test_hash_ignores_run_only_keys(tmp_path):
 def test_ablation_adds_seed_repeats(tmp_path):
     from radio_nas.search.ablation import ablation_points
 
-    data = mutate(**{"mode": "ablation", "ablation": {"design": "ofat", "seeds": 2},
-                     "parameters/pipeline.balancing.adaloss_momentum": _DELETE,
-                     "parameters/pipeline.optim.lr": _DELETE})
+    data = mutate(
+        **{
+            "mode": "ablation",
+            "ablation": {"design": "ofat", "seeds": 2},
+            "parameters/pipeline.balancing.adaloss_momentum": _DELETE,
+            "parameters/pipeline.optim.lr": _DELETE,
+        }
+    )
     space = load_space(write(tmp_path, data))
     points = ablation_points(space)
     # base point + one more level per factor (3 factors of 2 levels) = 4 points, x2 seeds
@@ -98,47 +106,112 @@ BAD = [
     ("unknown top-level key", mutate(objectivs=[]), "objectivs", "did you mean 'objectives'"),
     ("wrong type", mutate(concurrency="two"), "concurrency", "expected an integer"),
     ("empty choice", mutate(**{"parameters/arch.width": "choice()"}), "parameters.arch.width", "empty choice"),
-    ("low > high", mutate(**{"parameters/pipeline.optim.lr": "interval(0.1, 0.01)"}),
-     "parameters.pipeline.optim.lr", "greater than high"),
-    ("fixed value the model rejects", mutate(**{"parameters/arch.window_sizes": [0, 2]}),
-     "parameters.arch.window_sizes", "the model rejects it"),
-    ("unknown arch field", mutate(**{"parameters/arch.widht": "choice(1, 2)"}), "parameters.arch.widht",
-     "did you mean 'arch.width'"),
-    ("unknown pipeline field", mutate(**{"parameters/pipeline.balancing.mehtod": "choice(a, b)"}),
-     "parameters.pipeline.balancing.mehtod", "the pipeline rejects it"),
-    ("target outside arch/pipeline", mutate(**{"parameters/width": "choice(1, 2)"}), "parameters.width",
-     "starting with 'arch.' or 'pipeline.'"),
-    ("unknown metric", mutate(objectives=[{"metric": "fidelty", "direction": "maximize"}]),
-     "objectives[0].metric", "unknown metric 'fidelty'"),
-    ("bad direction", mutate(objectives=[{"metric": "fidelity", "direction": "up"}]),
-     "objectives[0].direction", "expected one of"),
-    ("condition on a missing parameter", mutate(**{"parameters/pipeline.balancing.adaloss_momentum":
-                                                    {"values": "interval(0.5, 0.9)", "when": {"arch.depth": 2}}}),
-     "parameters.pipeline.balancing.adaloss_momentum.when.arch.depth", "not another parameter of this space"),
-    ("condition on an impossible value", mutate(**{"parameters/pipeline.balancing.adaloss_momentum":
-                                                    {"values": "interval(0.5, 0.9)",
-                                                     "when": {"pipeline.balancing.method": "adaloos"}}}),
-     "parameters.pipeline.balancing.adaloss_momentum.when.pipeline.balancing.method", "'adaloos' is not a value"),
-    ("pipeline that does not exist", mutate(**{"pipeline/path": "pipelines/nope.yaml"}), "pipeline.path",
-     "does not exist"),
-    ("bad pipeline override", mutate(**{"pipeline/overrides": {"steps": "many"}}), "pipeline",
-     "expected an integer"),
+    (
+        "low > high",
+        mutate(**{"parameters/pipeline.optim.lr": "interval(0.1, 0.01)"}),
+        "parameters.pipeline.optim.lr",
+        "greater than high",
+    ),
+    (
+        "fixed value the model rejects",
+        mutate(**{"parameters/arch.window_sizes": [0, 2]}),
+        "parameters.arch.window_sizes",
+        "the model rejects it",
+    ),
+    (
+        "unknown arch field",
+        mutate(**{"parameters/arch.widht": "choice(1, 2)"}),
+        "parameters.arch.widht",
+        "did you mean 'arch.width'",
+    ),
+    (
+        "unknown pipeline field",
+        mutate(**{"parameters/pipeline.balancing.mehtod": "choice(a, b)"}),
+        "parameters.pipeline.balancing.mehtod",
+        "the pipeline rejects it",
+    ),
+    (
+        "target outside arch/pipeline",
+        mutate(**{"parameters/width": "choice(1, 2)"}),
+        "parameters.width",
+        "starting with 'arch.' or 'pipeline.'",
+    ),
+    (
+        "unknown metric",
+        mutate(objectives=[{"metric": "fidelty", "direction": "maximize"}]),
+        "objectives[0].metric",
+        "unknown metric 'fidelty'",
+    ),
+    (
+        "bad direction",
+        mutate(objectives=[{"metric": "fidelity", "direction": "up"}]),
+        "objectives[0].direction",
+        "expected one of",
+    ),
+    (
+        "condition on a missing parameter",
+        mutate(
+            **{
+                "parameters/pipeline.balancing.adaloss_momentum": {
+                    "values": "interval(0.5, 0.9)",
+                    "when": {"arch.depth": 2},
+                }
+            }
+        ),
+        "parameters.pipeline.balancing.adaloss_momentum.when.arch.depth",
+        "not another parameter of this space",
+    ),
+    (
+        "condition on an impossible value",
+        mutate(
+            **{
+                "parameters/pipeline.balancing.adaloss_momentum": {
+                    "values": "interval(0.5, 0.9)",
+                    "when": {"pipeline.balancing.method": "adaloos"},
+                }
+            }
+        ),
+        "parameters.pipeline.balancing.adaloss_momentum.when.pipeline.balancing.method",
+        "'adaloos' is not a value",
+    ),
+    (
+        "pipeline that does not exist",
+        mutate(**{"pipeline/path": "pipelines/nope.yaml"}),
+        "pipeline.path",
+        "does not exist",
+    ),
+    ("bad pipeline override", mutate(**{"pipeline/overrides": {"steps": "many"}}), "pipeline", "expected an integer"),
     ("unknown sampler", mutate(sampler="cmaes"), "sampler.name", "expected one of"),
     ("asha with three objectives", mutate(scheduler="asha"), "scheduler.name", "exactly one objective"),
-    ("grid over a continuous parameter", mutate(sampler="grid"), "parameters.pipeline.optim.lr",
-     "finitely many values"),
-    ("negative constraint", mutate(constraints={"max_params": -1}), "constraints.max_params",
-     "positive number"),
+    (
+        "grid over a continuous parameter",
+        mutate(sampler="grid"),
+        "parameters.pipeline.optim.lr",
+        "finitely many values",
+    ),
+    ("negative constraint", mutate(constraints={"max_params": -1}), "constraints.max_params", "positive number"),
     ("bad wall time", mutate(budget={"wall_time": "soon"}), "budget.wall_time", "duration"),
-    ("bad grammar", mutate(**{"parameters/arch.width": "choice(16, 32"}), "parameters.arch.width",
-     "expected ',' or ')'"),
+    (
+        "bad grammar",
+        mutate(**{"parameters/arch.width": "choice(16, 32"}),
+        "parameters.arch.width",
+        "expected ',' or ')'",
+    ),
     ("bad name", mutate(name="../escape"), "name", "a folder name"),
-    ("base the model rejects", mutate(base={"preset": "xt", "head_dim": 0}), "base.head_dim",
-     "positive integer"),
-    ("ablation base level not in the levels", mutate(**{"mode": "ablation", "ablation": {"base": {"arch.width": 99}},
-                                                       "parameters/pipeline.balancing.adaloss_momentum": _DELETE,
-                                                       "parameters/pipeline.optim.lr": _DELETE}),
-     "ablation.base.arch.width", "not one of the levels"),
+    ("base the model rejects", mutate(base={"preset": "xt", "head_dim": 0}), "base.head_dim", "positive integer"),
+    (
+        "ablation base level not in the levels",
+        mutate(
+            **{
+                "mode": "ablation",
+                "ablation": {"base": {"arch.width": 99}},
+                "parameters/pipeline.balancing.adaloss_momentum": _DELETE,
+                "parameters/pipeline.optim.lr": _DELETE,
+            }
+        ),
+        "ablation.base.arch.width",
+        "not one of the levels",
+    ),
 ]
 
 
@@ -181,8 +254,9 @@ def test_check_flag_validates_without_writing(tmp_path, monkeypatch, capsys):
 def test_every_sampler_drives_the_shipped_mra_space(sampler):
     from radio_nas.search.study import make_sampler
 
-    space = load_space(REPO / "search_spaces" / "mra.yaml",
-                       {"sampler": {"name": sampler, "seed": 0, "n_startup_trials": 2}})
+    space = load_space(
+        REPO / "search_spaces" / "mra.yaml", {"sampler": {"name": sampler, "seed": 0, "n_startup_trials": 2}}
+    )
     study = optuna.create_study(directions=space.objective_directions, sampler=make_sampler(space))
     for i in range(4):
         trial = study.ask()
@@ -201,15 +275,21 @@ def test_shipped_spaces_load(name):
 
 # --- issue 13: malformed files refused while loading (in-process; tests/test_fuzz_cli.py runs the CLI) ---
 
-@pytest.mark.parametrize("text, fragment", [
-    ("".join(f"l{i}: &l{i} [" + ", ".join([f"*l{i - 1}" if i else "x"] * 10) + "]\n" for i in range(9)),
-     "alias bomb"),
-    ("a: &r {x: *r}\n", "recursive alias"),
-    ("a: " + "[" * 200 + "]" * 200 + "\n", "nested deeper"),
-    ("name: a\nbudget: {trials: 1}\nname: b\n", "'name' is given twice"),
-    ("", "empty"),
-    ("# only a comment\n", "empty"),
-])
+
+@pytest.mark.parametrize(
+    "text, fragment",
+    [
+        (
+            "".join(f"l{i}: &l{i} [" + ", ".join([f"*l{i - 1}" if i else "x"] * 10) + "]\n" for i in range(9)),
+            "alias bomb",
+        ),
+        ("a: &r {x: *r}\n", "recursive alias"),
+        ("a: " + "[" * 200 + "]" * 200 + "\n", "nested deeper"),
+        ("name: a\nbudget: {trials: 1}\nname: b\n", "'name' is given twice"),
+        ("", "empty"),
+        ("# only a comment\n", "empty"),
+    ],
+)
 def test_yaml_loader_refuses_what_would_hang_or_mislead(tmp_path, text, fragment):
     from radio_nas._config import load_yaml
 
@@ -239,15 +319,20 @@ def test_non_utf8_and_binary_files_name_the_file(tmp_path, raw):
     assert str(f) in str(info.value)
 
 
-@pytest.mark.parametrize("extra, key", [
-    ("  pipeline.balancing.method: choice(fixed, bogus)\n", "parameters.pipeline.balancing.method"),
-    ("  arch.mra_pattern: choice([[2, 1], [1]], [[3], [1]])\n", "parameters.arch.mra_pattern"),
-    ("  pipeline.optim.lr: interval(0.001, 1e999)\n", "parameters.pipeline.optim.lr"),
-])
+@pytest.mark.parametrize(
+    "extra, key",
+    [
+        ("  pipeline.balancing.method: choice(fixed, bogus)\n", "parameters.pipeline.balancing.method"),
+        ("  arch.mra_pattern: choice([[2, 1], [1]], [[3], [1]])\n", "parameters.arch.mra_pattern"),
+        ("  pipeline.optim.lr: interval(0.001, 1e999)\n", "parameters.pipeline.optim.lr"),
+    ],
+)
 def test_every_value_is_built_at_load(tmp_path, extra, key):
-    text = ("name: v\npipeline: {overrides: {resolution: 64, steps: 2}}\n"
-            "base: {preset: xt, width: 16, depths: [1, 1, 1, 1], head_dim: 16}\n"
-            "parameters:\n  arch.width: choice(16, 32)\n" + extra)
+    text = (
+        "name: v\npipeline: {overrides: {resolution: 64, steps: 2}}\n"
+        "base: {preset: xt, width: 16, depths: [1, 1, 1, 1], head_dim: 16}\n"
+        "parameters:\n  arch.width: choice(16, 32)\n" + extra
+    )
     f = tmp_path / "v.yaml"
     f.write_text(text)
     with pytest.raises(ConfigError) as info:
@@ -259,14 +344,15 @@ def test_a_value_valid_in_some_combination_is_kept(tmp_path):
     # ratio 4 divides the 8x8 stage-3 map at 128 px, not the 6x6 at 96 px nor the 10x10 at 160 px
     def space(resolution: str) -> Path:
         f = tmp_path / "v.yaml"
-        f.write_text("name: v\npipeline: {overrides: {steps: 2}}\n"
-                     "base: {preset: xt, width: 16, depths: [1, 1, 1, 1], head_dim: 16}\n"
-                     "parameters:\n  arch.mra_pattern: choice([[1], [1]], [[4], [1]])\n"
-                     f"  pipeline.resolution: {resolution}\n")
+        f.write_text(
+            "name: v\npipeline: {overrides: {steps: 2}}\n"
+            "base: {preset: xt, width: 16, depths: [1, 1, 1, 1], head_dim: 16}\n"
+            "parameters:\n  arch.mra_pattern: choice([[1], [1]], [[4], [1]])\n"
+            f"  pipeline.resolution: {resolution}\n"
+        )
         return f
 
-    assert [p.name for p in load_space(space("choice(96, 128)")).sampled] == ["arch.mra_pattern",
-                                                                             "pipeline.resolution"]
+    assert [p.name for p in load_space(space("choice(96, 128)")).sampled] == ["arch.mra_pattern", "pipeline.resolution"]
     with pytest.raises(ConfigError, match="ratio 4") as info:
         load_space(space("choice(96, 160)"))
     assert info.value.key == "parameters.arch.mra_pattern"
@@ -274,8 +360,10 @@ def test_a_value_valid_in_some_combination_is_kept(tmp_path):
 
 def test_a_huge_range_is_never_listed(tmp_path):
     f = tmp_path / "v.yaml"
-    f.write_text("name: v\npipeline: {overrides: {resolution: 64, steps: 2}}\n"
-                 "base: {preset: xt, width: 16, depths: [1, 1, 1, 1], head_dim: 16}\n"
-                 "parameters:\n  pipeline.steps: range(1, 1000000000000)\n")
+    f.write_text(
+        "name: v\npipeline: {overrides: {resolution: 64, steps: 2}}\n"
+        "base: {preset: xt, width: 16, depths: [1, 1, 1, 1], head_dim: 16}\n"
+        "parameters:\n  pipeline.steps: range(1, 1000000000000)\n"
+    )
     space = load_space(f)
     assert space.grid_size() is None and space.sampled[0].count == 10**12  # both ends included

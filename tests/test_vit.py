@@ -1,4 +1,5 @@
 """ViT student family and its ViTDet window/global augmentation (issue 6)."""
+
 from __future__ import annotations
 
 import pytest
@@ -6,9 +7,16 @@ import torch
 
 from radio_nas._config import ConfigError
 from radio_nas.models import FAMILIES, build_model, resolve_config
-from radio_nas.models.vit import (ViT, ViTConfig, reorder_patches, restore_patch_order,
-                                  sample_window_size, valid_window_sizes, vitdet_schedule,
-                                  window_order)
+from radio_nas.models.vit import (
+    ViT,
+    ViTConfig,
+    reorder_patches,
+    restore_patch_order,
+    sample_window_size,
+    valid_window_sizes,
+    vitdet_schedule,
+    window_order,
+)
 
 TINY = dict(family="vit", patch_size=8, width=32, depth=3, num_heads=2, max_grid=16)
 
@@ -90,8 +98,9 @@ def test_sampled_window_sizes_follow_the_list():
     assert {sample_window_size((8,), (8, 8), gen) for _ in range(5)} == {None}
     # seeded: same generator seed, same sequence; the global RNG works too
     gen_a, gen_b = torch.Generator().manual_seed(7), torch.Generator().manual_seed(7)
-    assert ([sample_window_size(sizes, (8, 16), gen_a) for _ in range(30)]
-            == [sample_window_size(sizes, (8, 16), gen_b) for _ in range(30)])
+    assert [sample_window_size(sizes, (8, 16), gen_a) for _ in range(30)] == [
+        sample_window_size(sizes, (8, 16), gen_b) for _ in range(30)
+    ]
     torch.manual_seed(3)
     first = [sample_window_size(sizes, (8, 16)) for _ in range(30)]
     torch.manual_seed(3)
@@ -144,8 +153,9 @@ def test_forced_single_window_path_matches_global_attention():
     square, wide = torch.randn(2, 3, 64, 64), torch.randn(2, 3, 64, 48)  # grids 8x8, 8x6
     with torch.no_grad():
         one_window = model.forward_features(square, window_size=8)
-        torch.testing.assert_close(one_window, model.forward_features(square, window_size="global"),
-                                   rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(
+            one_window, model.forward_features(square, window_size="global"), rtol=1e-5, atol=1e-6
+        )
         windowed = model.forward_features(wide, window_size=2)
         assert not torch.allclose(windowed, model.forward_features(wide, window_size="global"), atol=1e-4)
 
@@ -272,19 +282,22 @@ def test_presets_and_config_round_trip(tmp_path):
     assert isinstance(build_model({"preset": "vit-t", "depth": 1}), ViT)
 
 
-@pytest.mark.parametrize("data,key", [
-    ({"width": 100, "num_heads": 3}, "num_heads"),
-    ({"depth": 0}, "depth"),
-    ({"patch_size": 0}, "patch_size"),
-    ({"mlp_ratio": 0}, "mlp_ratio"),
-    ({"num_summary_tokens": -1}, "num_summary_tokens"),
-    ({"vitdet_window_sizes": [2, 0]}, "vitdet_window_sizes[1]"),
-    ({"vitdet_window_sizes": [40]}, "vitdet_window_sizes[0]"),
-    ({"vitdet_window_sizes": 7}, "vitdet_window_sizes"),
-    ({"vitdet_num_windowed": 0}, "vitdet_num_windowed"),
-    ({"pos_embed": "sincos"}, "pos_embed"),
-    ({"heads": 4}, "heads"),
-])
+@pytest.mark.parametrize(
+    "data,key",
+    [
+        ({"width": 100, "num_heads": 3}, "num_heads"),
+        ({"depth": 0}, "depth"),
+        ({"patch_size": 0}, "patch_size"),
+        ({"mlp_ratio": 0}, "mlp_ratio"),
+        ({"num_summary_tokens": -1}, "num_summary_tokens"),
+        ({"vitdet_window_sizes": [2, 0]}, "vitdet_window_sizes[1]"),
+        ({"vitdet_window_sizes": [40]}, "vitdet_window_sizes[0]"),
+        ({"vitdet_window_sizes": 7}, "vitdet_window_sizes"),
+        ({"vitdet_num_windowed": 0}, "vitdet_num_windowed"),
+        ({"pos_embed": "sincos"}, "pos_embed"),
+        ({"heads": 4}, "heads"),
+    ],
+)
 def test_config_errors_name_the_field(data, key):
     with pytest.raises(ConfigError) as info:
         resolve_config({"preset": "vit-t", **data})
@@ -317,10 +330,13 @@ def test_gmacs_count_every_block_op_including_attention():
     cfg = dict(TINY, num_summary_tokens=2, vitdet_window_sizes=(2,))
     h, w = 64, 96
     n, d, hidden = 2 + (h // 8) * (w // 8), 32, 128  # tokens, width, MLP hidden
-    block = (n * d * 3 * d + n * d * d  # qkv, proj
-             + 2 * n * d * hidden  # MLP
-             + 2 * n * n * d  # q @ k^T and attn @ v over all heads
-             + 2 * 5 * n * d)  # two LayerNorms (fvcore: 5 per element with affine)
+    block = (
+        n * d * 3 * d
+        + n * d * d  # qkv, proj
+        + 2 * n * d * hidden  # MLP
+        + 2 * n * n * d  # q @ k^T and attn @ v over all heads
+        + 2 * 5 * n * d
+    )  # two LayerNorms (fvcore: 5 per element with affine)
     deeper, shallower = (count_gmacs(dict(cfg, depth=k), (h, w)) for k in (3, 2))
     assert deeper - shallower == pytest.approx(block / 1e9, rel=1e-6)
     with pytest.raises(ConfigError, match="resolution"):

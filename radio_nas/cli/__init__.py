@@ -4,6 +4,7 @@
 Errors in user input (:class:`~radio_nas.ConfigError`, a bad argument, a path that cannot be read
 or written) print one line and exit 2, no traceback.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,7 +30,8 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="radio-nas",
-        description="Architecture search and ablation for E-RADIO students by multi-teacher distillation.")
+        description="Architecture search and ablation for E-RADIO students by multi-teacher distillation.",
+    )
     parser.add_argument("--version", action="version", version=f"radio-nas {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="<command>", required=True)
     for name in COMMANDS:

@@ -4,6 +4,7 @@
 Argument types (`int_at_least`, `finite_float`) plug into argparse; path and address checks are
 called by the commands.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,6 +26,7 @@ _SAFETENSORS_MAX_HEADER = 100_000_000
 
 def int_at_least(low: int) -> Callable[[str], int]:
     """argparse type: an integer >= `low`."""
+
     def parse(text: str) -> int:
         try:
             value = int(text)
@@ -33,6 +35,7 @@ def int_at_least(low: int) -> Callable[[str], int]:
         if value < low:
             raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {value}")
         return value
+
     parse.__name__ = f"integer >= {low}"
     return parse
 
@@ -49,6 +52,7 @@ def finite_float(*, positive: bool = False) -> Callable[[str], float]:
         if not math.isfinite(value) or (positive and value <= 0):
             raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
         return value
+
     parse.__name__ = what
     return parse
 
@@ -96,11 +100,14 @@ def check_storage(url: str, option: str = "--storage", *, create: bool = True) -
 
         parsed = make_url(url)
     except (ArgumentError, ValueError) as exc:
-        raise ConfigError(f"not a storage URL ({str(exc).splitlines()[0]}); expected e.g. "
-                          "sqlite:///results/study.db or postgresql://user@host/db", key=option) from None
+        raise ConfigError(
+            f"not a storage URL ({str(exc).splitlines()[0]}); expected e.g. "
+            "sqlite:///results/study.db or postgresql://user@host/db",
+            key=option,
+        ) from None
     try:
         parsed.get_dialect()
-    except Exception as exc:  # noqa: BLE001  (sqlalchemy raises its own NoSuchModuleError, ...)
+    except Exception as exc:
         raise ConfigError(f"unknown database in {url!r} ({str(exc).splitlines()[0]})", key=option) from None
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
         db = Path(parsed.database)
@@ -126,8 +133,11 @@ def check_address(address: str, option: str = "--address", timeout: float = ADDR
     except TimeoutError:
         raise ConfigError(f"no Ray cluster at {address}: no answer within {timeout:g} s", key=option) from None
     except OSError as exc:
-        raise ConfigError(f"no Ray cluster at {address}: {exc.strerror or exc}; start one with "
-                          "'ray start --head' or leave out --address for a local Ray", key=option) from None
+        raise ConfigError(
+            f"no Ray cluster at {address}: {exc.strerror or exc}; start one with "
+            "'ray start --head' or leave out --address for a local Ray",
+            key=option,
+        ) from None
 
 
 def check_image(source: str, option: str) -> None:
@@ -135,13 +145,19 @@ def check_image(source: str, option: str) -> None:
     bundled pictures (never an arbitrary attribute of the module)."""
     prefix = "skimage:"
     if source.startswith(prefix):
-        name = source[len(prefix):]
+        name = source[len(prefix) :]
         from skimage import data
 
-        if not re.fullmatch(r"[a-z][a-z0-9_]*", name) or name not in getattr(data, "__all__", ()) \
-                or name in ("download_all", "data_dir", "file_hash", "lbp_frontal_face_cascade_filename"):
-            raise ConfigError(f"no bundled scikit-image picture {name!r}; expected e.g. skimage:astronaut, "
-                              "skimage:chelsea, skimage:coffee or skimage:rocket", key=option)
+        if (
+            not re.fullmatch(r"[a-z][a-z0-9_]*", name)
+            or name not in getattr(data, "__all__", ())
+            or name in ("download_all", "data_dir", "file_hash", "lbp_frontal_face_cascade_filename")
+        ):
+            raise ConfigError(
+                f"no bundled scikit-image picture {name!r}; expected e.g. skimage:astronaut, "
+                "skimage:chelsea, skimage:coffee or skimage:rocket",
+                key=option,
+            )
         return
     path = Path(source)
     if not path.is_file():
@@ -173,10 +189,13 @@ def check_safetensors(path: str | Path, option: str = "--weights") -> None:
         if name == "__metadata__":
             continue
         offsets = entry.get("data_offsets") if isinstance(entry, dict) else None
-        if (not isinstance(offsets, list) or len(offsets) != 2 or not all(isinstance(o, int) for o in offsets)
-                or not 0 <= offsets[0] <= offsets[1] <= data_bytes):
-            raise ConfigError(f"not a safetensors file (tensor {name!r} lies outside the file)", file=path,
-                              key=option)
+        if (
+            not isinstance(offsets, list)
+            or len(offsets) != 2
+            or not all(isinstance(o, int) for o in offsets)
+            or not 0 <= offsets[0] <= offsets[1] <= data_bytes
+        ):
+            raise ConfigError(f"not a safetensors file (tensor {name!r} lies outside the file)", file=path, key=option)
 
 
 def check_teacher_files(pipeline: object, source: str | Path | None) -> None:
@@ -199,7 +218,8 @@ def check_teacher_files(pipeline: object, source: str | Path | None) -> None:
 
                 if not zipfile.is_zipfile(path):
                     raise ValueError("not a TorchScript archive")
-        except Exception as exc:  # noqa: BLE001  (protobuf and onnx raise assorted errors)
+        except Exception as exc:
             reason = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__
-            raise ConfigError(f"{path} is not a readable {teacher.adapter} model ({reason})",
-                              file=source, key=key) from None
+            raise ConfigError(
+                f"{path} is not a readable {teacher.adapter} model ({reason})", file=source, key=key
+            ) from None

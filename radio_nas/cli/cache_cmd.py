@@ -1,11 +1,12 @@
 """``radio-nas cache``: list or clear cached teacher outputs.
 
-    radio-nas cache ls                      # key, teacher, split, crops, shapes, size; broken entries too
-    radio-nas cache ls --json
-    radio-nas cache clear                   # every entry the cache made (sound or broken)
-    radio-nas cache clear 3fa9c1 77b0       # entries whose key starts with these
-    radio-nas cache ls --dir /data/teacher-cache   (default: $RADIO_NAS_CACHE/teachers, ~/.cache/radio-nas/teachers)
+radio-nas cache ls                      # key, teacher, split, crops, shapes, size; broken entries too
+radio-nas cache ls --json
+radio-nas cache clear                   # every entry the cache made (sound or broken)
+radio-nas cache clear 3fa9c1 77b0       # entries whose key starts with these
+radio-nas cache ls --dir /data/teacher-cache   (default: $RADIO_NAS_CACHE/teachers, ~/.cache/radio-nas/teachers)
 """
+
 from __future__ import annotations
 
 import argparse
@@ -13,8 +14,11 @@ from pathlib import Path
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    p = subparsers.add_parser("cache", help="list or clear cached teacher outputs",
-                              description="Teacher outputs are cached per teacher, data and crop stream.")
+    p = subparsers.add_parser(
+        "cache",
+        help="list or clear cached teacher outputs",
+        description="Teacher outputs are cached per teacher, data and crop stream.",
+    )
     p.add_argument("action", choices=["ls", "clear"])
     p.add_argument("keys", nargs="*", help="clear: key prefixes to remove (default: all entries)")
     p.add_argument("--dir", help="cache folder (default: $RADIO_NAS_CACHE/teachers, ~/.cache/radio-nas/teachers)")
@@ -47,13 +51,17 @@ def run(args: argparse.Namespace) -> int:
         print(f"{root}: {len(entries)} entries, {sum(e['bytes'] for e in entries) / 2**20:.1f} MiB")
         for e in entries:
             if e["status"] != "ok":
-                print(f"{e['key']}  BROKEN ({e['problem']}; rebuilt on next use, or `radio-nas cache clear "
-                      f"{e['key'][:8]}`)  {e['bytes'] / 2**20:7.1f} MiB")
+                print(
+                    f"{e['key']}  BROKEN ({e['problem']}; rebuilt on next use, or `radio-nas cache clear "
+                    f"{e['key'][:8]}`)  {e['bytes'] / 2**20:7.1f} MiB"
+                )
                 continue
-            print(f"{e['key']}  {e['teacher']:<12} {e['split']:<5} {e['n']:>6} crops  "
-                  f"summary {'x'.join(map(str, e['summary_shape'][1:]))}  features "
-                  f"{'x'.join(map(str, e['features_shape'][1:]))}  {e['bytes'] / 2**20:7.1f} MiB  "
-                  f"{e['adapter']}:{e['model']} @ {'x'.join(map(str, e['resolution']))}  {e['data']}")
+            print(
+                f"{e['key']}  {e['teacher']:<12} {e['split']:<5} {e['n']:>6} crops  "
+                f"summary {'x'.join(map(str, e['summary_shape'][1:]))}  features "
+                f"{'x'.join(map(str, e['features_shape'][1:]))}  {e['bytes'] / 2**20:7.1f} MiB  "
+                f"{e['adapter']}:{e['model']} @ {'x'.join(map(str, e['resolution']))}  {e['data']}"
+            )
         return 0
     removed = clear(root, args.keys or None)
     if args.json:

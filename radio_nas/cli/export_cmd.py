@@ -5,6 +5,7 @@ weights (safetensors) and ONNX.
     radio-nas export results/mra --trial 12 --out exported/
     radio-nas export sqlite:///results/mra/study.db --study mra --pareto --out exported/
 """
+
 from __future__ import annotations
 
 import argparse
@@ -15,22 +16,26 @@ from radio_nas.cli._checks import finite_float
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
-        "export", help="export Pareto-best or chosen trials (YAML config, weights, ONNX)",
+        "export",
+        help="export Pareto-best or chosen trials (YAML config, weights, ONNX)",
         description="Write one YAML per chosen trial (arch, pipeline, metrics, provenance) that "
-                    "radio_nas.models.build_model() rebuilds; optionally its weights and an ONNX "
-                    "backbone checked against PyTorch with onnxruntime.")
+        "radio_nas.models.build_model() rebuilds; optionally its weights and an ONNX "
+        "backbone checked against PyTorch with onnxruntime.",
+    )
     p.add_argument("source", help="results folder (results/NAME), a study.db file or a storage URL")
     p.add_argument("--study", help="study name (needed when the storage holds several)")
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("--pareto", action="store_true", help="every trial on the Pareto front")
-    which.add_argument("--trial", type=int, action="append", metavar="N",
-                       help="trial number (repeatable)")
+    which.add_argument("--trial", type=int, action="append", metavar="N", help="trial number (repeatable)")
     p.add_argument("--out", help="output folder (default: <results>/exported)")
     p.add_argument("--weights", action="store_true", help="copy the trial's safetensors beside the YAML")
     p.add_argument("--onnx", action="store_true", help="export the backbone to ONNX and check it")
-    p.add_argument("--onnx-resolution", metavar="HxW",
-                   help="ONNX input size (default: the pipeline's resolution, else 224)")
-    p.add_argument("--atol", type=finite_float(positive=True), default=None, help="ONNX parity tolerance (default 1e-4)")
+    p.add_argument(
+        "--onnx-resolution", metavar="HxW", help="ONNX input size (default: the pipeline's resolution, else 224)"
+    )
+    p.add_argument(
+        "--atol", type=finite_float(positive=True), default=None, help="ONNX parity tolerance (default 1e-4)"
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object")
     return p
 
@@ -55,14 +60,22 @@ def run(args: argparse.Namespace) -> int:
         writable_dir(handle.results_dir / "exported", "results folder")
     numbers = pareto_numbers(handle) if args.pareto else list(dict.fromkeys(args.trial))
     if not numbers:
-        print(f"radio-nas export: no fully trained trials in study {handle.name!r}; nothing to export",
-              file=sys.stderr)
+        print(f"radio-nas export: no fully trained trials in study {handle.name!r}; nothing to export", file=sys.stderr)
         return 1
     try:
-        done = export_trials(handle, numbers, args.out, weights=args.weights, onnx=args.onnx,
-                             onnx_resolution=(parse_resolution(args.onnx_resolution, key="--onnx-resolution")
-                                              if args.onnx_resolution is not None else None),
-                             atol=args.atol if args.atol is not None else ONNX_ATOL)
+        done = export_trials(
+            handle,
+            numbers,
+            args.out,
+            weights=args.weights,
+            onnx=args.onnx,
+            onnx_resolution=(
+                parse_resolution(args.onnx_resolution, key="--onnx-resolution")
+                if args.onnx_resolution is not None
+                else None
+            ),
+            atol=args.atol if args.atol is not None else ONNX_ATOL,
+        )
     except OnnxParityError as exc:
         print(f"radio-nas export: error: {exc}", file=sys.stderr)
         return 1
@@ -75,8 +88,12 @@ def run(args: argparse.Namespace) -> int:
             extras.append(f"weights {d.weights_path.name} ({d.weights_bytes / 1e6:.2f} MB)")
         if d.onnx_path and d.onnx_resolution is not None:
             diff = max(d.onnx_max_abs_diff.values())
-            extras.append(f"onnx {d.onnx_path.name} at {d.onnx_resolution[0]}x{d.onnx_resolution[1]} "
-                          f"(max |onnx - torch| {diff:.1e})")
-        print(f"trial {d.trial}: {d.yaml_path}  [{d.arch_id}, {d.n_params / 1e6:.2f} M params]"
-              + ("; " + "; ".join(extras) if extras else ""))
+            extras.append(
+                f"onnx {d.onnx_path.name} at {d.onnx_resolution[0]}x{d.onnx_resolution[1]} "
+                f"(max |onnx - torch| {diff:.1e})"
+            )
+        print(
+            f"trial {d.trial}: {d.yaml_path}  [{d.arch_id}, {d.n_params / 1e6:.2f} M params]"
+            + ("; " + "; ".join(extras) if extras else "")
+        )
     return 0

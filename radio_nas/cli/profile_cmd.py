@@ -1,4 +1,5 @@
 """`radio-nas profile`: params, GMACs, latency and peak memory of one variant."""
+
 from __future__ import annotations
 
 import argparse
@@ -11,9 +12,12 @@ _ACTIVATION_ALLOWANCE = 8
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    p = sub.add_parser("profile", help="params, GMACs, latency and memory of one variant",
-                       description="Profile one student variant: parameter count, GMACs (fvcore, every op "
-                                   "counted), latency (median and p90 after warm-up) and peak memory.")
+    p = sub.add_parser(
+        "profile",
+        help="params, GMACs, latency and memory of one variant",
+        description="Profile one student variant: parameter count, GMACs (fvcore, every op "
+        "counted), latency (median and p90 after warm-up) and peak memory.",
+    )
     p.add_argument("arch", help="preset name (xt, t, s, b, l, l-v2, ...) or an architecture YAML file")
     p.add_argument("--resolution", default="224", help="input size: N or HxW, multiples of 32 (default 224)")
     p.add_argument("--batch-size", type=int_at_least(1), default=1)
@@ -22,14 +26,26 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--channels-last", action="store_true", help="channels_last memory format")
     p.add_argument("--runs", type=int_at_least(1), default=50, help="timed runs after warm-up (default 50)")
     p.add_argument("--warmup", type=int_at_least(0), default=10)
-    p.add_argument("--no-deploy", dest="deploy", action="store_false",
-                   help="time the training graph in eval mode instead of the deployable one "
-                        "(BatchNorm folded, position bias cached; the default)")
-    p.add_argument("--weights", metavar="PATH",
-                   help="torch checkpoint to load first (weights-only): the model's own state dict or "
-                        "the published E-RADIO v2 one (e.g. eradio_v2.pth.tar with the l-v2 preset)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override an architecture field, e.g. --set width=96 (repeatable)")
+    p.add_argument(
+        "--no-deploy",
+        dest="deploy",
+        action="store_false",
+        help="time the training graph in eval mode instead of the deployable one "
+        "(BatchNorm folded, position bias cached; the default)",
+    )
+    p.add_argument(
+        "--weights",
+        metavar="PATH",
+        help="torch checkpoint to load first (weights-only): the model's own state dict or "
+        "the published E-RADIO v2 one (e.g. eradio_v2.pth.tar with the l-v2 preset)",
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override an architecture field, e.g. --set width=96 (repeatable)",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object")
     return p
 
@@ -40,9 +56,19 @@ def run(args: argparse.Namespace) -> int:
 
     overrides = dict(parse_assignment(s) for s in args.set)
     _check_size(args.resolution, args.batch_size)
-    result = profile(args.arch, resolution=args.resolution, batch_size=args.batch_size, device=args.device,
-                     dtype=args.dtype, channels_last=args.channels_last, runs=args.runs,
-                     warmup=args.warmup, deploy=args.deploy, weights=args.weights, **overrides)
+    result = profile(
+        args.arch,
+        resolution=args.resolution,
+        batch_size=args.batch_size,
+        device=args.device,
+        dtype=args.dtype,
+        channels_last=args.channels_last,
+        runs=args.runs,
+        warmup=args.warmup,
+        deploy=args.deploy,
+        weights=args.weights,
+        **overrides,
+    )
     if args.json:
         print_json(result)
         return 0
@@ -55,13 +81,17 @@ def run(args: argparse.Namespace) -> int:
     print(f"  GMACs      {result['gmacs']:.3f} per image")
     if "windows" in result:
         pinned = result["arch"]["window_sizes"] != "auto"
-        print(f"  windows    {', '.join(map(str, result['windows']))} "
-              f"({'pinned' if pinned else 'auto: from the resolution'})")
+        print(
+            f"  windows    {', '.join(map(str, result['windows']))} "
+            f"({'pinned' if pinned else 'auto: from the resolution'})"
+        )
         for line in result["window_padding"]:
             print(f"  padding    {line}")
-    print(f"  latency    median {lat['median_ms']:.2f} ms, p90 {lat['p90_ms']:.2f} ms "
-          f"({lat['runs']} runs, {lat['dtype']}{', channels_last' if lat['channels_last'] else ''}, "
-          f"{'deployed' if lat['deploy'] else 'training graph'})")
+    print(
+        f"  latency    median {lat['median_ms']:.2f} ms, p90 {lat['p90_ms']:.2f} ms "
+        f"({lat['runs']} runs, {lat['dtype']}{', channels_last' if lat['channels_last'] else ''}, "
+        f"{'deployed' if lat['deploy'] else 'training graph'})"
+    )
     print(f"  throughput {lat['images_per_s']:.1f} img/s")
     if lat["peak_memory_mb"] is not None:
         print(f"  peak mem   {lat['peak_memory_mb']:.1f} MB")
@@ -83,5 +113,8 @@ def _check_size(resolution: str, batch_size: int) -> None:
         return
     if need > have:
         key = "--batch-size" if batch_size > 1 else "--resolution"
-        raise ConfigError(f"--batch-size {batch_size} at --resolution {h}x{w} needs about {need / 2**30:,.0f} GiB "
-                          f"(input and activations); this machine has {have / 2**30:,.0f} GiB", key=key)
+        raise ConfigError(
+            f"--batch-size {batch_size} at --resolution {h}x{w} needs about {need / 2**30:,.0f} GiB "
+            f"(input and activations); this machine has {have / 2**30:,.0f} GiB",
+            key=key,
+        )

@@ -1,8 +1,9 @@
 """``radio-nas replay RESULTS``: simulate sweeps of real Optuna samplers against an exhaustive table.
 
-    radio-nas replay benchmarks/mra_exhaustive.csv --samplers tpe,nsga2,random,gp --trials 24 --repeats 10
-    radio-nas replay results/mra-grid --samplers tpe --trials 40 --scheduler moasha --plot replay.png --json
+radio-nas replay benchmarks/mra_exhaustive.csv --samplers tpe,nsga2,random,gp --trials 24 --repeats 10
+radio-nas replay results/mra-grid --samplers tpe --trials 40 --scheduler moasha --plot replay.png --json
 """
+
 from __future__ import annotations
 
 import argparse
@@ -12,29 +13,58 @@ from typing import Any
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
-        "replay", help="replay samplers against an exhaustive table (nothing is trained)",
+        "replay",
+        help="replay samplers against an exhaustive table (nothing is trained)",
         description="Simulate sweeps on a finished exhaustive study (or the CSV table exported from one): each "
-                    "proposal of a real Optuna sampler is answered from the table, with the sweep's constraint, "
-                    "copy and budget rules. Reports, per sampler over the repeats, the median and interquartile "
-                    "range of the hypervolume ratio to the exhaustive front, the trials needed to reach 95%%, the "
-                    "share of the exhaustive Pareto set found and the simulated training cost.")
+        "proposal of a real Optuna sampler is answered from the table, with the sweep's constraint, "
+        "copy and budget rules. Reports, per sampler over the repeats, the median and interquartile "
+        "range of the hypervolume ratio to the exhaustive front, the trials needed to reach 95%%, the "
+        "share of the exhaustive Pareto set found and the simulated training cost.",
+    )
     p.add_argument("results", help="exhaustive table: a results folder / study.db / storage URL, or its CSV")
-    p.add_argument("--samplers", default="tpe,nsga2,random,gp", metavar="LIST",
-                   help="comma-separated: tpe, nsga2, random, gp, grid (default: tpe,nsga2,random,gp)")
-    p.add_argument("--trials", type=int, default=None, metavar="N",
-                   help="trained trials per simulated sweep (default: the space's budget.trials, else 20)")
+    p.add_argument(
+        "--samplers",
+        default="tpe,nsga2,random,gp",
+        metavar="LIST",
+        help="comma-separated: tpe, nsga2, random, gp, grid (default: tpe,nsga2,random,gp)",
+    )
+    p.add_argument(
+        "--trials",
+        type=int,
+        default=None,
+        metavar="N",
+        help="trained trials per simulated sweep (default: the space's budget.trials, else 20)",
+    )
     p.add_argument("--repeats", type=int, default=10, metavar="R", help="sweeps per sampler (seeds S..S+R-1)")
     p.add_argument("--seed", type=int, default=0, metavar="S", help="first sampler seed (default 0)")
-    p.add_argument("--scheduler", default="none", choices=["none", "moasha"],
-                   help="early stopping replayed on the table's learning curves (default none)")
-    p.add_argument("--grace-period", type=int, metavar="STEPS", help="scheduler's first rung (default: the "
-                   "space's scheduler.grace_period, else eval.every)")
+    p.add_argument(
+        "--scheduler",
+        default="none",
+        choices=["none", "moasha"],
+        help="early stopping replayed on the table's learning curves (default none)",
+    )
+    p.add_argument(
+        "--grace-period",
+        type=int,
+        metavar="STEPS",
+        help="scheduler's first rung (default: the space's scheduler.grace_period, else eval.every)",
+    )
     p.add_argument("--reduction-factor", type=float, metavar="ETA", help="scheduler's eta (default: the space's)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="change sampler.n_startup_trials, scheduler.grace_period, scheduler.reduction_factor or "
-                        "budget.max_infeasible of the table's space")
-    p.add_argument("--jobs", type=int, default=1, metavar="N",
-                   help="processes for the repeats (default 1; the results do not depend on it)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="change sampler.n_startup_trials, scheduler.grace_period, scheduler.reduction_factor or "
+        "budget.max_infeasible of the table's space",
+    )
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        metavar="N",
+        help="processes for the repeats (default 1; the results do not depend on it)",
+    )
     p.add_argument("--study", metavar="NAME", help="study name when the storage holds several")
     p.add_argument("--plot", metavar="PNG", help="write the hypervolume-ratio curves (vs trials and vs training time)")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
@@ -64,10 +94,19 @@ def run(args: argparse.Namespace) -> int:
         space = space_from_raw(table.space.raw, where=str(args.results), overrides=overrides)
         table = dataclasses.replace(table, space=space)
     trials = args.trials or table.space.config.budget.trials or 20
-    say = (lambda line: print(line, file=sys.stderr, flush=True))
-    out = replay(table, samplers, trials=trials, repeats=args.repeats, seed=args.seed, scheduler=args.scheduler,
-                 grace_period=args.grace_period, reduction_factor=args.reduction_factor, progress=say,
-                 jobs=args.jobs)
+    say = lambda line: print(line, file=sys.stderr, flush=True)
+    out = replay(
+        table,
+        samplers,
+        trials=trials,
+        repeats=args.repeats,
+        seed=args.seed,
+        scheduler=args.scheduler,
+        grace_period=args.grace_period,
+        reduction_factor=args.reduction_factor,
+        progress=say,
+        jobs=args.jobs,
+    )
     if args.plot:
         out["plot"] = str(plot_replay(out, args.plot))
     if args.json:

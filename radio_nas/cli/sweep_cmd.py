@@ -1,9 +1,10 @@
 """``radio-nas sweep SPACE.yaml``: run or resume a sweep (Ray Tune trials, Optuna study).
 
-    radio-nas sweep search_spaces/mra.yaml                      # results/mra/study.db
-    radio-nas sweep search_spaces/mra.yaml --trials 40 --address auto
-    radio-nas sweep search_spaces/smoke.yaml --storage postgresql://... --json
+radio-nas sweep search_spaces/mra.yaml                      # results/mra/study.db
+radio-nas sweep search_spaces/mra.yaml --trials 40 --address auto
+radio-nas sweep search_spaces/smoke.yaml --storage postgresql://... --json
 """
+
 from __future__ import annotations
 
 import argparse
@@ -15,20 +16,30 @@ from radio_nas.cli._checks import int_at_least
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
-        "sweep", help="run or resume a search/ablation sweep from a search-space YAML",
+        "sweep",
+        help="run or resume a search/ablation sweep from a search-space YAML",
         description="Run (or resume: same command, same results folder) a sweep. Each trial is a short "
-                    "distillation run in a Ray Tune worker; an Optuna study records everything.")
+        "distillation run in a Ray Tune worker; an Optuna study records everything.",
+    )
     p.add_argument("space", help="search-space YAML (see search_spaces/README.md)")
     p.add_argument("--results", metavar="DIR", help="results folder (default: results/<name>)")
     p.add_argument("--storage", metavar="URL", help="Optuna storage URL (default: sqlite:///<results>/study.db)")
-    p.add_argument("--address", metavar="ADDR", help="an existing Ray cluster ('auto' or host:port); "
-                   "default: start a local Ray")
+    p.add_argument(
+        "--address", metavar="ADDR", help="an existing Ray cluster ('auto' or host:port); default: start a local Ray"
+    )
     p.add_argument("--num-cpus", type=int_at_least(1), metavar="N", help="CPUs of the local Ray (default: all)")
-    p.add_argument("--trials", type=int_at_least(1), metavar="N", help="trained trials to reach (overrides budget.trials)")
+    p.add_argument(
+        "--trials", type=int_at_least(1), metavar="N", help="trained trials to reach (overrides budget.trials)"
+    )
     p.add_argument("--time", metavar="DUR", help="no new trial after this long: 900, 90s, 15m, 2h")
     p.add_argument("--concurrency", type=int_at_least(1), metavar="N", help="trials at a time (overrides concurrency)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a key of the space file (dotted, e.g. pipeline.overrides.steps=10)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a key of the space file (dotted, e.g. pipeline.overrides.steps=10)",
+    )
     p.add_argument("--check", action="store_true", help="validate the space and exit (writes nothing)")
     p.add_argument("--json", action="store_true", help="print one JSON object (the outcome) on stdout")
     return p
@@ -43,25 +54,41 @@ def run(args: argparse.Namespace) -> int:
     space = load_space(args.space, overrides)
     _check_places(args, space)
     if args.check:
-        info = {"name": space.name, "hash": space.hash, "mode": space.config.mode,
-                "parameters": [p.name for p in space.sampled], "objectives": space.objective_names,
-                "grid_size": space.grid_size()}
+        info = {
+            "name": space.name,
+            "hash": space.hash,
+            "mode": space.config.mode,
+            "parameters": [p.name for p in space.sampled],
+            "objectives": space.objective_names,
+            "grid_size": space.grid_size(),
+        }
         if args.json:
             print_json(info)
         else:
-            print(f"{args.space}: ok ({space.config.mode}, {len(space.sampled)} varying parameters, "
-                  f"objectives {', '.join(space.objective_names)})")
+            print(
+                f"{args.space}: ok ({space.config.mode}, {len(space.sampled)} varying parameters, "
+                f"objectives {', '.join(space.objective_names)})"
+            )
         return 0
     from radio_nas.report.report import sweep_pictures
     from radio_nas.search.sweep import run_sweep
 
     results = args.results if args.results is not None else f"results/{space.name}"
-    progress = (lambda line: print(line, file=sys.stderr, flush=True)) if args.json else \
-        (lambda line: print(line, flush=True))
-    outcome = run_sweep(space, results_dir=results, storage=args.storage, address=args.address,
-                        trials=args.trials, wall_time=args.time, concurrency=args.concurrency,
-                        num_cpus=args.num_cpus, on_trained=sweep_pictures(results, space.name),
-                        progress=progress)
+    progress = (
+        (lambda line: print(line, file=sys.stderr, flush=True)) if args.json else (lambda line: print(line, flush=True))
+    )
+    outcome = run_sweep(
+        space,
+        results_dir=results,
+        storage=args.storage,
+        address=args.address,
+        trials=args.trials,
+        wall_time=args.time,
+        concurrency=args.concurrency,
+        num_cpus=args.num_cpus,
+        on_trained=sweep_pictures(results, space.name),
+        progress=progress,
+    )
     if args.json:
         print_json(outcome)
     return 0

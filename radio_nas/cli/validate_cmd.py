@@ -9,6 +9,7 @@ the sweep machinery (its own Optuna study in results/<name>-validate/), then rep
 and Spearman rho between the rankings (bootstrap CI over variants), the seed noise of fidelity and
 the share of neighbour gaps larger than twice that noise.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -20,28 +21,55 @@ from radio_nas.cli._checks import int_at_least
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
-        "validate", help="check that short trials rank variants like longer ones (and above seed noise)",
+        "validate",
+        help="check that short trials rank variants like longer ones (and above seed noise)",
         description="Train K variants at several trial lengths and seeds through the sweep machinery; report "
-                    "rank agreement (Kendall tau, Spearman rho, bootstrap CI), seed noise and gap share.")
+        "rank agreement (Kendall tau, Spearman rho, bootstrap CI), seed noise and gap share.",
+    )
     p.add_argument("space", nargs="?", help="search-space YAML (optional with --from: the sweep's own copy)")
-    p.add_argument("--from", dest="from_dir", metavar="DIR",
-                   help="validate the Pareto set of this sweep (results/<name>) instead of sampling")
-    p.add_argument("--variants", type=int_at_least(1), metavar="K",
-                   help="variants to compare (default 6 sampled; with --from the Pareto set, at least 3)")
-    p.add_argument("--budgets", default="1,4", metavar="M,M",
-                   help="trial-length multiples of the pipeline's steps, e.g. 0.5,1,4 (default 1,4)")
-    p.add_argument("--seeds", type=int_at_least(1), default=2, metavar="S", help="seeds per variant and budget (default 2)")
-    p.add_argument("--steps-only", action="store_true",
-                   help="scale only steps with the budget (default: also data.train_size and eval.every)")
+    p.add_argument(
+        "--from",
+        dest="from_dir",
+        metavar="DIR",
+        help="validate the Pareto set of this sweep (results/<name>) instead of sampling",
+    )
+    p.add_argument(
+        "--variants",
+        type=int_at_least(1),
+        metavar="K",
+        help="variants to compare (default 6 sampled; with --from the Pareto set, at least 3)",
+    )
+    p.add_argument(
+        "--budgets",
+        default="1,4",
+        metavar="M,M",
+        help="trial-length multiples of the pipeline's steps, e.g. 0.5,1,4 (default 1,4)",
+    )
+    p.add_argument(
+        "--seeds", type=int_at_least(1), default=2, metavar="S", help="seeds per variant and budget (default 2)"
+    )
+    p.add_argument(
+        "--steps-only",
+        action="store_true",
+        help="scale only steps with the budget (default: also data.train_size and eval.every)",
+    )
     p.add_argument("--boot", type=int_at_least(1), default=2000, metavar="N", help="bootstrap resamples (default 2000)")
     p.add_argument("--results", metavar="DIR", help="results folder (default: results/<name>-validate)")
     p.add_argument("--address", metavar="ADDR", help="an existing Ray cluster; default: start a local Ray")
     p.add_argument("--num-cpus", type=int_at_least(1), metavar="N", help="CPUs of the local Ray (default: all)")
     p.add_argument("--time", metavar="DUR", help="no new trial after this long: 900, 90s, 15m, 2h")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a key of the space file (dotted, e.g. pipeline.overrides.steps=10)")
-    p.add_argument("--no-train", action="store_true",
-                   help="only analyse what the validation's study holds now (while it runs or after a stop)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a key of the space file (dotted, e.g. pipeline.overrides.steps=10)",
+    )
+    p.add_argument(
+        "--no-train",
+        action="store_true",
+        help="only analyse what the validation's study holds now (while it runs or after a stop)",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object (validation.json) on stdout")
     return p
 
@@ -52,34 +80,56 @@ def run(args: argparse.Namespace) -> int:
     from radio_nas.validate import ValidateSettings
     from radio_nas.validate.run import run_validation
 
-    settings = ValidateSettings(variants=args.variants, budgets=_budgets(args.budgets), seeds=args.seeds,
-                                scale_data=not args.steps_only, n_boot=args.boot)
+    settings = ValidateSettings(
+        variants=args.variants,
+        budgets=_budgets(args.budgets),
+        seeds=args.seeds,
+        scale_data=not args.steps_only,
+        n_boot=args.boot,
+    )
     overrides = dict(parse_assignment(a) for a in args.set)
     if args.space is None and args.from_dir is None:
         raise ConfigError("give a search-space file, or --from a sweep's results folder", key="space")
     if args.address:
         from radio_nas.cli._checks import check_address
+
         check_address(args.address)
     if args.results:
         from radio_nas.cli._checks import writable_dir
+
         writable_dir(args.results, "--results", create=False)
-    progress = (lambda line: print(line, file=sys.stderr, flush=True)) if args.json else \
-        (lambda line: print(line, flush=True))
-    out = run_validation(args.space, settings, from_dir=args.from_dir, results_dir=args.results,
-                         overrides=overrides, address=args.address, num_cpus=args.num_cpus,
-                         wall_time=args.time, train=not args.no_train, progress=progress)
+    progress = (
+        (lambda line: print(line, file=sys.stderr, flush=True)) if args.json else (lambda line: print(line, flush=True))
+    )
+    out = run_validation(
+        args.space,
+        settings,
+        from_dir=args.from_dir,
+        results_dir=args.results,
+        overrides=overrides,
+        address=args.address,
+        num_cpus=args.num_cpus,
+        wall_time=args.time,
+        train=not args.no_train,
+        progress=progress,
+    )
     if args.json:
         print_json(out)
     else:
         from radio_nas.validate.analysis import format_markdown
+
         print(format_markdown(out))
         rec = out.get("recommendation")
         noise = out["noise"]["threshold"]
         print(f"\nnoise threshold (2x median seed std at 1x): {'n/a' if noise is None else format(noise, '.4f')}")
-        print("recommended trial length: " + (f"{rec['steps']} steps ({rec['multiple']:g}x; tau {rec['kendall_tau']:.2f} "
-                                              f"against {rec['against']:g}x)" if rec else
-                                              "none of the budgets agrees with a 4x longer run at tau >= 0.7"
-                                              + _closest(out.get("closest_4x"))))
+        print(
+            "recommended trial length: "
+            + (
+                f"{rec['steps']} steps ({rec['multiple']:g}x; tau {rec['kendall_tau']:.2f} against {rec['against']:g}x)"
+                if rec
+                else "none of the budgets agrees with a 4x longer run at tau >= 0.7" + _closest(out.get("closest_4x"))
+            )
+        )
         print(f"written: {out['results_dir']}/validation.json, validation.md, {out['plot'] or '(no plot)'}")
     return 0
 

@@ -8,6 +8,7 @@ Teachers recorded in an exported YAML are built only when they run no code of th
 a torch.hub, Hugging Face, TorchScript, timm or open_clip teacher named there needs
 ``--trust-teachers`` (that file may come from someone else), or ``--pipeline`` naming your own.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -18,28 +19,45 @@ _SAFE_ADAPTERS = ("onnx",)
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    p = subparsers.add_parser("viz", help="pictures of a variant's features (PCA to RGB)",
-                              description="Visualise a variant's features.")
+    p = subparsers.add_parser(
+        "viz", help="pictures of a variant's features (PCA to RGB)", description="Visualise a variant's features."
+    )
     kinds = p.add_subparsers(dest="viz_kind", metavar="<kind>", required=True)
     pca = kinds.add_parser(
-        "pca", help="top-3 principal components of the spatial features as RGB (seed §B)",
+        "pca",
+        help="top-3 principal components of the spatial features as RGB (seed §B)",
         description="PCA of the student's stride-16 features to 3 components mapped to RGB, at any "
-                    "resolution and aspect ratio, beside the same picture for each teacher of a "
-                    "pipeline.")
+        "resolution and aspect ratio, beside the same picture for each teacher of a "
+        "pipeline.",
+    )
     pca.add_argument("arch", help="preset name, architecture YAML or exported variant YAML")
-    pca.add_argument("--image", default="skimage:astronaut",
-                     help="picture file, or skimage:<name> for a bundled one (default skimage:astronaut)")
-    pca.add_argument("--weights", help="student weights (.safetensors, or a weights-only torch file); "
-                                       "default: the 'weights' file named in an exported YAML, else random init")
-    pca.add_argument("--resolution", metavar="HxW",
-                     help="student input size, multiples of 32 (default: the picture's aspect ratio, "
-                          "short side 224)")
-    pca.add_argument("--pipeline", help="pipeline (YAML or bundled name) whose teachers are shown too; "
-                                        "default: the pipeline recorded in an exported YAML, if any")
+    pca.add_argument(
+        "--image",
+        default="skimage:astronaut",
+        help="picture file, or skimage:<name> for a bundled one (default skimage:astronaut)",
+    )
+    pca.add_argument(
+        "--weights",
+        help="student weights (.safetensors, or a weights-only torch file); "
+        "default: the 'weights' file named in an exported YAML, else random init",
+    )
+    pca.add_argument(
+        "--resolution",
+        metavar="HxW",
+        help="student input size, multiples of 32 (default: the picture's aspect ratio, short side 224)",
+    )
+    pca.add_argument(
+        "--pipeline",
+        help="pipeline (YAML or bundled name) whose teachers are shown too; "
+        "default: the pipeline recorded in an exported YAML, if any",
+    )
     pca.add_argument("--no-teachers", action="store_true", help="student only")
-    pca.add_argument("--trust-teachers", action="store_true",
-                     help="build the teachers recorded in an exported YAML even when they load code "
-                          "(torch.hub hubconf.py, remote code, TorchScript); only for files you trust")
+    pca.add_argument(
+        "--trust-teachers",
+        action="store_true",
+        help="build the teachers recorded in an exported YAML even when they load code "
+        "(torch.hub hubconf.py, remote code, TorchScript); only for files you trust",
+    )
     pca.add_argument("--out", help="PNG to write (default pca_<arch>.png)")
     pca.add_argument("--json", action="store_true", help="print one JSON object")
     return p
@@ -84,8 +102,11 @@ def run(args: argparse.Namespace) -> int:
         if args.pipeline is None and not args.trust_teachers:
             _refuse_code_teachers(loaded, args.arch)
     image = load_image(args.image)
-    resolution = (parse_resolution(args.resolution, key="--resolution") if args.resolution is not None
-                  else default_resolution(*image.shape[:2]))
+    resolution = (
+        parse_resolution(args.resolution, key="--resolution")
+        if args.resolution is not None
+        else default_resolution(*image.shape[:2])
+    )
     cfg_any: Any = cfg  # the family's config (ERadioConfig or ViTConfig)
     cfg_any.check_input_size(*resolution)
     models: dict[str, Any] = {"student": StudentFeatures(load_student(cfg, weights))}
@@ -94,10 +115,19 @@ def run(args: argparse.Namespace) -> int:
 
         models.update({f"teacher {t.name}": t for t in build_teachers(loaded)})
     pictures = feature_pictures(models, image, resolution)
-    save_panel(resized(image, resolution), pictures, out, title=f"{name} at {resolution[0]}x{resolution[1]}"
-               + ("" if weights else " (random init)"))
-    info = {"out": str(out), "resolution": list(resolution), "weights": weights, "arch_id": cfg.id,
-            "pictures": {k: list(v.shape) for k, v in pictures.items()}}
+    save_panel(
+        resized(image, resolution),
+        pictures,
+        out,
+        title=f"{name} at {resolution[0]}x{resolution[1]}" + ("" if weights else " (random init)"),
+    )
+    info = {
+        "out": str(out),
+        "resolution": list(resolution),
+        "weights": weights,
+        "arch_id": cfg.id,
+        "pictures": {k: list(v.shape) for k, v in pictures.items()},
+    }
     if args.json:
         print_json(info)
     else:
@@ -112,6 +142,10 @@ def _refuse_code_teachers(pipeline: Any, source: str) -> None:
 
     for i, t in enumerate(pipeline.teachers):
         if t.adapter not in _SAFE_ADAPTERS:
-            raise ConfigError(f"teacher {t.name!r} ({t.adapter}:{t.model}) would load and run code named by this "
-                              "file; pass --trust-teachers if you trust it, --pipeline YOUR.yaml, or "
-                              "--no-teachers", file=source, key=f"pipeline.teachers[{i}]")
+            raise ConfigError(
+                f"teacher {t.name!r} ({t.adapter}:{t.model}) would load and run code named by this "
+                "file; pass --trust-teachers if you trust it, --pipeline YOUR.yaml, or "
+                "--no-teachers",
+                file=source,
+                key=f"pipeline.teachers[{i}]",
+            )

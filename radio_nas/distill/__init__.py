@@ -9,6 +9,7 @@ Modules: ``pipeline`` (configs), ``data`` (crop streams), ``teachers`` (adapters
 (teacher outputs), ``adaptors``, ``losses``, ``balancing``, ``trial``. Torch loads on import of
 the submodules that need it, not of this package.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -22,9 +23,14 @@ if TYPE_CHECKING:
     from radio_nas.distill.trial import TrialResult
 
 
-def run_trial(pipeline: PipelineConfig | str | Path | dict, arch: Any, *,
-              report: Callable[[dict[str, Any]], None] | None = None,
-              weights_path: str | Path | None = None, progress: bool = False) -> TrialResult:
+def run_trial(
+    pipeline: PipelineConfig | str | Path | dict,
+    arch: Any,
+    *,
+    report: Callable[[dict[str, Any]], None] | None = None,
+    weights_path: str | Path | None = None,
+    progress: bool = False,
+) -> TrialResult:
     from radio_nas.distill.trial import run_trial as _run_trial
 
     return _run_trial(pipeline, arch, report=report, weights_path=weights_path, progress=progress)

@@ -5,6 +5,7 @@
 
 Student features are resampled (bilinear) to the teacher's grid before the feature MLP.
 """
+
 from __future__ import annotations
 
 import torch
@@ -28,8 +29,15 @@ class Mlp2(nn.Module):
 class TeacherAdaptor(nn.Module):
     """The student-side heads for one teacher."""
 
-    def __init__(self, student_summary_dim: int, student_feature_dim: int, summary_dim: int,
-                 feature_dim: int, grid: tuple[int, int], hidden: int | None = None):
+    def __init__(
+        self,
+        student_summary_dim: int,
+        student_feature_dim: int,
+        summary_dim: int,
+        feature_dim: int,
+        grid: tuple[int, int],
+        hidden: int | None = None,
+    ):
         super().__init__()
         self.grid = (int(grid[0]), int(grid[1]))
         self.summary = Mlp2(student_summary_dim, hidden or max(student_summary_dim, summary_dim), summary_dim)

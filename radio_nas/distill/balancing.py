@@ -17,9 +17,11 @@ Each loss is per sample, shape (B,). Methods:
   (E <- m E + (1-m) L, starting at the first value, updated in training mode only); no gradient
   flows through λ.
 """
+
 from __future__ import annotations
 
 import abc
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -33,8 +35,9 @@ class Balancer(nn.Module, abc.ABC):
         super().__init__()
         self.terms = list(terms)
 
-    def forward(self, losses: dict[str, torch.Tensor], context: torch.Tensor | None = None
-                ) -> tuple[torch.Tensor, dict[str, float]]:
+    def forward(
+        self, losses: dict[str, torch.Tensor], context: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, dict[str, float]]:
         """(total loss, the λ per term as floats, averaged over the batch)."""
         stacked = torch.stack([losses[k] for k in self.terms], dim=1)  # (B, K)
         total, lam = self.combine(stacked, context)
@@ -95,20 +98,22 @@ class AdaLossBalancer(Balancer):
 
     def combine(self, losses, context):
         batch_mean = losses.mean(0)
+        running, started = cast(torch.Tensor, self.running), cast(torch.Tensor, self.started)
         if self.training:
             with torch.no_grad():
                 current = batch_mean.detach()
-                if bool(self.started):
-                    self.running.mul_(self.momentum).add_((1 - self.momentum) * current)
+                if bool(started):
+                    running.mul_(self.momentum).add_((1 - self.momentum) * current)
                 else:
-                    self.running.copy_(current)
-                    self.started.fill_(True)
-        lam = 1.0 / (self.running.clone() + self.eps)
+                    running.copy_(current)
+                    started.fill_(True)
+        lam = 1.0 / (running.clone() + self.eps)
         return (lam * batch_mean).sum(), lam
 
 
-def make_balancer(cfg: BalancingConfig, terms: list[str], context_dim: int,
-                  fixed_weights: dict[str, float] | None = None) -> Balancer:
+def make_balancer(
+    cfg: BalancingConfig, terms: list[str], context_dim: int, fixed_weights: dict[str, float] | None = None
+) -> Balancer:
     if cfg.method == "fixed":
         return FixedBalancer(terms, fixed_weights or {})
     if cfg.method == "uncertainty":

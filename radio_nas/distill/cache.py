@@ -18,6 +18,7 @@ Every entry is verified before use (readable metadata whose key is the folder's,
 dtype and shapes match it); a broken one (a truncated array, damaged metadata) is rebuilt in
 place under the key's lock, and :func:`list_entries` shows it with its problem.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -67,14 +68,30 @@ def cache_key(teacher: TeacherConfig, dataset: CropDataset, split: str) -> str:
 
     tcfg = {k: v for k, v in teacher.to_dict().items() if k not in _NOT_IN_KEY}
     dcfg = dataset.cfg.to_dict()
-    return stable_id({"v": CACHE_VERSION, "teacher": tcfg, "weights": teacher_fingerprint(teacher),
-                      "data": dcfg, "images": dataset.fingerprint, "split": split,
-                      "n": dataset.size(split)}, length=20)
+    return stable_id(
+        {
+            "v": CACHE_VERSION,
+            "teacher": tcfg,
+            "weights": teacher_fingerprint(teacher),
+            "data": dcfg,
+            "images": dataset.fingerprint,
+            "split": split,
+            "n": dataset.size(split),
+        },
+        length=20,
+    )
 
 
-def teacher_outputs(teachers: Sequence[TeacherConfig], dataset: CropDataset, split: str, *,
-                    root: Path, get_teachers: Callable[[], dict[str, Any]], enabled: bool = True,
-                    progress: bool = True) -> tuple[dict[str, CacheEntry], bool]:
+def teacher_outputs(
+    teachers: Sequence[TeacherConfig],
+    dataset: CropDataset,
+    split: str,
+    *,
+    root: Path,
+    get_teachers: Callable[[], dict[str, Any]],
+    enabled: bool = True,
+    progress: bool = True,
+) -> tuple[dict[str, CacheEntry], bool]:
     """Entries for every teacher on `split`, built where missing. Returns (entries, built_any).
 
     `get_teachers` is called only when something must be computed; teachers whose entries are
@@ -86,8 +103,15 @@ def teacher_outputs(teachers: Sequence[TeacherConfig], dataset: CropDataset, spl
     for t in teachers:
         first.setdefault(keys[t.name], t)
     if len(first) < len(teachers):
-        unique, built = teacher_outputs(list(first.values()), dataset, split, root=root,
-                                        get_teachers=get_teachers, enabled=enabled, progress=progress)
+        unique, built = teacher_outputs(
+            list(first.values()),
+            dataset,
+            split,
+            root=root,
+            get_teachers=get_teachers,
+            enabled=enabled,
+            progress=progress,
+        )
         return {t.name: unique[first[keys[t.name]].name] for t in teachers}, built
     if not enabled:
         return _compute(teachers, keys, dataset, split, get_teachers(), None, progress), True
@@ -106,18 +130,32 @@ def teacher_outputs(teachers: Sequence[TeacherConfig], dataset: CropDataset, spl
     return entries, bool(missing)
 
 
-def _compute(teachers: Sequence[TeacherConfig], keys: dict[str, str], dataset: CropDataset, split: str,
-             models: dict[str, Any], root: Path | None, progress: bool) -> dict[str, CacheEntry]:
+def _compute(
+    teachers: Sequence[TeacherConfig],
+    keys: dict[str, str],
+    dataset: CropDataset,
+    split: str,
+    models: dict[str, Any],
+    root: Path | None,
+    progress: bool,
+) -> dict[str, CacheEntry]:
     from tqdm import tqdm
 
     n = dataset.size(split)
-    tmp = {t.name: (root / f".tmp-{keys[t.name]}-{os.getpid()}-{uuid.uuid4().hex[:8]}") if root else None
-           for t in teachers}
+    tmp = {
+        t.name: (root / f".tmp-{keys[t.name]}-{os.getpid()}-{uuid.uuid4().hex[:8]}") if root else None for t in teachers
+    }
     arrays: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     batch = min(t.batch_size for t in teachers)
     try:
-        with tqdm(total=n * len(teachers), desc=f"teacher outputs ({split})", unit="img", file=sys.stderr,
-                  disable=not progress, leave=False) as bar:
+        with tqdm(
+            total=n * len(teachers),
+            desc=f"teacher outputs ({split})",
+            unit="img",
+            file=sys.stderr,
+            disable=not progress,
+            leave=False,
+        ) as bar:
             for start in range(0, n, batch):
                 idx = range(start, min(start + batch, n))
                 crops: dict[tuple[int, int], np.ndarray] = {}
@@ -130,17 +168,28 @@ def _compute(teachers: Sequence[TeacherConfig], keys: dict[str, str], dataset: C
                         raise ValueError(f"teacher {t.name} gave non-finite outputs on {split} crops {idx}")
                     if t.name not in arrays:
                         arrays[t.name] = _allocate(tmp[t.name], n, s.shape[1:], f.shape[1:])
-                    arrays[t.name][0][idx.start:idx.stop] = np.clip(s, -_FP16_MAX, _FP16_MAX)
-                    arrays[t.name][1][idx.start:idx.stop] = np.clip(f, -_FP16_MAX, _FP16_MAX)
+                    arrays[t.name][0][idx.start : idx.stop] = np.clip(s, -_FP16_MAX, _FP16_MAX)
+                    arrays[t.name][1][idx.start : idx.stop] = np.clip(f, -_FP16_MAX, _FP16_MAX)
                     bar.update(len(idx))
         out = {}
         for t in teachers:
             s, f = arrays[t.name]
-            meta = {"key": keys[t.name], "teacher": t.name, "adapter": t.adapter, "model": t.model,
-                    "summary_output": t.summary.output, "features_output": t.features.output,
-                    "resolution": list(t.size), "split": split, "n": n, "data": dataset.fingerprint,
-                    "summary_shape": list(s.shape), "features_shape": list(f.shape),
-                    "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "version": CACHE_VERSION}
+            meta = {
+                "key": keys[t.name],
+                "teacher": t.name,
+                "adapter": t.adapter,
+                "model": t.model,
+                "summary_output": t.summary.output,
+                "features_output": t.features.output,
+                "resolution": list(t.size),
+                "split": split,
+                "n": n,
+                "data": dataset.fingerprint,
+                "summary_shape": list(s.shape),
+                "features_shape": list(f.shape),
+                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                "version": CACHE_VERSION,
+            }
             if root is None:
                 out[t.name] = CacheEntry(keys[t.name], None, meta, s, f)
                 continue
@@ -155,8 +204,9 @@ def _compute(teachers: Sequence[TeacherConfig], keys: dict[str, str], dataset: C
             _replace_entry(folder, final)
             entry = _open(root, keys[t.name])
             if entry is None:
-                raise RuntimeError(f"teacher cache entry {final} is unreadable right after it was written: "
-                                   f"{verify_entry(final)}")
+                raise RuntimeError(
+                    f"teacher cache entry {final} is unreadable right after it was written: {verify_entry(final)}"
+                )
             out[t.name] = entry
         return out
     finally:
@@ -165,14 +215,17 @@ def _compute(teachers: Sequence[TeacherConfig], keys: dict[str, str], dataset: C
                 shutil.rmtree(path, ignore_errors=True)
 
 
-def _allocate(folder: Path | None, n: int, s_shape: tuple[int, ...], f_shape: tuple[int, ...]
-              ) -> tuple[np.ndarray, np.ndarray]:
+def _allocate(
+    folder: Path | None, n: int, s_shape: tuple[int, ...], f_shape: tuple[int, ...]
+) -> tuple[np.ndarray, np.ndarray]:
     if folder is None:
         return np.zeros((n, *s_shape), np.float16), np.zeros((n, *f_shape), np.float16)
     folder.mkdir(parents=True)
     open_mm = np.lib.format.open_memmap
-    return (open_mm(folder / "summary.npy", mode="w+", dtype=np.float16, shape=(n, *s_shape)),
-            open_mm(folder / "features.npy", mode="w+", dtype=np.float16, shape=(n, *f_shape)))
+    return (
+        open_mm(folder / "summary.npy", mode="w+", dtype=np.float16, shape=(n, *s_shape)),
+        open_mm(folder / "features.npy", mode="w+", dtype=np.float16, shape=(n, *f_shape)),
+    )
 
 
 def _replace_entry(tmp: Path, final: Path) -> None:
@@ -249,7 +302,7 @@ def _locks(root: Path, keys: list[str]) -> Iterator[None]:
     handles = []
     try:
         for key in keys:
-            fh = open(root / f".{key}.lock", "a+")  # noqa: SIM115  (held open until the locks are released)
+            fh = open(root / f".{key}.lock", "a+")
             fcntl.flock(fh, fcntl.LOCK_EX)
             handles.append(fh)
         yield
@@ -272,8 +325,7 @@ def list_entries(root: Path, *, broken: bool = False) -> list[dict[str, Any]]:
         if entry is not None:
             out.append({**entry.meta, "bytes": size, "path": str(folder), "status": "ok"})
         elif broken:
-            out.append({"key": folder.name, "bytes": size, "path": str(folder), "status": "broken",
-                        "problem": problem})
+            out.append({"key": folder.name, "bytes": size, "path": str(folder), "status": "broken", "problem": problem})
     return out
 
 

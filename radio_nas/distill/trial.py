@@ -9,9 +9,11 @@ Trains the student plus per-teacher adaptors for ``pipeline.steps`` on the seede
 against cached teacher outputs, calls ``report(metrics)`` at every multiple of ``eval.every`` (with
 an evaluation on held-out crops, so schedulers such as ASHA can stop it; ``metrics`` has ``step``,
 ``seconds`` and ``fidelity``), then evaluates on all held-out crops. The result is a frozen
-:class:`TrialResult` carrying the learning curve (``fidelity_curve``: step, fidelity, seconds). Training failures (non-finite loss, any exception) end the trial with
-``status: failed`` and a reason; only configuration errors raise, before training starts.
+:class:`TrialResult` carrying the learning curve (``fidelity_curve``: step, fidelity, seconds).
+Training failures (non-finite loss, any exception) end the trial with ``status: failed``
+and a reason; only configuration errors raise, before training starts.
 """
+
 from __future__ import annotations
 
 import json
@@ -165,8 +167,14 @@ class _State:
 _SUMMARY_METRICS = ("fidelity", "fidelity_cos", "feature_smooth_l1", "knn_accuracy")
 
 
-def run_trial(pipeline: PipelineConfig | str | Path | dict, arch: Any, *, report: Report | None = None,
-              weights_path: str | Path | None = None, progress: bool = False) -> TrialResult:
+def run_trial(
+    pipeline: PipelineConfig | str | Path | dict,
+    arch: Any,
+    *,
+    report: Report | None = None,
+    weights_path: str | Path | None = None,
+    progress: bool = False,
+) -> TrialResult:
     """Train and evaluate one student (see module docstring)."""
     from radio_nas.models import build_model, resolve_config
 
@@ -205,7 +213,7 @@ def run_trial(pipeline: PipelineConfig | str | Path | dict, arch: Any, *, report
         status, reason = "failed", str(exc)
     except ConfigError:
         raise  # a bad teacher entry (missing file, unknown output) is the user's to fix, not a trial result
-    except Exception as exc:  # noqa: BLE001 -- a trial never crashes its caller
+    except Exception as exc:
         tail = traceback.format_exception(exc)[-2].strip().replace("\n", " ")
         status, reason = "failed", f"{type(exc).__name__}: {exc} ({tail})"
     finally:
@@ -216,24 +224,39 @@ def run_trial(pipeline: PipelineConfig | str | Path | dict, arch: Any, *, report
     scores: dict[str, float | None] = {k: None for k in _score_keys(pipeline)}
     scores.update({k: v for k, v in m.items() if k in scores})
     return TrialResult(
-        status=status, failure_reason=reason, arch_id=cfg.id, pipeline_id=pipeline.id,
-        **{k: m.get(k) for k in _SUMMARY_METRICS}, scores=scores,
-        fidelity_curve=tuple(state.fidelity_curve), loss_curve=tuple(curve),
+        status=status,
+        failure_reason=reason,
+        arch_id=cfg.id,
+        pipeline_id=pipeline.id,
+        **{k: m.get(k) for k in _SUMMARY_METRICS},
+        scores=scores,
+        fidelity_curve=tuple(state.fidelity_curve),
+        loss_curve=tuple(curve),
         train_loss_final=curve[-1] if curve else None,
         train_loss_mean=float(np.mean(curve)) if curve else None,
-        steps=state.steps, seconds=state.seconds(),
+        steps=state.steps,
+        seconds=state.seconds(),
         steps_per_s=state.steps / busy if busy > 0 else None,
         images_per_s=state.steps * pipeline.batch_size / busy if busy > 0 else None,
-        time_teacher_s=teacher_s, time_student_s=state.time_student_s, time_data_s=state.time_data_s,
-        time_eval_s=state.time_eval_s, wall_s=time.perf_counter() - wall0, cache_hit=hit,
-        weights_path=saved, data_skipped=len(dataset.skipped))
+        time_teacher_s=teacher_s,
+        time_student_s=state.time_student_s,
+        time_data_s=state.time_data_s,
+        time_eval_s=state.time_eval_s,
+        wall_s=time.perf_counter() - wall0,
+        cache_hit=hit,
+        weights_path=saved,
+        data_skipped=len(dataset.skipped),
+    )
 
 
 def _score_keys(pipeline: PipelineConfig) -> list[str]:
     keys = []
     for t in pipeline.teachers:
-        keys += [f"{p}/{t.name}/{m}" for p in ("fidelity", "fidelity_cos", "fidelity_baseline")
-                 for m in ("summary", "features")]
+        keys += [
+            f"{p}/{t.name}/{m}"
+            for p in ("fidelity", "fidelity_cos", "fidelity_baseline")
+            for m in ("summary", "features")
+        ]
         keys += [f"feature_smooth_l1/{t.name}", f"feature_smooth_l1_baseline/{t.name}"]
     return keys
 
@@ -252,9 +275,15 @@ def _targets(pipeline: PipelineConfig, dataset: CropDataset, progress: bool) -> 
         return teachers
 
     def outputs(split: str) -> tuple[dict[str, cache_mod.CacheEntry], bool]:
-        return cache_mod.teacher_outputs(pipeline.teachers, dataset, split, root=pipeline.cache_dir(),
-                                         get_teachers=get_teachers, enabled=pipeline.cache.enabled,
-                                         progress=progress)
+        return cache_mod.teacher_outputs(
+            pipeline.teachers,
+            dataset,
+            split,
+            root=pipeline.cache_dir(),
+            get_teachers=get_teachers,
+            enabled=pipeline.cache.enabled,
+            progress=progress,
+        )
 
     train, built_train = outputs("train")
     evals, built_eval = outputs("eval")
@@ -274,8 +303,13 @@ class _Student(nn.Module):
         for t in pipeline.teachers:
             entry = targets.train[t.name]
             self.adaptors[t.name] = TeacherAdaptor(
-                summary_dim, feature_dim, entry.summary.shape[1], entry.features.shape[1],
-                tuple(entry.features.shape[2:]), pipeline.adaptor.hidden)
+                summary_dim,
+                feature_dim,
+                entry.summary.shape[1],
+                entry.features.shape[1],
+                tuple(entry.features.shape[2:]),
+                pipeline.adaptor.hidden,
+            )
             weights[f"{t.name}/summary"], weights[f"{t.name}/features"] = t.weight_summary, t.weight_features
         self.terms = list(weights)
         self.balancer = make_balancer(pipeline.balancing, self.terms, summary_dim, weights)
@@ -296,8 +330,9 @@ def _images(dataset: CropDataset, split: str, idx: np.ndarray, pipeline: Pipelin
     return x.contiguous(memory_format=torch.channels_last) if pipeline.student.channels_last else x
 
 
-def _teacher_batch(entries: dict[str, cache_mod.CacheEntry], idx: np.ndarray, device: str
-                   ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+def _teacher_batch(
+    entries: dict[str, cache_mod.CacheEntry], idx: np.ndarray, device: str
+) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     order = np.sort(idx)  # memmap reads in file order
     inverse = np.argsort(np.argsort(idx))
     out = {}
@@ -308,8 +343,11 @@ def _teacher_batch(entries: dict[str, cache_mod.CacheEntry], idx: np.ndarray, de
     return out
 
 
-def _losses(student: _Student, outputs: dict[str, tuple[torch.Tensor, torch.Tensor]],
-            targets: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> dict[str, torch.Tensor]:
+def _losses(
+    student: _Student,
+    outputs: dict[str, tuple[torch.Tensor, torch.Tensor]],
+    targets: dict[str, tuple[torch.Tensor, torch.Tensor]],
+) -> dict[str, torch.Tensor]:
     lc = student.loss_cfg
     losses = {}
     for name, (ps, pf) in outputs.items():
@@ -323,8 +361,11 @@ def _optimizer(pipeline: PipelineConfig, student: _Student) -> tuple[torch.optim
     o = pipeline.optim
     decay = [p for p in student.parameters() if p.requires_grad and p.ndim >= 2]
     no_decay = [p for p in student.parameters() if p.requires_grad and p.ndim < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": o.weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=o.lr, betas=o.betas)
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": o.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=o.lr,
+        betas=o.betas,
+    )
     total = max(pipeline.steps, 1)
 
     def factor(step: int) -> float:
@@ -338,8 +379,14 @@ def _optimizer(pipeline: PipelineConfig, student: _Student) -> tuple[torch.optim
     return opt, torch.optim.lr_scheduler.LambdaLR(opt, factor)
 
 
-def _train(pipeline: PipelineConfig, dataset: CropDataset, student: _Student, targets: _Targets,
-           state: _State, report: Report | None) -> None:
+def _train(
+    pipeline: PipelineConfig,
+    dataset: CropDataset,
+    student: _Student,
+    targets: _Targets,
+    state: _State,
+    report: Report | None,
+) -> None:
     device = pipeline.student.device
     student.to(device)
     if pipeline.student.channels_last:
@@ -352,7 +399,7 @@ def _train(pipeline: PipelineConfig, dataset: CropDataset, student: _Student, ta
         t0 = time.perf_counter()
         while len(stream) < pipeline.batch_size:  # epochs over the crop pool, reshuffled each time
             stream = np.concatenate([stream, rng.permutation(pipeline.data.train_size)])
-        idx, stream = stream[:pipeline.batch_size], stream[pipeline.batch_size:]
+        idx, stream = stream[: pipeline.batch_size], stream[pipeline.batch_size :]
         x = _images(dataset, "train", idx, pipeline)
         y = _teacher_batch(targets.train, idx, device)
         t1 = time.perf_counter()
@@ -384,22 +431,31 @@ def _train(pipeline: PipelineConfig, dataset: CropDataset, student: _Student, ta
                 report(_report_metrics(state, point, weights))
 
 
-def _report_metrics(state: _State, point: CurvePoint, weights: dict[str, float] | None = None
-                    ) -> dict[str, Any]:
+def _report_metrics(state: _State, point: CurvePoint, weights: dict[str, float] | None = None) -> dict[str, Any]:
     """What ``report`` gets at an evaluation: step, seconds, train_loss, fidelity, fidelity_cos,
     the per-term ``fidelity/...`` scores and the balancing weights ``lambda/...``."""
     m = state.metrics
-    out = {"step": point.step, "seconds": point.seconds,
-           "train_loss": state.loss_curve[-1] if state.loss_curve else None,
-           "fidelity": point.fidelity, "fidelity_cos": m.get("fidelity_cos")}
+    out = {
+        "step": point.step,
+        "seconds": point.seconds,
+        "train_loss": state.loss_curve[-1] if state.loss_curve else None,
+        "fidelity": point.fidelity,
+        "fidelity_cos": m.get("fidelity_cos"),
+    }
     out.update({k: v for k, v in m.items() if k.startswith("fidelity/")})
     out.update({f"lambda/{k}": v for k, v in (weights or {}).items()})
     return out
 
 
 @torch.no_grad()
-def _embed(pipeline: PipelineConfig, dataset: CropDataset, student: _Student, split: str, n: int,
-           entries: dict[str, cache_mod.CacheEntry] | None) -> tuple[torch.Tensor, dict[str, list[float]]]:
+def _embed(
+    pipeline: PipelineConfig,
+    dataset: CropDataset,
+    student: _Student,
+    split: str,
+    n: int,
+    entries: dict[str, cache_mod.CacheEntry] | None,
+) -> tuple[torch.Tensor, dict[str, list[float]]]:
     """Student summaries of the first `n` crops of `split` and (given entries) per-crop scores:
     ``<teacher>/summary`` and ``<teacher>/features`` cosine, ``<teacher>/smooth_l1``."""
     scores: dict[str, list[float]] = {}
@@ -421,8 +477,9 @@ def _embed(pipeline: PipelineConfig, dataset: CropDataset, student: _Student, sp
     return torch.cat(summaries), scores
 
 
-def _constant_baseline(train: dict[str, cache_mod.CacheEntry], evals: dict[str, cache_mod.CacheEntry],
-                       beta: float, chunk: int = 64) -> dict[str, np.ndarray]:
+def _constant_baseline(
+    train: dict[str, cache_mod.CacheEntry], evals: dict[str, cache_mod.CacheEntry], beta: float, chunk: int = 64
+) -> dict[str, np.ndarray]:
     """Per eval crop, the scores of the constant predictor: the mean teacher output over the cached
     training targets (summary vector, feature map per position), so no teacher runs. It is the
     floor a student must beat; the primary fidelity is normalised against it."""
@@ -432,14 +489,14 @@ def _constant_baseline(train: dict[str, cache_mod.CacheEntry], evals: dict[str, 
         for arr in (entry.summary, entry.features):
             acc = np.zeros(arr.shape[1:], np.float64)
             for i in range(0, arr.shape[0], chunk):  # fp16 on disk, summed in fp32 without a copy
-                acc += np.add.reduce(arr[i:i + chunk], axis=0, dtype=np.float32)
+                acc += np.add.reduce(arr[i : i + chunk], axis=0, dtype=np.float32)
             means.append(torch.from_numpy((acc / max(arr.shape[0], 1)).astype(np.float32)))
         ms, mf = means
         ev = evals[name]
         cols: dict[str, list[float]] = {"summary": [], "features": [], "smooth_l1": []}
         for i in range(0, ev.summary.shape[0], chunk):
-            ts = torch.from_numpy(np.asarray(ev.summary[i:i + chunk], dtype=np.float32))
-            tf = torch.from_numpy(np.asarray(ev.features[i:i + chunk], dtype=np.float32))
+            ts = torch.from_numpy(np.asarray(ev.summary[i : i + chunk], dtype=np.float32))
+            tf = torch.from_numpy(np.asarray(ev.features[i : i + chunk], dtype=np.float32))
             cols["summary"] += summary_fidelity(ms.expand_as(ts), ts).tolist()
             cols["features"] += feature_fidelity(mf.expand_as(tf), tf).tolist()
             cols["smooth_l1"] += feature_smooth_l1(mf.expand_as(tf), tf, beta).tolist()
@@ -452,8 +509,9 @@ def normalised_fidelity(cos: float, baseline: float) -> float:
     return (cos - baseline) / max(1.0 - baseline, 1e-6)
 
 
-def _evaluate(pipeline: PipelineConfig, dataset: CropDataset, student: _Student, targets: _Targets,
-              size: int | None, knn: bool) -> dict[str, Any]:
+def _evaluate(
+    pipeline: PipelineConfig, dataset: CropDataset, student: _Student, targets: _Targets, size: int | None, knn: bool
+) -> dict[str, Any]:
     student.eval()
     n = min(size or dataset.size("eval"), dataset.size("eval"))
     queries, scores = _embed(pipeline, dataset, student, "eval", n, targets.eval)
@@ -479,8 +537,9 @@ def _evaluate(pipeline: PipelineConfig, dataset: CropDataset, student: _Student,
     return out
 
 
-def knn_accuracy(keys: torch.Tensor, key_labels: np.ndarray, queries: torch.Tensor,
-                 query_labels: np.ndarray, k: int = 1) -> float:
+def knn_accuracy(
+    keys: torch.Tensor, key_labels: np.ndarray, queries: torch.Tensor, query_labels: np.ndarray, k: int = 1
+) -> float:
     """Cosine k-NN classification accuracy (majority vote, ties to the nearest)."""
     sim = torch.nn.functional.normalize(queries, dim=1) @ torch.nn.functional.normalize(keys, dim=1).T
     k = min(k, keys.shape[0])
@@ -500,8 +559,11 @@ def _save(student: _Student, cfg: Any, pipeline: PipelineConfig, path: Path) -> 
 
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in student.state_dict().items()}
-    meta = {"arch": json.dumps(cfg.to_dict()), "pipeline_id": pipeline.id,
-            "teachers": json.dumps([t.name for t in pipeline.teachers])}
+    meta = {
+        "arch": json.dumps(cfg.to_dict()),
+        "pipeline_id": pipeline.id,
+        "teachers": json.dumps([t.name for t in pipeline.teachers]),
+    }
     tmp = path.with_name(path.name + ".tmp")
     save_file(tensors, str(tmp), metadata=meta)
     tmp.replace(path)

@@ -7,6 +7,7 @@ handle or be a known zero-cost op (elementwise, by the usual MAC convention); an
 
     >>> count_gmacs("t", resolution=(224, 224))
 """
+
 from __future__ import annotations
 
 import warnings
@@ -20,11 +21,44 @@ from torch import nn
 from radio_nas._config import ConfigError
 
 # Elementwise and bookkeeping ops: 0 MACs by convention (fvcore already ignores its own list).
-ZERO_COST_OPS = frozenset(f"aten::{op}" for op in (
-    "add", "add_", "sub", "rsub", "mul", "mul_", "div", "neg", "abs", "sign", "log2", "exp", "pow",
-    "sigmoid", "gelu", "silu", "silu_", "hardswish", "softmax", "tanh", "mean", "sum", "repeat",
-    "clone", "pad", "expand_as", "masked_fill_", "fill_", "scatter", "sqrt", "rsqrt", "erf", "numpy_T",
-))
+ZERO_COST_OPS = frozenset(
+    f"aten::{op}"
+    for op in (
+        "add",
+        "add_",
+        "sub",
+        "rsub",
+        "mul",
+        "mul_",
+        "div",
+        "neg",
+        "abs",
+        "sign",
+        "log2",
+        "exp",
+        "pow",
+        "sigmoid",
+        "gelu",
+        "silu",
+        "silu_",
+        "hardswish",
+        "softmax",
+        "tanh",
+        "mean",
+        "sum",
+        "repeat",
+        "clone",
+        "pad",
+        "expand_as",
+        "masked_fill_",
+        "fill_",
+        "scatter",
+        "sqrt",
+        "rsqrt",
+        "erf",
+        "numpy_T",
+    )
+)
 
 
 def _sdpa_macs(inputs: list[Any], outputs: list[Any]) -> int:
@@ -64,8 +98,9 @@ def flop_analysis(model: nn.Module, resolution: tuple[int, int], batch_size: int
         model.train(was_training)
     unknown = {op: n for op, n in analysis.unsupported_ops().items() if op not in ZERO_COST_OPS}
     if unknown:
-        raise RuntimeError(f"FLOP count would skip ops with no handle: {dict(unknown)}; "
-                           "add a handle in radio_nas.measure.flops")
+        raise RuntimeError(
+            f"FLOP count would skip ops with no handle: {dict(unknown)}; add a handle in radio_nas.measure.flops"
+        )
     return analysis
 
 

@@ -8,6 +8,7 @@ meets the same variant many times.
     >>> r = measure_latency(build_model("t"), (224, 224), batch_size=1)
     >>> r.median_ms, r.p90_ms, r.device_name
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -81,9 +82,17 @@ def check_settings(device: str, dtype: str) -> None:
         raise ConfigError(f"expected one of {', '.join(DTYPES)}, got {dtype!r}", key="--dtype")
 
 
-def measure_latency(model: nn.Module, resolution: tuple[int, int], batch_size: int = 1,
-                    device: str = "cpu", dtype: str = "fp32", channels_last: bool = False,
-                    warmup: int = 10, runs: int = 50, deploy: bool = True) -> LatencyResult:
+def measure_latency(
+    model: nn.Module,
+    resolution: tuple[int, int],
+    batch_size: int = 1,
+    device: str = "cpu",
+    dtype: str = "fp32",
+    channels_last: bool = False,
+    warmup: int = 10,
+    runs: int = 50,
+    deploy: bool = True,
+) -> LatencyResult:
     """Median/p90 forward latency in ms of `model` (eval mode, no grad, autocast for bf16/fp16).
 
     `deploy`: time a deployable copy (:func:`radio_nas.models.deploy_model`: BatchNorm folded,
@@ -114,8 +123,7 @@ def measure_latency(model: nn.Module, resolution: tuple[int, int], batch_size: i
         if cuda:
             torch.cuda.synchronize(device)
             torch.cuda.reset_peak_memory_stats(device)
-            events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
-                      for _ in range(runs)]
+            events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(runs)]
             for start, end in events:
                 start.record()
                 model(x)
@@ -136,39 +144,83 @@ def measure_latency(model: nn.Module, resolution: tuple[int, int], batch_size: i
 
     median = statistics.median(times)
     return LatencyResult(
-        median_ms=median, p90_ms=float(np.quantile(times, 0.9)), mean_ms=statistics.fmean(times), runs=runs,
-        batch_size=batch_size, resolution=(h, w), device=device, device_name=device_name(device),
-        dtype=dtype, channels_last=channels_last, images_per_s=batch_size / median * 1e3,
-        deploy=deploy, peak_memory_mb=peak)
+        median_ms=median,
+        p90_ms=float(np.quantile(times, 0.9)),
+        mean_ms=statistics.fmean(times),
+        runs=runs,
+        batch_size=batch_size,
+        resolution=(h, w),
+        device=device,
+        device_name=device_name(device),
+        dtype=dtype,
+        channels_last=channels_last,
+        images_per_s=batch_size / median * 1e3,
+        deploy=deploy,
+        peak_memory_mb=peak,
+    )
 
 
-def cached_latency(cfg: Any, cache_dir: str | Path, resolution: tuple[int, int], batch_size: int = 1,
-                   device: str = "cpu", dtype: str = "fp32", channels_last: bool = False,
-                   runs: int = 50, warmup: int = 10, deploy: bool = True) -> LatencyResult:
+def cached_latency(
+    cfg: Any,
+    cache_dir: str | Path,
+    resolution: tuple[int, int],
+    batch_size: int = 1,
+    device: str = "cpu",
+    dtype: str = "fp32",
+    channels_last: bool = False,
+    runs: int = 50,
+    warmup: int = 10,
+    deploy: bool = True,
+) -> LatencyResult:
     """:func:`measure_latency` of the model `cfg` builds, cached by arch id + settings + device name."""
     from radio_nas.models import build_model
 
     check_settings(device, dtype)
-    path = latency_cache_path(cfg, cache_dir, resolution, batch_size, device, dtype, channels_last, runs,
-                              deploy)
+    path = latency_cache_path(cfg, cache_dir, resolution, batch_size, device, dtype, channels_last, runs, deploy)
     if path.is_file():
         with contextlib.suppress(ValueError, TypeError, KeyError):
             data = json.loads(path.read_text())
             data["resolution"] = tuple(data["resolution"])
             return LatencyResult(**data)
-    result = measure_latency(build_model(cfg, resolution=resolution), resolution, batch_size, device, dtype,
-                             channels_last, warmup=warmup, runs=runs, deploy=deploy)
+    result = measure_latency(
+        build_model(cfg, resolution=resolution),
+        resolution,
+        batch_size,
+        device,
+        dtype,
+        channels_last,
+        warmup=warmup,
+        runs=runs,
+        deploy=deploy,
+    )
     atomic_write(path, json.dumps(result.to_dict()))
     return result
 
 
-def latency_cache_path(cfg: Any, cache_dir: str | Path, resolution: tuple[int, int], batch_size: int = 1,
-                       device: str = "cpu", dtype: str = "fp32", channels_last: bool = False,
-                       runs: int = 50, deploy: bool = True) -> Path:
+def latency_cache_path(
+    cfg: Any,
+    cache_dir: str | Path,
+    resolution: tuple[int, int],
+    batch_size: int = 1,
+    device: str = "cpu",
+    dtype: str = "fp32",
+    channels_last: bool = False,
+    runs: int = 50,
+    deploy: bool = True,
+) -> Path:
     """Where :func:`cached_latency` keeps this measurement (the device name includes the thread count)."""
-    key = stable_id({"arch": cfg.id, "resolution": list(resolution), "batch": batch_size, "device":
-                     device_name(device), "dtype": dtype, "channels_last": channels_last, "runs": runs,
-                     "deploy": deploy})
+    key = stable_id(
+        {
+            "arch": cfg.id,
+            "resolution": list(resolution),
+            "batch": batch_size,
+            "device": device_name(device),
+            "dtype": dtype,
+            "channels_last": channels_last,
+            "runs": runs,
+            "deploy": deploy,
+        }
+    )
     return Path(cache_dir) / f"latency-{key}.json"
 
 

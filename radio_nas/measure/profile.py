@@ -1,4 +1,5 @@
 """One variant's profile: size, compute, speed and memory, with the machine it was measured on."""
+
 from __future__ import annotations
 
 import platform
@@ -19,13 +20,27 @@ def versions() -> dict[str, str]:
 
     import fvcore  # noqa: F401  (version via metadata)
 
-    return {"radio_nas": __version__, "torch": torch.__version__, "fvcore": version("fvcore"),
-            "python": platform.python_version()}
+    return {
+        "radio_nas": __version__,
+        "torch": torch.__version__,
+        "fvcore": version("fvcore"),
+        "python": platform.python_version(),
+    }
 
 
-def profile(spec: Any, resolution: Any = 224, batch_size: int = 1, device: str = "cpu",
-            dtype: str = "fp32", channels_last: bool = False, runs: int = 50, warmup: int = 10,
-            deploy: bool = True, weights: str | None = None, **overrides: Any) -> dict[str, Any]:
+def profile(
+    spec: Any,
+    resolution: Any = 224,
+    batch_size: int = 1,
+    device: str = "cpu",
+    dtype: str = "fp32",
+    channels_last: bool = False,
+    runs: int = 50,
+    warmup: int = 10,
+    deploy: bool = True,
+    weights: str | None = None,
+    **overrides: Any,
+) -> dict[str, Any]:
     """Params, GMACs (per image) and latency of the variant `spec` (preset, dict, YAML, config);
     `weights`: a torch checkpoint to load first (weights-only; published E-RADIO v2 names mapped)."""
     from radio_nas.models import build_model, resolve_config
@@ -44,8 +59,14 @@ def profile(spec: Any, resolution: Any = 224, batch_size: int = 1, device: str =
     gmacs = count_gmacs(model, (h, w))
     latency = measure_latency(model, (h, w), batch_size, device, dtype, channels_last, warmup, runs, deploy)
     result = {
-        "arch_id": cfg.id, "arch": cfg.to_dict(), "resolution": [h, w], "params": count_params(model),
-        "gmacs": gmacs, "latency": latency.to_dict(), "versions": versions(), "weights": weights,
+        "arch_id": cfg.id,
+        "arch": cfg.to_dict(),
+        "resolution": [h, w],
+        "params": count_params(model),
+        "gmacs": gmacs,
+        "latency": latency.to_dict(),
+        "versions": versions(),
+        "weights": weights,
     }
     if isinstance(model, ERadio):  # the windows used, and any map they pad
         result["windows"] = list(model.window_sizes)

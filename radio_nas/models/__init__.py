@@ -8,6 +8,7 @@
 A config source is a preset name, a mapping (``{"preset": "t", "width": 96}`` or full fields), a
 YAML file holding such a mapping (or an exported variant with an ``arch:`` section), or a config.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -29,8 +30,10 @@ class Family(NamedTuple):
     presets: dict[str, dict[str, Any]]
 
 
-FAMILIES: dict[str, Family] = {"eradio": Family(ERadioConfig, ERadio, ERADIO_PRESETS),
-                               "vit": Family(ViTConfig, ViT, VIT_PRESETS)}
+FAMILIES: dict[str, Family] = {
+    "eradio": Family(ERadioConfig, ERadio, ERADIO_PRESETS),
+    "vit": Family(ViTConfig, ViT, VIT_PRESETS),
+}
 
 
 def register_family(name: str, family: Family) -> None:
@@ -60,8 +63,10 @@ def resolve_config(spec: Any, **overrides: Any) -> Config:
         if isinstance(data.get("arch"), dict):  # an exported variant
             data = dict(data["arch"])
     else:
-        raise ConfigError(f"unknown preset or file {str(spec)!r}; expected one of "
-                          f"{', '.join(preset_names())} or a .yaml file", key="arch")
+        raise ConfigError(
+            f"unknown preset or file {str(spec)!r}; expected one of {', '.join(preset_names())} or a .yaml file",
+            key="arch",
+        )
     try:
         return _from_mapping({**data, **overrides})
     except ConfigError as exc:
@@ -90,16 +95,14 @@ def _from_mapping(data: dict[str, Any]) -> Config:
     if preset is not None:
         owner = next((n for n, f in FAMILIES.items() if preset in f.presets), None)
         if owner is None:
-            raise ConfigError(f"unknown preset {preset!r}; expected one of {', '.join(preset_names())}",
-                              key="preset")
+            raise ConfigError(f"unknown preset {preset!r}; expected one of {', '.join(preset_names())}", key="preset")
         if family_name not in (None, owner):
             raise ConfigError(f"preset {preset!r} belongs to family {owner!r}", key="family")
         family_name = owner
         data = {**FAMILIES[owner].presets[preset], **data}
     family_name = family_name or "eradio"
     if family_name not in FAMILIES:
-        raise ConfigError(f"unknown family {family_name!r}; expected one of {', '.join(FAMILIES)}",
-                          key="family")
+        raise ConfigError(f"unknown family {family_name!r}; expected one of {', '.join(FAMILIES)}", key="family")
     return FAMILIES[family_name].config.from_dict(data)
 
 

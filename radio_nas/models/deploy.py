@@ -6,6 +6,7 @@ The position bias needs nothing here: it is cached by itself in eval mode withou
     >>> fast = deploy_model(model)          # a folded copy, eval mode; `model` is untouched
     >>> model.switch_to_deploy()            # or in place (E-RADIO); train() then refuses
 """
+
 from __future__ import annotations
 
 import copy
@@ -18,8 +19,9 @@ def fold_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> None:
     """Fold `bn` (eval statistics) into `conv` in place: conv(x) -> bn(conv(x))."""
     if bn.running_var is None or bn.running_mean is None:
         raise ValueError("BatchNorm without running statistics cannot be folded")
-    scale = bn.weight.detach() * torch.rsqrt(bn.running_var + bn.eps) if bn.affine else \
-        torch.rsqrt(bn.running_var + bn.eps)
+    scale = (
+        bn.weight.detach() * torch.rsqrt(bn.running_var + bn.eps) if bn.affine else torch.rsqrt(bn.running_var + bn.eps)
+    )
     shift = bn.bias.detach() if bn.affine else torch.zeros_like(scale)
     bias = conv.bias.detach() if conv.bias is not None else torch.zeros_like(scale)
     with torch.no_grad():
@@ -39,8 +41,7 @@ def fuse_conv_bn(module: nn.Module) -> int:
     for seq in [m for m in module.modules() if isinstance(m, nn.Sequential)]:
         for i in range(len(seq) - 1):
             conv, bn = seq[i], seq[i + 1]
-            if (isinstance(conv, nn.Conv2d) and type(bn) is nn.BatchNorm2d
-                    and bn.num_features == conv.out_channels):
+            if isinstance(conv, nn.Conv2d) and type(bn) is nn.BatchNorm2d and bn.num_features == conv.out_channels:
                 fold_conv_bn(conv, bn)
                 seq[i + 1] = nn.Identity()
                 folded += 1

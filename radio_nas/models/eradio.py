@@ -25,6 +25,7 @@ Usage::
     >>> model = build_model("t", window_sizes=(7, 7))
     >>> summary, features = model(torch.randn(2, 3, 224, 224))   # (2, 320), (2, 320, 14, 14)
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -111,7 +112,9 @@ class ERadioConfig(Config):
             if (self.width * mult) % self.head_dim:
                 raise ConfigError(
                     f"stage {stage} width {mult}*{self.width}={self.width * mult} is not divisible by "
-                    f"head_dim {self.head_dim}", key="head_dim")
+                    f"head_dim {self.head_dim}",
+                    key="head_dim",
+                )
         if self.mlp_ratio <= 0:
             raise ConfigError(f"expected a positive number, got {self.mlp_ratio}", key="mlp_ratio")
         if self.window_sizes != "auto":
@@ -121,12 +124,14 @@ class ERadioConfig(Config):
         if self.max_window < 1:
             raise ConfigError(f"expected an integer >= 1, got {self.max_window}", key="max_window")
         if self.pretrained_window is not None and self.pretrained_window < 2:
-            raise ConfigError(f"expected an integer >= 2 or null, got {self.pretrained_window}",
-                              key="pretrained_window")
+            raise ConfigError(
+                f"expected an integer >= 2 or null, got {self.pretrained_window}", key="pretrained_window"
+            )
         for i, pattern in enumerate(self.mra_pattern):
             if not pattern:
-                raise ConfigError("pattern is empty; expected a list of ratios >= 1 such as [2, 1]",
-                                  key=f"mra_pattern[{i}]")
+                raise ConfigError(
+                    "pattern is empty; expected a list of ratios >= 1 such as [2, 1]", key=f"mra_pattern[{i}]"
+                )
             for r in pattern:
                 if r < 1:
                     raise ConfigError(f"ratios must be integers >= 1, got {r}", key=f"mra_pattern[{i}]")
@@ -146,7 +151,7 @@ class ERadioConfig(Config):
         # rather than listing both arms of the list-or-"auto" union
         if isinstance(data, dict) and isinstance(data.get("window_sizes"), (list, tuple)):
             coerce(tuple[int, int], data["window_sizes"], key=f"{key}.window_sizes" if key else "window_sizes")
-        return super().from_dict(data, key=key)  # type: ignore[no-any-return]
+        return super().from_dict(data, key=key)
 
     def windows_for(self, height: int, width: int) -> tuple[int, int]:
         """Windows of stages 3 and 4 at input height x width: the pinned ones, or for ``auto`` the
@@ -168,8 +173,10 @@ class ERadioConfig(Config):
             for r in sorted(set(self.stage_ratios(stage))):
                 h, w = height // stride // r, width // stride // r
                 if h % ws or w % ws:
-                    out.append(f"stage {stage} ratio {r}: map {h}x{w} padded to "
-                               f"{h + (-h) % ws}x{w + (-w) % ws} for window {ws}")
+                    out.append(
+                        f"stage {stage} ratio {r}: map {h}x{w} padded to "
+                        f"{h + (-h) % ws}x{w + (-w) % ws} for window {ws}"
+                    )
         return out
 
     def stage_ratios(self, stage: int) -> tuple[int, ...]:
@@ -190,14 +197,18 @@ class ERadioConfig(Config):
         if height <= 0 or width <= 0 or height % INPUT_MULTIPLE or width % INPUT_MULTIPLE:
             raise ConfigError(
                 f"{height}x{width} is not supported; both sides must be positive multiples of "
-                f"{INPUT_MULTIPLE} (e.g. 224, 256x384)", key="resolution")
+                f"{INPUT_MULTIPLE} (e.g. 224, 256x384)",
+                key="resolution",
+            )
         for i, (stride, pattern) in enumerate(zip((16, 32), self.mra_pattern)):
             h, w = height // stride, width // stride
             for r in pattern:
                 if h % r or w % r:
                     raise ConfigError(
                         f"ratio {r} does not divide the stage-{i + 3} map {h}x{w} at input "
-                        f"{height}x{width}; use ratios that divide it", key=f"mra_pattern[{i}]")
+                        f"{height}x{width}; use ratios that divide it",
+                        key=f"mra_pattern[{i}]",
+                    )
 
 
 PRESETS: dict[str, dict] = {
@@ -208,9 +219,18 @@ PRESETS: dict[str, dict] = {
     "l": {"width": 192, "depths": (3, 3, 5, 5), "head_dim": 96},
     # The published E-RADIO v2 ("eradio_large_fullres_ws16") options, for comparison.
     # Windows: auto up to 16 (the "ws16"), bias coordinates normalised by the trained window 16.
-    "l-v2": {"width": 192, "depths": (3, 3, 5, 5), "stem_width": 64, "head_dim": 96, "max_window": 16,
-             "pretrained_window": 16, "pre_conv": "dense", "mra_merge": "half", "fusion": "neck",
-             "output_dim": 1536},
+    "l-v2": {
+        "width": 192,
+        "depths": (3, 3, 5, 5),
+        "stem_width": 64,
+        "head_dim": 96,
+        "max_window": 16,
+        "pretrained_window": 16,
+        "pre_conv": "dense",
+        "mra_merge": "half",
+        "fusion": "neck",
+        "output_dim": 1536,
+    },
 }
 """Seed §A.2 presets: C = XT 64, T 80, S 96, B 128, L 192; depths [1,3,4,5] for XT/T, else [3,3,5,5]."""
 
@@ -234,8 +254,15 @@ def _largest_divisor(n: int, at_most: int) -> int:
 class ConvBNAct(nn.Sequential):
     """Conv2d (no bias) -> BatchNorm -> activation, 'same' padding."""
 
-    def __init__(self, in_chs: int, out_chs: int, kernel_size: int = 1, stride: int = 1,
-                 groups: int = 1, act: type[nn.Module] | None = nn.SiLU):
+    def __init__(
+        self,
+        in_chs: int,
+        out_chs: int,
+        kernel_size: int = 1,
+        stride: int = 1,
+        groups: int = 1,
+        act: type[nn.Module] | None = nn.SiLU,
+    ):
         super().__init__(
             nn.Conv2d(in_chs, out_chs, kernel_size, stride, kernel_size // 2, groups=groups, bias=False),
             nn.BatchNorm2d(out_chs),
@@ -247,8 +274,7 @@ class Stem(nn.Sequential):
     """Two 3x3 stride-2 conv-BN-ReLU: stride 4."""
 
     def __init__(self, in_chs: int, mid_chs: int, out_chs: int):
-        super().__init__(ConvBNAct(in_chs, mid_chs, 3, 2, act=nn.ReLU),
-                         ConvBNAct(mid_chs, out_chs, 3, 2, act=nn.ReLU))
+        super().__init__(ConvBNAct(in_chs, mid_chs, 3, 2, act=nn.ReLU), ConvBNAct(mid_chs, out_chs, 3, 2, act=nn.ReLU))
 
 
 class Bottleneck(nn.Module):
@@ -303,8 +329,7 @@ class ContinuousPositionBias(nn.Module):
 
     def __init__(self, window_size: int, num_heads: int, hidden: int, pretrained_window: int | None = None):
         super().__init__()
-        self.mlp = nn.Sequential(nn.Linear(2, hidden), nn.ReLU(inplace=True),
-                                 nn.Linear(hidden, num_heads, bias=False))
+        self.mlp = nn.Sequential(nn.Linear(2, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, num_heads, bias=False))
         self.pretrained_window = pretrained_window
         self._cache: tuple[tuple[Any, ...], torch.Tensor] | None = None
         self.set_window(window_size)
@@ -329,8 +354,11 @@ class ContinuousPositionBias(nn.Module):
         if self.training or torch.is_grad_enabled():
             return self._compute()
         device = self.table.device
-        key = (device, torch.is_autocast_enabled(device.type) and torch.get_autocast_dtype(device.type),
-               *((p.data_ptr(), p._version) for p in self.mlp.parameters()))
+        key = (
+            device,
+            torch.is_autocast_enabled(device.type) and torch.get_autocast_dtype(device.type),
+            *((p.data_ptr(), p._version) for p in self.mlp.parameters()),
+        )
         if self._cache is None or self._cache[0] != key:
             self._cache = (key, self._compute())
         return self._cache[1]
@@ -352,14 +380,23 @@ class ContinuousPositionBias(nn.Module):
 class WindowAttention(nn.Module):
     """Multi-head self-attention inside windows via F.scaled_dot_product_attention."""
 
-    def __init__(self, dim: int, num_heads: int, window_size: int, qkv_bias: bool = False,
-                 pos_bias: bool = True, cpb_hidden: int = 512, pretrained_window: int | None = None):
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        window_size: int,
+        qkv_bias: bool = False,
+        pos_bias: bool = True,
+        cpb_hidden: int = 512,
+        pretrained_window: int | None = None,
+    ):
         super().__init__()
         self.num_heads = num_heads
         self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
         self.proj = nn.Linear(dim, dim, bias=False)
-        self.pos_bias = (ContinuousPositionBias(window_size, num_heads, cpb_hidden, pretrained_window)
-                         if pos_bias else None)
+        self.pos_bias = (
+            ContinuousPositionBias(window_size, num_heads, cpb_hidden, pretrained_window) if pos_bias else None
+        )
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """x: (B*, N, C); mask: additive (B* or 1, 1, N, N) or None."""
@@ -372,7 +409,6 @@ class WindowAttention(nn.Module):
             bias = mask.to(q.dtype) if bias is None else bias + mask.to(q.dtype)
         x = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
         return self.proj(x.transpose(1, 2).reshape(b, n, c))
-
 
 
 def window_partition(x: torch.Tensor, ws: int) -> torch.Tensor:
@@ -401,14 +437,21 @@ class WindowTransformerBlock(nn.Module):
     """Pre-norm windowed MHSA + MLP on an NCHW map; maps not a multiple of the window are padded
     (padded keys masked out) and cropped back."""
 
-    def __init__(self, dim: int, num_heads: int, window_size: int, mlp_ratio: float = 4.0,
-                 qkv_bias: bool = False, pos_bias: bool = True, cpb_hidden: int = 512,
-                 pretrained_window: int | None = None):
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        window_size: int,
+        mlp_ratio: float = 4.0,
+        qkv_bias: bool = False,
+        pos_bias: bool = True,
+        cpb_hidden: int = 512,
+        pretrained_window: int | None = None,
+    ):
         super().__init__()
         self.window_size = window_size
         self.norm1 = nn.LayerNorm(dim)
-        self.attn = WindowAttention(dim, num_heads, window_size, qkv_bias, pos_bias, cpb_hidden,
-                                    pretrained_window)
+        self.attn = WindowAttention(dim, num_heads, window_size, qkv_bias, pos_bias, cpb_hidden, pretrained_window)
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = Mlp(dim, int(dim * mlp_ratio), bias=False)
 
@@ -440,10 +483,22 @@ class MRABlock(nn.Module):
     """One multi-resolution attention block: [pre-conv] -> subsample(r) -> windowed attention ->
     upsample(r) -> merge with the input. r = 1 is plain windowed attention."""
 
-    def __init__(self, dim: int, num_heads: int, window_size: int, ratio: int, *,
-                 mlp_ratio: float = 4.0, qkv_bias: bool = False, pos_bias: bool = True,
-                 cpb_hidden: int = 512, pre_conv: str = "none", resample: str = "conv",
-                 merge: str = "residual", pretrained_window: int | None = None):
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        window_size: int,
+        ratio: int,
+        *,
+        mlp_ratio: float = 4.0,
+        qkv_bias: bool = False,
+        pos_bias: bool = True,
+        cpb_hidden: int = 512,
+        pre_conv: str = "none",
+        resample: str = "conv",
+        merge: str = "residual",
+        pretrained_window: int | None = None,
+    ):
         super().__init__()
         self.ratio, self.merge = ratio, merge
         self.pre_conv = None
@@ -457,10 +512,12 @@ class MRABlock(nn.Module):
                 self.upsample = nn.ConvTranspose2d(dim, dim, ratio, ratio)
             else:
                 self.subsample = nn.Sequential(nn.AvgPool2d(ratio), ConvBNAct(dim, dim, 1, act=None))
-                self.upsample = nn.Sequential(nn.Upsample(scale_factor=ratio, mode="nearest"),
-                                              ConvBNAct(dim, dim, 1, act=None))
-        self.block = WindowTransformerBlock(dim, num_heads, window_size, mlp_ratio, qkv_bias,
-                                            pos_bias, cpb_hidden, pretrained_window)
+                self.upsample = nn.Sequential(
+                    nn.Upsample(scale_factor=ratio, mode="nearest"), ConvBNAct(dim, dim, 1, act=None)
+                )
+        self.block = WindowTransformerBlock(
+            dim, num_heads, window_size, mlp_ratio, qkv_bias, pos_bias, cpb_hidden, pretrained_window
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         skip = x
@@ -487,17 +544,28 @@ class ConvStage(nn.Module):
 class AttentionStage(nn.Module):
     """Downsample -> one MRA block per ratio in `ratios` (see ``ERadioConfig.stage_ratios``)."""
 
-    def __init__(self, in_chs: int, out_chs: int, ratios: tuple[int, ...], window_size: int,
-                 cfg: ERadioConfig):
+    def __init__(self, in_chs: int, out_chs: int, ratios: tuple[int, ...], window_size: int, cfg: ERadioConfig):
         super().__init__()
         self.downsample = Downsample(in_chs, out_chs)
-        self.blocks = nn.Sequential(*(
-            MRABlock(out_chs, out_chs // cfg.head_dim, window_size, ratio, mlp_ratio=cfg.mlp_ratio,
-                     qkv_bias=cfg.qkv_bias, pos_bias=cfg.pos_bias == "swinv2",
-                     cpb_hidden=cfg.cpb_hidden, pre_conv=cfg.pre_conv,
-                     resample=cfg.mra_resample, merge=cfg.mra_merge,
-                     pretrained_window=cfg.pretrained_window)
-            for ratio in ratios))
+        self.blocks = nn.Sequential(
+            *(
+                MRABlock(
+                    out_chs,
+                    out_chs // cfg.head_dim,
+                    window_size,
+                    ratio,
+                    mlp_ratio=cfg.mlp_ratio,
+                    qkv_bias=cfg.qkv_bias,
+                    pos_bias=cfg.pos_bias == "swinv2",
+                    cpb_hidden=cfg.cpb_hidden,
+                    pre_conv=cfg.pre_conv,
+                    resample=cfg.mra_resample,
+                    merge=cfg.mra_merge,
+                    pretrained_window=cfg.pretrained_window,
+                )
+                for ratio in ratios
+            )
+        )
 
     def set_window(self, window_size: int) -> None:
         for block in self.blocks:
@@ -533,8 +601,9 @@ class NeckFusion(nn.Module):
     @staticmethod
     def _branch(chs: int, out_dim: int, scale: int) -> nn.Sequential:
         up = nn.Upsample(scale_factor=scale, mode="nearest") if scale > 1 else nn.Identity()
-        return nn.Sequential(up, nn.Conv2d(chs, chs, 3, padding=1, groups=chs), nn.BatchNorm2d(chs),
-                             nn.Conv2d(chs, out_dim, 1))
+        return nn.Sequential(
+            up, nn.Conv2d(chs, chs, 3, padding=1, groups=chs), nn.BatchNorm2d(chs), nn.Conv2d(chs, out_dim, 1)
+        )
 
     def forward(self, x3: torch.Tensor, x4: torch.Tensor) -> torch.Tensor:
         return self.proj[0](x3) + self.proj[1](x4)
@@ -555,12 +624,14 @@ class ERadio(nn.Module):
         self._windows = ws3, ws4 = cfg.windows_for(*(input_size or (224, 224)))  # the seed's input until told
         c1, c2, c3, c4 = cfg.widths
         self.stem = Stem(in_chans, cfg.stem_width or c1 // 2, c1)
-        self.stages = nn.ModuleList([
-            ConvStage(c1, c1, cfg.depths[0], downsample=False),
-            ConvStage(c1, c2, cfg.depths[1], downsample=True),
-            AttentionStage(c2, c3, cfg.stage_ratios(3), ws3, cfg),
-            AttentionStage(c3, c4, cfg.stage_ratios(4), ws4, cfg),
-        ])
+        self.stages = nn.ModuleList(
+            [
+                ConvStage(c1, c1, cfg.depths[0], downsample=False),
+                ConvStage(c1, c2, cfg.depths[1], downsample=True),
+                AttentionStage(c2, c3, cfg.stage_ratios(3), ws3, cfg),
+                AttentionStage(c3, c4, cfg.stage_ratios(4), ws4, cfg),
+            ]
+        )
         if cfg.fusion == "deconv":
             self.fusion: nn.Module = DeconvFusion(c3, c4, cfg.output_dim)
         else:
@@ -583,8 +654,9 @@ class ERadio(nn.Module):
 
     def train(self, mode: bool = True) -> ERadio:
         if mode and self.deployed:
-            raise RuntimeError("this E-RADIO was switched to deploy (BatchNorm folded): inference only; "
-                               "build a fresh model to train")
+            raise RuntimeError(
+                "this E-RADIO was switched to deploy (BatchNorm folded): inference only; build a fresh model to train"
+            )
         return super().train(mode)
 
     @property
@@ -606,9 +678,13 @@ class ERadio(nn.Module):
         padded = self.cfg.window_padding(height, width)
         if padded and self.cfg.window_sizes != "auto" and (height, width) not in self._warned:
             self._warned.add((height, width))
-            warnings.warn(f"window_sizes {list(self.cfg.window_sizes)} do not tile a {height}x{width} "
-                          f"input ({'; '.join(padded)}); set window_sizes: auto to choose them from "
-                          "the resolution", WindowPaddingWarning, stacklevel=3)
+            warnings.warn(
+                f"window_sizes {list(self.cfg.window_sizes)} do not tile a {height}x{width} "
+                f"input ({'; '.join(padded)}); set window_sizes: auto to choose them from "
+                "the resolution",
+                WindowPaddingWarning,
+                stacklevel=3,
+            )
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Stride-16 spatial features (B, D, H/16, W/16)."""
@@ -625,4 +701,3 @@ class ERadio(nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         features = self.forward_features(x)
         return features.mean(dim=(2, 3)), features
-

@@ -1,4 +1,5 @@
 """Layers and initialisation shared by the student families."""
+
 from __future__ import annotations
 
 from torch import nn

@@ -9,6 +9,7 @@ at whatever window the resolution picks (7 at 224, 16 at 512).
     >>> model = load_published_eradio("eradio_v2.pth.tar")          # l-v2, eval mode
     >>> ours = map_published_state_dict(published, resolve_config("l-v2"))
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,8 +36,10 @@ PREFIXES = ("base_model.", "model.", "module.")
 _ATTN = r"levels\.(?P<s>[23])\.blocks\.(?P<u>\d+)\.attention_blocks\.(?P<k>\d+)\."
 _TABLE: tuple[tuple[str, str], ...] = (
     (r"patch_embed\.conv_down\.(?P<i>[02])\.(?P<cb>conv|bn)", "stem.{stem}.{cb}"),
-    (r"levels\.(?P<s>[01])\.blocks\.(?P<part>cv1|cv2|m\.\d+\.cv1|m\.\d+\.cv2)\.(?P<cb>conv|bn)",
-     "stages.{s}.blocks.{part}.{cb}"),
+    (
+        r"levels\.(?P<s>[01])\.blocks\.(?P<part>cv1|cv2|m\.\d+\.cv1|m\.\d+\.cv2)\.(?P<cb>conv|bn)",
+        "stages.{s}.blocks.{part}.{cb}",
+    ),
     (r"levels\.(?P<s>[012])\.downsample\.reduction\.(?P<cb>conv|bn)", "stages.{down}.downsample.{cb}"),
     (_ATTN + r"downsample_op", "stages.{s}.blocks.{block}.subsample"),
     (_ATTN + r"upsample_op", "stages.{s}.blocks.{block}.upsample"),
@@ -54,7 +57,8 @@ _LEAF = r"\.(?P<leaf>weight|bias|running_mean|running_var|num_batches_tracked)"
 _COMPILED = tuple((re.compile(pattern + _LEAF + "$"), target) for pattern, target in _TABLE)
 _DROPPED = re.compile(
     r"(.*\.relative_(coords_table|position_index|bias)"  # position-bias tables: rebuilt per window
-    r"|norm\..*|head\..*)$")  # final BN and classifier: Identity in RADIO (create_model_from_args)
+    r"|norm\..*|head\..*)$"
+)  # final BN and classifier: Identity in RADIO (create_model_from_args)
 
 
 def map_published_state_dict(published: Mapping[str, torch.Tensor], cfg: Any) -> dict[str, torch.Tensor]:
@@ -63,8 +67,9 @@ def map_published_state_dict(published: Mapping[str, torch.Tensor], cfg: Any) ->
     from radio_nas.models import build_model
 
     if getattr(cfg, "family", None) != "eradio" or cfg.depth_counts != "units":
-        raise ConfigError("published E-RADIO weights need an eradio config counting depth in units "
-                          "(e.g. the l-v2 preset)", key="arch")
+        raise ConfigError(
+            "published E-RADIO weights need an eradio config counting depth in units (e.g. the l-v2 preset)", key="arch"
+        )
     published = _strip_prefix(published)
     with torch.device("meta"):
         expected = build_model(cfg).state_dict()
@@ -75,24 +80,29 @@ def map_published_state_dict(published: Mapping[str, torch.Tensor], cfg: Any) ->
             continue
         ours = _our_name(name, pattern_len)
         if ours is None:
-            raise ConfigError("no E-RADIO v2 module is named like this; is it an E-RADIO v2 checkpoint?",
-                              key=name)
+            raise ConfigError("no E-RADIO v2 module is named like this; is it an E-RADIO v2 checkpoint?", key=name)
         if ours not in expected:
-            raise ConfigError(f"maps to {ours}, which this architecture does not have (depths, pattern or "
-                              f"fusion differ from the published model)", key=name)
+            raise ConfigError(
+                f"maps to {ours}, which this architecture does not have (depths, pattern or "
+                f"fusion differ from the published model)",
+                key=name,
+            )
         if tuple(tensor.shape) != tuple(expected[ours].shape):
-            raise ConfigError(f"shape {tuple(tensor.shape)} does not fit {ours} "
-                              f"{tuple(expected[ours].shape)}", key=name)
+            raise ConfigError(
+                f"shape {tuple(tensor.shape)} does not fit {ours} {tuple(expected[ours].shape)}", key=name
+            )
         out[ours] = tensor
     missing = [k for k in expected if k not in out]
     if missing:
-        raise ConfigError(f"the published state dict has nothing for {missing[0]} "
-                          f"({len(missing)} tensors missing)", key="weights")
+        raise ConfigError(
+            f"the published state dict has nothing for {missing[0]} ({len(missing)} tensors missing)", key="weights"
+        )
     return out
 
 
-def load_published_eradio(source: str | Path | Mapping[str, Any], arch: Any = "l-v2",
-                          resolution: tuple[int, int] | None = None) -> nn.Module:
+def load_published_eradio(
+    source: str | Path | Mapping[str, Any], arch: Any = "l-v2", resolution: tuple[int, int] | None = None
+) -> nn.Module:
     """The `arch` model (default ``l-v2``) with published E-RADIO v2 weights, in eval mode.
 
     `source`: a checkpoint file (``{"state_dict": ...}`` as published, loaded weights-only) or a
@@ -117,13 +127,15 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         with torch.serialization.safe_globals([argparse.Namespace]):
             data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 -- any unpickling failure is a bad file for the user
+    except Exception as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ConfigError(f"cannot be read as a weights-only torch checkpoint: {first}", key="--weights",
-                          file=path) from None
+        raise ConfigError(
+            f"cannot be read as a weights-only torch checkpoint: {first}", key="--weights", file=path
+        ) from None
     if not isinstance(data, dict):
-        raise ConfigError(f"expected a state dict or a checkpoint mapping, got {type(data).__name__}",
-                          key="--weights", file=path)
+        raise ConfigError(
+            f"expected a state dict or a checkpoint mapping, got {type(data).__name__}", key="--weights", file=path
+        )
     return data
 
 
@@ -142,7 +154,7 @@ def _unwrap(state: dict[str, Any]) -> dict[str, Any]:
 def _strip_prefix(state: Mapping[str, Any]) -> dict[str, Any]:
     for prefix in PREFIXES:
         if any(k.startswith(prefix + "patch_embed.") for k in state):
-            return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+            return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
     return dict(state)
 
 
@@ -178,6 +190,7 @@ def load_weights(model: nn.Module, path: str | Path) -> nn.Module:
         raise exc.within(file=path) from None
     except RuntimeError as exc:  # load_state_dict: missing / unexpected / mis-shaped tensors
         first = str(exc).strip().splitlines()
-        raise ConfigError(f"does not fit this architecture: {' '.join(s.strip() for s in first[:2])}",
-                          key="--weights", file=path) from None
+        raise ConfigError(
+            f"does not fit this architecture: {' '.join(s.strip() for s in first[:2])}", key="--weights", file=path
+        ) from None
     return model

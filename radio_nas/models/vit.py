@@ -47,6 +47,7 @@ Usage::
     >>> model = build_model("vit-t", vitdet_window_sizes=(2, 7), vitdet_num_windowed=2)
     >>> summary, features = model(torch.randn(2, 3, 224, 224))   # (2, 192), (2, 192, 14, 14)
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -93,17 +94,17 @@ class ViTConfig(Config):
             if value < 1:
                 raise ConfigError(f"expected a positive integer, got {value}", key=name)
         if self.width % self.num_heads:
-            raise ConfigError(f"width {self.width} is not divisible by num_heads {self.num_heads}",
-                              key="num_heads")
+            raise ConfigError(f"width {self.width} is not divisible by num_heads {self.num_heads}", key="num_heads")
         if self.mlp_ratio <= 0:
             raise ConfigError(f"expected a positive number, got {self.mlp_ratio}", key="mlp_ratio")
         if self.num_summary_tokens < 0:
-            raise ConfigError(f"expected an integer >= 0, got {self.num_summary_tokens}",
-                              key="num_summary_tokens")
+            raise ConfigError(f"expected an integer >= 0, got {self.num_summary_tokens}", key="num_summary_tokens")
         for i, ws in enumerate(self.vitdet_window_sizes):
             if not 1 <= ws <= self.max_grid:
-                raise ConfigError(f"window sizes must be between 1 and max_grid ({self.max_grid}), "
-                                  f"got {ws}", key=f"vitdet_window_sizes[{i}]")
+                raise ConfigError(
+                    f"window sizes must be between 1 and max_grid ({self.max_grid}), got {ws}",
+                    key=f"vitdet_window_sizes[{i}]",
+                )
 
     @property
     def feature_dim(self) -> int:
@@ -121,11 +122,16 @@ class ViTConfig(Config):
         """Raise ConfigError unless an input of this size can run through the model."""
         p, top = self.patch_size, self.max_resolution
         if height <= 0 or width <= 0 or height % p or width % p:
-            raise ConfigError(f"{height}x{width} is not supported; both sides must be positive "
-                              f"multiples of the patch size {p}", key="resolution")
+            raise ConfigError(
+                f"{height}x{width} is not supported; both sides must be positive multiples of the patch size {p}",
+                key="resolution",
+            )
         if height > top or width > top:
-            raise ConfigError(f"{height}x{width} exceeds the position-embedding grid: sides must be "
-                              f"<= max_grid*patch_size = {top}; raise max_grid", key="resolution")
+            raise ConfigError(
+                f"{height}x{width} exceeds the position-embedding grid: sides must be "
+                f"<= max_grid*patch_size = {top}; raise max_grid",
+                key="resolution",
+            )
 
 
 PRESETS: dict[str, dict] = {
@@ -143,8 +149,7 @@ PRESETS: dict[str, dict] = {
 # ViTDet helpers: window order, block schedule, window-size draw
 
 
-def window_order(grid: tuple[int, int], window_size: int,
-                 device: torch.device | None = None) -> torch.Tensor:
+def window_order(grid: tuple[int, int], window_size: int, device: torch.device | None = None) -> torch.Tensor:
     """Permutation of the ``h*w`` row-major patch indices that makes each window contiguous:
     ``order[k * ws*ws : (k+1) * ws*ws]`` are the patches of window k (windows row-major)."""
     h, w = grid
@@ -155,8 +160,9 @@ def window_order(grid: tuple[int, int], window_size: int,
     return rearrange(idx, "(wy y wx x) -> (wy wx y x)", wy=h // ws, y=ws, wx=w // ws, x=ws)
 
 
-def reorder_patches(patches: torch.Tensor, grid: tuple[int, int],
-                    window_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+def reorder_patches(
+    patches: torch.Tensor, grid: tuple[int, int], window_size: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(B, h*w, C) in row-major order -> (windows contiguous, the order used)."""
     order = window_order(grid, window_size, patches.device)
     return patches.index_select(1, order), order
@@ -180,8 +186,9 @@ def valid_window_sizes(sizes: tuple[int, ...], grid: tuple[int, int]) -> tuple[i
     return tuple(ws for ws in sizes if grid[0] % ws == 0 and grid[1] % ws == 0)
 
 
-def sample_window_size(sizes: tuple[int, ...], grid: tuple[int, int],
-                       generator: torch.Generator | None = None) -> int | None:
+def sample_window_size(
+    sizes: tuple[int, ...], grid: tuple[int, int], generator: torch.Generator | None = None
+) -> int | None:
     """Draw uniformly among :func:`valid_window_sizes`; None (global attention) if none is valid
     or the drawn window covers the whole grid."""
     valid = valid_window_sizes(sizes, grid)
@@ -265,7 +272,6 @@ class Attention(nn.Module):
         return self.proj(x.transpose(1, 2).reshape(b, n, c))
 
 
-
 class Block(nn.Module):
     """Pre-norm transformer block on (B, N, C): x + MHSA(LN(x)), then x + MLP(LN(x))."""
 
@@ -293,16 +299,16 @@ class ViT(nn.Module):
         self.pos_embed = PosEmbed(cfg.max_grid, cfg.width, cfg.pos_embed, cfg.cpe_augment)
         self.summary_tokens = nn.Parameter(torch.zeros(1, cfg.num_summary_tokens, cfg.width))
         nn.init.trunc_normal_(self.summary_tokens, std=0.02)
-        self.blocks = nn.ModuleList(Block(cfg.width, cfg.num_heads, cfg.mlp_ratio, cfg.qkv_bias)
-                                    for _ in range(cfg.depth))
+        self.blocks = nn.ModuleList(
+            Block(cfg.width, cfg.num_heads, cfg.mlp_ratio, cfg.qkv_bias) for _ in range(cfg.depth)
+        )
         self.norm = nn.LayerNorm(cfg.width, eps=1e-6)
         self.windowed = vitdet_schedule(cfg.depth, cfg.vitdet_num_windowed)
         self.window_generator: torch.Generator | None = None
         self.last_window_size: int | None = None
         self.apply(init_weights)
 
-    def forward_features(self, x: torch.Tensor,
-                         window_size: int | Literal["auto", "global"] = "auto") -> torch.Tensor:
+    def forward_features(self, x: torch.Tensor, window_size: int | Literal["auto", "global"] = "auto") -> torch.Tensor:
         """Normed tokens (B, S + h*w, D): S summary tokens, then patch tokens in row-major order.
 
         ``window_size``: "auto" draws a ViTDet window while training (if configured) and is
@@ -341,12 +347,14 @@ class ViT(nn.Module):
                 return None
             return sample_window_size(self.cfg.vitdet_window_sizes, grid, self.window_generator)
         if not isinstance(request, int) or request < 1 or grid[0] % request or grid[1] % request:
-            raise ConfigError(f"window {request!r} does not tile the {grid[0]}x{grid[1]} patch grid",
-                              key="vitdet_window_sizes")
+            raise ConfigError(
+                f"window {request!r} does not tile the {grid[0]}x{grid[1]} patch grid", key="vitdet_window_sizes"
+            )
         return request
 
-    def _vitdet_blocks(self, summary: torch.Tensor, patches: torch.Tensor, grid: tuple[int, int],
-                       ws: int) -> torch.Tensor:
+    def _vitdet_blocks(
+        self, summary: torch.Tensor, patches: torch.Tensor, grid: tuple[int, int], ws: int
+    ) -> torch.Tensor:
         """Alternate windowed/global blocks on window-contiguous patches (module docstring)."""
         b, t, c = patches.shape
         patches, order = reorder_patches(patches, grid, ws)
@@ -361,6 +369,14 @@ class ViT(nn.Module):
         return torch.cat([summary, restore_patch_order(patches, order)], dim=1)
 
 
-
-__all__ = ["PRESETS", "ViT", "ViTConfig", "reorder_patches", "restore_patch_order",
-           "sample_window_size", "valid_window_sizes", "vitdet_schedule", "window_order"]
+__all__ = [
+    "PRESETS",
+    "ViT",
+    "ViTConfig",
+    "reorder_patches",
+    "restore_patch_order",
+    "sample_window_size",
+    "valid_window_sizes",
+    "vitdet_schedule",
+    "window_order",
+]

@@ -17,6 +17,7 @@ Bounds (documented in search_spaces/README.md): ``interval(a, b)`` and ``range(a
 ends (Optuna's ``low``/``high``, as Hydra's Optuna sweeper maps them); ``interval`` with two
 integers is an integer interval; NNI's ``randint [a, b)`` excludes ``b`` (NNI's own meaning).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -32,12 +33,14 @@ __all__ = ["Choice", "Distribution", "Fixed", "FloatRange", "IntRange", "is_gram
 @dataclasses.dataclass(frozen=True)
 class Choice:
     """One of `values` (numbers, strings, booleans, null or lists of them)."""
+
     values: tuple[Any, ...]
 
 
 @dataclasses.dataclass(frozen=True)
 class IntRange:
     """An integer in [low, high] (both inclusive), on the grid low + k*step; log-uniform if `log`."""
+
     low: int
     high: int
     step: int = 1
@@ -47,6 +50,7 @@ class IntRange:
 @dataclasses.dataclass(frozen=True)
 class FloatRange:
     """A float in [low, high] (both inclusive); on the grid low + k*step if `step`; log if `log`."""
+
     low: float
     high: float
     step: float | None = None
@@ -56,6 +60,7 @@ class FloatRange:
 @dataclasses.dataclass(frozen=True)
 class Fixed:
     """A value set for every trial."""
+
     value: Any
 
 
@@ -86,13 +91,16 @@ def parse_param(spec: Any, *, key: str | None = None) -> Distribution | Fixed:
 # ---------------------------------------------------------------------------------------------
 # Hydra-style strings
 
-_TOKEN_RE = re.compile(r"""
+_TOKEN_RE = re.compile(
+    r"""
     (?P<ws>\s+)
   | (?P<str>'[^']*'|"[^"]*")
   | (?P<num>[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?(?![\w.]))
   | (?P<word>[A-Za-z_][\w.\-/]*)
   | (?P<punct>[()\[\],=])
-""", re.VERBOSE)
+""",
+    re.VERBOSE,
+)
 
 
 def _tokenize(text: str, key: str | None) -> list[tuple[str, str]]:
@@ -149,8 +157,9 @@ class _Parser:
         if kind == "str":
             return text[1:-1]
         if kind == "word":
-            return {"true": True, "false": False, "null": None, "True": True, "False": False,
-                    "None": None}.get(text, text)
+            return {"true": True, "false": False, "null": None, "True": True, "False": False, "None": None}.get(
+                text, text
+            )
         raise self.error(f"unexpected {text!r}")
 
     def list_(self) -> list[Any]:
@@ -254,8 +263,7 @@ class _Parser:
 def _from_nni(spec: dict[str, Any], key: str | None) -> Distribution:
     extra = set(spec) - {"_type", "_value"}
     if extra:
-        raise ConfigError(f"unknown key {min(extra)!r} in an NNI parameter; expected _type and _value",
-                          key=key)
+        raise ConfigError(f"unknown key {min(extra)!r} in an NNI parameter; expected _type and _value", key=key)
     kind, value = spec.get("_type"), spec.get("_value")
     if kind not in _NNI_TYPES:
         raise ConfigError(f"unknown _type {kind!r}; expected one of {', '.join(_NNI_TYPES)}", key=key)
@@ -310,6 +318,5 @@ def _check(dist: Distribution, key: str | None) -> Distribution:
             raise ConfigError(f"step must be > 0, got {dist.step}", key=key)
         span = (dist.high - dist.low) / dist.step
         if abs(span - round(span)) > 1e-9:
-            raise ConfigError(f"high - low = {dist.high - dist.low} is not a multiple of step {dist.step}",
-                              key=key)
+            raise ConfigError(f"high - low = {dist.high - dist.low} is not a multiple of step {dist.step}", key=key)
     return dist

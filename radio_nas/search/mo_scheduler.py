@@ -23,6 +23,7 @@ an expensive variant with the same curve does not.
 Used by real sweeps (``scheduler: {name: moasha}``; :func:`tune_scheduler` wraps it as a Ray Tune
 scheduler) and by ``radio-nas replay`` (which calls :meth:`MOSuccessiveHalving.on_result` directly).
 """
+
 from __future__ import annotations
 
 import math
@@ -129,15 +130,17 @@ def scheduler_objectives(space: Space) -> tuple[list[str], list[str]]:
     objs = space.config.objectives
     fid = [o for o in objs if o.metric == "fidelity"]
     if not fid:
-        raise ConfigError("moasha stops trials on their intermediate fidelity; add a fidelity objective",
-                          key="scheduler.name")
+        raise ConfigError(
+            "moasha stops trials on their intermediate fidelity; add a fidelity objective", key="scheduler.name"
+        )
     costs = [o for o in objs if o.metric in PRE_TRAINING_METRICS]
     directions: list[str] = [fid[0].direction, *(o.direction for o in costs)]
     return [o.metric for o in costs], directions
 
 
-def from_space(space: Space, *, max_t: int | None = None, grace_period: int | None = None,
-               reduction_factor: float | None = None) -> MOSuccessiveHalving:
+def from_space(
+    space: Space, *, max_t: int | None = None, grace_period: int | None = None, reduction_factor: float | None = None
+) -> MOSuccessiveHalving:
     """The MOASHA of a space: its scheduler settings, grace period defaulting to eval.every."""
     sched = space.config.scheduler
     _, directions = scheduler_objectives(space)
@@ -145,13 +148,19 @@ def from_space(space: Space, *, max_t: int | None = None, grace_period: int | No
     every = getattr(getattr(pipeline, "eval", None), "every", None) or 1
     grace = grace_period or sched.grace_period or every
     steps = max_t if max_t is not None else getattr(pipeline, "steps", grace + 1)
-    return MOSuccessiveHalving(directions, grace_period=grace,
-                               reduction_factor=reduction_factor or sched.reduction_factor,
-                               max_t=max(int(steps), grace))
+    return MOSuccessiveHalving(
+        directions,
+        grace_period=grace,
+        reduction_factor=reduction_factor or sched.reduction_factor,
+        max_t=max(int(steps), grace),
+    )
 
 
-def tune_scheduler(space: Space, costs_of: Callable[[str], dict[str, Any] | None],
-                   on_stop: Callable[[str, list[dict[str, Any]]], None] | None = None) -> Any:
+def tune_scheduler(
+    space: Space,
+    costs_of: Callable[[str], dict[str, Any] | None],
+    on_stop: Callable[[str, list[dict[str, Any]]], None] | None = None,
+) -> Any:
     """A Ray Tune scheduler running :class:`MOSuccessiveHalving` on the ``step``/``fidelity`` reports.
 
     `costs_of(tune_trial_id)` gives the pre-training metrics the sweep driver measured for a trial
@@ -165,7 +174,7 @@ def tune_scheduler(space: Space, costs_of: Callable[[str], dict[str, Any] | None
     core = from_space(space)
     curves: dict[str, list[dict[str, Any]]] = {}
 
-    class MOASHAScheduler(FIFOScheduler):  # type: ignore[misc]
+    class MOASHAScheduler(FIFOScheduler):
         """Ray Tune face of the rung logic; a stopped trial reaches the searcher without a final result."""
 
         def on_trial_result(self, tune_controller: Any, trial: Any, result: dict[str, Any]) -> str:
@@ -179,8 +188,9 @@ def tune_scheduler(space: Space, costs_of: Callable[[str], dict[str, Any] | None
             cost = [known.get(n) for n in cost_names]
             if any(c is None for c in cost):
                 return str(TrialScheduler.CONTINUE)
-            keep = core.on_result(trial.trial_id, step=int(step), value=float(value),
-                                  costs=[float(c) for c in cost if c is not None])
+            keep = core.on_result(
+                trial.trial_id, step=int(step), value=float(value), costs=[float(c) for c in cost if c is not None]
+            )
             if not keep and on_stop is not None:
                 on_stop(trial.trial_id, list(curve))
             return str(TrialScheduler.CONTINUE if keep else TrialScheduler.STOP)

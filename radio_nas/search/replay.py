@@ -25,6 +25,7 @@ Hypervolume ratio: objectives are min-max normalised over the table's fully trai
 report's normalisation, :func:`radio_nas.report.pareto.normalised_hypervolume`, reference = worst +
 10 % of the range); the ratio is the hypervolume of the trials found so far over the table's.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -55,11 +56,14 @@ TABLE_FORMAT = "radio-nas-exhaustive/1"
 STATUSES = ("ok", "infeasible", "failed")
 SAMPLERS = ("tpe", "nsga2", "random", "gp", "grid")
 TARGET_RATIO = 0.95
-BASE_COLUMNS = ("point", "trial", "arch_id", "pipeline_id", "status", "params", "gmacs", "latency_ms",
-                "fidelity")
+BASE_COLUMNS = ("point", "trial", "arch_id", "pipeline_id", "status", "params", "gmacs", "latency_ms", "fidelity")
 TAIL_COLUMNS = ("steps", "train_seconds", "curve", "failure_reason")
-_REPLAY_KEYS = ("sampler.n_startup_trials", "scheduler.grace_period", "scheduler.reduction_factor",
-                "budget.max_infeasible")
+_REPLAY_KEYS = (
+    "sampler.n_startup_trials",
+    "scheduler.grace_period",
+    "scheduler.reduction_factor",
+    "budget.max_infeasible",
+)
 """Space keys a replay may change (--set): they do not change what the table's points are."""
 
 
@@ -74,6 +78,7 @@ class CurvePoint:
 @dataclasses.dataclass(frozen=True)
 class Row:
     """One point of the space and what training it gave."""
+
     point: int
     params: dict[str, Any]
     """Optuna's (encoded) value of every sampled parameter."""
@@ -105,6 +110,7 @@ class Row:
 @dataclasses.dataclass(frozen=True)
 class Table:
     """An exhaustive table: every point of a finite space (see the module docstring)."""
+
     space: Space
     rows: tuple[Row, ...]
     source: str
@@ -131,7 +137,8 @@ class Table:
     def objective_values(self, rows: Sequence[Row]) -> np.ndarray:
         names = self.space.objective_names
         return np.array([[_float(r.metrics.get(n)) for n in names] for r in rows], dtype=np.float64).reshape(
-            len(rows), len(names))
+            len(rows), len(names)
+        )
 
     def pareto_variants(self) -> set[tuple[str, str]]:
         cand = self.candidates()
@@ -160,8 +167,7 @@ def table_from_study(source: str | Path, *, study_name: str | None = None) -> Ta
     handle = open_study(source, study_name)
     study = handle.study
     if handle.results_dir is None or not (handle.results_dir / "space.yaml").is_file():
-        raise ConfigError("expected a sweep results folder with its space.yaml next to the study",
-                          file=str(source))
+        raise ConfigError("expected a sweep results folder with its space.yaml next to the study", file=str(source))
     raw = load_yaml(handle.results_dir / "space.yaml")
     space = space_from_raw(raw, where=str(source))
     if space.config.mode != "search":
@@ -174,14 +180,22 @@ def table_from_study(source: str | Path, *, study_name: str | None = None) -> Ta
     if missing:
         example = ", ".join(f"{n}={v}" for n, v in zip(names, missing[0]))
         stopped = f" ({len(pruned)} trials were stopped early by a scheduler)" if pruned else ""
-        raise ConfigError(f"not an exhaustive study: {len(missing)} of {len(points)} points of space "
-                          f"{space.name!r} have no finished trial{stopped}, e.g. {example}; run the whole grid "
-                          f"first (python benchmarks/exhaustive.py SPACE)", file=str(source))
+        raise ConfigError(
+            f"not an exhaustive study: {len(missing)} of {len(points)} points of space "
+            f"{space.name!r} have no finished trial{stopped}, e.g. {example}; run the whole grid "
+            f"first (python benchmarks/exhaustive.py SPACE)",
+            file=str(source),
+        )
     rows = tuple(_row_from_trial(i, dict(zip(names, k)), best[k], space) for i, k in enumerate(points))
     pipeline = study.user_attrs.get("pipeline") or {}
-    return Table(space, rows, str(source), steps=_int(pipeline.get("steps")),
-                 eval_every=_int((pipeline.get("eval") or {}).get("every")),
-                 meta={"study": study.study_name, "study_space_hash": study.user_attrs.get("space_hash")})
+    return Table(
+        space,
+        rows,
+        str(source),
+        steps=_int(pipeline.get("steps")),
+        eval_every=_int((pipeline.get("eval") or {}).get("every")),
+        meta={"study": study.study_name, "study_space_hash": study.user_attrs.get("space_hash")},
+    )
 
 
 def _finished_points(study: Any, names: list[str]) -> tuple[dict[tuple[Any, ...], Any], list[int]]:
@@ -225,12 +239,19 @@ def _row_from_trial(point: int, params: dict[str, Any], t: Any, space: Space) ->
     steps = _int(trained.get("steps"))
     seconds = _float(trained.get("seconds")) or _float(trained.get("wall_s"))  # the trial clock, as its curve
     curve = _trial_curve(t, steps, seconds, _float(trained.get("fidelity")) if status == "ok" else None)
-    return Row(point, params, status, arch_id=u.get("arch_id"),
-               pipeline_id=stable_id(pipeline) if isinstance(pipeline, dict) else None, metrics=metrics,
-               curve=curve, steps=steps if status != "infeasible" else None,
-               train_seconds=seconds if status != "infeasible" else None,
-               trial=int(u["duplicate_of"]) if u.get("duplicate_of") is not None else t.number,
-               failure_reason=u.get("failure_reason"))
+    return Row(
+        point,
+        params,
+        status,
+        arch_id=u.get("arch_id"),
+        pipeline_id=stable_id(pipeline) if isinstance(pipeline, dict) else None,
+        metrics=metrics,
+        curve=curve,
+        steps=steps if status != "infeasible" else None,
+        train_seconds=seconds if status != "infeasible" else None,
+        trial=int(u["duplicate_of"]) if u.get("duplicate_of") is not None else t.number,
+        failure_reason=u.get("failure_reason"),
+    )
 
 
 def _trial_curve(t: Any, steps: int | None, seconds: float | None, final: float | None) -> tuple[CurvePoint, ...]:
@@ -265,19 +286,34 @@ def write_table(table: Table, path: str | Path) -> Path:
     path = Path(path)
     extra = [n for n in table.space.objective_names if n not in BASE_COLUMNS]
     cols = ["point", *table.names, *BASE_COLUMNS[1:], *extra, *TAIL_COLUMNS]
-    meta = {"format": TABLE_FORMAT, "space_name": table.space.name, "space_hash": table.space.hash,
-            "points": len(table.rows), "steps": table.steps, "eval_every": table.eval_every,
-            "space": table.space.raw, **table.meta}
+    meta = {
+        "format": TABLE_FORMAT,
+        "space_name": table.space.name,
+        "space_hash": table.space.hash,
+        "points": len(table.rows),
+        "steps": table.steps,
+        "eval_every": table.eval_every,
+        "space": table.space.raw,
+        **table.meta,
+    }
     buf = io.StringIO()
     buf.write("# " + json.dumps(meta, default=str) + "\n")  # key order kept: parameter order matters
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(cols)
     for r in table.rows:
-        cells: dict[str, Any] = {"point": r.point, "trial": r.trial, "arch_id": r.arch_id,
-                                 "pipeline_id": r.pipeline_id, "status": r.status, "steps": r.steps,
-                                 "train_seconds": _num(r.train_seconds), "failure_reason": r.failure_reason,
-                                 "curve": json.dumps([{"step": p.step, "fidelity": _num(p.fidelity),
-                                                       "seconds": _num(p.seconds)} for p in r.curve])}
+        cells: dict[str, Any] = {
+            "point": r.point,
+            "trial": r.trial,
+            "arch_id": r.arch_id,
+            "pipeline_id": r.pipeline_id,
+            "status": r.status,
+            "steps": r.steps,
+            "train_seconds": _num(r.train_seconds),
+            "failure_reason": r.failure_reason,
+            "curve": json.dumps(
+                [{"step": p.step, "fidelity": _num(p.fidelity), "seconds": _num(p.seconds)} for p in r.curve]
+            ),
+        }
         cells.update({n: _param_cell(r.params[n]) for n in table.names})
         cells.update({n: _num(r.metrics.get(n)) for n in ("params", "gmacs", "latency_ms", "fidelity", *extra)})
         writer.writerow(["" if cells.get(c) is None else cells[c] for c in cols])
@@ -298,8 +334,11 @@ def read_csv(path: str | Path) -> Table:
     except ValueError:
         meta = None
     if not isinstance(meta, dict) or meta.get("format") != TABLE_FORMAT:
-        raise ConfigError(f"expected an exhaustive table (first line '# {{\"format\": \"{TABLE_FORMAT}\", ...}}' "
-                          "as written by benchmarks/exhaustive.py)", file=path)
+        raise ConfigError(
+            f'expected an exhaustive table (first line \'# {{"format": "{TABLE_FORMAT}", ...}}\' '
+            "as written by benchmarks/exhaustive.py)",
+            file=path,
+        )
     space = space_from_raw(meta.get("space") or {}, where=str(path))
     grid = _grid_or_refuse(space, str(path))
     names = list(grid)
@@ -320,24 +359,47 @@ def read_csv(path: str | Path) -> Table:
         if status not in STATUSES:
             raise ConfigError(f"status {status!r}; expected one of {', '.join(STATUSES)}", file=path, key=where)
         try:
-            curve = tuple(CurvePoint(int(p["step"]), float(p["fidelity"]), _float(p.get("seconds")))
-                          for p in json.loads(rec["curve"] or "[]"))
+            curve = tuple(
+                CurvePoint(int(p["step"]), float(p["fidelity"]), _float(p.get("seconds")))
+                for p in json.loads(rec["curve"] or "[]")
+            )
         except (ValueError, TypeError, KeyError):
             raise ConfigError("curve: expected JSON [{step, fidelity, seconds}]", file=path, key=where) from None
-        metric_cols = [c for c in (reader.fieldnames or []) if c not in names and c not in
-                       ("point", "trial", "arch_id", "pipeline_id", "status", *TAIL_COLUMNS)]
-        rows.append(Row(int(rec["point"]), params, status, arch_id=rec.get("arch_id") or None,
-                        pipeline_id=rec.get("pipeline_id") or None,
-                        metrics={c: _float(rec[c]) for c in metric_cols}, curve=curve,
-                        steps=_int(rec.get("steps")), train_seconds=_float(rec.get("train_seconds")),
-                        trial=_int(rec.get("trial")), failure_reason=rec.get("failure_reason") or None))
-    table = Table(space, tuple(rows), str(path), steps=_int(meta.get("steps")),
-                  eval_every=_int(meta.get("eval_every")),
-                  meta={k: meta[k] for k in ("study", "study_space_hash") if k in meta})
+        metric_cols = [
+            c
+            for c in (reader.fieldnames or [])
+            if c not in names and c not in ("point", "trial", "arch_id", "pipeline_id", "status", *TAIL_COLUMNS)
+        ]
+        rows.append(
+            Row(
+                int(rec["point"]),
+                params,
+                status,
+                arch_id=rec.get("arch_id") or None,
+                pipeline_id=rec.get("pipeline_id") or None,
+                metrics={c: _float(rec[c]) for c in metric_cols},
+                curve=curve,
+                steps=_int(rec.get("steps")),
+                train_seconds=_float(rec.get("train_seconds")),
+                trial=_int(rec.get("trial")),
+                failure_reason=rec.get("failure_reason") or None,
+            )
+        )
+    table = Table(
+        space,
+        tuple(rows),
+        str(path),
+        steps=_int(meta.get("steps")),
+        eval_every=_int(meta.get("eval_every")),
+        meta={k: meta[k] for k in ("study", "study_space_hash") if k in meta},
+    )
     size = math.prod(len(v) for v in grid.values())
     if len(table.by_key()) != size:
-        raise ConfigError(f"holds {len(table.by_key())} distinct points, the space has {size}; an exhaustive "
-                          "table needs every point once", file=path)
+        raise ConfigError(
+            f"holds {len(table.by_key())} distinct points, the space has {size}; an exhaustive "
+            "table needs every point once",
+            file=path,
+        )
     return table
 
 
@@ -349,8 +411,9 @@ def space_from_raw(raw: dict[str, Any], *, where: str, overrides: dict[str, Any]
     raw = json.loads(json.dumps(raw))  # a private copy
     for dotted, value in (overrides or {}).items():
         if dotted not in _REPLAY_KEYS:
-            raise ConfigError(f"a replay can only change {', '.join(_REPLAY_KEYS)} (the table fixes the rest)",
-                              key=f"--set {dotted}")
+            raise ConfigError(
+                f"a replay can only change {', '.join(_REPLAY_KEYS)} (the table fixes the rest)", key=f"--set {dotted}"
+            )
         set_dotted(raw, dotted, value)
     if isinstance(raw.get("pipeline"), str):
         raw["pipeline"] = {"path": raw["pipeline"]}
@@ -364,16 +427,22 @@ def space_from_raw(raw: dict[str, Any], *, where: str, overrides: dict[str, Any]
         params = space_mod._parse_params(cfg, None)
     except ConfigError as exc:
         raise exc.within(file=where) from None
-    hashed = {k: v for k, v in cfg.to_dict().items() if k not in ("budget", "resources", "concurrency", "storage",
-                                                               "save_weights", "description", "sampler")}
+    hashed = {
+        k: v
+        for k, v in cfg.to_dict().items()
+        if k not in ("budget", "resources", "concurrency", "storage", "save_weights", "description", "sampler")
+    }
     return Space(cfg, tuple(params), None, None, stable_id(hashed, 16), raw=raw)
 
 
 def _grid_or_refuse(space: Space, where: str) -> dict[str, list[Any]]:
     grid = space.grid()
     if grid is None or any(p.when for p in space.sampled):
-        raise ConfigError(f"space {space.name!r} is not finite (a continuous or conditional parameter); "
-                          "an exhaustive table needs a grid", file=where)
+        raise ConfigError(
+            f"space {space.name!r} is not finite (a continuous or conditional parameter); "
+            "an exhaustive table needs a grid",
+            file=where,
+        )
     return grid
 
 
@@ -383,14 +452,16 @@ def _grid_or_refuse(space: Space, where: str) -> dict[str, list[Any]]:
 @dataclasses.dataclass
 class Run:
     """One simulated sweep: after each trained trial, its cost so far and the hypervolume ratio."""
+
     sampler: str
     seed: int
     ratios: list[float] = dataclasses.field(default_factory=list)
     seconds: list[float] = dataclasses.field(default_factory=list)
     steps: list[int] = dataclasses.field(default_factory=list)
     found: set[tuple[str, str]] = dataclasses.field(default_factory=set)
-    counts: dict[str, int] = dataclasses.field(default_factory=lambda: {
-        "ok": 0, "failed": 0, "pruned": 0, "infeasible": 0, "copies": 0})
+    counts: dict[str, int] = dataclasses.field(
+        default_factory=lambda: {"ok": 0, "failed": 0, "pruned": 0, "infeasible": 0, "copies": 0}
+    )
     stop_reason: str | None = None
 
     def trials_to(self, target: float) -> int | None:
@@ -407,8 +478,7 @@ class _Front:
     def __init__(self, table: Table):
         cand = table.candidates()
         if not cand:
-            raise ConfigError("has no fully trained point (status ok); nothing to compare against",
-                              file=table.source)
+            raise ConfigError("has no fully trained point (status ok); nothing to compare against", file=table.source)
         pts = to_minimisation(table.objective_values(cand), table.space.objective_directions)
         self.lo = pts.min(axis=0)
         self.span = np.where(pts.max(axis=0) > self.lo, pts.max(axis=0) - self.lo, 1.0)
@@ -427,8 +497,16 @@ class _Front:
         return hypervolume(np.array(self.points), self.ref) / self.full
 
 
-def simulate(table: Table, sampler: str, *, trials: int, seed: int, scheduler: str = "none",
-             grace_period: int | None = None, reduction_factor: float | None = None) -> Run:
+def simulate(
+    table: Table,
+    sampler: str,
+    *,
+    trials: int,
+    seed: int,
+    scheduler: str = "none",
+    grace_period: int | None = None,
+    reduction_factor: float | None = None,
+) -> Run:
     """One replayed sweep of `trials` trained trials (see the module docstring)."""
     import optuna
 
@@ -473,15 +551,21 @@ def simulate(table: Table, sampler: str, *, trials: int, seed: int, scheduler: s
             continue
         if row.variant in trained:
             number, original = trained[row.variant]
-            tell(trial, "ok", State.COMPLETE, _objectives(space, original), duplicate_of=number,
-                 arch_id=row.arch_id, **measured)
+            tell(
+                trial,
+                "ok",
+                State.COMPLETE,
+                _objectives(space, original),
+                duplicate_of=number,
+                arch_id=row.arch_id,
+                **measured,
+            )
             run.counts["copies"] += 1
             streak += 1
             _queue_untried(study, sim_space, sampler_cfg.seed, trial.number)
             continue
         if row.status == "infeasible":  # measured, then a constraint broke
-            tell(trial, "infeasible", State.PRUNED, arch_id=row.arch_id, failure_reason=row.failure_reason,
-                 **measured)
+            tell(trial, "infeasible", State.PRUNED, arch_id=row.arch_id, failure_reason=row.failure_reason, **measured)
             run.counts["infeasible"] += 1
             streak += 1
             continue
@@ -491,8 +575,14 @@ def simulate(table: Table, sampler: str, *, trials: int, seed: int, scheduler: s
             cost += row.seconds_at(stop)
             steps += stop
             _record_curve(study, trial, row, stop)
-            tell(trial, "pruned", State.PRUNED, arch_id=row.arch_id, failure_reason=f"stopped by moasha at step "
-                 f"{stop}", **measured)
+            tell(
+                trial,
+                "pruned",
+                State.PRUNED,
+                arch_id=row.arch_id,
+                failure_reason=f"stopped by moasha at step {stop}",
+                **measured,
+            )
             run.counts["pruned"] += 1
         else:
             cost += row.train_seconds or 0.0
@@ -506,8 +596,7 @@ def simulate(table: Table, sampler: str, *, trials: int, seed: int, scheduler: s
                 run.found.add(row.variant)
                 run.counts["ok"] += 1
             else:
-                tell(trial, "failed", State.FAIL, arch_id=row.arch_id, failure_reason=row.failure_reason,
-                     **measured)
+                tell(trial, "failed", State.FAIL, arch_id=row.arch_id, failure_reason=row.failure_reason, **measured)
                 run.counts["failed"] += 1
         run.ratios.append(front.ratio())
         run.seconds.append(cost)
@@ -523,8 +612,9 @@ def _record_curve(study: Any, trial: Any, row: Row, stop: int | None) -> None:
     """
     points = [p for p in row.curve if stop is None or p.step <= stop]
     if stop is not None and len(study.directions) > 1:
-        trial.set_user_attr("curve", [{"step": p.step, "fidelity": p.fidelity, "seconds": row.seconds_at(p.step)}
-                                      for p in points])
+        trial.set_user_attr(
+            "curve", [{"step": p.step, "fidelity": p.fidelity, "seconds": row.seconds_at(p.step)} for p in points]
+        )
         return
     for p in points:
         study._storage.set_trial_intermediate_value(trial._trial_id, p.step, p.fidelity)
@@ -572,12 +662,17 @@ def _scheduler(table: Table, name: str, grace_period: int | None, reduction_fact
     curve_steps = sorted({p.step for r in table.rows for p in r.curve})
     steps = table.steps or (curve_steps[-1] if curve_steps else None)
     if not steps:
-        raise ConfigError("has no learning curves or step counts; a scheduler cannot be replayed on it",
-                          file=table.source)
+        raise ConfigError(
+            "has no learning curves or step counts; a scheduler cannot be replayed on it", file=table.source
+        )
     sched = table.space.config.scheduler
     grace = grace_period or sched.grace_period or table.eval_every or (curve_steps[0] if curve_steps else 1)
-    return MOSuccessiveHalving(directions, grace_period=int(grace),
-                               reduction_factor=reduction_factor or sched.reduction_factor, max_t=max(steps, grace))
+    return MOSuccessiveHalving(
+        directions,
+        grace_period=int(grace),
+        reduction_factor=reduction_factor or sched.reduction_factor,
+        max_t=max(steps, grace),
+    )
 
 
 def _cost_names(space: Space) -> list[str]:
@@ -609,9 +704,19 @@ def _finite_objectives(space: Space, row: Row) -> bool:
     return all(v is not None and math.isfinite(v) for v in vals)
 
 
-def replay(table: Table, samplers: Sequence[str], *, trials: int, repeats: int = 10, seed: int = 0,
-           scheduler: str = "none", grace_period: int | None = None, reduction_factor: float | None = None,
-           progress: Callable[[str], None] | None = None, jobs: int = 1) -> dict[str, Any]:
+def replay(
+    table: Table,
+    samplers: Sequence[str],
+    *,
+    trials: int,
+    repeats: int = 10,
+    seed: int = 0,
+    scheduler: str = "none",
+    grace_period: int | None = None,
+    reduction_factor: float | None = None,
+    progress: Callable[[str], None] | None = None,
+    jobs: int = 1,
+) -> dict[str, Any]:
     """Replay each sampler `repeats` times (sampler seeds seed, seed+1, ...) and summarise; `jobs` > 1
     spreads the repeats over that many processes (same results: every replay is seeded on its own)."""
     if jobs < 1:
@@ -625,15 +730,29 @@ def replay(table: Table, samplers: Sequence[str], *, trials: int, repeats: int =
             raise ConfigError(f"unknown sampler {name!r}; expected some of {', '.join(SAMPLERS)}", key="--samplers")
     pareto = table.pareto_variants()
     out: dict[str, Any] = {
-        "table": {"source": table.source, "space": table.space.name, "points": len(table.rows),
-                  "trainable_variants": len({r.variant for r in table.rows if r.status != "infeasible" and r.variant}),
-                  "ok": len(table.candidates()), "pareto_size": len(pareto),
-                  "objectives": [f"{n} ({d})" for n, d in zip(table.space.objective_names,
-                                                               table.space.objective_directions)]},
-        "trials": trials, "repeats": repeats, "seed": seed, "scheduler": scheduler, "target_ratio": TARGET_RATIO,
-        "samplers": {}, "runs": {}}
-    kwargs = {"trials": trials, "scheduler": scheduler, "grace_period": grace_period,
-              "reduction_factor": reduction_factor}
+        "table": {
+            "source": table.source,
+            "space": table.space.name,
+            "points": len(table.rows),
+            "trainable_variants": len({r.variant for r in table.rows if r.status != "infeasible" and r.variant}),
+            "ok": len(table.candidates()),
+            "pareto_size": len(pareto),
+            "objectives": [f"{n} ({d})" for n, d in zip(table.space.objective_names, table.space.objective_directions)],
+        },
+        "trials": trials,
+        "repeats": repeats,
+        "seed": seed,
+        "scheduler": scheduler,
+        "target_ratio": TARGET_RATIO,
+        "samplers": {},
+        "runs": {},
+    }
+    kwargs = {
+        "trials": trials,
+        "scheduler": scheduler,
+        "grace_period": grace_period,
+        "reduction_factor": reduction_factor,
+    }
     pool = None
     if jobs > 1:
         import concurrent.futures
@@ -659,12 +778,28 @@ def _simulate_task(task: tuple[Table, str, int, dict[str, Any]]) -> Run:
         return simulate(table, name, seed=seed, **kwargs)
 
 
-def _summary(out: dict[str, Any], name: str, runs: list[Run], pareto: set[tuple[str, str]], trials: int,
-             started: float, progress: Callable[[str], None] | None) -> None:
+def _summary(
+    out: dict[str, Any],
+    name: str,
+    runs: list[Run],
+    pareto: set[tuple[str, str]],
+    trials: int,
+    started: float,
+    progress: Callable[[str], None] | None,
+) -> None:
     out["samplers"][name] = summarise(runs, pareto, trials)
     out["samplers"][name]["replay_s"] = time.perf_counter() - started
-    out["runs"][name] = [{"seed": r.seed, "hv_ratio": r.ratios, "seconds": r.seconds, "steps": r.steps,
-                          "counts": r.counts, "stop_reason": r.stop_reason} for r in runs]
+    out["runs"][name] = [
+        {
+            "seed": r.seed,
+            "hv_ratio": r.ratios,
+            "seconds": r.seconds,
+            "steps": r.steps,
+            "counts": r.counts,
+            "stop_reason": r.stop_reason,
+        }
+        for r in runs
+    ]
     if progress is not None:
         progress(f"{name}: {len(runs)} replays in {out['samplers'][name]['replay_s']:.1f}s")
 
@@ -696,14 +831,20 @@ def summarise(runs: Sequence[Run], pareto: set[tuple[str, str]], trials: int) ->
     steps = [float(r.steps[-1]) if r.steps else 0.0 for r in runs]
     trained = [float(len(r.ratios)) for r in runs]
     out: dict[str, Any] = {}
-    for key, vals in (("hv_ratio", final), ("pareto_share", share), ("train_seconds", seconds),
-                      ("train_steps", steps), ("trained", trained)):
+    for key, vals in (
+        ("hv_ratio", final),
+        ("pareto_share", share),
+        ("train_seconds", seconds),
+        ("train_steps", steps),
+        ("trained", trained),
+    ):
         out[f"{key}_median"], out[f"{key}_iqr"] = _median_iqr(vals)
     # "not reached" counts as infinitely late, so a median over repeats that mostly miss is None
     reach = [float(v) if v is not None else math.inf for v in to95]
     out["trials_to_95_median"], out["trials_to_95_iqr"] = _median_iqr(reach)
     out["seconds_to_95_median"], out["seconds_to_95_iqr"] = _median_iqr(
-        [v if v is not None else math.inf for v in cost95])
+        [v if v is not None else math.inf for v in cost95]
+    )
     out["reached_95"] = sum(v is not None for v in to95)
     out["counts_median"] = {k: float(np.median([r.counts[k] for r in runs])) for k in runs[0].counts} if runs else {}
     return out
@@ -713,8 +854,11 @@ def _median_iqr(values: Sequence[float]) -> tuple[float | None, list[float | Non
     arr = np.array(values, dtype=float)
     if arr.size == 0:
         return None, [None, None]
-    q1, med, q3 = np.percentile(arr, [25, 50, 75], method="linear") if np.isfinite(arr).all() else \
-        np.percentile(arr, [25, 50, 75], method="lower")
+    q1, med, q3 = (
+        np.percentile(arr, [25, 50, 75], method="linear")
+        if np.isfinite(arr).all()
+        else np.percentile(arr, [25, 50, 75], method="lower")
+    )
     return _plain(med), [_plain(q1), _plain(q3)]
 
 
@@ -731,31 +875,38 @@ def format_replay(out: dict[str, Any]) -> str:
     from radio_nas._util import markdown_table as format_table
 
     t = out["table"]
-    head = (f"Replay of {t['source']} (space {t['space']}: {t['points']} points, {t['ok']} fully trained, "
-            f"exhaustive Pareto set {t['pareto_size']}); {out['trials']} trained trials per sweep, "
-            f"{out['repeats']} repeats (seeds {out['seed']}..{out['seed'] + out['repeats'] - 1}), scheduler "
-            f"{out['scheduler']}. Median [IQR].")
+    head = (
+        f"Replay of {t['source']} (space {t['space']}: {t['points']} points, {t['ok']} fully trained, "
+        f"exhaustive Pareto set {t['pareto_size']}); {out['trials']} trained trials per sweep, "
+        f"{out['repeats']} repeats (seeds {out['seed']}..{out['seed'] + out['repeats'] - 1}), scheduler "
+        f"{out['scheduler']}. Median [IQR]."
+    )
     rows = []
     for name, s in out["samplers"].items():
-        rows.append({
-            "sampler": name,
-            "HV ratio": _mi(s["hv_ratio_median"], s["hv_ratio_iqr"], ".3f"),
-            f"trials to {TARGET_RATIO:.0%}": _mi(s["trials_to_95_median"], s["trials_to_95_iqr"], ".0f",
-                                                 missing=f">{out['trials']}"),
-            f"reached {TARGET_RATIO:.0%}": f"{s['reached_95']}/{out['repeats']}",
-            "Pareto set found": _mi(s["pareto_share_median"], s["pareto_share_iqr"], ".0%"),
-            "train s": _mi(s["train_seconds_median"], s["train_seconds_iqr"], ".0f"),
-            f"train s to {TARGET_RATIO:.0%}": _mi(s["seconds_to_95_median"], s["seconds_to_95_iqr"], ".0f",
-                                                  missing="-"),
-            "pruned": f"{s['counts_median'].get('pruned', 0):g}",
-            "copies": f"{s['counts_median'].get('copies', 0):g}",
-        })
+        rows.append(
+            {
+                "sampler": name,
+                "HV ratio": _mi(s["hv_ratio_median"], s["hv_ratio_iqr"], ".3f"),
+                f"trials to {TARGET_RATIO:.0%}": _mi(
+                    s["trials_to_95_median"], s["trials_to_95_iqr"], ".0f", missing=f">{out['trials']}"
+                ),
+                f"reached {TARGET_RATIO:.0%}": f"{s['reached_95']}/{out['repeats']}",
+                "Pareto set found": _mi(s["pareto_share_median"], s["pareto_share_iqr"], ".0%"),
+                "train s": _mi(s["train_seconds_median"], s["train_seconds_iqr"], ".0f"),
+                f"train s to {TARGET_RATIO:.0%}": _mi(
+                    s["seconds_to_95_median"], s["seconds_to_95_iqr"], ".0f", missing="-"
+                ),
+                "pruned": f"{s['counts_median'].get('pruned', 0):g}",
+                "copies": f"{s['counts_median'].get('copies', 0):g}",
+            }
+        )
     return head + "\n" + format_table(rows)
 
 
 def _mi(med: float | None, iqr: list[float | None], fmt: str, missing: str = "-") -> str:
     def f(v: float | None) -> str:
         return missing if v is None else format(v, fmt)
+
     return f"{f(med)} [{f(iqr[0])}, {f(iqr[1])}]"
 
 
@@ -788,8 +939,10 @@ def plot_replay(out: dict[str, Any], path: str | Path) -> Path:
         ax.grid(alpha=0.3)
     ax1.legend(loc="lower right")
     t = out["table"]
-    fig.suptitle(f"Replay on {t['space']} ({t['points']} points): median and IQR over {out['repeats']} seeds, "
-                 f"scheduler {out['scheduler']}")
+    fig.suptitle(
+        f"Replay on {t['space']} ({t['points']} points): median and IQR over {out['repeats']} seeds, "
+        f"scheduler {out['scheduler']}"
+    )
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)

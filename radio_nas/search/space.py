@@ -10,6 +10,7 @@ A space says *what varies* (``parameters`` over ``arch.*`` and ``pipeline.*`` fi
 of :mod:`radio_nas.search.grammar`); its ``pipeline`` says *how each trial is trained*. The keys are
 documented in ``search_spaces/README.md``.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -17,7 +18,7 @@ import json
 import math
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from radio_nas._config import Config, ConfigError, load_yaml, set_dotted, stable_id
 from radio_nas._shipped import find_space
@@ -133,8 +134,7 @@ class Resources(Config):
 
     def validate(self) -> None:
         if self.cpu < 0 or self.gpu < 0 or self.cpu + self.gpu <= 0:
-            raise ConfigError(f"expected cpu >= 0, gpu >= 0, not both 0; got cpu={self.cpu} gpu={self.gpu}",
-                              key="cpu")
+            raise ConfigError(f"expected cpu >= 0, gpu >= 0, not both 0; got cpu={self.cpu} gpu={self.gpu}", key="cpu")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -170,13 +170,14 @@ class Ablation(Config):
 @dataclasses.dataclass(frozen=True)
 class SpaceConfig(Config):
     """The YAML file as written (after shorthand expansion)."""
+
     name: str
     pipeline: PipelineRef = PipelineRef()
     base: dict[str, Any] = dataclasses.field(default_factory=lambda: {"preset": "t"})
     parameters: dict[str, Any] = dataclasses.field(default_factory=dict)
     constraints: Constraints = Constraints()
     latency: LatencySettings = LatencySettings()
-    objectives: tuple[Objective, ...] = tuple(Objective(**o) for o in DEFAULT_OBJECTIVES)
+    objectives: tuple[Objective, ...] = tuple(Objective(**o) for o in DEFAULT_OBJECTIVES)  # type: ignore[arg-type]  # literal directions
     sampler: Sampler = Sampler()
     budget: Budget = Budget()
     resources: Resources = Resources()
@@ -191,8 +192,9 @@ class SpaceConfig(Config):
 
     def validate(self) -> None:
         if not re.fullmatch(r"[A-Za-z0-9][\w.\-]*", self.name):
-            raise ConfigError(f"expected letters, digits, '.', '_' or '-' (a folder name), got {self.name!r}",
-                              key="name")
+            raise ConfigError(
+                f"expected letters, digits, '.', '_' or '-' (a folder name), got {self.name!r}", key="name"
+            )
         if self.concurrency < 1:
             raise ConfigError(f"expected an integer >= 1, got {self.concurrency}", key="concurrency")
         if not self.objectives:
@@ -203,23 +205,30 @@ class SpaceConfig(Config):
                 raise ConfigError(f"metric {obj.metric!r} is listed twice", key=f"objectives[{i}].metric")
             seen.add(obj.metric)
             if obj.metric not in MEASURED_METRICS + TRIAL_METRICS and not obj.metric.startswith("fidelity/"):
-                raise ConfigError(f"unknown metric {obj.metric!r}; expected one of "
-                                  f"{', '.join(MEASURED_METRICS + TRIAL_METRICS)} or fidelity/<teacher>/<term>",
-                                  key=f"objectives[{i}].metric")
+                raise ConfigError(
+                    f"unknown metric {obj.metric!r}; expected one of "
+                    f"{', '.join(MEASURED_METRICS + TRIAL_METRICS)} or fidelity/<teacher>/<term>",
+                    key=f"objectives[{i}].metric",
+                )
         if self.scheduler.name == "asha" and len(self.objectives) != 1:
-            raise ConfigError(f"ASHA needs exactly one objective, the space has {len(self.objectives)}",
-                              key="scheduler.name")
+            raise ConfigError(
+                f"ASHA needs exactly one objective, the space has {len(self.objectives)}", key="scheduler.name"
+            )
         if self.scheduler.name == "asha" and self.objectives[0].metric != "fidelity":
-            raise ConfigError("ASHA stops trials on their intermediate fidelity; the objective must be "
-                              "fidelity", key="scheduler.name")
+            raise ConfigError(
+                "ASHA stops trials on their intermediate fidelity; the objective must be fidelity", key="scheduler.name"
+            )
         if self.scheduler.name == "moasha" and "fidelity" not in [o.metric for o in self.objectives]:
-            raise ConfigError("moasha stops trials on their intermediate fidelity; the objectives must include "
-                              "fidelity", key="scheduler.name")
+            raise ConfigError(
+                "moasha stops trials on their intermediate fidelity; the objectives must include fidelity",
+                key="scheduler.name",
+            )
 
 
 @dataclasses.dataclass(frozen=True)
 class Param:
     """One entry of ``parameters``: a dotted target and its distribution (or fixed value)."""
+
     name: str
     dist: Any
     when: dict[str, tuple[Any, ...]]
@@ -303,6 +312,7 @@ def decode_choice(value: Any) -> Any:
 @dataclasses.dataclass(frozen=True)
 class Space:
     """A loaded, validated search space."""
+
     config: SpaceConfig
     params: tuple[Param, ...]
     pipeline: Any
@@ -346,12 +356,12 @@ class Space:
     def arch_config(self, values: dict[str, Any]) -> Any:
         """The validated architecture config of these values (ConfigError if the model rejects it)."""
         from radio_nas.models import resolve_config
+
         return resolve_config(self.arch_spec(values))
 
     def pipeline_overrides(self, values: dict[str, Any]) -> dict[str, Any]:
         over = dict(self.config.pipeline.overrides)
-        over.update({p.field: values[p.name] for p in self.params
-                     if p.target == "pipeline" and p.name in values})
+        over.update({p.field: values[p.name] for p in self.params if p.target == "pipeline" and p.name in values})
         return over
 
     def pipeline_for(self, values: dict[str, Any]) -> Any:
@@ -383,7 +393,7 @@ def load_space(source: str | Path | dict[str, Any], overrides: dict[str, Any] | 
     """Load and validate a search space; every error is one ConfigError naming file and key."""
     file = None if isinstance(source, dict) else find_space(source)  # a path, or a shipped name ("mra")
     try:
-        raw = dict(source) if isinstance(source, dict) else load_yaml(file)
+        raw = dict(source) if isinstance(source, dict) else load_yaml(cast(Path, file))
         for dotted, value in (overrides or {}).items():
             try:
                 set_dotted(raw, dotted, value)
@@ -417,8 +427,10 @@ def _build(raw: dict[str, Any], file: Path | None) -> Space:
         for p in params:
             if not p.fixed and p.finite_values is None:
                 many = f"; this one has {p.count:,} (at most {MAX_LISTED_VALUES:,})" if p.count else ""
-                raise ConfigError(f"{what} needs finitely many values (choice, range or a stepped interval)"
-                                  + many, key=f"parameters.{p.name}")
+                raise ConfigError(
+                    f"{what} needs finitely many values (choice, range or a stepped interval)" + many,
+                    key=f"parameters.{p.name}",
+                )
             if p.when and not p.fixed:
                 raise ConfigError(f"{what} does not support conditions", key=f"parameters.{p.name}.when")
     if cfg.mode == "ablation":
@@ -437,15 +449,20 @@ def _parse_params(cfg: SpaceConfig, file: Path | None) -> list[Param]:
     for name, spec in cfg.parameters.items():
         key = f"parameters.{name}"
         if not re.fullmatch(r"(arch|pipeline)\.[A-Za-z_][\w.]*", name):
-            raise ConfigError("expected a dotted target starting with 'arch.' or 'pipeline.' "
-                              "(e.g. arch.width, pipeline.balancing.method)", key=key)
+            raise ConfigError(
+                "expected a dotted target starting with 'arch.' or 'pipeline.' "
+                "(e.g. arch.width, pipeline.balancing.method)",
+                key=key,
+            )
         if isinstance(spec, dict) and "_type" not in spec:
             extra = set(spec) - {"values", "when"}
             if extra or "values" not in spec:
                 bad = min(extra) if extra else "values"
-                raise ConfigError(f"{'unknown key ' + repr(bad) if extra else 'missing values'}; a parameter "
-                                  "mapping takes 'values' (grammar, NNI or a fixed value) and optional 'when'",
-                                  key=key)
+                raise ConfigError(
+                    f"{'unknown key ' + repr(bad) if extra else 'missing values'}; a parameter "
+                    "mapping takes 'values' (grammar, NNI or a fixed value) and optional 'when'",
+                    key=key,
+                )
             raw_when[name] = spec.get("when")
             dists[name] = parse_param(spec["values"], key=f"{key}.values")
         elif isinstance(spec, dict) and "when" in spec:  # NNI mapping with a condition
@@ -462,8 +479,9 @@ def _parse_params(cfg: SpaceConfig, file: Path | None) -> list[Param]:
     while pending:
         ready = [n for n in pending if set(whens.get(n, {})) <= placed]
         if not ready:
-            raise ConfigError(f"conditions form a cycle among {', '.join(pending)}",
-                              key=f"parameters.{pending[0]}.when")
+            raise ConfigError(
+                f"conditions form a cycle among {', '.join(pending)}", key=f"parameters.{pending[0]}.when"
+            )
         for n in ready:
             ordered.append(Param(n, dists[n], whens.get(n, {})))
             placed.add(n)
@@ -478,15 +496,19 @@ def _parse_when(when: Any, known: dict[str, Param], owner: str, key: str) -> dic
     for dep, allowed in when.items():
         if dep not in known or dep == owner:
             others = [n for n in known if n != owner]
-            raise ConfigError(f"condition on {dep!r}, which is not another parameter of this space; "
-                              f"expected one of: {', '.join(others) or '(none)'}", key=f"{key}.{dep}")
+            raise ConfigError(
+                f"condition on {dep!r}, which is not another parameter of this space; "
+                f"expected one of: {', '.join(others) or '(none)'}",
+                key=f"{key}.{dep}",
+            )
         values = tuple(allowed) if isinstance(allowed, list) else (allowed,)
         possible = known[dep].finite_values if not known[dep].fixed else (known[dep].dist.value,)
         if possible is not None:
             for v in values:
                 if v not in possible:
-                    raise ConfigError(f"{v!r} is not a value {dep} can take ({', '.join(map(repr, possible))})",
-                                      key=f"{key}.{dep}")
+                    raise ConfigError(
+                        f"{v!r} is not a value {dep} can take ({', '.join(map(repr, possible))})", key=f"{key}.{dep}"
+                    )
         out[dep] = values
     return out
 
@@ -498,23 +520,27 @@ def _check_targets(cfg: SpaceConfig, params: list[Param], pipeline: Any, file: P
         base_cfg = resolve_config(dict(cfg.base))
     except ConfigError as exc:
         raise exc.within(prefix="base") from None
-    arch_fields = {f.name for f in dataclasses.fields(FAMILIES[base_cfg.family].config)}
+    arch_fields = {f.name for f in dataclasses.fields(FAMILIES[base_cfg.family].config)}  # type: ignore[arg-type,attr-defined]
     fixed_arch = {p.field: p.dist.value for p in params if p.target == "arch" and p.fixed and not p.when}
     for p in params:
         key = f"parameters.{p.name}"
         if p.target == "arch":
             if p.field not in arch_fields:
                 import difflib
+
                 close = difflib.get_close_matches(p.field, arch_fields, n=1)
-                hint = f"did you mean 'arch.{close[0]}'?" if close else f"expected one of {', '.join(sorted(arch_fields))}"
+                hint = (
+                    f"did you mean 'arch.{close[0]}'?" if close else f"expected one of {', '.join(sorted(arch_fields))}"
+                )
                 raise ConfigError(f"unknown architecture field {p.field!r}; {hint}", key=key)
         else:
             sample = p.dist.value if p.fixed else _representative(p)
             try:
                 _load_pipeline(cfg.pipeline.path, {**cfg.pipeline.overrides, p.field: sample}, file)
             except ConfigError as exc:
-                raise ConfigError(f"the pipeline rejects it: {exc.detail}"
-                                  + (f" (at {exc.key})" if exc.key else ""), key=key) from None
+                raise ConfigError(
+                    f"the pipeline rejects it: {exc.detail}" + (f" (at {exc.key})" if exc.key else ""), key=key
+                ) from None
     if fixed_arch:
         try:
             resolve_config({**cfg.base, **fixed_arch})
@@ -525,8 +551,9 @@ def _check_targets(cfg: SpaceConfig, params: list[Param], pipeline: Any, file: P
     resolution = getattr(pipeline, "resolution", None)
     if resolution is not None and not any(p.target == "arch" and not p.fixed for p in params):
         from radio_nas.measure import parse_resolution
+
         try:
-            resolve_config({**cfg.base, **fixed_arch}).check_input_size(*parse_resolution(resolution))
+            resolve_config({**cfg.base, **fixed_arch}).check_input_size(*parse_resolution(resolution))  # type: ignore[attr-defined]
         except ConfigError as exc:
             raise ConfigError(f"the model rejects the pipeline resolution: {exc.detail}", key="base") from None
 
@@ -576,8 +603,11 @@ def _check_every_value(cfg: SpaceConfig, params: list[Param], pipeline: Any, fil
                 try:
                     _load_pipeline(cfg.pipeline.path, {**cfg.pipeline.overrides, p.field: value}, file)
                 except ConfigError as exc:
-                    raise ConfigError(f"value {value!r}: the pipeline rejects it: {exc.detail}"
-                                      + (f" (at {exc.key})" if exc.key else ""), key=key) from None
+                    raise ConfigError(
+                        f"value {value!r}: the pipeline rejects it: {exc.detail}"
+                        + (f" (at {exc.key})" if exc.key else ""),
+                        key=key,
+                    ) from None
             continue
         context = {**cfg.base, **fixed_arch}
         for dep, allowed in p.when.items():
@@ -588,9 +618,11 @@ def _check_every_value(cfg: SpaceConfig, params: list[Param], pipeline: Any, fil
             first = arch_error({**context, p.field: value})
             if first is None or any(arch_error({**context, **o, p.field: value}) is None for o in others):
                 continue
-            raise ConfigError(f"value {value!r}: the model rejects it: {first.detail}"
-                              + (f" (at {first.key})" if first.key and first.key != p.field else ""),
-                              key=key) from None
+            raise ConfigError(
+                f"value {value!r}: the model rejects it: {first.detail}"
+                + (f" (at {first.key})" if first.key and first.key != p.field else ""),
+                key=key,
+            ) from None
 
 
 def _representative(p: Param) -> Any:
@@ -606,17 +638,18 @@ def _check_ablation(cfg: SpaceConfig, params: list[Param]) -> None:
         raise ConfigError("an ablation needs at least one parameter that varies", key="parameters")
     for name, level in cfg.ablation.base.items():
         if name not in names:
-            raise ConfigError(f"{name!r} is not a varying parameter; expected one of {', '.join(names)}",
-                              key=f"ablation.base.{name}")
+            raise ConfigError(
+                f"{name!r} is not a varying parameter; expected one of {', '.join(names)}", key=f"ablation.base.{name}"
+            )
         if level not in (names[name].finite_values or ()):
             raise ConfigError(f"{level!r} is not one of the levels of {name}", key=f"ablation.base.{name}")
     if any(p.name == "pipeline.seed" for p in params):
-        raise ConfigError("ablation mode sets pipeline.seed itself (ablation.seeds repeats per point)",
-                          key="parameters.pipeline.seed")
+        raise ConfigError(
+            "ablation mode sets pipeline.seed itself (ablation.seeds repeats per point)", key="parameters.pipeline.seed"
+        )
 
 
-def _load_pipeline(path: str | None, overrides: dict[str, Any], space_file: Path | None,
-                   key: str | None = None) -> Any:
+def _load_pipeline(path: str | None, overrides: dict[str, Any], space_file: Path | None, key: str | None = None) -> Any:
     """The pipeline at `path`: a file found relative to the CWD, then the space file's folder and its
     parent; else a bundled pipeline name (``distill_cpu``). None means the embedded ``distill_cpu``."""
     from radio_nas.distill.pipeline import load_pipeline
@@ -630,8 +663,10 @@ def _load_pipeline(path: str | None, overrides: dict[str, Any], space_file: Path
         if found is not None:
             source = found
         elif Path(path).suffix or "/" in path:
-            raise ConfigError(f"pipeline file {path!r} does not exist (looked in the current folder and next "
-                              "to the space file)", key="pipeline.path")
+            raise ConfigError(
+                f"pipeline file {path!r} does not exist (looked in the current folder and next to the space file)",
+                key="pipeline.path",
+            )
     try:
         return load_pipeline(source, dict(overrides) or None)
     except ConfigError as exc:
