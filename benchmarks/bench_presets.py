@@ -9,6 +9,7 @@ latency objective time) and/or the training graph in eval mode; with ``--deploy 
 column gives the median of paired ratios deployed / training graph (runs interleaved). The table
 names the machine and library versions it was measured with.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -55,8 +56,12 @@ def main() -> None:
     p.add_argument("--runs", type=int, default=30)
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--presets", default="xt,t,s,b,l")
-    p.add_argument("--deploy", choices=("both", "on", "off"), default="both",
-                   help="time the deployed graph, the training graph (eval), or both (default)")
+    p.add_argument(
+        "--deploy",
+        choices=("both", "on", "off"),
+        default="both",
+        help="time the deployed graph, the training graph (eval), or both (default)",
+    )
     args = p.parse_args()
     h, w = parse_resolution(args.resolution)
     modes = {"both": (True, False), "on": (True,), "off": (False,)}[args.deploy]
@@ -69,8 +74,17 @@ def main() -> None:
         row = [preset, f"{count_params(model) / 1e6:.1f}", f"{count_gmacs(model, (h, w)):.2f}"]
         for batch in batches:
             for deploy in modes:
-                r = measure_latency(model, (h, w), batch, args.device, args.dtype, args.channels_last,
-                                    warmup=args.warmup, runs=args.runs, deploy=deploy)
+                r = measure_latency(
+                    model,
+                    (h, w),
+                    batch,
+                    args.device,
+                    args.dtype,
+                    args.channels_last,
+                    warmup=args.warmup,
+                    runs=args.runs,
+                    deploy=deploy,
+                )
                 device_name = r.device_name
                 row += [f"{r.median_ms:.1f} / {r.p90_ms:.1f}", f"{r.images_per_s:.1f}"]
             if len(modes) == 2 and args.device == "cpu" and args.dtype == "fp32" and not args.channels_last:

@@ -21,6 +21,7 @@ set before torch loads) so two threads do not spin against other processes on a 
 Finally a per-op profile of both at the first resolution, batch 1, one thread: time share and
 achieved GMAC/s of the top ops against this CPU's fp32 matmul peak (a 2048^3 matmul).
 """
+
 from __future__ import annotations
 
 import os
@@ -51,9 +52,20 @@ from radio_nas.models.published import map_published_state_dict
 
 CONFIGS: dict[str, tuple[str, dict[str, Any]]] = {
     # name -> (published factory, our equivalent config)
-    "xxxtiny": ("eradio_xxxtiny", {"width": 32, "stem_width": 32, "depths": [1, 3, 4, 5], "head_dim": 16,
-                                   "pre_conv": "dense", "mra_merge": "half", "fusion": "neck",
-                                   "output_dim": 256, "pretrained_window": 16}),
+    "xxxtiny": (
+        "eradio_xxxtiny",
+        {
+            "width": 32,
+            "stem_width": 32,
+            "depths": [1, 3, 4, 5],
+            "head_dim": 16,
+            "pre_conv": "dense",
+            "mra_merge": "half",
+            "fusion": "neck",
+            "output_dim": 256,
+            "pretrained_window": 16,
+        },
+    ),
     "l-v2": ("eradio_large_fullres_ws16", {"preset": "l-v2"}),
 }
 
@@ -114,8 +126,13 @@ def main() -> None:
     p.add_argument("--resolutions", default="224,512")
     p.add_argument("--batches", default="1,8")
     p.add_argument("--threads", default="1,2")
-    p.add_argument("--budget-s", type=float, default=420.0, help="timing budget over all cells (s); with "
-                   "the ~5 min setup and profile, the default table takes about 13 min")
+    p.add_argument(
+        "--budget-s",
+        type=float,
+        default=420.0,
+        help="timing budget over all cells (s); with "
+        "the ~5 min setup and profile, the default table takes about 13 min",
+    )
     p.add_argument("--max-pairs", type=int, default=40)
     args = p.parse_args()
     t_start = time.perf_counter()
@@ -159,9 +176,19 @@ def main() -> None:
                 theirs = ref.forward_features(x)[1]
                 mine = ours(x)[1]
             err = ((mine - theirs).abs().max() / theirs.abs().max()).item()
-            summary_rows.append([name, f"{res}", f"{n_params:,}", f"{ref_params:,}", f"{gmacs:.3f}",
-                                 f"{ours_fc:.3f}", f"{ref_gmacs:.3f}", f"{list(ours.window_sizes)}",
-                                 f"{err:.1e}"])
+            summary_rows.append(
+                [
+                    name,
+                    f"{res}",
+                    f"{n_params:,}",
+                    f"{ref_params:,}",
+                    f"{gmacs:.3f}",
+                    f"{ours_fc:.3f}",
+                    f"{ref_gmacs:.3f}",
+                    f"{list(ours.window_sizes)}",
+                    f"{err:.1e}",
+                ]
+            )
             prepared.append((name, res, ref, ours, ref_gmacs))
         del base
     setup_s = time.perf_counter() - t_start
@@ -179,8 +206,7 @@ def main() -> None:
                 ref.forward_features(x)
                 pair = _once(functools.partial(ours, x)) + _once(functools.partial(ref.forward_features, x))
             rate[(name, t)] = pair / g
-    cells = [(name, res, ref, ours, g, b, t) for name, res, ref, ours, g in prepared for b in batches
-             for t in threads]
+    cells = [(name, res, ref, ours, g, b, t) for name, res, ref, ours, g in prepared for b in batches for t in threads]
     share = args.budget_s / len(cells)
     rows = []
     for name, res, ref, ours, g, b, t in cells:
@@ -204,9 +230,19 @@ def main() -> None:
                 theirs.append(r * 1e3)
                 ratios.append(a / r)
         q = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else [ratios[0]] * 3
-        rows.append([name, f"{res}", f"{b}", f"{t}", f"{pairs}", f"{statistics.median(mine):.1f}",
-                     f"{statistics.median(theirs):.1f}", f"**{statistics.median(ratios):.3f}**",
-                     f"{q[0]:.3f}-{q[2]:.3f}" if len(ratios) > 1 else "(one pair)"])
+        rows.append(
+            [
+                name,
+                f"{res}",
+                f"{b}",
+                f"{t}",
+                f"{pairs}",
+                f"{statistics.median(mine):.1f}",
+                f"{statistics.median(theirs):.1f}",
+                f"**{statistics.median(ratios):.3f}**",
+                f"{q[0]:.3f}-{q[2]:.3f}" if len(ratios) > 1 else "(one pair)",
+            ]
+        )
         print("  cell:", " | ".join(rows[-1]), flush=True)
     timing_s = time.perf_counter() - t_start - setup_s
 
@@ -220,17 +256,23 @@ def main() -> None:
         profile_lines += _op_profile(f"{name} {res} ours", functools.partial(ours, x), peak)
         profile_lines += _op_profile(f"{name} {res} reference", functools.partial(ref.forward_features, x), peak)
 
-    print(f"\nmachine: {cpu_model()} ({os.cpu_count()} CPUs visible), {platform.platform()}; "
-          f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}")
+    print(
+        f"\nmachine: {cpu_model()} ({os.cpu_count()} CPUs visible), {platform.platform()}; "
+        f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}"
+    )
     print("versions: " + ", ".join(f"{k} {v}" for k, v in versions().items()))
     print(f"wall: setup {setup_s:.0f} s, timing {timing_s:.0f} s (budget {args.budget_s:.0f} s)")
-    print("\n| config | input | params (ours) | params (reference) | GMACs ours (fvcore) | GMACs ours "
-          "(flop_counter) | GMACs reference (flop_counter) | windows | max rel. diff of features |")
+    print(
+        "\n| config | input | params (ours) | params (reference) | GMACs ours (fvcore) | GMACs ours "
+        "(flop_counter) | GMACs reference (flop_counter) | windows | max rel. diff of features |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     for row in summary_rows:
         print("| " + " | ".join(row) + " |")
-    print("\n| config | input | batch | threads | pairs | ours deployed ms (median) | reference deployed ms "
-          "(median) | ours / reference (median of pairs) | p25-p75 |")
+    print(
+        "\n| config | input | batch | threads | pairs | ours deployed ms (median) | reference deployed ms "
+        "(median) | ours / reference (median of pairs) | p25-p75 |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     for row in rows:
         print("| " + " | ".join(row) + " |")

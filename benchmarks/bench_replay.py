@@ -5,6 +5,7 @@
 Prints a Markdown table (machine and versions first): median and max seconds of one replayed
 sweep per sampler (each repeat timed on its own, sampler seeds 0..R-1), and the table's load time.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,11 +33,15 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     table = load_table(args.table)
     load_s = time.perf_counter() - t0
-    print(f"machine: {platform.node()} {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-          f"load {os.getloadavg()[0]:.1f}; python {platform.python_version()}, optuna {optuna.__version__}, "
-          f"torch {torch.__version__}")
-    print(f"table: {args.table} ({len(table.rows)} points), loaded in {load_s:.2f}s; {args.trials} trained trials "
-          f"per sweep, scheduler {args.scheduler}\n")
+    print(
+        f"machine: {platform.node()} {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+        f"load {os.getloadavg()[0]:.1f}; python {platform.python_version()}, optuna {optuna.__version__}, "
+        f"torch {torch.__version__}"
+    )
+    print(
+        f"table: {args.table} ({len(table.rows)} points), loaded in {load_s:.2f}s; {args.trials} trained trials "
+        f"per sweep, scheduler {args.scheduler}\n"
+    )
     print("| sampler | sweeps | median s / sweep | max s / sweep |")
     print("|---------|--------|------------------|---------------|")
     for name in [s for s in args.samplers.split(",") if s]:

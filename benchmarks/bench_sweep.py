@@ -8,6 +8,7 @@ Overhead is everything else: Ray start, Tune scheduling and worker start-up, sam
 and validating each variant, GMACs counting and latency timing in the driver, SQLite writes.
 Prints a Markdown table with the machine and versions, then each sweep's summary.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,15 +43,35 @@ def main() -> int:
         trial_sum = sum(out["trial_wall_s"])
         n = len(out["trial_wall_s"])
         over = wall - trial_sum
-        rows.append((name, n, out["counts"].get("infeasible", 0), wall, trial_sum, over, over / max(n, 1),
-                     sum(out["trial_seen_s"]) / max(n, 1)))
+        rows.append(
+            (
+                name,
+                n,
+                out["counts"].get("infeasible", 0),
+                wall,
+                trial_sum,
+                over,
+                over / max(n, 1),
+                sum(out["trial_seen_s"]) / max(n, 1),
+            )
+        )
         summaries.append(f"## {name}\n" + lines[-1] if lines else "")
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
-    print(f"Machine: {cpu}, {os.cpu_count()} CPUs; Python {platform.python_version()}, torch {version('torch')}, "
-          f"ray {version('ray')}, optuna {version('optuna')}")
-    print("| space | trained | infeasible | sweep wall s | sum of trial wall s | overhead s | overhead s / trial "
-          "| trial as seen by the driver s |")
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    print(
+        f"Machine: {cpu}, {os.cpu_count()} CPUs; Python {platform.python_version()}, torch {version('torch')}, "
+        f"ray {version('ray')}, optuna {version('optuna')}"
+    )
+    print(
+        "| space | trained | infeasible | sweep wall s | sum of trial wall s | overhead s | overhead s / trial "
+        "| trial as seen by the driver s |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r[0]} | {r[1]} | {r[2]} | {r[3]:.1f} | {r[4]:.1f} | {r[5]:.1f} | {r[6]:.2f} | {r[7]:.1f} |")

@@ -9,6 +9,7 @@ multiply-adds). The student's GMACs come from radio_nas.measure.count_gmacs at t
 size; adaptor heads and loss are not counted (they are small), so GFLOP/s is a slight underestimate.
 The load average is printed because these machines are shared: figures scale with it.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -50,9 +51,15 @@ def machine() -> dict[str, str]:
     cpu = cpu_model()
 
     extra = {name: version(name) for name in ("onnxruntime", "numpy")}
-    return {"cpu": cpu, "cores": str(os.cpu_count()), "torch_threads": str(torch.get_num_threads()),
-            "load_avg_1m": f"{os.getloadavg()[0]:.2f}", "python": platform.python_version(),
-            **{k: str(v) for k, v in versions().items()}, **extra}
+    return {
+        "cpu": cpu,
+        "cores": str(os.cpu_count()),
+        "torch_threads": str(torch.get_num_threads()),
+        "load_avg_1m": f"{os.getloadavg()[0]:.2f}",
+        "python": platform.python_version(),
+        **{k: str(v) for k, v in versions().items()},
+        **extra,
+    }
 
 
 def bench(arch: str, pipeline_path: str, steps: int | None, yardstick: float) -> list[dict]:
@@ -71,12 +78,26 @@ def bench(arch: str, pipeline_path: str, steps: int | None, yardstick: float) ->
             compute = r["time_student_s"] - r["time_data_s"]
             img_s = r["steps"] * pipeline.batch_size / compute
             gflops = img_s * 3 * gmacs * 2
-            rows.append({"arch": arch, "cache": label, "steps": r["steps"], "batch": pipeline.batch_size,
-                         "res": "x".join(map(str, pipeline.size)), "teacher_s": r["time_teacher_s"],
-                         "student_s": r["time_student_s"], "data_s": r["time_data_s"], "eval_s": r["time_eval_s"],
-                         "wall_s": r["wall_s"], "img_s": r["images_per_s"], "fwd_gmacs": gmacs,
-                         "train_gflop_s": gflops, "pct_matmul": 100 * gflops / yardstick, "fidelity": r["fidelity"],
-                         "fidelity_cos": r["fidelity_cos"]})
+            rows.append(
+                {
+                    "arch": arch,
+                    "cache": label,
+                    "steps": r["steps"],
+                    "batch": pipeline.batch_size,
+                    "res": "x".join(map(str, pipeline.size)),
+                    "teacher_s": r["time_teacher_s"],
+                    "student_s": r["time_student_s"],
+                    "data_s": r["time_data_s"],
+                    "eval_s": r["time_eval_s"],
+                    "wall_s": r["wall_s"],
+                    "img_s": r["images_per_s"],
+                    "fwd_gmacs": gmacs,
+                    "train_gflop_s": gflops,
+                    "pct_matmul": 100 * gflops / yardstick,
+                    "fidelity": r["fidelity"],
+                    "fidelity_cos": r["fidelity_cos"],
+                }
+            )
     return rows
 
 
@@ -101,8 +122,24 @@ def main(argv: list[str] | None = None) -> int:
         print()
         return 0
     print("machine: " + ", ".join(f"{k}={v}" for k, v in info.items()))
-    cols = ["arch", "cache", "steps", "batch", "res", "teacher_s", "student_s", "data_s", "eval_s", "wall_s",
-            "img_s", "fwd_gmacs", "train_gflop_s", "pct_matmul", "fidelity", "fidelity_cos"]
+    cols = [
+        "arch",
+        "cache",
+        "steps",
+        "batch",
+        "res",
+        "teacher_s",
+        "student_s",
+        "data_s",
+        "eval_s",
+        "wall_s",
+        "img_s",
+        "fwd_gmacs",
+        "train_gflop_s",
+        "pct_matmul",
+        "fidelity",
+        "fidelity_cos",
+    ]
     table = [[f"{r[c]:.2f}" if isinstance(r[c], float) else str(r[c]) for c in cols] for r in rows]
     widths = [max(len(c), *(len(t[i]) for t in table)) for i, c in enumerate(cols)]
     print("| " + " | ".join(c.ljust(w) for c, w in zip(cols, widths)) + " |")

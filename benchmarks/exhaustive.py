@@ -16,6 +16,7 @@ parameters, arch_id, pipeline_id, status ok/infeasible/failed, params, gmacs, la
 and the other objective metrics, steps, train_seconds, the learning curve as JSON
 ``[{"step", "fidelity", "seconds"}]``), after a ``# {json}`` first line holding the space.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,8 +32,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("space", help="search-space YAML with finitely many values per parameter")
     ap.add_argument("--results", metavar="DIR", help="results folder (default: results/<name>-exhaustive)")
     ap.add_argument("--csv", metavar="PATH", help="table to write (default: <results>/exhaustive.csv)")
-    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                    help="override a key of the space file (as in radio-nas sweep --set)")
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a key of the space file (as in radio-nas sweep --set)",
+    )
     ap.add_argument("--num-cpus", type=int, metavar="N", help="CPUs of the local Ray (default: all)")
     ap.add_argument("--export-only", action="store_true", help="do not train; export a finished study")
     args = ap.parse_args(argv)
@@ -52,8 +58,7 @@ def _run(args: argparse.Namespace) -> int:
     space = load_space(args.space, overrides)
     size = space.grid_size()
     if size is None:
-        raise ConfigError("a parameter is continuous; an exhaustive table needs finitely many values",
-                          key="parameters")
+        raise ConfigError("a parameter is continuous; an exhaustive table needs finitely many values", key="parameters")
     results = Path(args.results) if args.results else Path("results") / f"{space.name}-exhaustive"
     if not args.export_only:
         from radio_nas.search.replay import missing_points
@@ -63,8 +68,10 @@ def _run(args: argparse.Namespace) -> int:
         started = time.monotonic()
         for attempt in range(2):
             out = run_sweep(space, results_dir=results, trials=size, num_cpus=args.num_cpus)
-            print(f"exhaustive: {out['trained']} trained trials, {out['counts']} after "
-                  f"{time.monotonic() - started:.0f}s (stop: {out['stop_reason']})")
+            print(
+                f"exhaustive: {out['trained']} trained trials, {out['counts']} after "
+                f"{time.monotonic() - started:.0f}s (stop: {out['stop_reason']})"
+            )
             study = open_study(space, results, out["storage"])
             missing = missing_points(study, space)
             if not missing or attempt:

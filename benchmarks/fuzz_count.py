@@ -6,6 +6,7 @@ cases get the promised answer (exit 2, one line naming file/key/argument, no tra
 
 The per-case time is the whole CLI process (Python and package start-up included).
 """
+
 from __future__ import annotations
 
 import platform
@@ -28,7 +29,8 @@ def loader_table(repeats: int = 21) -> None:
     repo = Path(__file__).resolve().parents[1]
     inputs = {
         "billion laughs (10^9 leaves, 1 kB)": "".join(
-            f"l{i}: &l{i} [" + ", ".join([f"*l{i - 1}" if i else "x"] * 10) + "]\n" for i in range(10)),
+            f"l{i}: &l{i} [" + ", ".join([f"*l{i - 1}" if i else "x"] * 10) + "]\n" for i in range(10)
+        ),
         "nesting 5000 deep": "a: " + "[" * 5000 + "]" * 5000,
         "recursive alias": "a: &r {x: *r}",
         "duplicate key": "a: 1\nb: 2\na: 3",
@@ -54,8 +56,10 @@ def main(argv: list[str]) -> int:
         import yaml
 
         loader_table()
-        print(f"\nmachine: {platform.node()} {platform.machine()}, python {platform.python_version()}, "
-              f"pyyaml {yaml.__version__}; 21 repeats each")
+        print(
+            f"\nmachine: {platform.node()} {platform.machine()}, python {platform.python_version()}, "
+            f"pyyaml {yaml.__version__}; 21 repeats each"
+        )
         return 0
     verbose = "--verbose" in argv
     wanted = [a for a in argv if not a.startswith("--")]
@@ -70,8 +74,10 @@ def main(argv: list[str]) -> int:
                 print(f"SKIP            {case.id:<28} {why}", flush=True)
                 continue
             rows.append((case.id, ok, seconds, why))
-            print(f"{'PASS' if ok else 'FAIL'}  {seconds:6.2f} s  {case.id:<28} {why if verbose or not ok else ''}"[:400],
-                  flush=True)
+            print(
+                f"{'PASS' if ok else 'FAIL'}  {seconds:6.2f} s  {case.id:<28} {why if verbose or not ok else ''}"[:400],
+                flush=True,
+            )
     finally:
         for p in base.rglob("*"):
             if p.is_dir():
@@ -79,13 +85,20 @@ def main(argv: list[str]) -> int:
         shutil.rmtree(base, ignore_errors=True)
     passed = sum(r[1] for r in rows)
     import torch
-    print(f"\nmachine: {platform.node()} {platform.machine()}, python {platform.python_version()}, "
-          f"torch {torch.__version__}")
-    print(f"answer time per case: median {statistics.median(r[2] for r in rows):.2f} s, "
-          f"max {max(r[2] for r in rows):.2f} s")
+
+    print(
+        f"\nmachine: {platform.node()} {platform.machine()}, python {platform.python_version()}, "
+        f"torch {torch.__version__}"
+    )
+    print(
+        f"answer time per case: median {statistics.median(r[2] for r in rows):.2f} s, "
+        f"max {max(r[2] for r in rows):.2f} s"
+    )
     skipped = len(cases) - len(rows)
-    print(f"fuzz table: {passed}/{len(rows)} cases answered with one line and exit 2"
-          + (f" ({skipped} skipped: {fz.ROOT_SKIP})" if skipped else ""))
+    print(
+        f"fuzz table: {passed}/{len(rows)} cases answered with one line and exit 2"
+        + (f" ({skipped} skipped: {fz.ROOT_SKIP})" if skipped else "")
+    )
     return 0
 
 

@@ -23,6 +23,7 @@ latency, Triton/Inductor, matplotlib) and the sweep's results folder live under 
 --dry-run is the same code on the CPU with a tiny variant, 2 repeats of 2 runs, one resolution, a
 tiny trial and a 1-trial sweep; its figures mean nothing except that every path still runs.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -87,50 +88,162 @@ class Plan:
 def gpu_plan() -> Plan:
     student = {"device": "cuda", "amp": True, "channels_last": True, "threads": None}
     return Plan(
-        device="cuda", presets={p: p for p in ("xt", "t", "b", "l", "l-v2")}, resolutions=(224, 512),
-        batches=(1, 64), dtypes=("fp32", "bf16"), layouts=(False, True), repeats=5, min_runs=3,
-        max_runs=30, repeat_target_s=0.1, warmup=3, grid_budget_s=150.0,
-        cli_profile=("t", "--resolution", "224", "--batch-size", "16", "--device", "cuda", "--dtype", "bf16",
-                     "--channels-last"),
-        cli_bench=("--presets", "t", "--device", "cuda", "--dtype", "bf16", "--channels-last", "--batch-sizes",
-                   "1,64", "--runs", "20"),
-        compile_preset="t", compile_resolution=224, compile_batches=(1, 64), compile_dtype="bf16",
+        device="cuda",
+        presets={p: p for p in ("xt", "t", "b", "l", "l-v2")},
+        resolutions=(224, 512),
+        batches=(1, 64),
+        dtypes=("fp32", "bf16"),
+        layouts=(False, True),
+        repeats=5,
+        min_runs=3,
+        max_runs=30,
+        repeat_target_s=0.1,
+        warmup=3,
+        grid_budget_s=150.0,
+        cli_profile=(
+            "t",
+            "--resolution",
+            "224",
+            "--batch-size",
+            "16",
+            "--device",
+            "cuda",
+            "--dtype",
+            "bf16",
+            "--channels-last",
+        ),
+        cli_bench=(
+            "--presets",
+            "t",
+            "--device",
+            "cuda",
+            "--dtype",
+            "bf16",
+            "--channels-last",
+            "--batch-sizes",
+            "1,64",
+            "--runs",
+            "20",
+        ),
+        compile_preset="t",
+        compile_resolution=224,
+        compile_batches=(1, 64),
+        compile_dtype="bf16",
         compile_backend="inductor",
         trial_arch="t",
         # distill_cpu's recipe and bundled teacher, moved to the GPU: 20 steps of 64 crops at 224 px
-        trial_overrides={"steps": 20, "batch_size": 64, "resolution": 224, "data.train_size": 640,
-                         "data.eval_size": 64, "eval.every": 0, "eval.size": 64, "student": student,
-                         "teachers.rn50_s16.device": "cuda", "teachers.rn50_s32.device": "cuda",
-                         "teachers.rn50_s16.batch_size": 64, "teachers.rn50_s32.batch_size": 64},
+        trial_overrides={
+            "steps": 20,
+            "batch_size": 64,
+            "resolution": 224,
+            "data.train_size": 640,
+            "data.eval_size": 64,
+            "eval.every": 0,
+            "eval.size": 64,
+            "student": student,
+            "teachers.rn50_s16.device": "cuda",
+            "teachers.rn50_s32.device": "cuda",
+            "teachers.rn50_s16.batch_size": 64,
+            "teachers.rn50_s32.batch_size": 64,
+        },
         sweep_space="search_spaces/smoke.yaml",
-        sweep_overrides={"latency.device": "cuda", "latency.dtype": "bf16", "latency.runs": 50,
-                         "latency.warmup": 10, "resources.cpu": 4, "resources.gpu": 1, "budget.trials": 3,
-                         "pipeline.overrides.student": student})
+        sweep_overrides={
+            "latency.device": "cuda",
+            "latency.dtype": "bf16",
+            "latency.runs": 50,
+            "latency.warmup": 10,
+            "resources.cpu": 4,
+            "resources.gpu": 1,
+            "budget.trials": 3,
+            "pipeline.overrides.student": student,
+        },
+    )
 
 
 def dry_plan() -> Plan:
     student = {"device": "cpu", "amp": True, "channels_last": True, "threads": 1}
     return Plan(
-        device="cpu", presets={"xt-tiny": TINY}, resolutions=(64,), batches=(1, 2), dtypes=("fp32", "bf16"),
-        layouts=(False, True), repeats=2, min_runs=2, max_runs=2, repeat_target_s=0.0, warmup=1,
+        device="cpu",
+        presets={"xt-tiny": TINY},
+        resolutions=(64,),
+        batches=(1, 2),
+        dtypes=("fp32", "bf16"),
+        layouts=(False, True),
+        repeats=2,
+        min_runs=2,
+        max_runs=2,
+        repeat_target_s=0.0,
+        warmup=1,
         grid_budget_s=120.0,
-        cli_profile=("xt", "--set", "width=16", "--set", "depths=[1,1,1,1]", "--set", "head_dim=16",
-                     "--resolution", "64", "--batch-size", "2", "--device", "cpu", "--dtype", "bf16",
-                     "--channels-last", "--runs", "2", "--warmup", "1"),
+        cli_profile=(
+            "xt",
+            "--set",
+            "width=16",
+            "--set",
+            "depths=[1,1,1,1]",
+            "--set",
+            "head_dim=16",
+            "--resolution",
+            "64",
+            "--batch-size",
+            "2",
+            "--device",
+            "cpu",
+            "--dtype",
+            "bf16",
+            "--channels-last",
+            "--runs",
+            "2",
+            "--warmup",
+            "1",
+        ),
         # presets only (no --set): full-size xt, so one fp32 run keeps it to seconds on 2 cores
-        cli_bench=("--presets", "xt", "--resolution", "64", "--device", "cpu", "--dtype", "fp32", "--channels-last",
-                   "--batch-sizes", "1", "--runs", "1", "--warmup", "0"),
-        compile_preset="xt-tiny", compile_resolution=64, compile_batches=(2,), compile_dtype="bf16",
+        cli_bench=(
+            "--presets",
+            "xt",
+            "--resolution",
+            "64",
+            "--device",
+            "cpu",
+            "--dtype",
+            "fp32",
+            "--channels-last",
+            "--batch-sizes",
+            "1",
+            "--runs",
+            "1",
+            "--warmup",
+            "0",
+        ),
+        compile_preset="xt-tiny",
+        compile_resolution=64,
+        compile_batches=(2,),
+        compile_dtype="bf16",
         # Inductor's C++ build takes minutes on 2 cores; eager still runs Dynamo's capture of the model
         compile_backend="eager",
         trial_arch="xt-tiny",
-        trial_overrides={"steps": 2, "batch_size": 2, "resolution": 64, "data.train_size": 4,
-                         "data.eval_size": 4, "eval.every": 0, "eval.size": 4, "eval.knn": False,
-                         "student": student},
+        trial_overrides={
+            "steps": 2,
+            "batch_size": 2,
+            "resolution": 64,
+            "data.train_size": 4,
+            "data.eval_size": 4,
+            "eval.every": 0,
+            "eval.size": 4,
+            "eval.knn": False,
+            "student": student,
+        },
         sweep_space="search_spaces/smoke.yaml",
-        sweep_overrides={"latency.device": "cpu", "latency.dtype": "bf16", "latency.threads": 1,
-                         "resources.cpu": 1, "resources.gpu": 0, "budget.trials": 1,
-                         "pipeline.overrides.student": student})
+        sweep_overrides={
+            "latency.device": "cpu",
+            "latency.dtype": "bf16",
+            "latency.threads": 1,
+            "resources.cpu": 1,
+            "resources.gpu": 0,
+            "budget.trials": 1,
+            "pipeline.overrides.student": student,
+        },
+    )
 
 
 def arch_config(spec: Any, height: int, width: int) -> Any:
@@ -174,22 +287,36 @@ def environment(plan: Plan) -> dict[str, Any]:
         except PackageNotFoundError:
             libs[name] = None
     info: dict[str, Any] = {
-        "python": platform.python_version(), "platform": platform.platform(), "cpu": cpu_model(),
-        "cpu_count": os.cpu_count(), "torch": torch.__version__, "torch_cuda": torch.version.cuda,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu": cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+        "torch_cuda": torch.version.cuda,
         "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
-        "cuda_available": torch.cuda.is_available(), "device": plan.device, "device_name": device_name(plan.device),
-        "versions": versions(), "libraries": libs,
+        "cuda_available": torch.cuda.is_available(),
+        "device": plan.device,
+        "device_name": device_name(plan.device),
+        "versions": versions(),
+        "libraries": libs,
         # settings every latency figure depends on (torch defaults unless someone changed them)
         "matmul_allow_tf32": torch.backends.cuda.matmul.allow_tf32,
-        "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32, "cudnn_benchmark": torch.backends.cudnn.benchmark,
+        "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32,
+        "cudnn_benchmark": torch.backends.cudnn.benchmark,
         "float32_matmul_precision": torch.get_float32_matmul_precision(),
-        "onnxruntime_providers": _ort_providers(), "driver": None, "gpu": None,
+        "onnxruntime_providers": _ort_providers(),
+        "driver": None,
+        "gpu": None,
     }
     if plan.device == "cuda":
         props = torch.cuda.get_device_properties(0)
-        info["gpu"] = {"name": props.name, "capability": f"{props.major}.{props.minor}",
-                       "multiprocessors": props.multi_processor_count,
-                       "memory_gib": round(props.total_memory / 2**30, 1), "count": torch.cuda.device_count()}
+        info["gpu"] = {
+            "name": props.name,
+            "capability": f"{props.major}.{props.minor}",
+            "multiprocessors": props.multi_processor_count,
+            "memory_gib": round(props.total_memory / 2**30, 1),
+            "count": torch.cuda.device_count(),
+        }
         info["driver"] = _nvidia_smi()
     return info
 
@@ -197,8 +324,10 @@ def environment(plan: Plan) -> dict[str, Any]:
 def cli(plan: Plan, save: Callable[[], None], section: dict[str, Any]) -> None:
     """The README's GPU commands run as a user would, in a fresh process each."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-    commands = {"profile": [sys.executable, "-m", "radio_nas", "profile", *plan.cli_profile, "--json"],
-                "bench_presets": [sys.executable, str(ROOT / "benchmarks" / "bench_presets.py"), *plan.cli_bench]}
+    commands = {
+        "profile": [sys.executable, "-m", "radio_nas", "profile", *plan.cli_profile, "--json"],
+        "bench_presets": [sys.executable, str(ROOT / "benchmarks" / "bench_presets.py"), *plan.cli_bench],
+    }
     failed = []
     for name, argv in commands.items():
         t0 = time.monotonic()
@@ -236,9 +365,14 @@ def latency(plan: Plan, save: Callable[[], None], section: dict[str, Any]) -> No
             for batch in plan.batches:
                 for dtype in plan.dtypes:
                     for channels_last in plan.layouts:
-                        row: dict[str, Any] = {"preset": label, "resolution": res,
-                                               "window": list(cfg.windows_for(res, res)), "batch": batch, "dtype": dtype,
-                                               "channels_last": channels_last}
+                        row: dict[str, Any] = {
+                            "preset": label,
+                            "resolution": res,
+                            "window": list(cfg.windows_for(res, res)),
+                            "batch": batch,
+                            "dtype": dtype,
+                            "channels_last": channels_last,
+                        }
                         if time.monotonic() - started > plan.grid_budget_s:
                             row.update(status="skipped", error=f"grid time budget {plan.grid_budget_s:g} s spent")
                         else:
@@ -265,8 +399,13 @@ def compile_check(plan: Plan, save: Callable[[], None], section: dict[str, Any])
     res = plan.compile_resolution
     cfg = arch_config(plan.presets[plan.compile_preset], res, res)
     rows: list[dict[str, Any]] = section.setdefault("rows", [])
-    section.update(preset=plan.compile_preset, resolution=res, dtype=plan.compile_dtype,
-                   backend=plan.compile_backend, channels_last=False)
+    section.update(
+        preset=plan.compile_preset,
+        resolution=res,
+        dtype=plan.compile_dtype,
+        backend=plan.compile_backend,
+        channels_last=False,
+    )
     for batch in plan.compile_batches:
         model = deployed(cfg, (res, res), plan.device)
         row: dict[str, Any] = {"batch": batch}
@@ -276,15 +415,17 @@ def compile_check(plan: Plan, save: Callable[[], None], section: dict[str, Any])
         try:
             compiled = torch.compile(model, backend=plan.compile_backend, dynamic=False)
             x = torch.randn(batch, 3, res, res, device=plan.device)
-            autocast = torch.autocast(plan.device, dtype=DTYPES[plan.compile_dtype],
-                                      enabled=plan.compile_dtype != "fp32")
+            autocast = torch.autocast(
+                plan.device, dtype=DTYPES[plan.compile_dtype], enabled=plan.compile_dtype != "fp32"
+            )
             t0 = time.perf_counter()
             with torch.inference_mode(), autocast:  # the context measure_latency times in (no recompile)
                 compiled(x)
             _sync(plan.device)
             row["compile_s"] = time.perf_counter() - t0
-            row.update(_interleaved(plan, {"eager": model, "compiled": compiled}, (res, res), batch,
-                                    plan.compile_dtype, False))
+            row.update(
+                _interleaved(plan, {"eager": model, "compiled": compiled}, (res, res), batch, plan.compile_dtype, False)
+            )
             ratios = [e / c for e, c in zip(row["eager"]["medians_ms"], row["compiled"]["medians_ms"])]
             row["speedup"] = statistics.median(ratios)
             row["speedups"] = ratios
@@ -307,17 +448,42 @@ def trial(plan: Plan, save: Callable[[], None], section: dict[str, Any], out: Pa
     overrides = {**plan.trial_overrides, "cache.dir": str(out / "cache" / "teachers")}
     pipeline = load_pipeline(ROOT / "pipelines" / "distill_cpu.yaml", overrides)
     arch = arch_config(plan.presets.get(plan.trial_arch, plan.trial_arch), *pipeline.size)
-    section.update(arch=plan.trial_arch, pipeline="pipelines/distill_cpu.yaml", overrides=overrides,
-                   resolution=list(pipeline.size), batch_size=pipeline.batch_size, steps=pipeline.steps, runs=[])
-    keep = ("status", "failure_reason", "steps", "steps_per_s", "images_per_s", "cache_hit", "time_teacher_s",
-            "time_student_s", "time_data_s", "time_eval_s", "wall_s", "fidelity", "fidelity_cos", "train_loss_final")
+    section.update(
+        arch=plan.trial_arch,
+        pipeline="pipelines/distill_cpu.yaml",
+        overrides=overrides,
+        resolution=list(pipeline.size),
+        batch_size=pipeline.batch_size,
+        steps=pipeline.steps,
+        runs=[],
+    )
+    keep = (
+        "status",
+        "failure_reason",
+        "steps",
+        "steps_per_s",
+        "images_per_s",
+        "cache_hit",
+        "time_teacher_s",
+        "time_student_s",
+        "time_data_s",
+        "time_eval_s",
+        "wall_s",
+        "fidelity",
+        "fidelity_cos",
+        "train_loss_final",
+    )
     for label in ("cold", "warm"):
         result = run_trial(pipeline, arch).to_dict()
         section["runs"].append({"cache": label, **{k: result.get(k) for k in keep}})
         save()
     cold, warm = section["runs"]
-    section.update(steps_per_s=warm["steps_per_s"], images_per_s=warm["images_per_s"],
-                   cache_hit_first=cold["cache_hit"], cache_hit_second=warm["cache_hit"])
+    section.update(
+        steps_per_s=warm["steps_per_s"],
+        images_per_s=warm["images_per_s"],
+        cache_hit_first=cold["cache_hit"],
+        cache_hit_second=warm["cache_hit"],
+    )
     if cold["status"] != "ok" or warm["status"] != "ok":
         raise RuntimeError(f"trial failed: {cold['failure_reason'] or warm['failure_reason']}")
     if warm["cache_hit"] is not True:
@@ -334,15 +500,24 @@ def sweep(plan: Plan, save: Callable[[], None], section: dict[str, Any], out: Pa
 
     space = load_space(ROOT / plan.sweep_space, plan.sweep_overrides)
     results = out / f"sweep-{time.strftime('%Y%m%d-%H%M%S')}"
-    section.update(space=plan.sweep_space, overrides=plan.sweep_overrides, results_dir=str(results),
-                   latency_settings=space.config.latency.to_dict())
+    section.update(
+        space=plan.sweep_space,
+        overrides=plan.sweep_overrides,
+        results_dir=str(results),
+        latency_settings=space.config.latency.to_dict(),
+    )
     # Ray's own GPU detection is what `radio-nas sweep` relies on: record it, and only if it saw
     # none while torch sees one, start Ray with the count given (the check is of the sweep, not Ray).
     gpus = torch.cuda.device_count() if plan.device == "cuda" else 0
     for k, v in {"RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled", "RAY_DEDUP_LOGS": "0"}.items():
         os.environ.setdefault(k, v)
-    kwargs: dict[str, Any] = {"num_cpus": os.cpu_count(), "include_dashboard": False, "log_to_driver": False,
-                              "configure_logging": True, "logging_level": "ERROR"}
+    kwargs: dict[str, Any] = {
+        "num_cpus": os.cpu_count(),
+        "include_dashboard": False,
+        "log_to_driver": False,
+        "configure_logging": True,
+        "logging_level": "ERROR",
+    }
     ray.init(**kwargs)
     try:
         section["ray_detected_gpus"] = ray.cluster_resources().get("GPU", 0)
@@ -355,18 +530,28 @@ def sweep(plan: Plan, save: Callable[[], None], section: dict[str, Any], out: Pa
         section["wall_s"] = time.monotonic() - t0
     finally:
         ray.shutdown()
-    section.update(counts=summary["counts"], trained=summary["trained"], target=summary["target"],
-                   progress_tail=lines[-3:-1])
+    section.update(
+        counts=summary["counts"], trained=summary["trained"], target=summary["target"], progress_tail=lines[-3:-1]
+    )
     study = optuna.load_study(study_name=summary["study"], storage=summary["storage"])
     trials = []
     for t in study.get_trials(deepcopy=False):
         u = t.user_attrs
         metrics = u.get("metrics") or {}
-        trials.append({"number": t.number, "state": t.state.name, "status": u.get("status"),
-                       "failure_reason": u.get("failure_reason"), "latency_ms": u.get("latency_ms"),
-                       "latency_device": u.get("latency_device"), "gmacs": u.get("gmacs"),
-                       "fidelity": metrics.get("fidelity"), "steps_per_s": metrics.get("steps_per_s"),
-                       "values": list(t.values) if t.values else None})
+        trials.append(
+            {
+                "number": t.number,
+                "state": t.state.name,
+                "status": u.get("status"),
+                "failure_reason": u.get("failure_reason"),
+                "latency_ms": u.get("latency_ms"),
+                "latency_device": u.get("latency_device"),
+                "gmacs": u.get("gmacs"),
+                "fidelity": metrics.get("fidelity"),
+                "steps_per_s": metrics.get("steps_per_s"),
+                "values": list(t.values) if t.values else None,
+            }
+        )
     section["trials"] = trials
     save()
     ok = [t for t in trials if t["status"] == "ok"]
@@ -380,14 +565,16 @@ def sweep(plan: Plan, save: Callable[[], None], section: dict[str, Any], out: Pa
 # measurement helpers
 
 
-def _repeated(plan: Plan, model: Any, resolution: tuple[int, int], batch: int, dtype: str,
-              channels_last: bool) -> dict[str, Any]:
+def _repeated(
+    plan: Plan, model: Any, resolution: tuple[int, int], batch: int, dtype: str, channels_last: bool
+) -> dict[str, Any]:
     """`plan.repeats` independent measure_latency calls after a probe that sizes the runs."""
     return _interleaved(plan, {"model": model}, resolution, batch, dtype, channels_last)["model"]
 
 
-def _interleaved(plan: Plan, models: dict[str, Any], resolution: tuple[int, int], batch: int, dtype: str,
-                 channels_last: bool) -> dict[str, dict[str, Any]]:
+def _interleaved(
+    plan: Plan, models: dict[str, Any], resolution: tuple[int, int], batch: int, dtype: str, channels_last: bool
+) -> dict[str, dict[str, Any]]:
     """`models` are already deployed (see :func:`deployed`). Each repeat measures every model in
     turn (a paired comparison: clock or load drift hits all alike); the number of timed runs per
     repeat comes from a probe of the first model."""
@@ -395,15 +582,27 @@ def _interleaved(plan: Plan, models: dict[str, Any], resolution: tuple[int, int]
 
     runs = plan.min_runs
     for i, model in enumerate(models.values()):
-        probe = measure_latency(model, resolution, batch, plan.device, dtype, channels_last, warmup=plan.warmup,
-                                runs=plan.min_runs, deploy=False)
+        probe = measure_latency(
+            model,
+            resolution,
+            batch,
+            plan.device,
+            dtype,
+            channels_last,
+            warmup=plan.warmup,
+            runs=plan.min_runs,
+            deploy=False,
+        )
         if i == 0 and plan.repeat_target_s > 0:
             runs = int(min(plan.max_runs, max(plan.min_runs, plan.repeat_target_s * 1e3 / probe.median_ms)))
     results: dict[str, list[Any]] = {label: [] for label in models}
     for _ in range(plan.repeats):
         for label, model in models.items():
-            results[label].append(measure_latency(model, resolution, batch, plan.device, dtype, channels_last,
-                                                  warmup=1, runs=runs, deploy=False))
+            results[label].append(
+                measure_latency(
+                    model, resolution, batch, plan.device, dtype, channels_last, warmup=1, runs=runs, deploy=False
+                )
+            )
     return {label: _stats(rs, batch, runs) for label, rs in results.items()}
 
 
@@ -411,11 +610,18 @@ def _stats(results: list[Any], batch: int, runs: int) -> dict[str, Any]:
     medians = [r.median_ms for r in results]
     median = statistics.median(medians)
     peaks = [r.peak_memory_mb for r in results if r.peak_memory_mb is not None]
-    return {"status": "ok", "runs": runs, "repeats": len(results), "medians_ms": medians, "median_ms": median,
-            "p90_ms": statistics.median(r.p90_ms for r in results),
-            "cv_pct": 100 * statistics.stdev(medians) / statistics.fmean(medians) if len(medians) > 1 else None,
-            "images_per_s": batch / median * 1e3, "peak_memory_mb": max(peaks) if peaks else None,
-            "device_name": results[0].device_name}
+    return {
+        "status": "ok",
+        "runs": runs,
+        "repeats": len(results),
+        "medians_ms": medians,
+        "median_ms": median,
+        "p90_ms": statistics.median(r.p90_ms for r in results),
+        "cv_pct": 100 * statistics.stdev(medians) / statistics.fmean(medians) if len(medians) > 1 else None,
+        "images_per_s": batch / median * 1e3,
+        "peak_memory_mb": max(peaks) if peaks else None,
+        "device_name": results[0].device_name,
+    }
 
 
 def _dynamo_counts(clear: bool = False) -> dict[str, Any]:
@@ -426,8 +632,10 @@ def _dynamo_counts(clear: bool = False) -> dict[str, Any]:
         return {"dynamo_graphs": None, "dynamo_graph_breaks": None}
     if clear:
         counters.clear()
-    return {"dynamo_graphs": counters["stats"].get("unique_graphs"),
-            "dynamo_graph_breaks": sum(counters["graph_break"].values())}
+    return {
+        "dynamo_graphs": counters["stats"].get("unique_graphs"),
+        "dynamo_graph_breaks": sum(counters["graph_break"].values()),
+    }
 
 
 def _raise_if_failed(rows: list[dict[str, Any]]) -> None:
@@ -467,8 +675,13 @@ def _nvidia_smi() -> dict[str, str] | None:
         return None
     fields = "name,driver_version,memory.total,clocks.max.sm,power.limit"
     try:
-        line = subprocess.run([exe, f"--query-gpu={fields}", "--format=csv,noheader"], capture_output=True,
-                              text=True, timeout=30, check=True).stdout.splitlines()[0]
+        line = subprocess.run(
+            [exe, f"--query-gpu={fields}", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        ).stdout.splitlines()[0]
     except (OSError, subprocess.SubprocessError, IndexError):
         return None
     return dict(zip(fields.split(","), (v.strip() for v in line.split(","))))
@@ -505,27 +718,38 @@ def _fmt(value: Any, digits: int = 2) -> str:
 def table(report: dict[str, Any]) -> str:
     """One Markdown table over all sections, headed by the machine and versions."""
     env = report["sections"].get("environment", {})
-    head = [f"# gpu_check{' --dry-run' if report['dry_run'] else ''}: {report['started']}",
-            (f"device: {env.get('device_name', '?')}; driver {(env.get('driver') or {}).get('driver_version', '-')}; "
-             f"torch {env.get('torch', '?')} (CUDA {env.get('torch_cuda') or '-'}, cuDNN {env.get('cudnn') or '-'}); "
-             f"python {env.get('python', '?')}; cpu {env.get('cpu', '?')} x{env.get('cpu_count', '?')}"),
-            f"total wall {_fmt(report.get('wall_s'), 1)} s; sections: "
-            + ", ".join(f"{k} {v.get('status', '?')}" for k, v in report["sections"].items()),
-            "", "| section | setting | median ms | p90 ms | CV of medians % | images/s | peak MiB | notes |",
-            "|---|---|---|---|---|---|---|---|"]
+    head = [
+        f"# gpu_check{' --dry-run' if report['dry_run'] else ''}: {report['started']}",
+        (
+            f"device: {env.get('device_name', '?')}; driver {(env.get('driver') or {}).get('driver_version', '-')}; "
+            f"torch {env.get('torch', '?')} (CUDA {env.get('torch_cuda') or '-'}, cuDNN {env.get('cudnn') or '-'}); "
+            f"python {env.get('python', '?')}; cpu {env.get('cpu', '?')} x{env.get('cpu_count', '?')}"
+        ),
+        f"total wall {_fmt(report.get('wall_s'), 1)} s; sections: "
+        + ", ".join(f"{k} {v.get('status', '?')}" for k, v in report["sections"].items()),
+        "",
+        "| section | setting | median ms | p90 ms | CV of medians % | images/s | peak MiB | notes |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     body = []
     sec = report["sections"]
     prof = sec.get("cli", {}).get("profile", {})
     if "latency" in prof:
         lat = prof["latency"]
-        setting = (f"radio-nas profile {' '.join(prof['argv'][3:4])} b{lat['batch_size']} {lat['dtype']}"
-                   f"{' CL' if lat['channels_last'] else ''}")
-        body.append(f"| cli | {setting} | {_fmt(lat['median_ms'], 3)} | {_fmt(lat['p90_ms'], 3)} | - "
-                    f"| {_fmt(lat['images_per_s'], 1)} | {_fmt(lat['peak_memory_mb'], 0)} "
-                    f"| {lat['runs']} runs; {prof['params'] / 1e6:.1f} M params, {prof['gmacs']:.2f} GMACs |")
+        setting = (
+            f"radio-nas profile {' '.join(prof['argv'][3:4])} b{lat['batch_size']} {lat['dtype']}"
+            f"{' CL' if lat['channels_last'] else ''}"
+        )
+        body.append(
+            f"| cli | {setting} | {_fmt(lat['median_ms'], 3)} | {_fmt(lat['p90_ms'], 3)} | - "
+            f"| {_fmt(lat['images_per_s'], 1)} | {_fmt(lat['peak_memory_mb'], 0)} "
+            f"| {lat['runs']} runs; {prof['params'] / 1e6:.1f} M params, {prof['gmacs']:.2f} GMACs |"
+        )
     for row in sec.get("latency", {}).get("rows", []):
-        setting = (f"{row['preset']} {row['resolution']}px w{'/'.join(map(str, row.get('window', [])))} "
-                   f"b{row.get('batch', '-')} {row.get('dtype', '-')}{' CL' if row.get('channels_last') else ''}")
+        setting = (
+            f"{row['preset']} {row['resolution']}px w{'/'.join(map(str, row.get('window', [])))} "
+            f"b{row.get('batch', '-')} {row.get('dtype', '-')}{' CL' if row.get('channels_last') else ''}"
+        )
         body.append(_line("latency", setting, row, f"{row.get('runs', '-')} runs x {row.get('repeats', '-')}"))
     comp = sec.get("compile", {})
     for row in comp.get("rows", []):
@@ -534,20 +758,31 @@ def table(report: dict[str, Any]) -> str:
             body.append(_line("compile", setting, row, ""))
             continue
         body.append(_line("compile", setting + " no compile", row["eager"], ""))
-        body.append(_line("compile", setting + f" torch.compile({comp.get('backend')})", row["compiled"],
-                          f"compile {_fmt(row['compile_s'], 1)} s; paired speedup {_fmt(row['speedup'])}x; "
-                          f"{row.get('dynamo_graphs')} graphs, {row.get('dynamo_graph_breaks')} graph breaks"))
+        body.append(
+            _line(
+                "compile",
+                setting + f" torch.compile({comp.get('backend')})",
+                row["compiled"],
+                f"compile {_fmt(row['compile_s'], 1)} s; paired speedup {_fmt(row['speedup'])}x; "
+                f"{row.get('dynamo_graphs')} graphs, {row.get('dynamo_graph_breaks')} graph breaks",
+            )
+        )
     tr = sec.get("trial", {})
     for run in tr.get("runs", []):
-        setting = f"{tr.get('arch')} {'x'.join(map(str, tr.get('resolution', [])))}px b{tr.get('batch_size')} " \
-                  f"{tr.get('steps')} steps, {run['cache']} cache"
-        notes = (f"{run['status']}; {_fmt(run['steps_per_s'])} steps/s; cache hit {run['cache_hit']}; "
-                 f"teacher {_fmt(run['time_teacher_s'], 1)} s; fidelity {_fmt(run['fidelity'], 3)}")
+        setting = (
+            f"{tr.get('arch')} {'x'.join(map(str, tr.get('resolution', [])))}px b{tr.get('batch_size')} "
+            f"{tr.get('steps')} steps, {run['cache']} cache"
+        )
+        notes = (
+            f"{run['status']}; {_fmt(run['steps_per_s'])} steps/s; cache hit {run['cache_hit']}; "
+            f"teacher {_fmt(run['time_teacher_s'], 1)} s; fidelity {_fmt(run['fidelity'], 3)}"
+        )
         body.append(f"| trial | {setting} | - | - | - | {_fmt(run['images_per_s'], 1)} | - | {notes} |")
     sw = sec.get("sweep", {})
     for t in sw.get("trials", []):
-        notes = (f"{t['status']}; latency on {t['latency_device']}; fidelity {_fmt(t['fidelity'], 3)}"
-                 + (f"; {t['failure_reason']}" if t.get("failure_reason") else ""))
+        notes = f"{t['status']}; latency on {t['latency_device']}; fidelity {_fmt(t['fidelity'], 3)}" + (
+            f"; {t['failure_reason']}" if t.get("failure_reason") else ""
+        )
         body.append(f"| sweep | smoke trial {t['number']} | {_fmt(t['latency_ms'], 3)} | - | - | - | - | {notes} |")
     for name, s in sec.items():
         if s.get("status") == "failed":
@@ -558,8 +793,10 @@ def table(report: dict[str, Any]) -> str:
 def _line(section: str, setting: str, r: dict[str, Any], notes: str) -> str:
     if r.get("status") != "ok":
         return f"| {section} | {setting} | - | - | - | - | - | {r.get('status')}: {r.get('error', '')[:200]} |"
-    return (f"| {section} | {setting} | {_fmt(r['median_ms'], 3)} | {_fmt(r['p90_ms'], 3)} | {_fmt(r['cv_pct'])} "
-            f"| {_fmt(r['images_per_s'], 1)} | {_fmt(r['peak_memory_mb'], 0)} | {notes} |")
+    return (
+        f"| {section} | {setting} | {_fmt(r['median_ms'], 3)} | {_fmt(r['p90_ms'], 3)} | {_fmt(r['cv_pct'])} "
+        f"| {_fmt(r['images_per_s'], 1)} | {_fmt(r['peak_memory_mb'], 0)} | {notes} |"
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -575,15 +812,19 @@ def main(argv: list[str] | None = None) -> int:
     wanted = [s.strip() for s in args.sections.split(",") if s.strip()]
     unknown = sorted(set(wanted) - set(SECTIONS))
     if unknown:
-        print(f"gpu_check: --sections: unknown {unknown}; expected names from {', '.join(SECTIONS)}",
-              file=sys.stderr)
+        print(f"gpu_check: --sections: unknown {unknown}; expected names from {', '.join(SECTIONS)}", file=sys.stderr)
         return 2
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     cache = out / "cache"
     # Every cache under --out (never $HOME): set before torch, Ray or matplotlib read them.
-    for var, sub in {"RADIO_NAS_CACHE": "radio_nas", "TRITON_CACHE_DIR": "triton", "TORCHINDUCTOR_CACHE_DIR":
-                     "inductor", "MPLCONFIGDIR": "matplotlib", "XDG_CACHE_HOME": "xdg"}.items():
+    for var, sub in {
+        "RADIO_NAS_CACHE": "radio_nas",
+        "TRITON_CACHE_DIR": "triton",
+        "TORCHINDUCTOR_CACHE_DIR": "inductor",
+        "MPLCONFIGDIR": "matplotlib",
+        "XDG_CACHE_HOME": "xdg",
+    }.items():
         os.environ[var] = str(cache / sub)
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
 
@@ -595,9 +836,13 @@ def main(argv: list[str] | None = None) -> int:
     if plan.device == "cuda" and not torch.cuda.is_available():
         print("gpu_check: no CUDA device here; use --dry-run on a CPU machine", file=sys.stderr)
         return 2
-    report: dict[str, Any] = {"dry_run": args.dry_run, "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-                              "argv": sys.argv[1:] if argv is None else argv, "plan": _plan_dict(plan),
-                              "sections": {}}
+    report: dict[str, Any] = {
+        "dry_run": args.dry_run,
+        "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "argv": sys.argv[1:] if argv is None else argv,
+        "plan": _plan_dict(plan),
+        "sections": {},
+    }
     t_start = time.monotonic()
 
     def save() -> None:
@@ -625,8 +870,11 @@ def main(argv: list[str] | None = None) -> int:
         except Exception as exc:  # noqa: BLE001 -- one failure must not cost the other sections
             section.update(status="failed", error=_error(exc))
         section["section_s"] = time.monotonic() - t0
-        print(f"[gpu_check] {name}: {section['status']} in {section['section_s']:.1f} s"
-              + (f" -- {section['error']}" if section["status"] == "failed" else ""), flush=True)
+        print(
+            f"[gpu_check] {name}: {section['status']} in {section['section_s']:.1f} s"
+            + (f" -- {section['error']}" if section["status"] == "failed" else ""),
+            flush=True,
+        )
         save()
     text = table(report)
     _write(out / "gpu_check.md", text + "\n")
