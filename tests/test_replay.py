@@ -153,6 +153,22 @@ def test_copies_and_infeasible_proposals_are_not_counted():
     assert len(run.found) == run.counts["ok"]  # every trained ok trial is a new variant
 
 
+def test_replay_tells_infeasible_variants_as_the_sweep_does(monkeypatch):
+    """Infeasible: COMPLETE with violated constraints (what NSGA-II and GP learn from); every measured
+    trial carries constraint values, so constrained samplers see what a real sweep shows them."""
+    studies = []
+    create = optuna.create_study
+    monkeypatch.setattr(optuna, "create_study", lambda **kw: studies.append(create(**kw)) or studies[-1])
+    run = simulate(synthetic_table(), "random", trials=11, seed=0)
+    trials = studies[0].get_trials(deepcopy=False)
+    infeasible = [t for t in trials if t.user_attrs.get("status") == "infeasible"]
+    assert len(infeasible) == run.counts["infeasible"] > 0
+    assert all(t.state.name == "COMPLETE" and max(t.constraints.values()) > 0 for t in infeasible)
+    ok = [t for t in trials if t.user_attrs.get("status") == "ok"]
+    assert ok and all(max(t.constraints.values()) <= 0 for t in ok)
+    assert not any(t.number in {b.number for b in studies[0].best_trials} for t in infeasible)
+
+
 def test_moasha_replay_prunes_on_curves_and_saves_training(table_csv):
     table = load_table(table_csv)
     full = replay(table, ["random"], trials=11, repeats=3, seed=0)

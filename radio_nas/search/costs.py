@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from radio_nas._util import cache_root, parse_resolution
-from radio_nas.search.space import Constraints, LatencySettings
+from radio_nas.search.space import Constraints, LatencySettings, Objective
+from radio_nas.study.record import COST_METRICS, TrialRecord
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,4 +115,26 @@ def violations(costs: Costs, constraints: Constraints) -> list[str]:
     for name, value, limit in checks:
         if limit is not None and value is not None and value > limit:
             out.append(f"{name} {value:.4g} > max_{name} {limit:.4g}")
+    return out
+
+
+def constraint_limits(constraints: Constraints) -> dict[str, float | None]:
+    """Cost metric -> its limit (None: unbounded), as :func:`radio_nas.study.record.constraint_values` takes."""
+    c = constraints
+    return {"params": c.max_params, "gmacs": c.max_gmacs, "latency_ms": c.max_latency_ms}
+
+
+def stand_in_values(
+    objectives: Sequence[Objective], known: Mapping[str, Any], trained: Sequence[TrialRecord]
+) -> list[float]:
+    """Objective values for an infeasible variant told COMPLETE (NSGA-II and GP only learn from
+    COMPLETE trials): its measured costs, and for trained metrics the worst value among the `trained`
+    candidates so far (0 before any). Its violated constraints keep it off every front."""
+    out = []
+    for obj in objectives:
+        if obj.metric in COST_METRICS and known.get(obj.metric) is not None:
+            out.append(float(known[obj.metric]))
+            continue
+        seen = [v for r in trained if r.is_candidate and (v := r.metric(obj.metric)) is not None]
+        out.append((min(seen) if obj.direction == "maximize" else max(seen)) if seen else 0.0)
     return out

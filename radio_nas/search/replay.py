@@ -44,6 +44,7 @@ from typing import Any
 import numpy as np
 
 from radio_nas._config import ConfigError, load_yaml, set_dotted, stable_id
+from radio_nas.search.costs import constraint_limits, stand_in_values
 from radio_nas.search.space import Space, SpaceConfig, decode_choice, encode_choice
 from radio_nas.study.pareto import (
     REFERENCE_MARGIN,
@@ -51,6 +52,7 @@ from radio_nas.study.pareto import (
     pareto_mask,
     to_minimisation,
 )
+from radio_nas.study.record import StudyRecord, TrialRecord, constraint_values, read_trials, write_trial
 
 TABLE_FORMAT = "radio-nas-exhaustive/1"
 STATUSES = ("ok", "infeasible", "failed")
@@ -187,14 +189,15 @@ def table_from_study(source: str | Path, *, study_name: str | None = None) -> Ta
             file=str(source),
         )
     rows = tuple(_row_from_trial(i, dict(zip(names, k)), best[k], space) for i, k in enumerate(points))
-    pipeline = study.user_attrs.get("pipeline") or {}
+    record = StudyRecord.from_study(study)
+    pipeline = record.pipeline or {}
     return Table(
         space,
         rows,
         str(source),
         steps=_int(pipeline.get("steps")),
         eval_every=_int((pipeline.get("eval") or {}).get("every")),
-        meta={"study": study.study_name, "study_space_hash": study.user_attrs.get("space_hash")},
+        meta={"study": study.study_name, "study_space_hash": record.space_hash},
     )
 
 
@@ -205,17 +208,16 @@ def _finished_points(study: Any, names: list[str]) -> tuple[dict[tuple[Any, ...]
     pruned: list[int] = []
     rank = {"ok": 0, "failed": 1, "infeasible": 2}
     for t in study.get_trials(deepcopy=False):
-        u = t.user_attrs
-        status = u.get("status")
-        if not t.state.is_finished() or u.get("orphaned") or not t.params:
+        r = TrialRecord.from_trial(t)
+        if not t.state.is_finished() or r.orphaned or not t.params:
             continue
-        if status == "pruned":
+        if r.status == "pruned":
             pruned.append(t.number)
             continue
-        if status not in rank or any(n not in t.params for n in names):
+        if r.status not in rank or any(n not in t.params for n in names):
             continue
         key = tuple(t.params[n] for n in names)
-        if key not in best or rank[status] < rank[best[key].user_attrs["status"]]:
+        if key not in best or rank[r.status] < rank[TrialRecord.from_trial(best[key]).status]:
             best[key] = t
     return best, pruned
 
@@ -228,39 +230,39 @@ def missing_points(study: Any, space: Space) -> list[dict[str, Any]]:
 
 
 def _row_from_trial(point: int, params: dict[str, Any], t: Any, space: Space) -> Row:
-    u = t.user_attrs
-    status = str(u["status"])
-    metrics: dict[str, float | None] = {k: _float(u.get(k)) for k in ("params", "gmacs", "latency_ms")}
-    trained = u.get("metrics") if isinstance(u.get("metrics"), dict) else {}
+    r = TrialRecord.from_trial(t)
+    status = str(r.status)
+    metrics: dict[str, float | None] = {k: _float(v) for k, v in r.costs.items()}
+    trained = r.metrics
     for name in ("fidelity", *space.objective_names):
         if name not in metrics:
             metrics[name] = _float(trained.get(name))
-    pipeline = u.get("pipeline")
+    pipeline = r.pipeline
     steps = _int(trained.get("steps"))
     seconds = _float(trained.get("seconds")) or _float(trained.get("wall_s"))  # the trial clock, as its curve
-    curve = _trial_curve(t, steps, seconds, _float(trained.get("fidelity")) if status == "ok" else None)
+    curve = _trial_curve(t, r, steps, seconds, _float(trained.get("fidelity")) if status == "ok" else None)
     return Row(
         point,
         params,
         status,
-        arch_id=u.get("arch_id"),
-        pipeline_id=stable_id(pipeline) if isinstance(pipeline, dict) else None,
+        arch_id=r.arch_id,
+        pipeline_id=stable_id(dict(pipeline)) if pipeline is not None else None,
         metrics=metrics,
         curve=curve,
         steps=steps if status != "infeasible" else None,
         train_seconds=seconds if status != "infeasible" else None,
-        trial=int(u["duplicate_of"]) if u.get("duplicate_of") is not None else t.number,
-        failure_reason=u.get("failure_reason"),
+        trial=int(r.duplicate_of) if r.duplicate_of is not None else t.number,
+        failure_reason=r.reason,
     )
 
 
-def _trial_curve(t: Any, steps: int | None, seconds: float | None, final: float | None) -> tuple[CurvePoint, ...]:
+def _trial_curve(
+    t: Any, r: TrialRecord, steps: int | None, seconds: float | None, final: float | None
+) -> tuple[CurvePoint, ...]:
     """Eval-time fidelity per step, [{step, fidelity, seconds}]: the ``curve`` attribute (a trial
     stopped by moasha), else the trial result's ``fidelity_curve`` (in ``metrics``), else Optuna's
     intermediate values; the final fidelity closes a trained curve."""
-    recorded = t.user_attrs.get("curve")
-    if not isinstance(recorded, list) and isinstance(t.user_attrs.get("metrics"), dict):
-        recorded = t.user_attrs["metrics"].get("fidelity_curve")
+    recorded: Any = list(r.curve) if r.curve else r.metrics.get("fidelity_curve")
     points: dict[int, CurvePoint] = {}
     if isinstance(recorded, list):
         for p in recorded:
@@ -528,9 +530,17 @@ def simulate(
     cost_names = _cost_names(space) if sh is not None else []
     grid_size = math.prod(len(v) for v in (space.grid() or {}).values())
 
+    limits = constraint_limits(cfg.constraints)
+
     def tell(trial: Any, status: str, state: Any, values: list[float] | None = None, /, **attrs: Any) -> None:
-        for k, v in {"status": status, **attrs}.items():
-            trial.set_user_attr(k, v)
+        """As the sweep's searcher tells it: the record's fields, and constraint values from the
+        measured costs (none measured: violated) so constrained samplers see what a real sweep shows."""
+        costs = {k: attrs.get(k) for k in ("params", "gmacs", "latency_ms")}
+        renamed = {"params": "n_params", "failure_reason": "reason"}  # attribute names -> record fields
+        record = {renamed.get(k, k): v for k, v in attrs.items()}
+        write_trial(trial, status=status, **record)
+        for key, value in constraint_values(costs, limits).items():
+            trial.set_constraint(key, value)
         _tell(study, trial, state, values)
 
     while len(run.ratios) < trials:
@@ -564,8 +574,10 @@ def simulate(
             streak += 1
             _queue_untried(study, sim_space, sampler_cfg.seed, trial.number)
             continue
-        if row.status == "infeasible":  # measured, then a constraint broke
-            tell(trial, "infeasible", State.PRUNED, arch_id=row.arch_id, failure_reason=row.failure_reason, **measured)
+        if row.status == "infeasible":  # measured, then a constraint broke: COMPLETE with stand-ins, as the sweep
+            values = stand_in_values(cfg.objectives, measured, read_trials(study))
+            reason = row.failure_reason
+            tell(trial, "infeasible", State.COMPLETE, values, arch_id=row.arch_id, failure_reason=reason, **measured)
             run.counts["infeasible"] += 1
             streak += 1
             continue

@@ -48,7 +48,14 @@ from typing import TYPE_CHECKING, Any
 from ray.tune.search import Searcher
 
 from radio_nas._config import ConfigError, stable_id
-from radio_nas.search.costs import Costs, latency_is_cached, measure_costs, violations
+from radio_nas.search.costs import (
+    Costs,
+    constraint_limits,
+    latency_is_cached,
+    measure_costs,
+    stand_in_values,
+    violations,
+)
 from radio_nas.search.space import Space
 from radio_nas.search.study import trained_count
 from radio_nas.search.trainable import FINAL_KEY, RESULT_KEY
@@ -129,9 +136,8 @@ class StudySearcher(Searcher):
         self._unmeasurable = 0  # failed while measuring costs: never trained, not counted by the budget
         self._stop_reason: str | None = None
         self._held: tuple[Trial, ArchConfig, PipelineConfig] | None = None  # valid, waiting for an idle device
-        c = space.config.constraints
-        self._limits = {"params": c.max_params, "gmacs": c.max_gmacs, "latency_ms": c.max_latency_ms}
-        self._need_latency = "latency_ms" in space.objective_names or c.max_latency_ms is not None
+        self._limits = constraint_limits(space.config.constraints)
+        self._need_latency = "latency_ms" in space.objective_names or self._limits["latency_ms"] is not None
 
     # -- Tune's Searcher interface ---------------------------------------------------------------
 
@@ -504,19 +510,7 @@ class StudySearcher(Searcher):
             trial.set_constraint(key, value)
 
     def _stand_in(self, costs: Costs) -> list[float]:
-        """Objective values for an infeasible variant told COMPLETE (so NSGA-II and GP learn from it):
-        its measured costs, and for trained metrics the worst value trained so far (0 before any).
-        Its violated constraints keep it off every front."""
-        known = costs.as_metrics()
-        ok = [r for r in read_trials(self._study) if r.is_candidate]
-        out = []
-        for obj in self._space.config.objectives:
-            if obj.metric in COST_METRICS and known.get(obj.metric) is not None:
-                out.append(float(known[obj.metric]))
-                continue
-            seen = [v for r in ok if (v := r.metric(obj.metric)) is not None]
-            out.append((min(seen) if obj.direction == "maximize" else max(seen)) if seen else 0.0)
-        return out
+        return stand_in_values(self._space.config.objectives, costs.as_metrics(), read_trials(self._study))
 
     def _finish(
         self,
