@@ -456,18 +456,7 @@ def render_markdown(rep: Report) -> str:
         side = pd.concat([ours[[c for c in keep if c in ours]], rep.reference], ignore_index=True)
         lines += [_md_table(side), ""]
     lines += ["## All trials", ""]
-    all_cols = [
-        "number",
-        "state",
-        "status",
-        "pareto_rank",
-        *[o.metric for o in rep.objectives],
-        "n_params",
-        "gmacs",
-        "latency_ms",
-        "failure_reason",
-    ]
-    lines += [_md_table(t[list(dict.fromkeys(c for c in all_cols if c in t))]), ""]
+    lines += [_md_table(t[_trial_columns(rep)]), ""]
     lines += [
         "Files: "
         + ", ".join(f"`{_rel(v, rep.out_dir)}`" for k, v in rep.files.items() if not k.endswith(".png"))
@@ -475,6 +464,13 @@ def render_markdown(rep: Report) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _trial_columns(rep: Report) -> list[str]:
+    """The columns of the every-trial table (Markdown and HTML), those the table has."""
+    cols = ["number", "state", "status", "pareto_rank", *[o.metric for o in rep.objectives]]
+    cols += ["n_params", "gmacs", "latency_ms", "failure_reason"]
+    return [c for c in dict.fromkeys(cols) if c in rep.table]
 
 
 def render_html(rep: Report) -> str:
@@ -487,23 +483,7 @@ def render_html(rep: Report) -> str:
     front_cols = list(
         dict.fromkeys(c for c in ["number", "arch_id", *obj, "n_params", "gmacs", "latency_ms", *params] if c in t)
     )
-    all_cols = list(
-        dict.fromkeys(
-            c
-            for c in [
-                "number",
-                "state",
-                "status",
-                "pareto_rank",
-                *obj,
-                "n_params",
-                "gmacs",
-                "latency_ms",
-                "failure_reason",
-            ]
-            if c in t
-        )
-    )
+    all_cols = _trial_columns(rep)
     images = [v for k, v in rep.files.items() if k.endswith(".png")] + [e.path for e in rep.pca if e.path]
     parts = [
         "<!doctype html><meta charset='utf-8'>",

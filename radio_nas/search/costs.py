@@ -46,11 +46,7 @@ def measure_costs(arch_cfg: Any, settings: LatencySettings, resolution: tuple[in
     gmacs = count_gmacs(model, resolution)
     if not need_latency:
         return Costs(params, gmacs)
-    lat_res = (
-        parse_resolution(settings.resolution, key="latency.resolution")
-        if settings.resolution is not None
-        else resolution
-    )
+    lat_res = _latency_resolution(settings, resolution)
     with _threads(settings.threads):  # the device name (cache key) records the thread count
         result = cached_latency(
             arch_cfg,
@@ -65,6 +61,13 @@ def measure_costs(arch_cfg: Any, settings: LatencySettings, resolution: tuple[in
             deploy=settings.deploy,
         )
     return Costs(params, gmacs, result.median_ms, result.device_name)
+
+
+def _latency_resolution(settings: LatencySettings, resolution: tuple[int, int]) -> tuple[int, int]:
+    """Latency is timed at `latency.resolution` when a space sets one, else at the trial's."""
+    if settings.resolution is None:
+        return resolution
+    return parse_resolution(settings.resolution, key="latency.resolution")
 
 
 @contextlib.contextmanager
@@ -84,11 +87,7 @@ def latency_is_cached(arch_cfg: Any, settings: LatencySettings, resolution: tupl
     """True when :func:`measure_costs` would not time anything (used to wait for an idle device)."""
     from radio_nas.measure import latency_cache_path
 
-    lat_res = (
-        parse_resolution(settings.resolution, key="latency.resolution")
-        if settings.resolution is not None
-        else resolution
-    )
+    lat_res = _latency_resolution(settings, resolution)
     with _threads(settings.threads):
         path = latency_cache_path(
             arch_cfg,

@@ -45,7 +45,7 @@ import numpy as np
 
 from radio_nas._config import ConfigError, load_yaml, set_dotted, stable_id
 from radio_nas.search.costs import constraint_limits, stand_in_values
-from radio_nas.search.space import Space, SpaceConfig, decode_choice, encode_choice
+from radio_nas.search.space import Space, decode_choice, encode_choice, parse_space
 from radio_nas.study.pareto import (
     REFERENCE_MARGIN,
     hypervolume,
@@ -408,8 +408,6 @@ def read_csv(path: str | Path) -> Table:
 def space_from_raw(raw: dict[str, Any], *, where: str, overrides: dict[str, Any] | None = None) -> Space:
     """The space's parameters, objectives and sampler settings from its YAML mapping, without loading
     its pipeline or models (a table stays replayable when those files change)."""
-    from radio_nas.search import space as space_mod
-
     raw = json.loads(json.dumps(raw))  # a private copy
     for dotted, value in (overrides or {}).items():
         if dotted not in _REPLAY_KEYS:
@@ -417,16 +415,8 @@ def space_from_raw(raw: dict[str, Any], *, where: str, overrides: dict[str, Any]
                 f"a replay can only change {', '.join(_REPLAY_KEYS)} (the table fixes the rest)", key=f"--set {dotted}"
             )
         set_dotted(raw, dotted, value)
-    if isinstance(raw.get("pipeline"), str):
-        raw["pipeline"] = {"path": raw["pipeline"]}
-    if isinstance(raw.get("base"), str):
-        raw["base"] = {"preset": raw["base"]}
-    for key in ("sampler", "scheduler"):
-        if isinstance(raw.get(key), str):
-            raw[key] = {"name": raw[key]}
     try:
-        cfg = SpaceConfig.from_dict(raw)
-        params = space_mod._parse_params(cfg, None)
+        cfg, params = parse_space(raw)
     except ConfigError as exc:
         raise exc.within(file=where) from None
     hashed = {

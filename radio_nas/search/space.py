@@ -405,7 +405,8 @@ def load_space(source: str | Path | dict[str, Any], overrides: dict[str, Any] | 
         raise exc.within(file=file) from None
 
 
-def _build(raw: dict[str, Any], file: Path | None) -> Space:
+def parse_space(raw: dict[str, Any], file: Path | None = None) -> tuple[SpaceConfig, list[Param]]:
+    """The config and parameters of a space mapping (shorthands expanded); loads no pipeline or model."""
     raw = dict(raw)
     if isinstance(raw.get("pipeline"), str) or raw.get("pipeline") is None and "pipeline" in raw:
         raw["pipeline"] = {"path": raw["pipeline"]}
@@ -417,9 +418,12 @@ def _build(raw: dict[str, Any], file: Path | None) -> Space:
     if "name" not in raw and file is not None:
         raw["name"] = file.stem
     cfg = SpaceConfig.from_dict(raw)
+    return cfg, _parse_params(cfg, file)
 
+
+def _build(raw: dict[str, Any], file: Path | None) -> Space:
+    cfg, params = parse_space(raw, file)
     pipeline = _load_pipeline(cfg.pipeline.path, cfg.pipeline.overrides, file, key="pipeline")
-    params = _parse_params(cfg, file)
     _check_targets(cfg, params, pipeline, file)
     _check_every_value(cfg, params, pipeline, file)
     if cfg.sampler.name == "grid" or cfg.mode == "ablation":
