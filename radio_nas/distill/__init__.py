@@ -30,10 +30,11 @@ def run_trial(
     report: Callable[[dict[str, Any]], None] | None = None,
     weights_path: str | Path | None = None,
     progress: bool = False,
+    pause: Callable[[], float] | None = None,
 ) -> TrialResult:
     from radio_nas.distill.trial import run_trial as _run_trial
 
-    return _run_trial(pipeline, arch, report=report, weights_path=weights_path, progress=progress)
+    return _run_trial(pipeline, arch, report=report, weights_path=weights_path, progress=progress, pause=pause)
 
 
 def build_teachers(pipeline: PipelineConfig) -> list[Teacher]:

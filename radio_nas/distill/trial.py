@@ -12,6 +12,12 @@ an evaluation on held-out crops, so schedulers such as ASHA can stop it; ``metri
 :class:`TrialResult` carrying the learning curve (``fidelity_curve``: step, fidelity, seconds).
 Training failures (non-finite loss, any exception) end the trial with ``status: failed``
 and a reason; only configuration errors raise, before training starts.
+
+``pause`` (a sweep running trials side by side passes one) is called at every step boundary and
+between evaluation batches; it blocks while the driver times a latency and returns the seconds it
+waited, which the trial's clock, curve and ``wall_s`` leave out (``paused_s`` records them).
+Crops are pure functions of the data settings, so a process keeps each split's crops once made:
+the next trial in a reused Ray worker does not decode and resize them again.
 """
 
 from __future__ import annotations
@@ -45,6 +51,7 @@ from radio_nas.distill.pipeline import PipelineConfig, load_pipeline
 from radio_nas.distill.teachers import build_teachers
 
 Report = Callable[[dict[str, Any]], None]
+Pause = Callable[[], float]
 _MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
 _STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
 
@@ -101,6 +108,9 @@ class TrialResult:
     time_data_s: float = 0.0
     time_eval_s: float = 0.0
     wall_s: float = 0.0
+    """Seconds run_trial took, less ``paused_s``."""
+    paused_s: float = 0.0
+    """Seconds paused while a sweep driver timed a latency (not on the trial's clock)."""
     cache_hit: bool | None = None
     weights_path: str | None = None
     data_skipped: int = 0
@@ -153,9 +163,20 @@ class _State:
     time_student_s: float = 0.0
     time_data_s: float = 0.0
     time_eval_s: float = 0.0
+    paused_s: float = 0.0
+    pause_hook: Pause | None = None
 
     def seconds(self) -> float:
         return time.perf_counter() - self.clock0 if self.clock0 else 0.0
+
+    def pause(self) -> None:
+        """Wait at the sweep's gate if it is up; the wait moves the trial's clock forward."""
+        if self.pause_hook is None:
+            return
+        waited = self.pause_hook()
+        self.paused_s += waited
+        if self.clock0:
+            self.clock0 += waited
 
     def evaluated(self, step: int, metrics: dict[str, Any]) -> CurvePoint:
         self.metrics = metrics
@@ -174,6 +195,7 @@ def run_trial(
     report: Report | None = None,
     weights_path: str | Path | None = None,
     progress: bool = False,
+    pause: Pause | None = None,
 ) -> TrialResult:
     """Train and evaluate one student (see module docstring)."""
     from radio_nas.models import build_model, resolve_config
@@ -187,7 +209,7 @@ def run_trial(
     threads = torch.get_num_threads()
     if pipeline.student.threads:
         torch.set_num_threads(pipeline.student.threads)
-    state = _State()
+    state = _State(pause_hook=pause)
     status: Literal["ok", "failed"] = "ok"
     reason: str | None = None
     hit: bool | None = None
@@ -196,18 +218,21 @@ def run_trial(
     try:
         targets = _targets(pipeline, dataset, progress)
         hit, teacher_s = targets.hit, targets.seconds
+        state.pause()
         torch.manual_seed(pipeline.seed)
         student = _Student(pipeline, build_model(cfg), targets)
         _train(pipeline, dataset, student, targets, state, report)
-        t0 = time.perf_counter()
-        metrics = _evaluate(pipeline, dataset, student, targets, None, knn=pipeline.eval.knn)
-        state.time_eval_s += time.perf_counter() - t0
+        state.pause()
+        t0, p0 = time.perf_counter(), state.paused_s
+        metrics = _evaluate(pipeline, dataset, student, targets, None, knn=pipeline.eval.knn, state=state)
+        state.time_eval_s += time.perf_counter() - t0 - (state.paused_s - p0)
         point = state.evaluated(pipeline.steps, metrics)
         if not math.isfinite(metrics["fidelity"]):
             raise TrialFailed(f"non-finite fidelity {metrics['fidelity']} on the held-out crops")
         if report is not None and pipeline.eval.every and pipeline.steps and pipeline.steps % pipeline.eval.every == 0:
             report(_report_metrics(state, point))
         if weights_path is not None:
+            state.pause()
             saved = _save(student, cfg, pipeline, Path(weights_path))
     except TrialFailed as exc:
         status, reason = "failed", str(exc)
@@ -242,7 +267,8 @@ def run_trial(
         time_student_s=state.time_student_s,
         time_data_s=state.time_data_s,
         time_eval_s=state.time_eval_s,
-        wall_s=time.perf_counter() - wall0,
+        wall_s=time.perf_counter() - wall0 - state.paused_s,
+        paused_s=state.paused_s,
         cache_hit=hit,
         weights_path=saved,
         data_skipped=len(dataset.skipped),
@@ -323,8 +349,45 @@ class _Student(nn.Module):
         return summary.float(), {name: (s.float(), f.float()) for name, (s, f) in outputs.items()}
 
 
+class _CropMemo:
+    """Each split's crops, kept by this process across trials (a reused Ray worker runs many):
+    a crop is a pure function of the data settings and its index, and making one (decode, box,
+    bicubic resize) costs about 2 s per trial of the CPU pipeline. Splits bigger than
+    ``max_bytes`` are not kept."""
+
+    max_bytes = 256 * 2**20
+
+    def __init__(self) -> None:
+        self._key: tuple[Any, ...] | None = None
+        self._crops: np.ndarray = np.zeros(0, np.uint8)
+        self._made: np.ndarray = np.zeros(0, bool)
+        self._skipped: set[str] = set()
+
+    def crops(self, dataset: CropDataset, split: str, idx: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+        n = dataset.size(split)
+        if n * 3 * size[0] * size[1] > self.max_bytes or len(idx) == 0 or int(idx.max()) >= n:
+            return dataset.crops(split, idx.tolist(), size)
+        key = (dataset.fingerprint, repr(dataset.cfg), split, tuple(size))
+        if key != self._key:  # other data settings or size: keep only the latest
+            self._key, self._skipped = key, set()
+            self._crops, self._made = np.zeros((n, 3, *size), np.uint8), np.zeros(n, bool)
+        missing = np.unique(idx[~self._made[idx]])
+        if len(missing):
+            self._crops[missing] = dataset.crops(split, missing.tolist(), size)
+            self._made[missing] = True
+            self._skipped |= dataset.skipped
+        dataset.skipped |= self._skipped
+        return self._crops[idx]
+
+
+_MEMO = {"train": _CropMemo(), "eval": _CropMemo()}
+
+
 def _images(dataset: CropDataset, split: str, idx: np.ndarray, pipeline: PipelineConfig) -> torch.Tensor:
-    x = torch.from_numpy(dataset.crops(split, idx.tolist(), pipeline.size)).float().div_(255)
+    memo = _MEMO.get(split)
+    size = pipeline.size
+    crops = memo.crops(dataset, split, idx, size) if memo else dataset.crops(split, idx.tolist(), size)
+    x = torch.from_numpy(crops).float().div_(255)
     x = (x - _MEAN) / _STD
     x = x.to(pipeline.student.device)
     return x.contiguous(memory_format=torch.channels_last) if pipeline.student.channels_last else x
@@ -396,6 +459,7 @@ def _train(
     stream = np.zeros(0, dtype=np.int64)
     state.clock0 = time.perf_counter()
     for step in range(1, pipeline.steps + 1):
+        state.pause()
         t0 = time.perf_counter()
         while len(stream) < pipeline.batch_size:  # epochs over the crop pool, reshuffled each time
             stream = np.concatenate([stream, rng.permutation(pipeline.data.train_size)])
@@ -423,9 +487,9 @@ def _train(
         state.time_student_s += t2 - t0
         every = pipeline.eval.every
         if every and step % every == 0 and step < pipeline.steps:
-            t3 = time.perf_counter()
-            metrics = _evaluate(pipeline, dataset, student, targets, pipeline.eval.size, knn=False)
-            state.time_eval_s += time.perf_counter() - t3
+            t3, p3 = time.perf_counter(), state.paused_s
+            metrics = _evaluate(pipeline, dataset, student, targets, pipeline.eval.size, knn=False, state=state)
+            state.time_eval_s += time.perf_counter() - t3 - (state.paused_s - p3)
             point = state.evaluated(step, metrics)
             if report is not None:
                 report(_report_metrics(state, point, weights))
@@ -455,6 +519,7 @@ def _embed(
     split: str,
     n: int,
     entries: dict[str, cache_mod.CacheEntry] | None,
+    state: _State | None = None,
 ) -> tuple[torch.Tensor, dict[str, list[float]]]:
     """Student summaries of the first `n` crops of `split` and (given entries) per-crop scores:
     ``<teacher>/summary`` and ``<teacher>/features`` cosine, ``<teacher>/smooth_l1``."""
@@ -463,6 +528,8 @@ def _embed(
     bs = pipeline.eval.batch_size
     beta = pipeline.loss.smooth_l1_beta
     for start in range(0, n, bs):
+        if state is not None:
+            state.pause()
         idx = np.arange(start, min(start + bs, n))
         summary, outputs = student(_images(dataset, split, idx, pipeline))
         summaries.append(summary.float().cpu())
@@ -510,11 +577,17 @@ def normalised_fidelity(cos: float, baseline: float) -> float:
 
 
 def _evaluate(
-    pipeline: PipelineConfig, dataset: CropDataset, student: _Student, targets: _Targets, size: int | None, knn: bool
+    pipeline: PipelineConfig,
+    dataset: CropDataset,
+    student: _Student,
+    targets: _Targets,
+    size: int | None,
+    knn: bool,
+    state: _State | None = None,
 ) -> dict[str, Any]:
     student.eval()
     n = min(size or dataset.size("eval"), dataset.size("eval"))
-    queries, scores = _embed(pipeline, dataset, student, "eval", n, targets.eval)
+    queries, scores = _embed(pipeline, dataset, student, "eval", n, targets.eval, state)
     out: dict[str, Any] = {}
     for k in student.terms:  # the baseline is averaged over the same crops as the student
         cos, base = float(np.mean(scores[k])), float(np.mean(targets.baseline[k][:n]))
@@ -531,7 +604,7 @@ def _evaluate(
     m = min(pipeline.eval.knn_train_size, dataset.size("train"))
     key_labels, query_labels = dataset.labels("train", range(m)), dataset.labels("eval", range(n))
     if knn and key_labels is not None and query_labels is not None:
-        keys, _ = _embed(pipeline, dataset, student, "train", m, None)
+        keys, _ = _embed(pipeline, dataset, student, "train", m, None, state)
         out["knn_accuracy"] = knn_accuracy(keys, key_labels, queries, query_labels, pipeline.eval.knn_k)
     student.train()
     return out

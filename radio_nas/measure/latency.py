@@ -18,7 +18,8 @@ import platform
 import statistics
 import time
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, cast
 
@@ -30,6 +31,10 @@ from torch.utils._pytree import tree_flatten
 
 from radio_nas._config import ConfigError, stable_id
 from radio_nas._util import atomic_write
+
+Quiet = Callable[[], AbstractContextManager[bool]]
+"""Entered around the warm-up and timed runs only; yields whether the machine was otherwise idle
+(a sweep pauses its training trials there: :mod:`radio_nas.search.gate`)."""
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 DEVICES = ("cpu", "cuda")
@@ -52,6 +57,8 @@ class LatencyResult:
     """Timed the deployable graph (BatchNorm folded, position bias cached), not the training one."""
     peak_memory_mb: float | None
     """Peak memory of one forward: CUDA allocator peak on GPU; on CPU weights + peak live tensors."""
+    quiet: bool = True
+    """False: timed while other work may have run (a `quiet` block said so); never cached."""
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -92,11 +99,13 @@ def measure_latency(
     warmup: int = 10,
     runs: int = 50,
     deploy: bool = True,
+    quiet: Quiet | None = None,
 ) -> LatencyResult:
     """Median/p90 forward latency in ms of `model` (eval mode, no grad, autocast for bf16/fp16).
 
     `deploy`: time a deployable copy (:func:`radio_nas.models.deploy_model`: BatchNorm folded,
-    position bias cached), as the model would be served; False times the training graph in eval."""
+    position bias cached), as the model would be served; False times the training graph in eval.
+    `quiet`: see :data:`Quiet` (building the model and the memory probe stay outside it)."""
     check_settings(device, dtype)
     if batch_size < 1 or runs < 1 or warmup < 0:
         raise ConfigError("batch size and runs must be >= 1, warm-up >= 0", key="--batch-size")
@@ -115,9 +124,33 @@ def measure_latency(
     model = cast(Any, model).to(device=device, memory_format=memory_format).eval()  # stubs lack memory_format
     x = torch.randn(batch_size, 3, h, w, device=device).contiguous(memory_format=memory_format)
     autocast = torch.autocast(device_type=device, dtype=DTYPES[dtype], enabled=dtype != "fp32")
-    cuda = device.startswith("cuda")
-
     with torch.inference_mode(), autocast:
+        times, peak, was_quiet = _timed(model, x, device, warmup, runs, quiet)
+    median = statistics.median(times)
+    return LatencyResult(
+        median_ms=median,
+        p90_ms=float(np.quantile(times, 0.9)),
+        mean_ms=statistics.fmean(times),
+        runs=runs,
+        batch_size=batch_size,
+        resolution=(h, w),
+        device=device,
+        device_name=device_name(device),
+        dtype=dtype,
+        channels_last=channels_last,
+        images_per_s=batch_size / median * 1e3,
+        deploy=deploy,
+        peak_memory_mb=peak,
+        quiet=was_quiet,
+    )
+
+
+def _timed(
+    model: Any, x: torch.Tensor, device: str, warmup: int, runs: int, quiet: Quiet | None
+) -> tuple[list[float], float, bool]:
+    """Per-run ms, peak memory MB and whether it was quiet (inside inference mode and autocast)."""
+    cuda = device.startswith("cuda")
+    with quiet() if quiet is not None else contextlib.nullcontext(True) as was_quiet:
         for _ in range(warmup):
             model(x)
         if cuda:
@@ -137,27 +170,12 @@ def measure_latency(
                 t0 = time.perf_counter()
                 model(x)
                 times.append((time.perf_counter() - t0) * 1e3)
-            weights = sum(t.numel() * t.element_size() for t in (*model.parameters(), *model.buffers()))
-            with _LiveTensorPeak() as tracker:
-                model(x)
-            peak = (weights + tracker.peak) / 2**20
-
-    median = statistics.median(times)
-    return LatencyResult(
-        median_ms=median,
-        p90_ms=float(np.quantile(times, 0.9)),
-        mean_ms=statistics.fmean(times),
-        runs=runs,
-        batch_size=batch_size,
-        resolution=(h, w),
-        device=device,
-        device_name=device_name(device),
-        dtype=dtype,
-        channels_last=channels_last,
-        images_per_s=batch_size / median * 1e3,
-        deploy=deploy,
-        peak_memory_mb=peak,
-    )
+    if not cuda:
+        weights = sum(t.numel() * t.element_size() for t in (*model.parameters(), *model.buffers()))
+        with _LiveTensorPeak() as tracker:
+            model(x)
+        peak = (weights + tracker.peak) / 2**20
+    return times, peak, bool(was_quiet)
 
 
 def cached_latency(
@@ -171,8 +189,10 @@ def cached_latency(
     runs: int = 50,
     warmup: int = 10,
     deploy: bool = True,
+    quiet: Quiet | None = None,
 ) -> LatencyResult:
-    """:func:`measure_latency` of the model `cfg` builds, cached by arch id + settings + device name."""
+    """:func:`measure_latency` of the model `cfg` builds, cached by arch id + settings + device name
+    (a measurement that was not quiet is returned, not cached)."""
     from radio_nas.models import build_model
 
     check_settings(device, dtype)
@@ -192,8 +212,10 @@ def cached_latency(
         warmup=warmup,
         runs=runs,
         deploy=deploy,
+        quiet=quiet,
     )
-    atomic_write(path, json.dumps(result.to_dict()))
+    if result.quiet:
+        atomic_write(path, json.dumps(result.to_dict()))
     return result
 
 

@@ -13,11 +13,14 @@ import contextlib
 import dataclasses
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from radio_nas._util import cache_root, parse_resolution
 from radio_nas.search.space import Constraints, LatencySettings, Objective
 from radio_nas.study.record import COST_METRICS, TrialRecord
+
+if TYPE_CHECKING:
+    from radio_nas.measure.latency import Quiet
 
 
 @dataclasses.dataclass(frozen=True)
@@ -26,6 +29,8 @@ class Costs:
     gmacs: float
     latency_ms: float | None = None
     latency_device: str | None = None
+    latency_quiet: bool | None = None
+    """False: timed while trials may have run (the pause gate timed out); None: not timed."""
 
     def as_metrics(self) -> dict[str, Any]:
         return {"params": self.params, "gmacs": self.gmacs, "latency_ms": self.latency_ms}
@@ -36,8 +41,15 @@ def latency_cache_dir() -> Path:
     return cache_root() / "latency"
 
 
-def measure_costs(arch_cfg: Any, settings: LatencySettings, resolution: tuple[int, int], need_latency: bool) -> Costs:
-    """Params and GMACs at `resolution` (batch 1); latency with `settings` when `need_latency`."""
+def measure_costs(
+    arch_cfg: Any,
+    settings: LatencySettings,
+    resolution: tuple[int, int],
+    need_latency: bool,
+    quiet: Quiet | None = None,
+) -> Costs:
+    """Params and GMACs at `resolution` (batch 1); latency with `settings` when `need_latency`
+    (`quiet`: around the timed runs only, see :data:`radio_nas.measure.latency.Quiet`)."""
     from radio_nas.measure import cached_latency, count_gmacs, count_params
     from radio_nas.models import build_model
 
@@ -59,8 +71,9 @@ def measure_costs(arch_cfg: Any, settings: LatencySettings, resolution: tuple[in
             runs=settings.runs,
             warmup=settings.warmup,
             deploy=settings.deploy,
+            quiet=quiet,
         )
-    return Costs(params, gmacs, result.median_ms, result.device_name)
+    return Costs(params, gmacs, result.median_ms, result.device_name, result.quiet)
 
 
 def _latency_resolution(settings: LatencySettings, resolution: tuple[int, int]) -> tuple[int, int]:

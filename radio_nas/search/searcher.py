@@ -20,13 +20,22 @@ Optuna's ask-and-tell interface itself:
   result is intermediate was stopped by the scheduler: PRUNED (status ``pruned``) with its curve.
 
 A variant identical to one trained already (same arch id, same pipeline id, seed included) is
-told COMPLETE with that trial's values and ``duplicate_of`` instead of being trained again.
-Latency is only measured while no trial of this sweep runs (a busy device corrupts timings): an
-uncached variant waits for the running trials to finish. A variant whose cost measurement raises
-(an absurd width: MemoryError, RuntimeError) is told FAIL at once, never re-queued, so a resume
-does not crash on it again; one that kills the driver outright stays marked ``phase: measuring``:
-the next resume queues it once more (the driver may have been stopped by hand), and if it dies
-measuring it again, the resume after that fails it instead of queueing it again.
+told COMPLETE with that trial's values and ``duplicate_of`` instead of being trained again; one
+identical to a variant still training waits (RUNNING, not trained) and gets its original's
+outcome when that one ends (a copy if it trained, FAIL otherwise), while the free slot asks again.
+
+Latency is only timed on an otherwise idle machine (running trials corrupt timings). With a pause
+gate (a local sweep; :mod:`radio_nas.search.gate`) the running trials stop at a step boundary
+for the warm-up and timed runs only; trial clocks leave the pause out. If a trial does not stop
+within a few seconds (e.g. it is building the teacher cache) the variant waits and is tried again
+at Tune's next call; after 5 minutes it is timed anyway and recorded ``latency_quiet: false`` (not
+cached). Without a gate (a Ray cluster) an uncached variant waits for the running trials to end.
+
+A variant whose cost measurement raises (an absurd width: MemoryError, RuntimeError) is told FAIL at
+once, never re-queued, so a resume does not crash on it again; one that kills the driver outright
+stays marked ``phase: measuring``: the next resume queues it once more (the driver may have been
+stopped by hand), and if it dies measuring it again, the resume after that fails it instead of
+queueing it again.
 
 Lifecycle (Ray Tune's ``Searcher``): Tune calls ``set_search_properties`` once, ``suggest`` whenever
 it may start a trial (None: not now; ``FINISHED``: the sweep is over), ``on_trial_result`` per
@@ -36,12 +45,13 @@ and reads the outcome from :meth:`stats`. Everything else is private.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -56,6 +66,7 @@ from radio_nas.search.costs import (
     stand_in_values,
     violations,
 )
+from radio_nas.search.gate import PauseGate
 from radio_nas.search.space import Space
 from radio_nas.search.study import trained_count
 from radio_nas.search.trainable import FINAL_KEY, RESULT_KEY
@@ -79,6 +90,16 @@ if TYPE_CHECKING:
 
     ArchConfig = ERadioConfig | ViTConfig
 
+_GATE_TRY_S = 5.0
+"""How long one attempt waits for the running trials to stop before the variant waits instead."""
+_GATE_GIVE_UP_S = 300.0
+"""After this long waiting, a latency is timed anyway (recorded as not quiet, not cached)."""
+
+
+class _NotYet(Exception):
+    """The running trials did not stop in time: try the held variant again at the next suggest."""
+
+
 TrainedHook = Callable[["Trial", TrialRecord], None]
 """Called with a trained trial (still running in Optuna, its record written) before it is told:
 the sweep's PCA pictures attach themselves as artifacts this way (Optuna refuses to change a
@@ -98,6 +119,10 @@ class SearchStats:
     """run_trial's wall time of each trial trained by this driver."""
     trial_seen_s: tuple[float, ...]
     """The same trials as the driver saw them (Ray included)."""
+    gate_pauses: int = 0
+    """Latencies timed with the pause gate up (running trials stopped)."""
+    gate_s: float = 0.0
+    """Seconds the gate was up in all (waiting for trials to stop, plus timing)."""
 
 
 class StudySearcher(Searcher):
@@ -116,6 +141,7 @@ class StudySearcher(Searcher):
         driver_id: str | None = None,
         on_trained: TrainedHook | None = None,
         progress: Callable[[str], None] | None = print,
+        pause_gate: str | Path | None = None,
     ):
         super().__init__(metric=None, mode=None)
         self._space, self._study, self._results = space, study, Path(results_dir)
@@ -138,6 +164,11 @@ class StudySearcher(Searcher):
         self._held: tuple[Trial, ArchConfig, PipelineConfig] | None = None  # valid, waiting for an idle device
         self._limits = constraint_limits(space.config.constraints)
         self._need_latency = "latency_ms" in space.objective_names or self._limits["latency_ms"] is not None
+        self._gate = PauseGate(pause_gate) if pause_gate is not None and self._need_latency else None
+        self._gate_waiting_since: float | None = None  # the held variant's first try at the gate
+        self._gate_pauses, self._gate_s = 0, 0.0
+        self._keys: dict[str, tuple[str, str]] = {}  # tune trial id -> (arch id, pipeline id)
+        self._pending: dict[tuple[str, str], list[Trial]] = {}  # copies waiting for a running original
 
     # -- Tune's Searcher interface ---------------------------------------------------------------
 
@@ -171,15 +202,20 @@ class StudySearcher(Searcher):
                 self._held = (trial, *prepared)
             trial, arch_cfg, pipeline = self._held
             if (
-                self._need_latency
+                self._gate is None
+                and self._need_latency
                 and self._live
                 and not latency_is_cached(arch_cfg, self._space.config.latency, pipeline.size)
             ):
                 return None  # timing it now would be corrupted by the running trial: wait
-            self._held = None
-            config = self._measure(trial, arch_cfg, pipeline)
+            try:
+                config = self._measure(trial, arch_cfg, pipeline)
+            except _NotYet:
+                return None  # still held: the running trials did not stop in time
+            self._held, self._gate_waiting_since = None, None
             if config is not None:
                 self._live[trial_id] = trial
+                self._keys[trial_id] = (arch_cfg.id, pipeline.id)
                 self._started[trial_id] = time.monotonic()
                 self._curves[trial_id] = []
                 self._first_start = self._first_start or self._started[trial_id]
@@ -207,11 +243,19 @@ class StudySearcher(Searcher):
         self._intermediate(trial, int(step), float(fidelity))
 
     def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
-        import optuna
-
         trial = self._live.pop(trial_id, None)
         if trial is None:
             return
+        key = self._keys.pop(trial_id, None)
+        try:
+            self._complete(trial_id, trial, result, error)
+        finally:
+            if key is not None:
+                self._resolve_pending(key, trial)
+
+    def _complete(self, trial_id: str, trial: Trial, result: dict[str, Any] | None, error: bool) -> None:
+        import optuna
+
         self._trial_seen_s.append(time.monotonic() - self._started.get(trial_id, time.monotonic()))
         State = optuna.trial.TrialState
         final = json.loads(result[RESULT_KEY]) if result and result.get(FINAL_KEY) else None
@@ -288,9 +332,13 @@ class StudySearcher(Searcher):
         """Give back a variant asked for but never started (the budget or time ran out meanwhile)."""
         import optuna
 
-        if self._held is not None:
-            trial = self._held[0]
-            self._held = None
+        if self._gate is not None:
+            self._gate.lower()
+        waiting = [self._held[0]] if self._held is not None else []
+        waiting += [t for pending in self._pending.values() for t in pending]
+        self._held = None
+        self._pending.clear()
+        for trial in waiting:
             write_trial(
                 trial,
                 status=Status.FAILED,
@@ -311,6 +359,11 @@ class StudySearcher(Searcher):
         if trial_id in self._live:
             self._curves[trial_id] = [dict(c) for c in curve]
 
+    @property
+    def concurrency(self) -> int:
+        """Trials this searcher lets run at once."""
+        return self._concurrency
+
     def stats(self) -> SearchStats:
         return SearchStats(
             done=self._done,
@@ -320,6 +373,8 @@ class StudySearcher(Searcher):
             stop_reason=self._stop_reason,
             trained_wall_s=tuple(self._trained_wall_s),
             trial_seen_s=tuple(self._trial_seen_s),
+            gate_pauses=self._gate_pauses,
+            gate_s=self._gate_s,
         )
 
     # -- helpers -------------------------------------------------------------------------------------
@@ -381,11 +436,51 @@ class StudySearcher(Searcher):
             self._set_constraints(trial, {})
             self._finish(trial, Status.INFEASIBLE, optuna.trial.TrialState.PRUNED, reason=f"rejected: {exc}")
             return None
-        original = self._trained().get((arch_cfg.id, pipeline.id))
+        key = (arch_cfg.id, pipeline.id)
+        original = self._trained().get(key)
         if original is not None:
             self._copy(trial, original)
             return None
+        running = self._running(key)
+        if running is not None:  # training now: take its outcome when it ends instead of training it twice
+            write_trial(trial, arch=arch_cfg.to_dict(), arch_id=arch_cfg.id, pipeline=pipeline.to_dict())
+            self._pending.setdefault(key, []).append(trial)
+            self._line(f"#{trial.number} is #{running} (still training): waits for its outcome")
+            self._infeasible_streak += 1  # as a copy: a sampler stuck on one point must not loop forever
+            self._queue_untried(trial.number)
+            return None
         return arch_cfg, pipeline
+
+    def _running(self, key: tuple[str, str]) -> int | None:
+        """The number of the live trial training the variant `key`, if any."""
+        for trial_id, k in self._keys.items():
+            if k == key and trial_id in self._live:
+                return self._live[trial_id].number
+        return None
+
+    def _resolve_pending(self, key: tuple[str, str], original: Trial) -> None:
+        """The original of waiting copies ended: copy its outcome, or fail them (trials are
+        deterministic, so training the copy would end the same way)."""
+        import optuna
+
+        waiting = self._pending.pop(key, [])
+        if not waiting:
+            return
+        frozen = self._study._storage.get_trial(original._trial_id)
+        ok = frozen.state == optuna.trial.TrialState.COMPLETE and TrialRecord.from_trial(frozen).status is Status.OK
+        for trial in waiting:
+            if ok:
+                self._copy(trial, frozen, streak=False)
+                continue
+            write_trial(
+                trial,
+                status=Status.FAILED,
+                reason=f"identical to #{original.number}, which ended {frozen.state.name}; not trained again",
+                duplicate_of=original.number,
+            )
+            self._study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            self._copies += 1
+            self._line(f"#{trial.number} failed with its original #{original.number}")
 
     def _trained(self) -> dict[tuple[str, str], FrozenTrial]:
         """(arch id, pipeline id) -> the COMPLETE trial that trained it (not a copy)."""
@@ -396,7 +491,7 @@ class StudySearcher(Searcher):
                 out.setdefault((r.arch_id, stable_id(dict(r.pipeline))), t)
         return out
 
-    def _copy(self, trial: Trial, original: FrozenTrial) -> None:
+    def _copy(self, trial: Trial, original: FrozenTrial, streak: bool = True) -> None:
         """A variant trained already (same arch, same pipeline and seed: trials are deterministic):
         record the same outcome without training it again; budgets do not count it."""
         import optuna
@@ -422,7 +517,8 @@ class StudySearcher(Searcher):
         )
         self._set_constraints(trial, r.costs)
         self._study.tell(trial, values=list(original.values), state=optuna.trial.TrialState.COMPLETE)
-        self._infeasible_streak += 1  # a sampler that only proposes known points has nothing left to try
+        if streak:  # (a waiting copy counted when it was proposed)
+            self._infeasible_streak += 1  # a sampler that only proposes known points has nothing left to try
         self._copies += 1  # counted in the progress line, not one line each
         self._queue_untried(trial.number)
 
@@ -460,7 +556,9 @@ class StudySearcher(Searcher):
             phase="measuring",
         )
         try:
-            costs = measure_costs(arch_cfg, self._space.config.latency, pipeline.size, self._need_latency)
+            costs = measure_costs(
+                arch_cfg, self._space.config.latency, pipeline.size, self._need_latency, quiet=self._quiet
+            )
         except (ConfigError, MemoryError, RuntimeError, ValueError, OverflowError) as exc:
             # e.g. a width of 10^9: recorded FAIL (not queued again) so a resume never repeats it
             self._set_constraints(trial, {})
@@ -479,10 +577,13 @@ class StudySearcher(Searcher):
             gmacs=costs.gmacs,
             latency_ms=costs.latency_ms,
             latency_device=costs.latency_device,
+            latency_quiet=costs.latency_quiet,
             reason=None,
             weights_path=None,
             phase="training",
         )
+        if costs.latency_quiet is False:
+            self._line(f"#{trial.number}: latency timed while trials ran (they did not pause); not cached")
         self._set_constraints(trial, costs.as_metrics())
         broken = violations(costs, self._space.config.constraints)
         if broken:
@@ -503,7 +604,29 @@ class StudySearcher(Searcher):
             "pipeline": pipeline.to_dict(),
             "weights_path": str(weights.resolve()) if self._space.config.save_weights else None,
             "threads": self._threads,
+            "gate": str(self._gate.folder) if self._gate is not None else None,
         }
+
+    @contextlib.contextmanager
+    def _quiet(self) -> Iterator[bool]:
+        """Around the timed runs of a latency: the running trials paused (see the module docstring)."""
+        numbers = [t.number for t in self._live.values()]
+        if self._gate is None or not numbers:
+            yield True  # nothing of this sweep runs (or a cluster: suggest waited for idle)
+            return
+        now = time.monotonic()
+        if self._gate_waiting_since is None:
+            self._gate_waiting_since = now
+        give_up = now - self._gate_waiting_since >= _GATE_GIVE_UP_S
+        t0 = time.monotonic()
+        try:
+            with self._gate.pause(numbers, _GATE_TRY_S) as paused:
+                if not paused and not give_up:
+                    raise _NotYet
+                self._gate_pauses += 1
+                yield paused
+        finally:
+            self._gate_s += time.monotonic() - t0
 
     def _set_constraints(self, trial: Trial, costs: dict[str, Any]) -> None:
         for key, value in constraint_values(costs, self._limits).items():

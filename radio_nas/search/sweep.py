@@ -9,6 +9,12 @@ dead driver left RUNNING are marked FAIL and their parameters queued again, and 
 trained trials already in the study. A different space pointed at the folder is refused, and so
 is a second live driver on the same study (see :mod:`radio_nas.search.study`).
 
+Concurrency: ``concurrency`` trials train side by side, each with ``resources.cpu`` CPUs (one torch
+thread per CPU unless the pipeline sets ``student.threads``). On a local Ray a latency is timed
+with the running trials paused at a step boundary (:mod:`radio_nas.search.gate`), so every
+latency is still timed on an otherwise idle machine while training goes on between timings; the
+driver's own torch work (sampling, GMACs) uses one thread while trials fill the cores.
+
 Ray: without ``address`` the sweep starts a local Ray bound to the loopback interface
 (127.0.0.1); with ``address`` it joins that cluster as configured there. The sweep never turns
 Ray's token authentication off (set ``RAY_AUTH_MODE`` yourself if you must). Trial workers on
@@ -26,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from radio_nas._config import ConfigError
+from radio_nas.search.gate import gate_folder
 from radio_nas.search.searcher import StudySearcher, TrainedHook
 from radio_nas.search.space import Space, load_space, parse_duration
 from radio_nas.study.layout import HASH_FILE, LOCK_FILE, RAY_DIR, default_storage
@@ -132,6 +139,7 @@ def _run(
             driver_id=driver.id,
             on_trained=on_trained,
             progress=say,
+            pause_gate=gate_folder(results / RAY_DIR) if address is None else None,
         )
         if trained_count(study) < target:
             _fit(space, searcher, results, address, num_cpus)
@@ -157,17 +165,22 @@ def _run(
         "ablation": abl,
         "trial_wall_s": list(stats.trained_wall_s),
         "trial_seen_s": list(stats.trial_seen_s),
+        "concurrency": conc,
+        "gate_pauses": stats.gate_pauses,
+        "gate_s": stats.gate_s,
     }
 
 
 def _fit(space: Space, searcher: StudySearcher, results: Path, address: str | None, num_cpus: int | None) -> None:
     import ray
+    import torch
     from ray import tune
 
     from radio_nas.search.trainable import train_trial
 
     cfg = space.config
     started_ray = False
+    driver_threads = torch.get_num_threads()
     if not ray.is_initialized():
         start_ray(address, num_cpus)
         started_ray = True
@@ -211,8 +224,12 @@ def _fit(space: Space, searcher: StudySearcher, results: Path, address: str | No
                 failure_config=tune.FailureConfig(max_failures=0, fail_fast=False),
             ),
         )
+        if searcher.concurrency * max(cfg.resources.cpu, 1) >= (os.cpu_count() or 1):
+            # the trials take every core: the driver's GP fits and GMACs counts would only contend
+            torch.set_num_threads(1)
         tuner.fit()
     finally:
+        torch.set_num_threads(driver_threads)
         if started_ray:
             ray.shutdown()
 

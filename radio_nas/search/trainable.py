@@ -4,10 +4,15 @@ Everything else (sampling, constraints, costs, bookkeeping) happens in the drive
 (:mod:`radio_nas.search.searcher`). Intermediate reports carry ``step``, ``train_loss`` and
 ``fidelity`` (for schedulers and the study's learning curves); the final report carries the whole
 trial result (``run_trial(...).to_dict()``) as JSON.
+
+With ``config["gate"]`` (a local sweep running trials side by side) the trial takes part in the
+driver's pause gate (:mod:`radio_nas.search.gate`): busy while computing, paused at a step
+boundary while the driver times a latency, idle while blocked in ``tune.report``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -15,13 +20,15 @@ import threading
 import time
 from typing import Any
 
+from radio_nas.search.gate import TrialGate
+
 FINAL_KEY = "radio_nas_final"
 RESULT_KEY = "radio_nas_result"
 _WATCHED: set[int] = set()
 
 
 def train_trial(config: dict[str, Any], driver: dict[str, Any] | None = None) -> None:
-    """Ray Tune function trainable: ``config`` = {number, arch, pipeline, weights_path, threads};
+    """Ray Tune function trainable: ``config`` = {number, arch, pipeline, weights_path, threads, gate};
     `driver` = {pid, host} of a local sweep driver: this worker exits when that process is gone."""
     import ray
     import torch
@@ -32,27 +39,43 @@ def train_trial(config: dict[str, Any], driver: dict[str, Any] | None = None) ->
     if driver is not None:
         _exit_with(driver)
 
-    if config.get("threads"):
-        torch.set_num_threads(int(config["threads"]))
-    pipeline = load_pipeline(config["pipeline"])
+    gate = TrialGate(config["gate"], int(config["number"])) if config.get("gate") else None
+    if gate is not None:
+        gate.start()
+    try:
+        if config.get("threads"):
+            torch.set_num_threads(int(config["threads"]))
+        pipeline = load_pipeline(config["pipeline"])
+        # a blocking report is idle time for the gate (the driver may be waiting at it)
+        idle = gate.idle if gate is not None else contextlib.nullcontext
 
-    def report(metrics: dict[str, Any]) -> None:
-        if metrics.get("step") is not None and metrics["step"] >= pipeline.steps:
-            return  # the final report below carries it; ASHA must not stop a fully trained trial
-        slim = {k: v for k, v in metrics.items() if isinstance(v, (int, float, str, bool)) or v is None}
-        tune.report({**slim, FINAL_KEY: False})
+        def report(metrics: dict[str, Any]) -> None:
+            if metrics.get("step") is not None and metrics["step"] >= pipeline.steps:
+                return  # the final report below carries it; ASHA must not stop a fully trained trial
+            slim = {k: v for k, v in metrics.items() if isinstance(v, (int, float, str, bool)) or v is None}
+            with idle():
+                tune.report({**slim, FINAL_KEY: False})
 
-    result = run_trial(pipeline, config["arch"], report=report, weights_path=config.get("weights_path")).to_dict()
-    # No "step" here: a scheduler ignores this result, so a finished trial always completes.
-    tune.report(
-        {
+        result = run_trial(
+            pipeline,
+            config["arch"],
+            report=report,
+            weights_path=config.get("weights_path"),
+            pause=gate.pause if gate is not None else None,
+        ).to_dict()
+        final = {
             "fidelity": _finite(result.get("fidelity")),
             "steps": result.get("steps"),
             "node_id": ray.get_runtime_context().get_node_id(),
             FINAL_KEY: True,
             RESULT_KEY: json.dumps(result, default=_jsonable),
         }
-    )
+        # No "step" here: a scheduler ignores this result, so a finished trial always completes.
+        with idle():
+            tune.report(final)
+    finally:
+        if gate is not None:
+            gate.stop()
 
 
 def _exit_with(driver: dict[str, Any]) -> None:

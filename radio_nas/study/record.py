@@ -87,6 +87,7 @@ TRIAL_ATTRS: dict[str, str] = {
     "gmacs": "gmacs",
     "latency_ms": "latency_ms",
     "latency_device": "latency_device",
+    "latency_quiet": "latency_quiet",
     "metrics": "metrics",
     "curve": "curve",
     "loss_curve": "loss_curve",
@@ -123,6 +124,8 @@ class TrialRecord:
     gmacs: float | None = None
     latency_ms: float | None = None
     latency_device: str | None = None
+    latency_quiet: bool | None = None
+    """False: timed while trials of the sweep may have run (the pause gate timed out)."""
     metrics: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     curve: tuple[Mapping[str, float], ...] = ()
     """Learning curve: ``{step, fidelity, seconds}`` at every eval step."""
@@ -207,6 +210,7 @@ class TrialRecord:
             gmacs=ua.get("gmacs"),
             latency_ms=ua.get("latency_ms"),
             latency_device=ua.get("latency_device"),
+            latency_quiet=ua.get("latency_quiet"),
             metrics=metrics if isinstance(metrics, dict) else {},
             curve=tuple(c for c in curve if isinstance(c, dict)) if isinstance(curve, list) else (),
             loss_curve=ua.get("loss_curve"),
