@@ -1,61 +1,97 @@
-"""Sweep overhead: sweep wall time minus the sum of trial times, in total and per trial.
+"""The README main command before and after trials ran side by side: wall time and overhead.
 
-    python benchmarks/bench_sweep.py                 # smoke and mra, fresh results folders in a temp dir
-    python benchmarks/bench_sweep.py smoke           # one space
+    python benchmarks/bench_sweep.py                      # mra, 24 trials: before (b6a8b96) then after (this tree)
+    python benchmarks/bench_sweep.py --space smoke        # the CI-sized space, for a quick look
+    python benchmarks/bench_sweep.py --only after         # one side
 
-"Trial time" is run_trial's own wall_s (training + teacher cache + evaluation, in the Ray worker).
-Overhead is everything else: Ray start, Tune scheduling and worker start-up, sampling, building
-and validating each variant, GMACs counting and latency timing in the driver, SQLite writes.
-Prints a Markdown table with the machine and versions, then each sweep's summary.
+"Before" is commit b6a8b96 (one trial at a time, ``resources: {cpu: 2}``, ``concurrency: 1``),
+checked out into a temporary git worktree; "after" is this working tree (``concurrency: 2``, one
+CPU each, latencies timed behind the pause gate). Each side runs ``run_sweep`` on its own
+``search_spaces/<space>.yaml`` in a fresh process, on a fresh results folder and a fresh latency
+cache (so both time every latency they need); the teacher cache is shared and warmed first (untimed).
+
+"Trial time" is run_trial's own wall_s in the Ray worker (training, teacher cache, evaluation;
+after: less any pause). Overhead is the share of trial slots not spent in trials:
+``1 - sum(trial s) / (concurrency * sweep wall s)`` (at concurrency 1: wall minus the trial sum):
+Ray and worker start, sampling, building and validating, GMACs and latency timing in the driver
+(and, after, the running trials' pauses while it times), SQLite writes. Sweep wall is
+``run_sweep``'s own clock; process wall adds Python start and imports. Prints the machine,
+versions and load average, then the table.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
+import subprocess
 import sys
 import tempfile
+import textwrap
 import time
 from importlib.metadata import version
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # this tree's radio_nas, whatever is installed
+BEFORE = "b6a8b96"
+_RUNNER = textwrap.dedent(
+    """
+    import json, sys, time
+    t0 = time.monotonic()
+    import optuna
+    from radio_nas.search.sweep import run_sweep
+    out = run_sweep(sys.argv[1], results_dir=sys.argv[2], progress=None)
+    study = optuna.load_study(study_name=out["study"], storage=out["storage"])
+    trained = [
+        (t.user_attrs.get("arch_id"), json.dumps(t.user_attrs.get("pipeline"), sort_keys=True))
+        for t in study.trials
+        if t.user_attrs.get("status") == "ok" and t.user_attrs.get("duplicate_of") is None
+    ]
+    ok = [t.values[0] for t in study.trials if t.user_attrs.get("status") == "ok" and t.values]
+    print("RESULT " + json.dumps({
+        "wall_s": out["wall_s"], "trial_wall_s": out["trial_wall_s"], "counts": out["counts"],
+        "trained": out["trained"], "gate_pauses": out.get("gate_pauses"), "gate_s": out.get("gate_s"),
+        "variants": sorted(set(map(tuple, trained))), "best_fidelity": max(ok) if ok else None,
+        "stop_reason": out["stop_reason"], "process_wall_s": time.monotonic() - t0,
+    }))
+    """
+)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("spaces", nargs="*", default=["smoke", "mra"])
-    parser.add_argument("--results-root", help="where the fresh results folders go (default: a temp dir)")
+    parser.add_argument("--space", default="mra", help="a space under search_spaces/ (default mra)")
+    parser.add_argument("--only", choices=["before", "after"], help="run one side only")
+    parser.add_argument("--before", default=BEFORE, help=f"the commit run as 'before' (default {BEFORE})")
+    parser.add_argument("--root", help="where results, caches and the worktree go (default: a temp dir)")
     args = parser.parse_args()
-    for k, v in {"RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled", "RAY_DEDUP_LOGS": "0"}.items():
-        os.environ.setdefault(k, v)
-    from radio_nas.search.sweep import run_sweep
 
-    root = Path(args.results_root or tempfile.mkdtemp(prefix="bench-sweep-"))
-    rows, summaries = [], []
-    for name in args.spaces:
-        space = REPO / "search_spaces" / f"{name}.yaml"
-        lines: list[str] = []
-        t0 = time.monotonic()
-        out = run_sweep(space, results_dir=root / f"{name}-{int(time.time())}", progress=lines.append)
-        wall = time.monotonic() - t0
-        trial_sum = sum(out["trial_wall_s"])
-        n = len(out["trial_wall_s"])
-        over = wall - trial_sum
-        rows.append(
-            (
-                name,
-                n,
-                out["counts"].get("infeasible", 0),
-                wall,
-                trial_sum,
-                over,
-                over / max(n, 1),
-                sum(out["trial_seen_s"]) / max(n, 1),
-            )
-        )
-        summaries.append(f"## {name}\n" + lines[-1] if lines else "")
+    root = Path(args.root or tempfile.mkdtemp(prefix="bench-sweep-")).resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    from radio_nas._util import cache_root
+
+    teachers = cache_root() / "teachers"
+    load0 = os.getloadavg()
+    print(_header(load0))
+    _warm_teachers(args.space, teachers)
+    sides = ["before", "after"] if args.only is None else [args.only]
+    rows = {}
+    for side in sides:
+        tree = _before_tree(root, args.before) if side == "before" else REPO
+        try:
+            rows[side] = _run(side, tree, args.space, root, teachers)
+        finally:
+            if side == "before":
+                subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(tree)], check=False)
+    print(f"Load average (1, 5, 15 min) at the end: {', '.join(f'{x:.2f}' for x in os.getloadavg())}\n")
+    _table(rows, args.before)
+    print(f"\nResults under {root}")
+    return 0
+
+
+def _header(load: tuple[float, float, float]) -> str:
     cpu = next(
         (
             line.split(":", 1)[1].strip()
@@ -64,21 +100,93 @@ def main() -> int:
         ),
         platform.processor(),
     )
-    print(
-        f"Machine: {cpu}, {os.cpu_count()} CPUs; Python {platform.python_version()}, torch {version('torch')}, "
-        f"ray {version('ray')}, optuna {version('optuna')}"
+    return (
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; machine: {cpu}, {os.cpu_count()} CPUs; "
+        f"Python {platform.python_version()}, torch {version('torch')}, ray {version('ray')}, "
+        f"optuna {version('optuna')}\nLoad average (1, 5, 15 min) at the start: {', '.join(f'{x:.2f}' for x in load)}"
     )
-    print(
-        "| space | trained | infeasible | sweep wall s | sum of trial wall s | overhead s | overhead s / trial "
-        "| trial as seen by the driver s |"
+
+
+def _warm_teachers(space: str, teachers: Path) -> None:
+    """Build the space's teacher cache once (untimed): both sides then start from a warm cache."""
+    from radio_nas.distill import load_pipeline, run_trial
+    from radio_nas.search.space import load_space
+
+    pipeline = load_space(REPO / "search_spaces" / f"{space}.yaml").pipeline
+    t0 = time.monotonic()
+    run_trial(load_pipeline(pipeline, {"steps": 1}), "xt")  # one step: the cache is what it leaves
+    print(f"Teacher cache {teachers}: ready in {time.monotonic() - t0:.1f} s (untimed)\n")
+
+
+def _before_tree(root: Path, commit: str) -> Path:
+    tree = root / f"before-{commit}"
+    subprocess.run(
+        ["git", "-C", str(REPO), "worktree", "add", "--detach", str(tree), commit], check=True, capture_output=True
     )
-    print("|---|---|---|---|---|---|---|---|")
-    for r in rows:
-        print(f"| {r[0]} | {r[1]} | {r[2]} | {r[3]:.1f} | {r[4]:.1f} | {r[5]:.1f} | {r[6]:.2f} | {r[7]:.1f} |")
-    print()
-    print("\n\n".join(summaries))
-    print(f"\nResults under {root}")
-    return 0
+    return tree
+
+
+def _run(side: str, tree: Path, space: str, root: Path, teachers: Path) -> dict:
+    cache = root / f"cache-{side}"  # a fresh latency cache; the teacher cache is shared
+    cache.mkdir(exist_ok=True)
+    if not (cache / "teachers").exists():
+        (cache / "teachers").symlink_to(teachers, target_is_directory=True)
+    results = root / f"{space}-{side}"
+    space_file = tree / "search_spaces" / f"{space}.yaml"
+    env = {**os.environ, "PYTHONPATH": str(tree), "RADIO_NAS_CACHE": str(cache)}
+    env.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    print(f"[{side}] {space_file} -> {results} ...", flush=True)
+    t0 = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-c", _RUNNER, str(space_file), str(results)],
+        cwd=tree,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    elapsed = time.monotonic() - t0
+    line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)
+    if proc.returncode != 0 or line is None:
+        sys.exit(f"[{side}] the sweep failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
+    out = json.loads(line[len("RESULT ") :])
+    import yaml
+
+    cfg = yaml.safe_load(space_file.read_text())
+    out["concurrency"] = int(cfg.get("concurrency", 1))
+    out["cpu"] = (cfg.get("resources") or {}).get("cpu", 1)
+    out["outer_wall_s"] = elapsed
+    print(f"[{side}] done in {elapsed:.0f} s", flush=True)
+    return out
+
+
+def _table(rows: dict[str, dict], before: str) -> None:
+    print(
+        "| side | code | concurrency x cpu | trained | distinct variants | sweep wall s | process wall s "
+        "| sum of trial s | mean trial s | overhead (share of slots) | gate pauses (s) | best fidelity |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for side, r in rows.items():
+        n = len(r["trial_wall_s"])
+        trial_sum = sum(r["trial_wall_s"])
+        slots = r["concurrency"] * r["wall_s"]
+        over = 1 - trial_sum / slots
+        gate = "-" if r.get("gate_pauses") is None else f"{r['gate_pauses']} ({r['gate_s']:.1f})"
+        best = "-" if r["best_fidelity"] is None else f"{r['best_fidelity']:.4f}"
+        print(
+            f"| {side} | {before if side == 'before' else 'this tree'} | {r['concurrency']} x {r['cpu']} "
+            f"| {r['trained']} | {len(r['variants'])} | {r['wall_s']:.1f} | {r['process_wall_s']:.1f} "
+            f"| {trial_sum:.1f} | {trial_sum / max(n, 1):.1f} | {over:.1%} ({slots - trial_sum:.1f} slot-s) "
+            f"| {gate} | {best} |"
+        )
+    if "before" in rows and "after" in rows:
+        b, a = rows["before"], rows["after"]
+        common = len({tuple(v) for v in b["variants"]} & {tuple(v) for v in a["variants"]})
+        mean_a, mean_b = (sum(r["trial_wall_s"]) / max(len(r["trial_wall_s"]), 1) for r in (a, b))
+        print(
+            f"\nafter / before: sweep wall {a['wall_s'] / b['wall_s']:.3f}, process wall "
+            f"{a['process_wall_s'] / b['process_wall_s']:.3f}, mean trial {mean_a / mean_b:.3f}; "
+            f"variants trained by both: {common}"
+        )
 
 
 if __name__ == "__main__":
