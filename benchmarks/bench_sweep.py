@@ -4,11 +4,14 @@
     python benchmarks/bench_sweep.py --space smoke        # the CI-sized space, for a quick look
     python benchmarks/bench_sweep.py --only after         # one side
 
-"Before" is commit b6a8b96 (one trial at a time, ``resources: {cpu: 2}``, ``concurrency: 1``),
-checked out into a temporary git worktree; "after" is this working tree (``concurrency: 2``, one
-CPU each, latencies timed behind the pause gate). Each side runs ``run_sweep`` on its own
-``search_spaces/<space>.yaml`` in a fresh process, on a fresh results folder and a fresh latency
-cache (so both time every latency they need); the teacher cache is shared and warmed first (untimed).
+"Before" is commit b6a8b96 (one trial at a time, ``resources: {cpu: 2}``, ``concurrency: 1``; its
+pipeline's ``student.threads: 1`` means one torch thread), checked out into a temporary git
+worktree; "after" is this working tree (``concurrency: 2``, one CPU each, latencies timed behind the
+pause gate). Each side runs the README main command (``radio-nas sweep
+search_spaces/<space>.yaml``, PCA pictures and progress lines included; only the wall-time stop is
+lifted so a loaded machine still trains the whole budget) from its own tree in a fresh process, on
+a fresh results folder and a fresh latency cache (so both time every latency they need); the
+teacher cache is shared and warmed first (untimed).
 
 "Trial time" is run_trial's own wall_s in the Ray worker (training, teacher cache, evaluation;
 after: less any pause). Overhead is the share of trial slots not spent in trials:
@@ -38,11 +41,18 @@ sys.path.insert(0, str(REPO))  # this tree's radio_nas, whatever is installed
 BEFORE = "b6a8b96"
 _RUNNER = textwrap.dedent(
     """
-    import json, sys, time
+    import contextlib, io, json, sys, time
     t0 = time.monotonic()
     import optuna
-    from radio_nas.search.sweep import run_sweep
-    out = run_sweep(sys.argv[1], results_dir=sys.argv[2], progress=None)
+    from radio_nas.cli import main
+    # the README main command (PCA pictures, progress lines) without a wall-time stop, so a loaded
+    # machine still trains the whole budget
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(io.StringIO()):
+        rc = main(["sweep", sys.argv[1], "--results", sys.argv[2], "--time", "24h", "--json"])
+    if rc != 0:
+        sys.exit(f"radio-nas sweep exited {rc}")
+    out = json.loads(buf.getvalue())
     study = optuna.load_study(study_name=out["study"], storage=out["storage"])
     trained = [
         (t.user_attrs.get("arch_id"), json.dumps(t.user_attrs.get("pipeline"), sort_keys=True))
