@@ -246,7 +246,9 @@ def parallel_coordinates_plot(
     ax.set_ylim(-0.06, 1.06)
     ax.set_xlim(-0.2, len(axes) - 0.5)
     sm = plt.cm.ScalarMappable(cmap=cmap, norm=plt.Normalize(1, vmax))
-    fig.colorbar(sm, ax=ax, label="Pareto rank (red: 1, the front)")
+    bar = fig.colorbar(sm, ax=ax, label="Pareto rank (red: 1, the front)")
+    if vmax <= 12:
+        bar.set_ticks(range(1, int(vmax) + 1))
     n = len(ok)
     ax.set_title(title or f"{n} fully trained trials; objectives: better is up", fontsize=10)
     fig.tight_layout()
