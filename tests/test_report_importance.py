@@ -199,6 +199,34 @@ def test_an_edited_space_merges_choices_and_ranges() -> None:
     assert merged["lr"] == d.FloatDistribution(0.1, 0.9)
 
 
+def test_a_parameter_that_changed_kind_is_named_not_measured() -> None:
+    import optuna
+
+    from radio_nas.report.importance import MIN_TRIALS, param_importances
+    from radio_nas.study.record import Objective, Status, TrialRecord
+
+    d = optuna.distributions
+    records = []
+    for i in range(MIN_TRIALS + 2):
+        old = i < 3  # an integer range first, choices after an edit of the space
+        width = 20 if old else [16, 32][i % 2]
+        dist = d.IntDistribution(16, 32) if old else d.CategoricalDistribution([16, 32])
+        records.append(
+            TrialRecord(
+                i,
+                "COMPLETE",
+                Status.OK,
+                values=(float(i % 3),),
+                params={"w": width, "lr": 0.1 * (1 + i)},
+                distributions={"w": dist, "lr": d.FloatDistribution(0.1, 2.0)},
+            )
+        )
+    imp = param_importances(records, [Objective("fidelity", "maximize")], resamples=2, permutations=2)
+    by_name = {p.param: p for p in imp.per_objective[0].params}
+    assert by_name["w"].share is None and "changed kind" in by_name["w"].note
+    assert by_name["lr"].share == pytest.approx(1.0)
+
+
 def test_parallel_coordinates_need_trained_trials(tmp_path: Path) -> None:
     from radio_nas.report import plots
     from radio_nas.report.study_table import open_study, trials_table

@@ -159,9 +159,19 @@ def param_importances(
     dists = merged_distributions(trials)
     seen = {name: len({_key(t.params[name]) for t in trials if name in t.params}) for name in dists}
     fixed = {name for name, d in dists.items() if d.single()}
-    measurable = [name for name in dists if name not in fixed and seen[name] > 1]
+    changed = {
+        name for name, d in dists.items() if not all(_fits(d, t.params[name]) for t in trials if name in t.params)
+    }
+    measurable = [name for name in dists if name not in fixed | changed and seen[name] > 1]
     unmeasured = tuple(
-        ParamImportance(name, None, n_values=seen[name], note=_why_not(name in fixed, seen[name], n))
+        ParamImportance(
+            name,
+            None,
+            n_values=seen[name],
+            note="changed kind between trials (an edited space)"
+            if name in changed
+            else _why_not(name in fixed, seen[name], n),
+        )
         for name in dists
         if name not in measurable
     )
@@ -300,6 +310,17 @@ def _shares(raw: Mapping[str, float], params: Sequence[str]) -> list[float]:
 
 def _unmeasured(names: Sequence[str], seen: Mapping[str, int], note: str) -> tuple[ParamImportance, ...]:
     return tuple(ParamImportance(name, None, n_values=seen[name], note=note) for name in names)
+
+
+def _fits(dist: BaseDistribution, value: Any) -> bool:
+    """Whether `value` is a point of `dist` (choices by value; ranges by bounds, grids not checked)."""
+    choices = getattr(dist, "choices", None)
+    if choices is not None:
+        return value in choices
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return False
+    low, high = getattr(dist, "low", None), getattr(dist, "high", None)
+    return low is not None and high is not None and low <= value <= high
 
 
 def _why_not(fixed: bool, n_values: int, n: int) -> str:
