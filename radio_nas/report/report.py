@@ -245,7 +245,8 @@ def _importance_text(rep: Report) -> tuple[str, pd.DataFrame | None]:
     text = (
         f"{imp.method} over the **{imp.n_trials} fully trained trials** ({tops}, ties included). For each "
         "objective, a parameter's share says how much its values among the best trials differ from its "
-        "values among all of them (shares sum to 1 per objective). With this few noisy trials they are "
+        "values among all of them (shares sum to 1 per objective), relative to what this sweep tried: a value "
+        "its sampler already favoured stands out less. With this few noisy trials they are "
         "indications, not measurements: `[p10–p90]` is the share's spread over random subsets of 80% of the "
         "trials (wide: fragile), and `p` how often shuffling the objective values among the trials gave the "
         "parameter at least this importance (p >= 0.05: could be chance; not corrected for the many "
