@@ -170,6 +170,8 @@ def test_vit_at_another_resolution_and_load_errors(hf, tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ConfigError, match=r"teachers\.dino\.model: transformers cannot load"):
         build_teacher(_teacher(tmp_path / "empty", resolution=64))
+    with pytest.raises(ConfigError, match=r"^model: no such folder: /no/such/checkpoint$"):
+        _teacher("/no/such/checkpoint")
     # a hub id while offline and not cached: a one-line error instead of a download attempt
     with pytest.raises(ConfigError, match=r"model: cannot read preprocessor_config.json of 'nobody/nothing'"):
         _teacher("nobody/nothing")
@@ -209,3 +211,7 @@ def test_real_trial_with_a_saved_hf_teacher_from_the_cli(hf, dinov2, tmp_path, c
     assert meta["resolution"] == [56, 56] and meta["features_shape"][1:] == [HIDDEN, 4, 4]
     assert main(args) == 0  # warm: the same folder and preprocessing hit the cache
     assert json.loads(capsys.readouterr().out)["cache_hit"] is True
+    # a folder that is not there: exit 2 and one line naming the key
+    assert main(args + ["--set", f"teachers[0].model={tmp_path / 'gone'}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "teachers[0].model: no such folder" in err, err

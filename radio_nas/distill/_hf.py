@@ -15,9 +15,15 @@ PROCESSOR_FILES = ("preprocessor_config.json", "processor_config.json")
 
 
 def local_dir(model: str) -> Path | None:
-    """The checkpoint folder `model` names, or None for a hub id."""
+    """The checkpoint folder `model` names, or None for a hub id (``org/name``). Something that can
+    only be a path (absolute, ``./``, ``~``, deeper than ``org/name``) must be a folder."""
     path = Path(model).expanduser()
-    return path if path.is_dir() else None
+    if path.is_dir():
+        return path
+    if model.startswith(("/", "./", "../", "~")) or model.count("/") > 1:
+        what = "a file; expected the folder save_pretrained wrote" if path.exists() else "no such folder"
+        raise ConfigError(f"{what}: {model}", key="model")
+    return None
 
 
 def preprocessing(model: str, kwargs: dict[str, Any]) -> dict[str, Any]:
