@@ -37,7 +37,14 @@ def hf(tmp_path_factory):
 
 def _processor(path, **entries):
     """What DINOv2's / SAM's image processor saves (written as JSON: their classes want torchvision)."""
-    config = {"do_normalize": True, "do_rescale": True, "rescale_factor": 1 / 255, "image_mean": MEAN, "image_std": STD}
+    config = {
+        "do_convert_rgb": True,
+        "do_normalize": True,
+        "do_rescale": True,
+        "rescale_factor": 1 / 255,
+        "image_mean": MEAN,
+        "image_std": STD,
+    }
     (path / "preprocessor_config.json").write_text(json.dumps({**config, **entries}))
 
 
@@ -60,6 +67,7 @@ def dinov2(hf, tmp_path_factory):
         path,
         image_processor_type="BitImageProcessor",
         do_resize=True,
+        resample=3,
         size={"shortest_edge": 64},
         do_center_crop=True,
         crop_size={"height": 56, "width": 56},
@@ -162,11 +170,12 @@ def test_vit_at_another_resolution_and_load_errors(hf, tmp_path):
     config = hf.ViTConfig(
         hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64, image_size=32, patch_size=16
     )
-    hf.ViTModel(config).save_pretrained(tmp_path / "vit")
+    hf.ViTModel(config).to(torch.bfloat16).save_pretrained(tmp_path / "vit")  # loaded in bf16 as saved
     cfg = _teacher(tmp_path / "vit", resolution=64)  # no processor config saved: ImageNet constants
     assert cfg.mean == (0.485, 0.456, 0.406)
     summary, features = build_teacher(cfg)(_images(size=(64, 64)))
-    assert summary.shape == (2, 32) and features.shape == (2, 32, 4, 4)
+    assert summary.shape == (2, 32) and features.shape == (2, 32, 4, 4)  # 64 px, not the trained 32
+    assert summary.dtype == features.dtype == torch.float32
     (tmp_path / "empty").mkdir()
     with pytest.raises(ConfigError, match=r"teachers\.dino\.model: transformers cannot load"):
         build_teacher(_teacher(tmp_path / "empty", resolution=64))

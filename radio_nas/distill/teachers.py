@@ -260,6 +260,8 @@ class _HFWrapper(torch.nn.Module):
         self.interpolate = "interpolate_pos_encoding" in inspect.signature(model.forward).parameters
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        # transformers 5 loads a checkpoint in its saved dtype (bf16/fp16 ones too); not every model casts
+        x = x.to(next(self.model.parameters()).dtype)
         if self.method:
             out = getattr(self.model, self.method)(pixel_values=x)
         else:
