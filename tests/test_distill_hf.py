@@ -7,6 +7,7 @@ $HOME (HF_HOME points into the test's folder, HF_HUB_OFFLINE / TRANSFORMERS_OFFL
 import importlib
 import json
 import math
+import sys
 
 import numpy as np
 import pytest
@@ -224,3 +225,9 @@ def test_real_trial_with_a_saved_hf_teacher_from_the_cli(hf, dinov2, tmp_path, c
     assert main(args + ["--set", f"teachers[0].model={tmp_path / 'gone'}"]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "teachers[0].model: no such folder" in err, err
+
+
+def test_without_the_extra_the_error_names_it(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "transformers", None)  # what an install without [hf] looks like
+    with pytest.raises(ConfigError, match=r"^teachers\.dino\.adapter: .* needs the transformers package .*\[hf\]"):
+        build_teacher(_teacher(tmp_path, resolution=56))
