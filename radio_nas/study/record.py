@@ -12,10 +12,11 @@ is the one reader. Study-level facts (objectives, mode, space, pipeline, results
 design) are a :class:`StudyRecord`, written with :func:`write_study` and read with
 :meth:`StudyRecord.from_study`.
 
-Trial states: COMPLETE only for fully trained trials (status ``ok``, or a re-proposed copy of one,
-``duplicate_of`` set); infeasible variants (constraints or the model refused them) are PRUNED with
-status ``infeasible`` and never trained; scheduler-stopped trials are PRUNED with status
-``pruned`` and their curve; failures are FAIL with a reason.
+Trial states: COMPLETE for fully trained trials (status ``ok``, or a re-proposed copy of one,
+``duplicate_of`` set) and for infeasible variants (status ``infeasible``, never trained, told with
+stand-in values and constraint values so NSGA-II and GP learn the infeasible region; never a
+candidate); scheduler-stopped trials are PRUNED with status ``pruned`` and their curve; failures
+are FAIL with a reason. Use :attr:`TrialRecord.is_candidate`, not the state, to find results.
 """
 
 from __future__ import annotations
