@@ -358,7 +358,7 @@ def latency(plan: Plan, save: Callable[[], None], section: dict[str, Any]) -> No
             try:
                 cfg = arch_config(spec, res, res)
                 model = deployed(cfg, (res, res), plan.device)
-            except Exception as exc:
+            except Exception as exc:  # recorded, the grid goes on
                 rows.append({"preset": label, "resolution": res, "status": "failed", "error": _error(exc)})
                 save()
                 continue
@@ -867,7 +867,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             runners[name](section)
             section["status"] = "ok"
-        except Exception as exc:
+        except Exception as exc:  # one failure must not cost the other sections
             section.update(status="failed", error=_error(exc))
         section["section_s"] = time.monotonic() - t0
         print(
