@@ -12,10 +12,11 @@ is the one reader. Study-level facts (objectives, mode, space, pipeline, results
 design) are a :class:`StudyRecord`, written with :func:`write_study` and read with
 :meth:`StudyRecord.from_study`.
 
-Trial states: COMPLETE only for fully trained trials (status ``ok``, or a re-proposed copy of one,
-``duplicate_of`` set); infeasible variants (constraints or the model refused them) are PRUNED with
-status ``infeasible`` and never trained; scheduler-stopped trials are PRUNED with status
-``pruned`` and their curve; failures are FAIL with a reason.
+Trial states: COMPLETE for fully trained trials (status ``ok``, or a re-proposed copy of one,
+``duplicate_of`` set) and for infeasible variants (status ``infeasible``, never trained, told with
+stand-in values and constraint values so NSGA-II and GP learn the infeasible region; never a
+candidate); scheduler-stopped trials are PRUNED with status ``pruned`` and their curve; failures
+are FAIL with a reason. Use :attr:`TrialRecord.is_candidate`, not the state, to find results.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
+    from optuna.distributions import BaseDistribution
     from optuna.study import Study
     from optuna.trial import FrozenTrial, Trial
 
@@ -116,6 +118,8 @@ class TrialRecord:
     """Objective values in the study's order (COMPLETE trials only)."""
     params: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     """Optuna's search parameters (choices encoded as Optuna stores them)."""
+    distributions: Mapping[str, BaseDistribution] = dataclasses.field(default_factory=dict)
+    """Optuna's distribution of each parameter (choices in the space's order, ranges, log scale)."""
     arch: Mapping[str, Any] | None = None
     arch_id: str | None = None
     pipeline: Mapping[str, Any] | None = None
@@ -202,6 +206,7 @@ class TrialRecord:
             reason=reason,
             values=tuple(float(v) for v in trial.values) if trial.values is not None else None,
             params=dict(trial.params),
+            distributions=dict(trial.distributions),
             arch=ua.get("arch") if isinstance(ua.get("arch"), dict) else None,
             arch_id=ua.get("arch_id"),
             pipeline=ua.get("pipeline") if isinstance(ua.get("pipeline"), dict) else None,
