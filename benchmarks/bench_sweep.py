@@ -17,7 +17,10 @@ teacher cache is shared and warmed first (untimed).
 after: less any pause). Overhead is the share of trial slots not spent in trials:
 ``1 - sum(trial s) / (concurrency * sweep wall s)`` (at concurrency 1: wall minus the trial sum):
 Ray and worker start, sampling, building and validating, GMACs and latency timing in the driver
-(and, after, the running trials' pauses while it times), SQLite writes. Sweep wall is
+(and, after, the running trials' pauses while it times), SQLite writes, PCA pictures, and a slot
+left idle while the last trial finishes. "No trial training" is the looser reading: the time in
+which no trial trained at all (the command's wall minus the union of run_trial spans, plus the time
+the pause gate was up). Sweep wall is
 ``run_sweep``'s own clock; process wall adds Python start and imports. Prints the machine,
 versions and load average, then the table.
 """
@@ -48,8 +51,10 @@ _RUNNER = textwrap.dedent(
     # the README main command (PCA pictures, progress lines) without a wall-time stop, so a loaded
     # machine still trains the whole budget
     buf = io.StringIO()
+    began = time.time()
     with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(io.StringIO()):
         rc = main(["sweep", sys.argv[1], "--results", sys.argv[2], "--time", "24h", "--json"])
+    ended = time.time()
     if rc != 0:
         sys.exit(f"radio-nas sweep exited {rc}")
     out = json.loads(buf.getvalue())
@@ -60,11 +65,24 @@ _RUNNER = textwrap.dedent(
         if t.user_attrs.get("status") == "ok" and t.user_attrs.get("duplicate_of") is None
     ]
     ok = [t.values[0] for t in study.trials if t.user_attrs.get("status") == "ok" and t.values]
+    spans = []  # when each trained trial's run_trial ran (epoch s; before b6a8b96: from its end and wall)
+    for t in study.trials:
+        m = t.user_attrs.get("metrics") or {}
+        if t.user_attrs.get("status") != "ok" or t.user_attrs.get("duplicate_of") is not None:
+            continue
+        end = m.get("finished_at") or t.datetime_complete.timestamp()
+        spans.append((m.get("started_at") or end - m["wall_s"], end))
+    busy, reach = 0.0, began
+    for a, b in sorted(spans):  # the union of the spans
+        a = max(a, reach)
+        if b > a:
+            busy, reach = busy + b - a, b
     print("RESULT " + json.dumps({
         "wall_s": out["wall_s"], "trial_wall_s": out["trial_wall_s"], "counts": out["counts"],
         "trained": out["trained"], "gate_pauses": out.get("gate_pauses"), "gate_s": out.get("gate_s"),
         "variants": sorted(set(map(tuple, trained))), "best_fidelity": max(ok) if ok else None,
         "stop_reason": out["stop_reason"], "process_wall_s": time.monotonic() - t0,
+        "none_training_s": (ended - began) - busy + (out.get("gate_s") or 0.0), "main_s": ended - began,
     }))
     """
 )
@@ -172,9 +190,10 @@ def _run(side: str, tree: Path, space: str, root: Path, teachers: Path) -> dict:
 def _table(rows: dict[str, dict], before: str) -> None:
     print(
         "| side | code | concurrency x cpu | trained | distinct variants | sweep wall s | process wall s "
-        "| sum of trial s | mean trial s | overhead (share of slots) | gate pauses (s) | best fidelity |"
+        "| sum of trial s | mean trial s | overhead (share of slots) | no trial training | gate pauses (s) "
+        "| best fidelity |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for side, r in rows.items():
         n = len(r["trial_wall_s"])
         trial_sum = sum(r["trial_wall_s"])
@@ -186,7 +205,7 @@ def _table(rows: dict[str, dict], before: str) -> None:
             f"| {side} | {before if side == 'before' else 'this tree'} | {r['concurrency']} x {r['cpu']} "
             f"| {r['trained']} | {len(r['variants'])} | {r['wall_s']:.1f} | {r['process_wall_s']:.1f} "
             f"| {trial_sum:.1f} | {trial_sum / max(n, 1):.1f} | {over:.1%} ({slots - trial_sum:.1f} slot-s) "
-            f"| {gate} | {best} |"
+            f"| {r['none_training_s'] / r['main_s']:.1%} ({r['none_training_s']:.1f} s) | {gate} | {best} |"
         )
     if "before" in rows and "after" in rows:
         b, a = rows["before"], rows["after"]

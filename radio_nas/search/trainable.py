@@ -56,6 +56,7 @@ def train_trial(config: dict[str, Any], driver: dict[str, Any] | None = None) ->
             with idle():
                 tune.report({**slim, FINAL_KEY: False})
 
+        started_at = time.time()
         result = run_trial(
             pipeline,
             config["arch"],
@@ -63,6 +64,8 @@ def train_trial(config: dict[str, Any], driver: dict[str, Any] | None = None) ->
             weights_path=config.get("weights_path"),
             pause=gate.pause if gate is not None else None,
         ).to_dict()
+        # wall-clock span of run_trial (epoch seconds): how a benchmark sees when the slot trained
+        result.update(started_at=started_at, finished_at=time.time())
         final = {
             "fidelity": _finite(result.get("fidelity")),
             "steps": result.get("steps"),
