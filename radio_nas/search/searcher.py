@@ -27,8 +27,8 @@ outcome when that one ends (a copy if it trained, FAIL otherwise), while the fre
 Latency is only timed on an otherwise idle machine (running trials corrupt timings). With a pause
 gate (a local sweep; :mod:`radio_nas.search.gate`) the running trials stop at a step boundary
 for the warm-up and timed runs only; trial clocks leave the pause out. If a trial does not stop
-within a few seconds (e.g. it is building the teacher cache) the variant waits and is tried again
-at Tune's next call; after 5 minutes it is timed anyway and recorded ``latency_quiet: false`` (not
+within 5 s (e.g. it is building the teacher cache) the variant waits and is tried again 5 s later
+(the trials train meanwhile); after 5 minutes it is timed anyway and recorded ``latency_quiet: false`` (not
 cached). Without a gate (a Ray cluster) an uncached variant waits for the running trials to end.
 
 A variant whose cost measurement raises (an absurd width: MemoryError, RuntimeError) is told FAIL at
@@ -166,6 +166,7 @@ class StudySearcher(Searcher):
         self._need_latency = "latency_ms" in space.objective_names or self._limits["latency_ms"] is not None
         self._gate = PauseGate(pause_gate) if pause_gate is not None and self._need_latency else None
         self._gate_waiting_since: float | None = None  # the held variant's first try at the gate
+        self._gate_retry_at = 0.0  # after a try that failed, let the paused trials train this long
         self._gate_pauses, self._gate_s = 0, 0.0
         self._keys: dict[str, tuple[str, str]] = {}  # tune trial id -> (arch id, pipeline id)
         self._pending: dict[tuple[str, str], list[Trial]] = {}  # copies waiting for a running original
@@ -208,9 +209,12 @@ class StudySearcher(Searcher):
                 and not latency_is_cached(arch_cfg, self._space.config.latency, pipeline.size)
             ):
                 return None  # timing it now would be corrupted by the running trial: wait
+            if time.monotonic() < self._gate_retry_at:
+                return None  # the last try at the gate failed moments ago: let the trials train
             try:
                 config = self._measure(trial, arch_cfg, pipeline)
             except _NotYet:
+                self._gate_retry_at = time.monotonic() + _GATE_TRY_S
                 return None  # still held: the running trials did not stop in time
             self._held, self._gate_waiting_since = None, None
             if config is not None:
