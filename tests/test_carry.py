@@ -13,7 +13,7 @@ import optuna
 import pytest
 import yaml
 
-from radio_nas._config import ConfigError
+from radio_nas._config import ConfigError, stable_id
 from radio_nas.cli import main
 from radio_nas.search.carry import import_trials, open_sources, parse_sources
 from radio_nas.search.space import Space, load_space
@@ -345,7 +345,10 @@ def test_real_sweeps_edit_resume_and_warm_start(tmp_path: Path) -> None:
     first = tmp_path / "first"
     out = run_sweep(SMOKE, results_dir=first, trials=2, num_cpus=2, progress=None)
     assert out["trained"] == 2
-    trained_first = {r.arch_id for r in read_trials(open_for_reading(first).study) if r.is_candidate}
+    def variant(r):
+        return (r.arch_id, stable_id(dict(r.pipeline)))
+
+    trained_first = {variant(r) for r in read_trials(open_for_reading(first).study) if r.is_candidate}
     # widen the lr range: both trials are kept, one more is trained
     wider = space_file(tmp_path, parameters={"pipeline.optim.lr": "tag(log, interval(1e-4, 1e-2))"})
     said: list[str] = []
@@ -360,4 +363,5 @@ def test_real_sweeps_edit_resume_and_warm_start(tmp_path: Path) -> None:
     study = open_for_reading(second).study
     trained_here = [r for r in read_trials(study) if r.trained]
     assert len(trained_here) == 1 and trained_here[0].arch_id is not None
-    assert all(r.imported_from for r in read_trials(study) if r.arch_id in trained_first and r.is_candidate)
+    imported = {variant(r) for r in read_trials(study) if r.imported_from}
+    assert variant(trained_here[0]) not in imported and imported <= trained_first
