@@ -97,6 +97,9 @@ def first_sweep(tmp: Path, points=POINTS, name: str = "smoke") -> tuple[Path, st
 
 def test_widened_space_keeps_every_trial_and_the_sampler_models_them(tmp_path: Path) -> None:
     results, url, old = first_sweep(tmp_path)
+    orphan = old.ask()  # a trial a killed driver left behind: failed, orphaned, not counted
+    write_trial(orphan, status=Status.FAILED, reason="driver stopped", orphaned=True)
+    old.tell(orphan, state=State.FAIL)
     wider = load_space(space_file(tmp_path, parameters={"arch.width": "choice(16, 32, 48)"}))
     said: list[str] = []
     study = open_study(wider, results, url, said.append)
@@ -106,14 +109,16 @@ def test_widened_space_keeps_every_trial_and_the_sampler_models_them(tmp_path: P
     rec = StudyRecord.from_study(study)
     assert rec.revision == 2 and rec.previous_study == old.study_name
     records = read_trials(study)
-    assert [r.number for r in records] == [0, 1, 2, 3]
-    assert all(r.is_candidate and r.trained and r.carried_from == f"{old.study_name}#{r.number}" for r in records)
-    assert trained_count(study) == 4
+    assert [r.number for r in records] == [0, 1, 2, 3, 4]
+    assert all(r.is_candidate and r.trained and r.carried_from == f"{old.study_name}#{r.number}" for r in records[:4])
+    assert records[4].state == "FAIL" and records[4].orphaned and not records[4].trained
+    assert trained_count(study) == trained_count(old) == 4
     # The sampler's view: every carried trial has the new space's distributions, so the
     # intersection search space (GPSampler, multivariate TPE) keeps arch.width with its 3 choices...
     inter = optuna.search_space.intersection_search_space(study.get_trials())
     assert set(inter) == {"arch.width", "arch.mra_pattern", "pipeline.balancing.method", "pipeline.optim.lr"}
     assert inter["arch.width"].choices == (16, 32, 48)
+    assert all(t.distributions["arch.width"] == inter["arch.width"] for t in study.trials[:4])
     # ...while leaving the old trials as they were recorded (and adding one of the new space) would
     # drop it: the GP would model arch.width not at all
     mixed = optuna.create_study(directions=["maximize", "minimize", "minimize"])

@@ -74,8 +74,9 @@ __all__ = [
 ]
 
 _CONSTRAINT_PREFIX = "constraints:"  # Optuna's system attribute for Trial.set_constraint
-_NOT_COPIED = ("driver", "ray_node_id", "requeued_from", "orphaned", "phase")
-"""Record fields that describe the run that made a trial, not its outcome."""
+_NOT_COPIED = ("driver",)
+"""The driver that ran a trial: meaningless in another study (``orphaned``, ``phase`` and the rest stay:
+the budget reads them)."""
 
 
 # -- points of a space --------------------------------------------------------------------------------
