@@ -12,11 +12,12 @@ is the one reader. Study-level facts (objectives, mode, space, pipeline, results
 design) are a :class:`StudyRecord`, written with :func:`write_study` and read with
 :meth:`StudyRecord.from_study`.
 
-Trial states: COMPLETE only for fully trained trials (status ``ok``, or a re-proposed copy of one,
-``duplicate_of`` set, or one imported from another study, ``imported_from`` set); variants over a
-constraint are COMPLETE with status ``infeasible`` and stand-in values, those the model refused are
-PRUNED ``infeasible``, both never trained; scheduler-stopped trials are PRUNED with status
-``pruned`` and their curve; failures are FAIL with a reason.
+Trial states: COMPLETE for fully trained trials (status ``ok``, or a re-proposed copy of one,
+``duplicate_of`` set, or one imported from another study, ``imported_from`` set) and for infeasible
+variants (status ``infeasible``, never trained, told with stand-in values and constraint values so
+NSGA-II and GP learn the infeasible region; never a candidate); scheduler-stopped trials are PRUNED
+with status ``pruned`` and their curve; failures are FAIL with a reason. Use
+:attr:`TrialRecord.is_candidate`, not the state, to find results.
 
 Carried and imported trials (see :mod:`radio_nas.search.carry`): a resume with an edited space
 copies the folder's trials into a new study (one per space revision, numbers kept): those that are
