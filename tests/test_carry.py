@@ -353,7 +353,6 @@ def test_real_sweeps_edit_resume_and_warm_start(tmp_path: Path) -> None:
     def variant(r):
         return (r.arch_id, stable_id(dict(r.pipeline)))
 
-    trained_first = {variant(r) for r in read_trials(open_for_reading(first).study) if r.is_candidate}
     # widen the lr range: both trials are kept, one more is trained
     wider = space_file(tmp_path, parameters={"pipeline.optim.lr": "tag(log, interval(1e-4, 1e-2))"})
     said: list[str] = []
@@ -361,6 +360,8 @@ def test_real_sweeps_edit_resume_and_warm_start(tmp_path: Path) -> None:
     text = "\n".join(said)
     assert "pipeline.optim.lr: range widened" in text and "2 trials kept" in text
     assert out["trained"] == 3 and out["counts"].get("ok", 0) + out["counts"].get("copies of trained variants", 0) >= 3
+    trained_first = {variant(r) for r in read_trials(open_for_reading(first).study) if r.is_candidate}
+    assert len(trained_first) == 3
     # warm start a new folder from it: nothing retrained, the budget counts new trainings only
     second = tmp_path / "second"
     out = run_sweep(wider, results_dir=second, trials=1, num_cpus=2, progress=None, warm_start=str(first))
