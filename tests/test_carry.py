@@ -344,7 +344,7 @@ def test_bad_warm_start_inputs_exit_2_with_one_line_and_write_nothing(tmp_path: 
 
 
 @pytest.mark.slow
-def test_real_sweeps_edit_resume_and_warm_start(tmp_path: Path) -> None:
+def test_real_sweeps_edit_resume_and_warm_start(tmp_path: Path, capsys) -> None:
     from radio_nas.search.sweep import run_sweep
 
     first = tmp_path / "first"
@@ -371,3 +371,12 @@ def test_real_sweeps_edit_resume_and_warm_start(tmp_path: Path) -> None:
     assert len(trained_here) == 1 and trained_here[0].arch_id is not None
     imported = {variant(r) for r in read_trials(study) if r.imported_from}
     assert variant(trained_here[0]) not in imported and imported <= trained_first
+    # other objectives are refused on the folder; --fresh moves it aside and starts over
+    one = space_file(tmp_path, name="one", objectives=[{"metric": "fidelity", "direction": "maximize"}])
+    args = ["sweep", str(one), "--results", str(first), "--trials", "1", "--num-cpus", "2", "--json"]
+    assert main(args) == 2
+    assert main([*args, "--fresh"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    moved = Path(out["previous_results"])
+    assert out["trained"] == 1 and out["revision"] == 1 and moved.name.startswith("first.before-")
+    assert len(read_trials(open_for_reading(moved).study)) >= 3

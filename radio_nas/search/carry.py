@@ -247,6 +247,8 @@ class CarryReport:
     now_infeasible: int = 0
     """Trained before, over a tightened constraint now."""
     requeued: int = 0
+    details: list[str] = dataclasses.field(default_factory=list)
+    """``#N: why`` per set-aside trial."""
 
     def lines(self) -> list[str]:
         out = [f"carried from study {self.previous!r}: {self.kept} trials kept (the sampler sees them)"]
@@ -256,6 +258,9 @@ class CarryReport:
             )
         for why, n in sorted(self.set_aside.items(), key=lambda kv: -kv[1]):
             out.append(f"  set aside: {n} ({why})")
+        out += [f"    {d}" for d in self.details[:10]]
+        if len(self.details) > 10:
+            out.append(f"    ... and {len(self.details) - 10} more (status set_aside in the study)")
         if self.requeued:
             out.append(f"  {self.requeued} queued trials of the previous study queued again")
         return out
@@ -281,6 +286,7 @@ def carry_trials(old: Study, new: Study, space: Space) -> CarryReport:
         from the study's, so the trial keeps no Optuna params: they travel in its record (``set_aside``)
         with its state and values, to be restored if a later revision makes it a point again."""
         report.set_aside[why] = report.set_aside.get(why, 0) + 1
+        report.details.append(f"#{t.number}: {detail}")
         was = f"was {r.status}" + (f", a copy of #{r.duplicate_of}" if r.duplicate_of is not None else "")
         before = {"state": state.name, "status": str(r.status), "values": values, "params": dict(r.params)}
         attrs = trial_attrs(

@@ -128,7 +128,7 @@ def _run(
     from radio_nas.search.carry import import_trials
     from radio_nas.search.study import Driver, open_study, recover_orphans, trained_count
     from radio_nas.search.summary import ablation_summary, format_summary, pareto_rows, state_counts
-    from radio_nas.study.record import read_trials
+    from radio_nas.study.record import StudyRecord, read_trials
 
     say = progress or (lambda line: None)
     cfg = space.config
@@ -192,6 +192,7 @@ def _run(
         "trial_wall_s": list(stats.trained_wall_s),
         "trial_seen_s": list(stats.trial_seen_s),
         "warm_start": imported.to_dict() if imported is not None else None,
+        "revision": StudyRecord.from_study(study).revision,
     }
 
 
