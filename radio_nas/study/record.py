@@ -36,6 +36,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
+    from optuna.distributions import BaseDistribution
     from optuna.study import Study
     from optuna.trial import FrozenTrial, Trial
 
@@ -128,6 +129,8 @@ class TrialRecord:
     """Objective values in the study's order (COMPLETE trials only)."""
     params: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     """Optuna's search parameters (choices encoded as Optuna stores them)."""
+    distributions: Mapping[str, BaseDistribution] = dataclasses.field(default_factory=dict)
+    """Optuna's distribution of each parameter (choices in the space's order, ranges, log scale)."""
     arch: Mapping[str, Any] | None = None
     arch_id: str | None = None
     pipeline: Mapping[str, Any] | None = None
@@ -223,6 +226,7 @@ self.state in ("COMPLETE", "PRUNED", "FAIL")
             reason=reason,
             values=tuple(float(v) for v in trial.values) if trial.values is not None else None,
             params=dict(trial.params) or _set_aside_params(ua.get("set_aside")),
+            distributions=dict(trial.distributions),
             arch=ua.get("arch") if isinstance(ua.get("arch"), dict) else None,
             arch_id=ua.get("arch_id"),
             pipeline=ua.get("pipeline") if isinstance(ua.get("pipeline"), dict) else None,
