@@ -350,6 +350,7 @@ def test_real_sweeps_edit_resume_and_warm_start(tmp_path: Path, capsys) -> None:
     first = tmp_path / "first"
     out = run_sweep(SMOKE, results_dir=first, trials=2, num_cpus=2, progress=None)
     assert out["trained"] == 2
+
     def variant(r):
         return (r.arch_id, stable_id(dict(r.pipeline)))
 
