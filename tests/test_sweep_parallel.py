@@ -278,3 +278,29 @@ def test_two_real_ray_trials_side_by_side_with_gp_and_the_gate(tmp_path, monkeyp
         assert m["paused_s"] >= 0 and m["wall_s"] > 0
     gate = results / "ray" / "pause-gate"
     assert not (gate / "raised").exists() and not list(gate.glob("busy-*"))
+
+
+def test_crops_are_made_once_per_process_and_equal_the_dataset_s():
+    # A reused Ray worker runs trial after trial: the second trial must not decode and resize again.
+    import numpy as np
+
+    from radio_nas.distill import load_pipeline
+    from radio_nas.distill.data import open_dataset
+    from radio_nas.distill.trial import _CropMemo
+
+    data = load_pipeline(REPO / "pipelines/distill_cpu.yaml", {"data.train_size": 16}).data
+    memo, idx = _CropMemo(), np.array([5, 1, 5, 15])
+    first = open_dataset(data)
+    made = memo.crops(first, "train", idx, (32, 32))
+    assert np.array_equal(made, first.crops("train", idx.tolist(), (32, 32)))
+    second = open_dataset(data)  # the next trial's dataset
+
+    def refuse(*args: object) -> None:
+        raise AssertionError("made again")
+
+    second.crops = refuse  # type: ignore[method-assign]
+    assert np.array_equal(memo.crops(second, "train", idx, (32, 32)), made)
+    other = open_dataset(
+        load_pipeline(REPO / "pipelines/distill_cpu.yaml", {"data.train_size": 16, "data.seed": 1}).data
+    )
+    assert not np.array_equal(memo.crops(other, "train", idx, (32, 32)), made)  # other settings: other crops

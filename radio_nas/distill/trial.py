@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import math
+import threading
 import time
 import traceback
 from collections.abc import Callable, Mapping
@@ -362,12 +363,19 @@ class _CropMemo:
         self._crops: np.ndarray = np.zeros(0, np.uint8)
         self._made: np.ndarray = np.zeros(0, bool)
         self._skipped: set[str] = set()
+        self._lock = threading.Lock()  # trials in threads of one process share it
 
     def crops(self, dataset: CropDataset, split: str, idx: np.ndarray, size: tuple[int, int]) -> np.ndarray:
         n = dataset.size(split)
         if n * 3 * size[0] * size[1] > self.max_bytes or len(idx) == 0 or int(idx.max()) >= n:
             return dataset.crops(split, idx.tolist(), size)
         key = (dataset.fingerprint, repr(dataset.cfg), split, tuple(size))
+        with self._lock:
+            return self._crops_locked(dataset, split, idx, size, n, key)
+
+    def _crops_locked(
+        self, dataset: CropDataset, split: str, idx: np.ndarray, size: tuple[int, int], n: int, key: tuple[Any, ...]
+    ) -> np.ndarray:
         if key != self._key:  # other data settings or size: keep only the latest
             self._key, self._skipped = key, set()
             self._crops, self._made = np.zeros((n, 3, *size), np.uint8), np.zeros(n, bool)
