@@ -280,7 +280,7 @@ def test_two_real_ray_trials_side_by_side_with_gp_and_the_gate(tmp_path, monkeyp
     assert not (gate / "raised").exists() and not list(gate.glob("busy-*"))
 
 
-def test_crops_are_made_once_per_process_and_equal_the_dataset_s():
+def test_crops_are_made_once_per_process_and_equal_the_dataset_s(monkeypatch):
     # A reused Ray worker runs trial after trial: the second trial must not decode and resize again.
     import numpy as np
 
@@ -298,7 +298,7 @@ def test_crops_are_made_once_per_process_and_equal_the_dataset_s():
     def refuse(*args: object) -> None:
         raise AssertionError("made again")
 
-    second.crops = refuse  # type: ignore[method-assign]
+    monkeypatch.setattr(second, "crops", refuse)
     assert np.array_equal(memo.crops(second, "train", idx, (32, 32)), made)
     other = open_dataset(
         load_pipeline(REPO / "pipelines/distill_cpu.yaml", {"data.train_size": 16, "data.seed": 1}).data
