@@ -1,7 +1,8 @@
 """Deployable (inference-only) students: BatchNorm folded into the preceding convolution.
 
-The position bias needs nothing here: it is cached by itself in eval mode without autograd
-(see ``ContinuousPositionBias``). Outputs match the training graph in eval mode to float rounding.
+E-RADIO's ``switch_to_deploy`` also freezes each window's position bias into a buffer (see
+``ContinuousPositionBias.freeze``), which leaves a graph ``torch.compile`` traces without a break.
+Outputs match the training graph in eval mode to float rounding.
 
     >>> fast = deploy_model(model)          # a folded copy, eval mode; `model` is untouched
     >>> model.switch_to_deploy()            # or in place (E-RADIO); train() then refuses
