@@ -47,7 +47,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from radio_nas.measure import count_gmacs, count_params, cpu_model
 from radio_nas.measure.profile import versions
-from radio_nas.models import build_model, deploy_model, resolve_config
+from radio_nas.models import build_model, compile_deployed, deploy_model, resolve_config
 from radio_nas.models.published import map_published_state_dict
 
 CONFIGS: dict[str, tuple[str, dict[str, Any]]] = {
@@ -134,6 +134,13 @@ def main() -> None:
         "the ~5 min setup and profile, the default table takes about 13 min",
     )
     p.add_argument("--max-pairs", type=int, default=40)
+    p.add_argument(
+        "--compile",
+        action="store_true",
+        help="time ours compiled (radio_nas.models.compile_deployed: torch.compile, inductor, weights "
+        "frozen) against the reference deployed in eager mode; one compile per config, input and "
+        "batch (its wall time is printed and not part of --budget-s)",
+    )
     args = p.parse_args()
     t_start = time.perf_counter()
     sys.path.insert(0, args.ref)
@@ -209,8 +216,23 @@ def main() -> None:
     cells = [(name, res, ref, ours, g, b, t) for name, res, ref, ours, g in prepared for b in batches for t in threads]
     share = args.budget_s / len(cells)
     rows = []
-    for name, res, ref, ours, g, b, t in cells:
+    compile_rows = []
+    ours_profile: dict[str, list[str]] = {}  # compiled models are profiled in their cell (one lives at a time)
+    peak = _matmul_peak_gmacs(1)
+    compile_s = 0.0
+    for name, res, ref, eager, g, b, t in cells:
+        ours = eager
         torch.set_num_threads(t)
+        if args.compile:  # inductor's C++ kernels specialise on the thread count: one compile per cell
+            torch._dynamo.reset()
+            t0 = time.perf_counter()
+            ours = compile_deployed(eager, torch.randn(b, 3, res, res))
+            compile_s += time.perf_counter() - t0
+            compile_rows.append(f"| {name} | {res} | {b} | {t} | {time.perf_counter() - t0:.0f} |")
+            print("  compiled:", compile_rows[-1], flush=True)
+            if res == resolutions[0] and b == 1 and t == 1:
+                x1 = torch.randn(1, 3, res, res)
+                ours_profile[name] = _op_profile(f"{name} {res} ours compiled", functools.partial(ours, x1), peak)
         est_pair = rate[(name, t)] * g * b
         pairs = int(max(1, min(args.max_pairs, share // est_pair)))
         x = torch.randn(b, 3, res, res)
@@ -244,16 +266,15 @@ def main() -> None:
             ]
         )
         print("  cell:", " | ".join(rows[-1]), flush=True)
-    timing_s = time.perf_counter() - t_start - setup_s
+    timing_s = time.perf_counter() - t_start - setup_s - compile_s
 
-    peak = _matmul_peak_gmacs(1)
     torch.set_num_threads(1)
     profile_lines = []
     for name, res, ref, ours, _ in prepared:
         if res != resolutions[0]:
             continue
         x = torch.randn(1, 3, res, res)
-        profile_lines += _op_profile(f"{name} {res} ours", functools.partial(ours, x), peak)
+        profile_lines += ours_profile.get(name) or _op_profile(f"{name} {res} ours", functools.partial(ours, x), peak)
         profile_lines += _op_profile(f"{name} {res} reference", functools.partial(ref.forward_features, x), peak)
 
     print(
@@ -262,6 +283,10 @@ def main() -> None:
     )
     print("versions: " + ", ".join(f"{k} {v}" for k, v in versions().items()))
     print(f"wall: setup {setup_s:.0f} s, timing {timing_s:.0f} s (budget {args.budget_s:.0f} s)")
+    if compile_rows:
+        print("\nours compiled (torch.compile, inductor, weights frozen); compile wall time, not timed in the cells")
+        print("| config | input | batch | threads | compile s |\n|---|---|---|---|---|")
+        print("\n".join(compile_rows))
     print(
         "\n| config | input | params (ours) | params (reference) | GMACs ours (fvcore) | GMACs ours "
         "(flop_counter) | GMACs reference (flop_counter) | windows | max rel. diff of features |"
@@ -270,7 +295,8 @@ def main() -> None:
     for row in summary_rows:
         print("| " + " | ".join(row) + " |")
     print(
-        "\n| config | input | batch | threads | pairs | ours deployed ms (median) | reference deployed ms "
+        f"\n| config | input | batch | threads | pairs | ours {'compiled' if args.compile else 'deployed'} ms (median) "
+        "| reference deployed ms "
         "(median) | ours / reference (median of pairs) | p25-p75 |"
     )
     print("|---|---|---|---|---|---|---|---|---|")

@@ -4,6 +4,7 @@ import pytest
 import torch
 from torch import nn
 
+from radio_nas._config import ConfigError
 from radio_nas.measure import cached_latency, measure_latency
 from radio_nas.models import build_model, deploy_model, resolve_config
 
@@ -143,3 +144,26 @@ def test_deployed_graph_compiles_without_a_break():
         got = torch.compile(fast, backend="eager", fullgraph=True)(x)[1]  # fullgraph: a break raises
     torch._dynamo.reset()
     assert torch.allclose(got, want, atol=1e-6)
+
+
+@pytest.mark.slow  # inductor compiles C++ kernels: ~20-60 s on 2 cores
+def test_compiled_deploy_matches_the_training_graph_and_times_as_an_option():
+    from radio_nas.models import compile_deployed
+
+    model = _trained_looking(V2_LIKE)
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        ref_summary, ref_features = model(x)
+    torch._dynamo.reset()
+    compiled = compile_deployed(model, x)
+    with torch.inference_mode():
+        summary, features = compiled(x)
+    assert torch.allclose(features, ref_features, atol=1e-5, rtol=1e-5)
+    assert torch.allclose(summary, ref_summary, atol=1e-5, rtol=1e-5)
+    assert any(isinstance(m, nn.BatchNorm2d) for m in model.modules())  # the original is untouched
+    torch._dynamo.reset()
+    r = measure_latency(model, (64, 64), batch_size=2, warmup=0, runs=2, compile=True)
+    assert r.compiled and r.deploy and r.compile_s is not None and r.compile_s > 0 and r.peak_memory_mb is None
+    with pytest.raises(ConfigError, match="--compile"):
+        measure_latency(model, (64, 64), runs=1, deploy=False, compile=True)
+    torch._dynamo.reset()

@@ -51,7 +51,12 @@ class LatencyResult:
     deploy: bool
     """Timed the deployable graph (BatchNorm folded, position bias cached), not the training one."""
     peak_memory_mb: float | None
-    """Peak memory of one forward: CUDA allocator peak on GPU; on CPU weights + peak live tensors."""
+    """Peak memory of one forward: CUDA allocator peak on GPU; on CPU weights + peak live tensors
+    (None for a compiled graph on CPU: the tensor tracker cannot see inside it)."""
+    compiled: bool = False
+    """Timed the deployed graph compiled by torch.compile, weights frozen (``compile=True``)."""
+    compile_s: float | None = None
+    """Wall time of that compile (the first, untimed call)."""
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -92,12 +97,17 @@ def measure_latency(
     warmup: int = 10,
     runs: int = 50,
     deploy: bool = True,
+    compile: bool = False,
 ) -> LatencyResult:
     """Median/p90 forward latency in ms of `model` (eval mode, no grad, autocast for bf16/fp16).
 
     `deploy`: time a deployable copy (:func:`radio_nas.models.deploy_model`: BatchNorm folded,
-    position bias cached), as the model would be served; False times the training graph in eval."""
+    position bias cached), as the model would be served; False times the training graph in eval.
+    `compile`: time that copy compiled by torch.compile with its weights frozen
+    (:class:`radio_nas.models.deploy.CompiledDeploy`); the compile is an extra untimed first call."""
     check_settings(device, dtype)
+    if compile and not deploy:
+        raise ConfigError("compiling times the deployed graph; it cannot be combined with no-deploy", key="--compile")
     if batch_size < 1 or runs < 1 or warmup < 0:
         raise ConfigError("batch size and runs must be >= 1, warm-up >= 0", key="--batch-size")
     h, w = resolution
@@ -116,8 +126,17 @@ def measure_latency(
     x = torch.randn(batch_size, 3, h, w, device=device).contiguous(memory_format=memory_format)
     autocast = torch.autocast(device_type=device, dtype=DTYPES[dtype], enabled=dtype != "fp32")
     cuda = device.startswith("cuda")
+    compile_s = None
+    if compile:
+        from radio_nas.models.deploy import CompiledDeploy
+
+        model = CompiledDeploy(model)
 
     with torch.inference_mode(), autocast:
+        if compile:
+            t0 = time.perf_counter()
+            model(x)  # compiles
+            compile_s = time.perf_counter() - t0
         for _ in range(warmup):
             model(x)
         if cuda:
@@ -137,10 +156,12 @@ def measure_latency(
                 t0 = time.perf_counter()
                 model(x)
                 times.append((time.perf_counter() - t0) * 1e3)
-            weights = sum(t.numel() * t.element_size() for t in (*model.parameters(), *model.buffers()))
-            with _LiveTensorPeak() as tracker:
-                model(x)
-            peak = (weights + tracker.peak) / 2**20
+            peak = None
+            if not compile:
+                weights = sum(t.numel() * t.element_size() for t in (*model.parameters(), *model.buffers()))
+                with _LiveTensorPeak() as tracker:
+                    model(x)
+                peak = (weights + tracker.peak) / 2**20
 
     median = statistics.median(times)
     return LatencyResult(
@@ -157,6 +178,8 @@ def measure_latency(
         images_per_s=batch_size / median * 1e3,
         deploy=deploy,
         peak_memory_mb=peak,
+        compiled=compile,
+        compile_s=compile_s,
     )
 
 
