@@ -358,7 +358,7 @@ def latency(plan: Plan, save: Callable[[], None], section: dict[str, Any]) -> No
             try:
                 cfg = arch_config(spec, res, res)
                 model = deployed(cfg, (res, res), plan.device)
-            except Exception as exc:  # noqa: BLE001 -- recorded, the grid goes on
+            except Exception as exc:  # recorded, the grid goes on
                 rows.append({"preset": label, "resolution": res, "status": "failed", "error": _error(exc)})
                 save()
                 continue
@@ -378,7 +378,7 @@ def latency(plan: Plan, save: Callable[[], None], section: dict[str, Any]) -> No
                         else:
                             try:
                                 row.update(_repeated(plan, model, (res, res), batch, dtype, channels_last))
-                            except Exception as exc:  # noqa: BLE001
+                            except Exception as exc:
                                 row.update(status="failed", error=_error(exc))
                             _free(plan.device)
                         rows.append(row)
@@ -431,7 +431,7 @@ def compile_check(plan: Plan, save: Callable[[], None], section: dict[str, Any])
             row["speedups"] = ratios
             row.update(_dynamo_counts())
             row["status"] = "ok"
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             row.update(status="failed", error=_error(exc))
         rows.append(row)
         save()
@@ -867,7 +867,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             runners[name](section)
             section["status"] = "ok"
-        except Exception as exc:  # noqa: BLE001 -- one failure must not cost the other sections
+        except Exception as exc:  # one failure must not cost the other sections
             section.update(status="failed", error=_error(exc))
         section["section_s"] = time.monotonic() - t0
         print(

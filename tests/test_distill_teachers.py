@@ -1,6 +1,6 @@
 """Teacher adapters tested with what exists offline: the bundled ONNX ResNet-50 (intermediate
-outputs), a TorchScript file saved here, a torch.hub entry in a local hub folder, and (only when
-transformers is installed) a Hugging Face model built from a config."""
+outputs), a TorchScript file saved here, a torch.hub entry in a local hub folder (Hugging Face
+checkpoints: test_distill_hf.py)."""
 
 import textwrap
 
@@ -149,26 +149,6 @@ def test_torch_hub_adapter_with_a_local_hub_dir(tmp_path):
     summary, features = build_teacher(cfg)(_images(size=64))
     assert summary.shape == (2, 6) and features.shape == (2, 6, 4, 4)
     assert torch.allclose(summary, features.mean((2, 3)), atol=1e-5)
-
-
-def test_hf_adapter_from_a_config(tmp_path):
-    transformers = pytest.importorskip("transformers", reason="transformers is not installed (optional extra)")
-    config = transformers.ViTConfig(
-        hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64, image_size=64, patch_size=16
-    )
-    transformers.ViTModel(config).save_pretrained(tmp_path)
-    cfg = TeacherConfig.from_dict(
-        {
-            "name": "hf",
-            "adapter": "hf",
-            "model": str(tmp_path),
-            "resolution": 64,
-            "summary": {"output": "pooler_output", "layout": "vector"},
-            "features": {"output": "last_hidden_state", "layout": "tokens", "prefix_tokens": 1},
-        }
-    )
-    summary, features = build_teacher(cfg)(_images(size=64))
-    assert summary.shape == (2, 32) and features.shape == (2, 32, 4, 4)
 
 
 def test_optional_extras_fail_with_a_clear_config_error():

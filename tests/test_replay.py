@@ -275,3 +275,22 @@ def test_cli_json_and_plot(table_csv, tmp_path, capsys):
     assert "| sampler | HV ratio" in text and "| tpe " in text
     assert main(["replay", str(table_csv), "--samplers", "cmaes"]) == 2
     assert main(["replay", str(table_csv), "--set", "constraints.max_gmacs=3"]) == 2
+
+
+def test_warm_started_replay_imports_without_counting_and_never_retrains_an_import():
+    from radio_nas.search.replay import format_warm_start, warm_start_replay
+
+    table = synthetic_table()
+    source = simulate(table, "tpe", trials=5, seed=100)
+    assert len(source.trained_rows) == source.counts["ok"] > 0
+    warm = simulate(table, "tpe", trials=4, seed=1, imported=source.trained_rows)
+    assert warm.start_ratio > 0 and len(warm.ratios) == 4  # imports are not trained trials here
+    assert not warm.found & {r.variant for r in source.trained_rows}  # an imported variant is never trained again
+    assert warm.ratios[0] >= warm.start_ratio
+    out = warm_start_replay(table, ["tpe"], source_trials=5, trials=6, repeats=2, seed=0)
+    s = out["samplers"]["tpe"]
+    assert [r["imported"] for r in s["runs"]] == [
+        len(simulate(table, "tpe", trials=5, seed=1000 + r).trained_rows) for r in range(2)
+    ]
+    assert all(r["warm_new_to_reach"] is None or r["warm_new_to_reach"] <= 6 for r in s["runs"])
+    assert "warm: new trainings to it" in format_warm_start(out)

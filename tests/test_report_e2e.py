@@ -70,6 +70,9 @@ def test_smoke_sweep_report_and_export(tmp_path: Path, capsys) -> None:
         assert [m.filename for m in get_all_artifact_meta(t, storage=storage)] == ["pca.png"]
         assert (results / "trials" / str(t.number) / "pca.png").stat().st_size > 0
     assert (results / "report.md").is_file() and list((results / "pca").glob("pca_trial*.png"))
+    # two trained trials: the report says they are too few for importances, and still draws them
+    assert "2 fully trained trials: too few" in (results / "report.md").read_text()
+    assert payload["importances"]["objectives"] == [] and (results / "parallel_coordinates.png").is_file()
 
     assert main(["export", str(results), "--pareto", "--weights", "--onnx", "--json"]) == 0
     exported = json.loads(capsys.readouterr().out)["exported"]
@@ -82,3 +85,43 @@ def test_smoke_sweep_report_and_export(tmp_path: Path, capsys) -> None:
         assert doc["metrics"]["fidelity"] == pytest.approx(trial.values[0])
         assert Path(item["weights"]).stat().st_size > 0
         assert max(item["onnx_max_abs_diff"].values()) < 1e-4
+
+
+@pytest.mark.slow
+def test_smoke_sweep_of_ten_says_which_parameters_matter(tmp_path: Path, capsys) -> None:
+    """A real 10-trial sweep (about 50 s on 2 CPUs): importances for every objective over its trained
+    trials, on the sweep's own parameter names and encodings, and the plots attached to the study."""
+    import optuna
+    from optuna.artifacts import get_all_artifact_meta
+
+    from radio_nas.cli import main
+    from radio_nas.report.importance import MIN_TRIALS
+
+    results = tmp_path / "smoke10"
+    done = subprocess.run(
+        [sys.executable, "-m", "radio_nas", "sweep", str(REPO / "search_spaces" / "smoke.yaml")]
+        + ["--results", str(results), "--num-cpus", "2", "--trials", str(MIN_TRIALS)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert main(["report", str(results), "--no-pca", "--json"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    imp = payload["importances"]
+    assert imp["n_trials"] == payload["n_candidates"] == MIN_TRIALS and imp["note"] == ""
+    assert [o["metric"] for o in imp["objectives"]] == ["fidelity", "gmacs", "latency_ms"]
+    space = yaml.safe_load((REPO / "search_spaces" / "smoke.yaml").read_text())["parameters"]
+    for objective in imp["objectives"]:
+        assert objective["n_trials"] == MIN_TRIALS and objective["n_top"] >= 5
+        assert {p["param"] for p in objective["params"]} == set(space)  # dotted names, list choices
+        shares = [p["share"] for p in objective["params"] if p["share"] is not None]
+        assert shares and sum(shares) == pytest.approx(1.0)
+    lr = next(p for p in imp["objectives"][0]["params"] if p["param"] == "pipeline.optim.lr")
+    assert lr["n_values"] == MIN_TRIALS  # a continuous parameter: every trial its own value
+    md = (results / "report.md").read_text()
+    assert f"**{MIN_TRIALS} fully trained trials**" in md and "| arch.mra_pattern" in md
+    study = optuna.load_study(study_name=payload["study"], storage=f"sqlite:///{results / 'study.db'}")
+    names = {m.filename for m in get_all_artifact_meta(study)}
+    assert {"parallel_coordinates.png", "param_importances.png", "importances.csv"} <= names

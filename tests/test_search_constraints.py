@@ -178,15 +178,21 @@ def test_orphans_are_failed_and_requeued_and_not_counted(tmp_path):
     assert again.trials[rerun["number"]].params == orphan_params  # the queued parameters run first
 
 
-def test_a_different_space_on_the_same_folder_is_refused(tmp_path):
+def test_an_edited_space_on_the_same_folder_resumes_and_other_objectives_are_refused(tmp_path):
+    """Edits of what is searched resume as the folder's next revision (tests/test_carry.py has the
+    details); other objectives would make every old value meaningless: refused, naming the key."""
     from radio_nas._config import ConfigError
 
     space, study, results = setup(tmp_path)
     assert (results / "space.yaml").is_file()
-    other = load_space(space_file(tmp_path, parameters={"arch.width": "choice(16, 32)"}))
-    with pytest.raises(ConfigError, match="different space"):
-        open_study(other, results, default_storage(results))
+    fid = [{"metric": "fidelity", "direction": "maximize"}]
+    with pytest.raises(ConfigError, match="objectives changed") as err:
+        open_study(load_space(space_file(tmp_path, objectives=fid)), results, default_storage(results))
+    assert err.value.key == "objectives"
     assert len(optuna.get_all_study_summaries(default_storage(results))) == 1
+    other = load_space(space_file(tmp_path, parameters={"arch.width": "choice(16, 32)"}))
+    edited = open_study(other, results, default_storage(results))
+    assert edited.study_name != study.study_name and edited.user_attrs["revision"] == 2
 
 
 def test_ablation_summary_mean_and_ci(tmp_path):

@@ -2,6 +2,7 @@
 
 radio-nas replay benchmarks/mra_exhaustive.csv --samplers tpe,nsga2,random,gp --trials 24 --repeats 10
 radio-nas replay results/mra-grid --samplers tpe --trials 40 --scheduler moasha --plot replay.png --json
+radio-nas replay benchmarks/mra_exhaustive.csv --samplers gp,tpe --warm-start 12   # warm vs cold sweeps
 """
 
 from __future__ import annotations
@@ -65,6 +66,13 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         metavar="N",
         help="processes for the repeats (default 1; the results do not depend on it)",
     )
+    p.add_argument(
+        "--warm-start",
+        type=int,
+        metavar="K",
+        help="compare warm and cold sweeps instead: per repeat, a sweep warm-started from a K-trial sweep of "
+        "another seed against a cold one; new trainings to reach the cold sweep's hypervolume",
+    )
     p.add_argument("--study", metavar="NAME", help="study name when the storage holds several")
     p.add_argument("--plot", metavar="PNG", help="write the hypervolume-ratio curves (vs trials and vs training time)")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
@@ -95,6 +103,28 @@ def run(args: argparse.Namespace) -> int:
         table = dataclasses.replace(table, space=space)
     trials = args.trials or table.space.config.budget.trials or 20
     say = lambda line: print(line, file=sys.stderr, flush=True)
+    if args.warm_start is not None:
+        from radio_nas.search.replay import format_warm_start, warm_start_replay
+
+        if args.scheduler != "none":
+            raise ConfigError("the warm-start comparison replays sweeps without a scheduler", key="--scheduler")
+        warm = warm_start_replay(
+            table,
+            samplers,
+            source_trials=args.warm_start,
+            trials=trials,
+            repeats=args.repeats,
+            seed=args.seed,
+            progress=say,
+        )
+        if args.json:
+            if not args.runs:
+                for s in warm["samplers"].values():
+                    s.pop("runs")
+            print_json(warm)
+        else:
+            print(format_warm_start(warm))
+        return 0
     out = replay(
         table,
         samplers,

@@ -3,6 +3,8 @@
 radio-nas sweep search_spaces/mra.yaml                      # results/mra/study.db
 radio-nas sweep search_spaces/mra.yaml --trials 40 --address auto
 radio-nas sweep search_spaces/smoke.yaml --storage postgresql://... --json
+radio-nas sweep search_spaces/mra.yaml --warm-start results/mra-first    # import trained trials first
+radio-nas sweep search_spaces/mra.yaml --fresh                           # old folder moved aside, new study
 """
 
 from __future__ import annotations
@@ -39,6 +41,19 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         default=[],
         metavar="KEY=VALUE",
         help="override a key of the space file (dotted, e.g. pipeline.overrides.steps=10)",
+    )
+    p.add_argument(
+        "--warm-start",
+        action="append",
+        default=[],
+        metavar="SRC[,SRC]",
+        help="import the trained trials of other sweeps first: a results folder or a storage URL, "
+        "optionally URL#STUDY; never retrained, never counted by the budget",
+    )
+    p.add_argument(
+        "--fresh",
+        action="store_true",
+        help="start a new study: an existing results folder is moved to <folder>.before-<time> (nothing deleted)",
     )
     p.add_argument("--check", action="store_true", help="validate the space and exit (writes nothing)")
     p.add_argument("--json", action="store_true", help="print one JSON object (the outcome) on stdout")
@@ -88,6 +103,8 @@ def run(args: argparse.Namespace) -> int:
         num_cpus=args.num_cpus,
         on_trained=sweep_pictures(results, space.name),
         progress=progress,
+        warm_start=args.warm_start or None,
+        fresh=args.fresh,
     )
     if args.json:
         print_json(outcome)

@@ -19,6 +19,9 @@ from radio_nas._config import Config, ConfigError, load_yaml, set_dotted
 from radio_nas._shipped import PIPELINES
 from radio_nas._util import cache_root
 
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+DEFAULT_TEACHER_RESOLUTION = 224
 TEACHER_CACHE = "teachers"
 """Teacher outputs live in ``<cache root>/teachers`` (:func:`radio_nas._util.cache_root`)."""
 _REPO_PIPELINES = PIPELINES  # shipped with the package (a checkout links them to the top-level folder)
@@ -58,14 +61,17 @@ class TeacherConfig(Config):
     hf: a model id or local dir; timm / open_clip: a model name (open_clip: ``name:pretrained``)."""
     summary: OutputSpec
     features: OutputSpec
-    resolution: int | tuple[int, int] = 224
-    """The teacher's input size; each crop is resized to it (the same box as the student's crop)."""
+    resolution: int | tuple[int, int] | None = None
+    """The teacher's input size; each crop is resized to it (the same box as the student's crop).
+    None: hf: the checkpoint's saved image-processor size (crop size if it centre-crops), else 224."""
     channels: Literal["rgb", "bgr"] = "rgb"
     layout: Literal["nchw", "nhwc"] = "nchw"
     value_range: float = 1.0
     """Pixels are scaled to [0, value_range] before ``(x - mean) / std`` (255 for caffe-style models)."""
-    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
-    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    mean: tuple[float, float, float] | None = None
+    """None: hf: the checkpoint's saved ``image_mean``, else ImageNet's. Never None once built."""
+    std: tuple[float, float, float] | None = None
+    """None: hf: the checkpoint's saved ``image_std``, else ImageNet's. Never None once built."""
     method: str | None = None
     """torch adapters: the model method to call (e.g. ``forward_features``); None calls the model."""
     kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
@@ -78,14 +84,15 @@ class TeacherConfig(Config):
     device: str = "cpu"
 
     def validate(self) -> None:
+        self._fill_defaults()
         if not self.name or "/" in self.name:
             raise ConfigError(f"expected a non-empty name without '/', got {self.name!r}", key="name")
-        if _hw(self.resolution)[0] <= 0 or _hw(self.resolution)[1] <= 0:
+        if min(self.size) <= 0:
             raise ConfigError(f"expected positive sizes, got {self.resolution}", key="resolution")
         if self.value_range <= 0:
             raise ConfigError(f"expected a positive number, got {self.value_range}", key="value_range")
-        if any(s <= 0 for s in self.std):
-            raise ConfigError(f"every std must be positive, got {list(self.std)}", key="std")
+        if any(s <= 0 for s in self.norm[1]):
+            raise ConfigError(f"every std must be positive, got {list(self.norm[1])}", key="std")
         for key in ("weight_summary", "weight_features"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"expected a number >= 0, got {getattr(self, key)}", key=key)
@@ -96,7 +103,28 @@ class TeacherConfig(Config):
 
     @property
     def size(self) -> tuple[int, int]:
-        return _hw(self.resolution)
+        return _hw(self.resolution if self.resolution is not None else DEFAULT_TEACHER_RESOLUTION)
+
+    @property
+    def norm(self) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
+        """(mean, std) applied after scaling pixels to [0, value_range]."""
+        return (self.mean or IMAGENET_MEAN, self.std or IMAGENET_STD)
+
+    def _fill_defaults(self) -> None:
+        """Unset resolution / mean / std become concrete values on construction, so what a
+        teacher runs with is in the config (its id, the cache key, study records): an hf
+        checkpoint's own preprocessing where it saved one, else 224 px and ImageNet's."""
+        if None not in (self.resolution, self.mean, self.std):
+            return
+        found: dict[str, Any] = {}
+        if self.adapter == "hf":
+            from radio_nas.distill._hf import preprocessing
+
+            found = preprocessing(self.model, self.kwargs)
+        defaults = {"resolution": DEFAULT_TEACHER_RESOLUTION, "mean": IMAGENET_MEAN, "std": IMAGENET_STD}
+        for key, default in defaults.items():
+            if getattr(self, key) is None:
+                object.__setattr__(self, key, found.get(key, default))
 
 
 @dataclasses.dataclass(frozen=True)

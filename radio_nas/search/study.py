@@ -27,7 +27,7 @@ import threading
 import time
 import uuid
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -125,24 +125,37 @@ def _ask_tell_grid_sampler(grid: dict[str, list[Any]], seed: int | None) -> Base
     return AskTellGridSampler(grid, seed=seed)
 
 
-def open_study(space: Space, results_dir: Path, storage_url: str) -> Study:
-    """Create the study (and folder) or reopen it. Refused: a different space on the same folder,
-    and a study of this space that belongs to another results folder (shared storage)."""
+def open_study(
+    space: Space, results_dir: Path, storage_url: str, say: Callable[[str], None] | None = None
+) -> Study:
+    """Create the study (and folder) or reopen the folder's current one. An edited space (the
+    folder's ``.space_hash`` differs) gets the next revision: a new study carrying the previous
+    one's trials (:func:`radio_nas.search.carry.carry_trials`); what changed and what was kept is
+    told to `say`. Refused: an edit that makes old results meaningless (:func:`check_folder`), and
+    a study of this space that belongs to another results folder (shared storage)."""
     import optuna
+
+    from radio_nas.study.storage import current_study_name
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     results_dir = Path(results_dir)
-    check_folder(space, results_dir)
+    changes = check_folder(space, results_dir, storage_url)
     storage = make_storage(storage_url)
-    name = study_name(space)
-    existing = {s.study_name: s for s in optuna.get_all_study_summaries(storage)}
+    summaries = optuna.get_all_study_summaries(storage)
+    existing = {s.study_name: s for s in summaries}
     here = str(results_dir.resolve())
+    current = current_study_name(summaries, results_dir) if (results_dir / HASH_FILE).is_file() else None
+    if current is not None and existing[current].user_attrs.get("space_hash") == space.hash:
+        return optuna.load_study(study_name=current, storage=storage, sampler=make_sampler(space))
+    if current is not None:
+        return _next_revision(space, results_dir, storage, current, changes or [], say)
+    name = study_name(space)
     mine = [s for s in existing.values() if s.user_attrs.get("results_dir") == here and s.study_name != name]
     if mine:
         raise ConfigError(
             f"storage {storage_url} already holds study {mine[0].study_name!r} for {results_dir} from a different "
-            f"space (hash {mine[0].user_attrs.get('space_hash')}); use another results folder (--results) or the "
-            "original space file",
+            f"space (hash {mine[0].user_attrs.get('space_hash')}); use another results folder (--results), the "
+            "original space file, or --fresh",
             key="name",
         )
     if name in existing and existing[name].user_attrs.get("results_dir") not in (None, here):
@@ -153,56 +166,137 @@ def open_study(space: Space, results_dir: Path, storage_url: str) -> Study:
             key="--results",
         )
     created = name not in existing
-    study = optuna.create_study(
+    study = _create(space, storage, name)
+    if created:
+        _record_new(study, space, results_dir, revision=1, previous=None)
+    return study
+
+
+def _create(space: Space, storage: BaseStorage, name: str) -> Study:
+    import optuna
+
+    return optuna.create_study(
         storage=storage,
         study_name=name,
         directions=[optuna.study.StudyDirection[d.upper()] for d in space.objective_directions],
         sampler=make_sampler(space),
         load_if_exists=True,
     )
-    if created:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            study.set_metric_names(space.objective_names)
-        write_study(
-            study,
-            radio_nas_version=__version__,
-            space_name=space.name,
-            space_file=str(space.file) if space.file else None,
-            space_hash=space.hash,
-            mode=space.config.mode,
-            objectives=[{"metric": o.metric, "direction": o.direction} for o in space.config.objectives],
-            pipeline=space.pipeline.to_dict(),
-            results_dir=here,
-            parameters=[p.name for p in space.params if not p.fixed],
-        )
-        (results_dir / TRIALS_DIR).mkdir(parents=True, exist_ok=True)
-        if space.file is not None and not space.overridden:
-            shutil.copyfile(space.file, results_dir / SPACE_COPY)
-        else:
-            from radio_nas._config import dump_yaml
 
-            atomic_write(
-                results_dir / SPACE_COPY,
-                f"# {space.file or 'space'} with command-line overrides applied\n" + dump_yaml(space.raw),
-            )
-        atomic_write(results_dir / HASH_FILE, space.hash + "\n")
-    elif study.user_attrs.get("space_hash") != space.hash:  # defensive: name embeds the hash
-        raise ConfigError("the study in this folder was made by a different space", key="name")
+
+def _record_new(study: Study, space: Space, results_dir: Path, *, revision: int, previous: str | None) -> None:
+    """The study-level record of a new study (the folder's files follow in :func:`_write_folder`)."""
+    import optuna
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names(space.objective_names)
+    write_study(
+        study,
+        radio_nas_version=__version__,
+        space_name=space.name,
+        space_file=str(space.file) if space.file else None,
+        space_hash=space.hash,
+        mode=space.config.mode,
+        objectives=[{"metric": o.metric, "direction": o.direction} for o in space.config.objectives],
+        pipeline=space.pipeline.to_dict(),
+        latency=space.config.latency.to_dict(),
+        results_dir=str(results_dir.resolve()),
+        parameters=[p.name for p in space.params if not p.fixed],
+        revision=revision,
+        previous_study=previous,
+    )
+    if previous is None:
+        _write_folder(space, results_dir)
+
+
+def _write_folder(space: Space, results_dir: Path) -> None:
+    """The space copy and, last, the hash that makes this space the folder's current one."""
+    (results_dir / TRIALS_DIR).mkdir(parents=True, exist_ok=True)
+    if space.file is not None and not space.overridden:
+        shutil.copyfile(space.file, results_dir / SPACE_COPY)
+    else:
+        from radio_nas._config import dump_yaml
+
+        atomic_write(
+            results_dir / SPACE_COPY,
+            f"# {space.file or 'space'} with command-line overrides applied\n" + dump_yaml(space.raw),
+        )
+    atomic_write(results_dir / HASH_FILE, space.hash + "\n")
+
+
+def _next_revision(
+    space: Space,
+    results_dir: Path,
+    storage: BaseStorage,
+    current: str,
+    changes: list[str],
+    say: Callable[[str], None] | None,
+) -> Study:
+    """Resume with an edited space: a new study carrying the current one's trials (see
+    :mod:`radio_nas.search.carry`); the folder switches to it only once every trial is copied."""
+    import optuna
+
+    from radio_nas.search.carry import carry_trials
+    from radio_nas.study.record import StudyRecord
+
+    old = optuna.load_study(study_name=current, storage=storage)
+    revision = StudyRecord.from_study(old).revision + 1
+    here = str(results_dir.resolve())
+    for s in optuna.get_all_study_summaries(storage):  # a revision an interrupted resume left half-copied
+        if s.user_attrs.get("results_dir") == here and int(s.user_attrs.get("revision") or 1) >= revision:
+            optuna.delete_study(study_name=s.study_name, storage=storage)
+    taken = {s.study_name for s in optuna.get_all_study_summaries(storage)}
+    name = study_name(space)
+    if name in taken:  # back to an earlier space: that revision's study keeps its name
+        name = f"{name}-r{revision}"
+    study = _create(space, storage, name)
+    _record_new(study, space, results_dir, revision=revision, previous=current)
+    report = carry_trials(old, study, space)
+    _write_folder(space, results_dir)
+    if say is not None:
+        say(f"[{space.name}] the space changed since {current!r} (revision {revision - 1} -> {revision}):")
+        for line in changes or ["(no listed change: the space file's text differs)"]:
+            say(f"  {line}")
+        for line in report.lines():
+            say(f"[{space.name}] {line}")
     return study
 
 
-def check_folder(space: Space, results_dir: Path) -> None:
-    """Refuse a results folder made by a different space (compares the space hash saved there)."""
+def check_folder(space: Space, results_dir: Path, storage_url: str | None = None) -> list[str] | None:
+    """None when the folder is new or made by this space; else the list of what changed since (an
+    edited space, resumed as the next revision). ConfigError (naming the key) for changes that make
+    the folder's results meaningless: another pipeline, other objectives, another mode, other
+    latency settings where latency counts. Opens the storage read-only; writes nothing."""
     saved = results_dir / HASH_FILE
-    if not saved.is_file():
-        return
-    if saved.read_text().strip() != space.hash:
+    if not saved.is_file() or saved.read_text().strip() == space.hash:
+        return None
+    from radio_nas._config import load_yaml
+    from radio_nas.search.space import parse_space
+    from radio_nas.search.space_diff import check_carryable, space_changes
+    from radio_nas.study.record import StudyRecord
+    from radio_nas.study.storage import current_study_name, open_readonly
+
+    try:
+        import optuna
+
+        storage = open_readonly(storage_url or default_storage(results_dir))
+        current = current_study_name(optuna.get_all_study_summaries(storage), results_dir)
+        if current is None:
+            raise ConfigError("no study of this folder")
+        record = StudyRecord.from_study(optuna.load_study(study_name=current, storage=storage))
+    except ConfigError:
         raise ConfigError(
-            f"{results_dir} was made by a different space (its space.yaml differs in what it searches); run that "
-            "space again to resume it, or pick another folder with --results or another name",
+            f"{results_dir} was made by a different space and its study cannot be read to carry its trials over; "
+            "run the original space to resume it, use --fresh, or pick another folder with --results",
             key="name",
-        )
+        ) from None
+    try:
+        old_cfg, old_params = parse_space(load_yaml(results_dir / SPACE_COPY))
+    except (ConfigError, OSError):
+        old_cfg, old_params = None, []
+    check_carryable(record, old_cfg, space)
+    return space_changes(old_cfg, old_params, space) if old_cfg is not None else []
 
 
 def trained_count(study: Study) -> int:

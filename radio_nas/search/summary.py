@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from radio_nas._util import markdown_table
 from radio_nas.search.space import Space
 from radio_nas.study.ablation import AblationDesign, ablation_markdown, ablation_rows
-from radio_nas.study.record import StudyRecord, TrialRecord, read_trials
+from radio_nas.study.record import Status, StudyRecord, TrialRecord, read_trials
 
 if TYPE_CHECKING:
     from optuna.study import Study
@@ -37,7 +37,12 @@ def pareto_rows(study: Study, space: Space) -> list[dict[str, Any]]:
 def state_counts(records: list[TrialRecord]) -> dict[str, int]:
     counts: dict[str, int] = {}
     for r in records:
-        status = "copies of trained variants" if r.duplicate_of is not None else str(r.status)
+        if r.duplicate_of is not None:
+            status = "copies of trained variants"
+        elif r.imported_from is not None and r.status is Status.OK:
+            status = "imported"  # trained by another sweep (warm start): not counted by the budget
+        else:
+            status = str(r.status)  # set_aside: not a point of the edited space (kept, never on a front)
         counts[status] = counts.get(status, 0) + 1
     return counts
 

@@ -6,8 +6,12 @@
 
 The same call on an existing results folder resumes the study: finished trials are kept, trials a
 dead driver left RUNNING are marked FAIL and their parameters queued again, and the budget counts
-trained trials already in the study. A different space pointed at the folder is refused, and so
-is a second live driver on the same study (see :mod:`radio_nas.search.study`).
+trained trials already in the study. An edited space pointed at the folder resumes as the folder's
+next revision: what changed is printed, the finished trials that are points of the new space are
+kept (the sampler sees them), the others are set aside; another pipeline or other objectives are
+refused, and ``fresh=True`` moves the old folder aside and starts over. ``warm_start`` imports the
+trained trials of other studies (see :mod:`radio_nas.search.carry`). A second live driver on the
+same study is refused (see :mod:`radio_nas.search.study`).
 
 Ray: without ``address`` the sweep starts a local Ray bound to the loopback interface
 (127.0.0.1); with ``address`` it joins that cluster as configured there. The sweep never turns
@@ -21,14 +25,15 @@ import contextlib
 import fcntl
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from radio_nas._config import ConfigError
+from radio_nas.search.carry import Source, open_sources
 from radio_nas.search.searcher import StudySearcher, TrainedHook
 from radio_nas.search.space import Space, load_space, parse_duration
-from radio_nas.study.layout import HASH_FILE, LOCK_FILE, RAY_DIR, default_storage
+from radio_nas.study.layout import HASH_FILE, LOCK_FILE, RAY_DIR, STUDY_FILE, default_storage
 
 DEFAULT_TRIALS = 20
 _QUIET_ENV = {
@@ -54,8 +59,13 @@ def run_sweep(
     overrides: dict[str, Any] | None = None,
     on_trained: TrainedHook | None = None,
     progress: Callable[[str], None] | None = print,
+    warm_start: str | Sequence[str] | None = None,
+    fresh: bool = False,
 ) -> dict[str, Any]:
     """Run or resume the sweep of a space file; returns counts, the Pareto set and where results are.
+
+    `warm_start`: ``RESULTS_OR_STORAGE[#STUDY][,...]`` whose trained trials are imported first;
+    `fresh`: move an existing results folder aside (``<folder>.before-<time>``) and start a new study.
 
     Everything is validated before anything is written: a bad space raises ConfigError and leaves
     no results folder behind. `on_trained` is called for each trained trial before it is told
@@ -77,11 +87,28 @@ def run_sweep(
         raise ConfigError(f"expected an integer >= 1, got {trials}", key="--trials")
     if conc < 1:
         raise ConfigError(f"expected an integer >= 1, got {conc}", key="--concurrency")
-    check_folder(space, results)  # refuse a different space before touching anything
+    if not fresh:
+        check_folder(space, results, storage_url)  # refuse a meaningless edit before touching anything
+    sources: list[Source] = []
+    if warm_start:
+        if cfg.mode == "ablation":
+            raise ConfigError("an ablation runs its own design; warm start is for search mode", key="--warm-start")
+        sources = open_sources(warm_start, space, here=results)  # read-only: a bad source writes nothing
     for k, v in _QUIET_ENV.items():
         os.environ.setdefault(k, v)
+    moved = None
+    if fresh and results.exists():
+        with _exclusive(results):
+            moved = set_folder_aside(results, storage_url)
+        if progress is not None:
+            progress(f"[{space.name}] --fresh: the previous results of {results} are now in {moved}")
     with _exclusive(results):
-        return _run(space, results, storage_url, address, trials, wall_s, conc, num_cpus, on_trained, progress)
+        out = _run(
+            space, results, storage_url, address, trials, wall_s, conc, num_cpus, on_trained, progress, sources
+        )
+    if moved is not None:
+        out["previous_results"] = str(moved)
+    return out
 
 
 def _run(
@@ -95,18 +122,25 @@ def _run(
     num_cpus: int | None,
     on_trained: TrainedHook | None,
     progress: Callable[[str], None] | None,
+    sources: Sequence[Source] = (),
 ) -> dict[str, Any]:
     from radio_nas.search.ablation import queue_ablation
+    from radio_nas.search.carry import import_trials
     from radio_nas.search.study import Driver, open_study, recover_orphans, trained_count
     from radio_nas.search.summary import ablation_summary, format_summary, pareto_rows, state_counts
-    from radio_nas.study.record import read_trials
+    from radio_nas.study.record import StudyRecord, read_trials
 
     say = progress or (lambda line: None)
     cfg = space.config
     fresh = not (results / HASH_FILE).is_file()
-    study = open_study(space, results, storage_url)
+    study = open_study(space, results, storage_url, say)
     driver = Driver.start(study)  # refuses a second live driver before anything changes
+    imported = None
     try:
+        if sources:
+            imported = import_trials(study, space, sources)
+            for line in imported.lines():
+                say(f"[{space.name}] {line}")
         if cfg.mode == "ablation":
             queue_ablation(study, space)
         target = _target(space, trials)
@@ -157,6 +191,8 @@ def _run(
         "ablation": abl,
         "trial_wall_s": list(stats.trained_wall_s),
         "trial_seen_s": list(stats.trial_seen_s),
+        "warm_start": imported.to_dict() if imported is not None else None,
+        "revision": StudyRecord.from_study(study).revision,
     }
 
 
@@ -273,6 +309,34 @@ def _target(space: Space, trials: int | None) -> int:
     if space.config.sampler.name == "grid":
         return space.grid_size() or DEFAULT_TRIALS
     return DEFAULT_TRIALS
+
+
+def set_folder_aside(results: Path, storage_url: str) -> Path:
+    """``--fresh``: move a results folder to ``<folder>.before-<time>`` (its study, in the default
+    SQLite file, moves with it; studies of it in another storage are re-pointed there). Returns
+    where it went; nothing is deleted."""
+    import optuna
+
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    dest = results.with_name(f"{results.name}.before-{stamp}")
+    n = 1
+    while dest.exists():
+        n += 1
+        dest = results.with_name(f"{results.name}.before-{stamp}-{n}")
+    here = str(results.resolve())
+    inside = storage_url == default_storage(results)
+    results.rename(dest)
+    url = default_storage(dest) if inside else storage_url
+    if inside and not (dest / STUDY_FILE).is_file():
+        return dest
+    from radio_nas.search.study import make_storage
+    from radio_nas.study.record import write_study
+
+    storage = make_storage(url)
+    for s in optuna.get_all_study_summaries(storage):
+        if s.user_attrs.get("results_dir") == here:
+            write_study(optuna.load_study(study_name=s.study_name, storage=storage), results_dir=str(dest.resolve()))
+    return dest
 
 
 @contextlib.contextmanager

@@ -12,10 +12,19 @@ is the one reader. Study-level facts (objectives, mode, space, pipeline, results
 design) are a :class:`StudyRecord`, written with :func:`write_study` and read with
 :meth:`StudyRecord.from_study`.
 
-Trial states: COMPLETE only for fully trained trials (status ``ok``, or a re-proposed copy of one,
-``duplicate_of`` set); infeasible variants (constraints or the model refused them) are PRUNED with
-status ``infeasible`` and never trained; scheduler-stopped trials are PRUNED with status
-``pruned`` and their curve; failures are FAIL with a reason.
+Trial states: COMPLETE for fully trained trials (status ``ok``, or a re-proposed copy of one,
+``duplicate_of`` set, or one imported from another study, ``imported_from`` set) and for infeasible
+variants (status ``infeasible``, never trained, told with stand-in values and constraint values so
+NSGA-II and GP learn the infeasible region; never a candidate); scheduler-stopped trials are PRUNED
+with status ``pruned`` and their curve; failures are FAIL with a reason. Use
+:attr:`TrialRecord.is_candidate`, not the state, to find results.
+
+Carried and imported trials (see :mod:`radio_nas.search.carry`): a resume with an edited space
+copies the folder's trials into a new study (one per space revision, numbers kept): those that are
+points of the new space keep their outcome (``carried_from``), the others are FAIL with status
+``set_aside`` (never candidates, never counted by the budget). A warm start adds the trained trials
+of other studies as COMPLETE ``ok`` trials with ``imported_from``: candidates, but not counted by
+this sweep's budget.
 """
 
 from __future__ import annotations
@@ -27,6 +36,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
+    from optuna.distributions import BaseDistribution
     from optuna.study import Study
     from optuna.trial import FrozenTrial, Trial
 
@@ -40,6 +50,7 @@ class Status(enum.StrEnum):
     INFEASIBLE = "infeasible"  # refused before training (constraints, or the model refused it)
     RUNNING = "running"
     WAITING = "waiting"
+    SET_ASIDE = "set_aside"  # not a point of the edited space it was carried into (kept, never a candidate)
 
     def __str__(self) -> str:
         return self.value
@@ -99,6 +110,9 @@ TRIAL_ATTRS: dict[str, str] = {
     "driver": "driver",
     "phase": "phase",
     "ray_node_id": "ray_node_id",
+    "carried_from": "carried_from",
+    "imported_from": "imported_from",
+    "set_aside": "set_aside",
 }
 
 
@@ -115,6 +129,8 @@ class TrialRecord:
     """Objective values in the study's order (COMPLETE trials only)."""
     params: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     """Optuna's search parameters (choices encoded as Optuna stores them)."""
+    distributions: Mapping[str, BaseDistribution] = dataclasses.field(default_factory=dict)
+    """Optuna's distribution of each parameter (choices in the space's order, ranges, log scale)."""
     arch: Mapping[str, Any] | None = None
     arch_id: str | None = None
     pipeline: Mapping[str, Any] | None = None
@@ -142,10 +158,18 @@ class TrialRecord:
     duration_s: float | None = None
     constraints: Mapping[str, float] = dataclasses.field(default_factory=dict)
     """Optuna's constraint values (``max_params`` etc.: value / limit - 1, <= 0 when satisfied)."""
+    carried_from: str | None = None
+    """``<study>#<number>``: copied from the previous revision of this folder's study (an edited space)."""
+    imported_from: str | None = None
+    """``<study>#<number> in <folder or storage>``: trained by another sweep (warm start)."""
+    set_aside: Mapping[str, Any] | None = None
+    """Status ``set_aside``: ``{state, status, values, params}`` as the trial was before (its params are
+    in :attr:`params` too; Optuna holds none for it)."""
 
     @property
     def is_candidate(self) -> bool:
-        """A fully trained trial: COMPLETE, status ok, finite objective values, not a copy."""
+        """A fully trained trial: COMPLETE, status ok, finite objective values, not a copy (imported
+        trials are candidates; set-aside ones never are)."""
         return (
             self.state == "COMPLETE"
             and self.status is Status.OK
@@ -156,9 +180,12 @@ class TrialRecord:
 
     @property
     def trained(self) -> bool:
-        """Counted by the budget: it spent training time here (not an orphan re-run, not a copy)."""
+        """Counted by the budget: it spent training time here (not an orphan re-run, not a copy, not
+        imported from another study)."""
         return (
-            self.state in ("COMPLETE", "PRUNED", "FAIL")
+            self.imported_from is None
+            and
+self.state in ("COMPLETE", "PRUNED", "FAIL")
             and self.status in TRAINED_STATUSES
             and not self.orphaned
             and self.duplicate_of is None
@@ -198,7 +225,8 @@ class TrialRecord:
             status=status,
             reason=reason,
             values=tuple(float(v) for v in trial.values) if trial.values is not None else None,
-            params=dict(trial.params),
+            params=dict(trial.params) or _set_aside_params(ua.get("set_aside")),
+            distributions=dict(trial.distributions),
             arch=ua.get("arch") if isinstance(ua.get("arch"), dict) else None,
             arch_id=ua.get("arch_id"),
             pipeline=ua.get("pipeline") if isinstance(ua.get("pipeline"), dict) else None,
@@ -221,7 +249,15 @@ class TrialRecord:
             ray_node_id=ua.get("ray_node_id"),
             duration_s=duration.total_seconds() if duration is not None else None,
             constraints=dict(trial.constraints),
+            carried_from=ua.get("carried_from"),
+            imported_from=ua.get("imported_from"),
+            set_aside=ua.get("set_aside") if isinstance(ua.get("set_aside"), dict) else None,
         )
+
+
+def _set_aside_params(before: Any) -> dict[str, Any]:
+    params = before.get("params") if isinstance(before, dict) else None
+    return dict(params) if isinstance(params, dict) else {}
 
 
 def _status(recorded: Any, state: str) -> Status:
@@ -241,6 +277,15 @@ def write_trial(trial: Trial, **fields: Any) -> None:
         raise TypeError(f"not trial record fields: {', '.join(unknown)}")
     for name, value in fields.items():
         trial.set_user_attr(TRIAL_ATTRS[name], value.value if isinstance(value, Status) else value)
+
+
+def trial_attrs(**fields: Any) -> dict[str, Any]:
+    """The user attributes :func:`write_trial` would write for `fields`, as a dict (for trials built
+    whole, e.g. copies added with ``Study.add_trial``); unknown names raise TypeError."""
+    unknown = sorted(set(fields) - set(TRIAL_ATTRS))
+    if unknown:
+        raise TypeError(f"not trial record fields: {', '.join(unknown)}")
+    return {TRIAL_ATTRS[name]: value.value if isinstance(value, Status) else value for name, value in fields.items()}
 
 
 def read_trials(study: Study) -> list[TrialRecord]:
@@ -275,6 +320,10 @@ STUDY_ATTRS = (
     "parameters",
     "ablation",
     "validation",
+    "revision",
+    "previous_study",
+    "latency",
+    "warm_start",
 )
 
 
@@ -295,6 +344,14 @@ class StudyRecord:
     ablation: Mapping[str, Any] | None = None
     """The design: ``{design, factors: {name: [levels]}, base: {name: level}}`` (Optuna-encoded levels)."""
     validation: Mapping[str, Any] | None = None
+    revision: int = 1
+    """1 for a folder's first study; each resume with an edited space makes the next one."""
+    previous_study: str | None = None
+    """The study of the previous revision, whose trials this one carried."""
+    latency: Mapping[str, Any] | None = None
+    """The space's latency settings (None: a study made before they were recorded)."""
+    warm_start: tuple[str, ...] = ()
+    """Sources whose trials were imported (``<study> in <folder or storage>``)."""
 
     @classmethod
     def from_study(cls, study: Study) -> StudyRecord:
@@ -312,6 +369,10 @@ class StudyRecord:
             radio_nas_version=ua.get("radio_nas_version"),
             ablation=ua.get("ablation") if isinstance(ua.get("ablation"), dict) else None,
             validation=ua.get("validation") if isinstance(ua.get("validation"), dict) else None,
+            revision=int(ua.get("revision") or 1),
+            previous_study=ua.get("previous_study"),
+            latency=ua.get("latency") if isinstance(ua.get("latency"), dict) else None,
+            warm_start=tuple(ua.get("warm_start") or ()),
         )
 
 

@@ -12,16 +12,17 @@ from __future__ import annotations
 
 import dataclasses
 import sqlite3
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from radio_nas._config import ConfigError
-from radio_nas.study.layout import STUDY_FILE
+from radio_nas.study.layout import HASH_FILE, STUDY_FILE
 from radio_nas.study.record import Objective, StudyRecord, TrialRecord, read_trials
 
 if TYPE_CHECKING:
     from optuna.storages import BaseStorage
-    from optuna.study import Study
+    from optuna.study import Study, StudySummary
 
 
 @dataclasses.dataclass
@@ -57,7 +58,8 @@ class StudyHandle:
 def open_study(source: str | Path, study_name: str | None = None) -> StudyHandle:
     """Open a study read-only from a results folder, a ``.db`` file or an Optuna storage URL.
 
-    With no `study_name`, the storage must hold exactly one study.
+    With no `study_name`, the storage must hold exactly one study, or be a results folder's: then
+    its current study (the latest revision, after a resume with an edited space) is opened.
     """
     import optuna
 
@@ -88,7 +90,10 @@ def open_study(source: str | Path, study_name: str | None = None) -> StudyHandle
             raise ConfigError("no such results folder or file", file=path)
         url = f"sqlite:///{db}"
     storage = open_readonly(url, label=text)
-    names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
+    summaries = optuna.get_all_study_summaries(storage)
+    names = [s.study_name for s in summaries]
+    if study_name is None and len(names) > 1 and results_dir is not None:
+        study_name = current_study_name(summaries, results_dir)
     if study_name is None:
         if len(names) != 1:
             listed = ", ".join(names) if names else "none"
@@ -103,6 +108,20 @@ def open_study(source: str | Path, study_name: str | None = None) -> StudyHandle
     if results_dir is None and recorded:
         results_dir = Path(recorded) if Path(recorded).is_dir() else None
     return StudyHandle(study, url, storage, results_dir)
+
+
+def current_study_name(summaries: Sequence[StudySummary], results_dir: Path) -> str | None:
+    """The study a results folder's sweep continues: of the studies recorded for that folder, the
+    latest revision of the space its ``.space_hash`` names (any space when the file is missing)."""
+    here = str(Path(results_dir).resolve())
+    mine = [s for s in summaries if s.user_attrs.get("results_dir") == here]
+    saved = Path(results_dir) / HASH_FILE
+    if saved.is_file():
+        current = saved.read_text().strip()
+        mine = [s for s in mine if s.user_attrs.get("space_hash") == current] or mine
+    if not mine:
+        return None
+    return max(mine, key=lambda s: (int(s.user_attrs.get("revision") or 1), s._study_id)).study_name
 
 
 def open_readonly(url: str, *, label: str | None = None) -> BaseStorage:
