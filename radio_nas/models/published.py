@@ -8,6 +8,10 @@ at whatever window the resolution picks (7 at 224, 16 at 512).
 
     >>> model = load_published_eradio("eradio_v2.pth.tar")          # l-v2, eval mode
     >>> ours = map_published_state_dict(published, resolve_config("l-v2"))
+    >>> state = student_state_dict("eradio_v2.pth.tar", resolve_config("l-v2"))  # or a trial's safetensors
+
+:func:`student_state_dict` is what ``profile --weights``, ``export --checkpoint`` and the pipeline's
+``student.init_weights`` (warm start) read: published names mapped, our own names checked.
 """
 
 from __future__ import annotations

@@ -15,6 +15,8 @@ Weights are copied from the trial's safetensors (student and adaptors; keys as t
 them) after checking that the student part loads strictly into the rebuilt model. ONNX holds the
 student backbone (inputs ``images`` (1, 3, H, W) RGB; outputs ``summary``, ``features``) at one
 fixed resolution, checked against PyTorch with onnxruntime on a random input.
+:func:`export_checkpoint` does the same for an architecture and a checkpoint without a study (the
+published E-RADIO v2 weights onto ``l-v2``: ``radio-nas export l-v2 --checkpoint eradio_v2.pth.tar``).
 """
 
 from __future__ import annotations
