@@ -2,12 +2,15 @@
 
     python benchmarks/bench_presets.py [--resolution 224] [--device cpu|cuda] [--dtype fp32|bf16]
         [--channels-last] [--batch-sizes 1,16] [--runs 30] [--presets xt,t,s,b,l] [--deploy both|on|off]
+        [--compile]
 
 Latency is the median (and p90) over --runs timed forwards after warm-up, per batch size, of the
 deployed graph (BatchNorm folded, position bias cached: what ``radio-nas profile`` and the sweep's
 latency objective time) and/or the training graph in eval mode; with ``--deploy both`` a last
 column gives the median of paired ratios deployed / training graph (runs interleaved). The table
-names the machine and library versions it was measured with.
+names the machine and library versions it was measured with. ``--compile`` adds, per batch size,
+the wall time of compiling the deployed graph (``radio_nas.models.compile_deployed``: torch.compile,
+inductor, weights frozen) and the median of paired ratios compiled / deployed (CPU, fp32).
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from radio_nas.measure import (
     parse_resolution,
 )
 from radio_nas.measure.profile import versions
-from radio_nas.models import build_model, deploy_model
+from radio_nas.models import build_model, compile_deployed, deploy_model
 
 
 def paired_ratio(a: torch.nn.Module, b: torch.nn.Module, x: torch.Tensor, pairs: int) -> float:
@@ -62,6 +65,7 @@ def main() -> None:
         default="both",
         help="time the deployed graph, the training graph (eval), or both (default)",
     )
+    p.add_argument("--compile", action="store_true", help="also compile the deployed graph and compare")
     args = p.parse_args()
     h, w = parse_resolution(args.resolution)
     modes = {"both": (True, False), "on": (True,), "off": (False,)}[args.deploy]
@@ -90,6 +94,14 @@ def main() -> None:
             if len(modes) == 2 and args.device == "cpu" and args.dtype == "fp32" and not args.channels_last:
                 x = torch.randn(batch, 3, h, w)
                 row.append(f"{paired_ratio(deploy_model(model), model.eval(), x, args.runs):.3f}")
+            if args.compile and args.device == "cpu" and args.dtype == "fp32":
+                x = torch.randn(batch, 3, h, w)
+                torch._dynamo.reset()
+                t0 = time.perf_counter()
+                compiled = compile_deployed(model, x)
+                row.append(f"{time.perf_counter() - t0:.0f}")
+                row.append(f"{paired_ratio(compiled, deploy_model(model), x, args.runs):.3f}")
+                del compiled
         rows.append(row)
         del model
     header = ["preset", "params (M)", f"GMACs @{h}x{w}"]
@@ -99,6 +111,8 @@ def main() -> None:
             header += [f"b{batch} {graph} median / p90 (ms)", f"b{batch} {graph} img/s"]
         if len(modes) == 2 and args.device == "cpu" and args.dtype == "fp32" and not args.channels_last:
             header.append(f"b{batch} deployed / training (paired median)")
+        if args.compile and args.device == "cpu" and args.dtype == "fp32":
+            header += [f"b{batch} compile (s)", f"b{batch} compiled / deployed (paired median)"]
     layout = f"{args.dtype}{', channels_last' if args.channels_last else ''}"
     print(f"device: {device_name}; {layout}; {args.runs} runs after {args.warmup} warm-up")
     print("versions: " + ", ".join(f"{k} {v}" for k, v in versions().items()))

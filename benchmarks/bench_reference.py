@@ -47,7 +47,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from radio_nas.measure import count_gmacs, count_params, cpu_model
 from radio_nas.measure.profile import versions
-from radio_nas.models import build_model, deploy_model, resolve_config
+from radio_nas.models import build_model, compile_deployed, deploy_model, resolve_config
+from radio_nas.models.deploy import CompiledDeploy
 from radio_nas.models.published import map_published_state_dict
 
 CONFIGS: dict[str, tuple[str, dict[str, Any]]] = {
@@ -68,6 +69,17 @@ CONFIGS: dict[str, tuple[str, dict[str, Any]]] = {
     ),
     "l-v2": ("eradio_large_fullres_ws16", {"preset": "l-v2"}),
 }
+
+
+class _Features(nn.Module):
+    """The reference's forward_features as forward (what CompiledDeploy compiles)."""
+
+    def __init__(self, model: Any):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> Any:
+        return self.model.forward_features(x)
 
 
 def _randomise_bn(model: nn.Module) -> None:
@@ -134,6 +146,19 @@ def main() -> None:
         "the ~5 min setup and profile, the default table takes about 13 min",
     )
     p.add_argument("--max-pairs", type=int, default=40)
+    p.add_argument(
+        "--compile",
+        action="store_true",
+        help="time ours compiled (radio_nas.models.compile_deployed: torch.compile, inductor, weights "
+        "frozen) against the reference deployed in eager mode; one compile per config, input and "
+        "batch (its wall time is printed and not part of --budget-s)",
+    )
+    p.add_argument(
+        "--compile-reference",
+        action="store_true",
+        help="with --compile: compile the deployed reference the same way (context: how much of the "
+        "gain is the compiler's); the ratio is then compiled / compiled",
+    )
     args = p.parse_args()
     t_start = time.perf_counter()
     sys.path.insert(0, args.ref)
@@ -209,8 +234,27 @@ def main() -> None:
     cells = [(name, res, ref, ours, g, b, t) for name, res, ref, ours, g in prepared for b in batches for t in threads]
     share = args.budget_s / len(cells)
     rows = []
-    for name, res, ref, ours, g, b, t in cells:
+    compile_rows = []
+    ours_profile: dict[str, list[str]] = {}  # compiled models are profiled in their cell (one lives at a time)
+    peak = _matmul_peak_gmacs(1)
+    compile_s = 0.0
+    for name, res, ref, eager, g, b, t in cells:
+        ours, theirs_fn = eager, ref.forward_features
         torch.set_num_threads(t)
+        if args.compile:  # inductor's C++ kernels specialise on the thread count: one compile per cell
+            torch._dynamo.reset()
+            t0 = time.perf_counter()
+            ours = compile_deployed(eager, torch.randn(b, 3, res, res))
+            if args.compile_reference:
+                theirs_fn = CompiledDeploy(_Features(ref))
+                with torch.inference_mode():
+                    theirs_fn(torch.randn(b, 3, res, res))
+            compile_s += time.perf_counter() - t0
+            compile_rows.append(f"| {name} | {res} | {b} | {t} | {time.perf_counter() - t0:.0f} |")
+            print("  compiled:", compile_rows[-1], flush=True)
+            if res == resolutions[0] and b == 1 and t == 1:
+                x1 = torch.randn(1, 3, res, res)
+                ours_profile[name] = _op_profile(f"{name} {res} ours compiled", functools.partial(ours, x1), peak)
         est_pair = rate[(name, t)] * g * b
         pairs = int(max(1, min(args.max_pairs, share // est_pair)))
         x = torch.randn(b, 3, res, res)
@@ -218,13 +262,13 @@ def main() -> None:
         with torch.inference_mode():
             if est_pair < 10:  # warm-up (oneDNN primitives for this shape) unless it costs a pair
                 ours(x)
-                ref.forward_features(x)
+                theirs_fn(x)
             for i in range(pairs):
                 if i % 2:
                     a = _once(functools.partial(ours, x))
-                    r = _once(functools.partial(ref.forward_features, x))
+                    r = _once(functools.partial(theirs_fn, x))
                 else:
-                    r = _once(functools.partial(ref.forward_features, x))
+                    r = _once(functools.partial(theirs_fn, x))
                     a = _once(functools.partial(ours, x))
                 mine.append(a * 1e3)
                 theirs.append(r * 1e3)
@@ -244,16 +288,15 @@ def main() -> None:
             ]
         )
         print("  cell:", " | ".join(rows[-1]), flush=True)
-    timing_s = time.perf_counter() - t_start - setup_s
+    timing_s = time.perf_counter() - t_start - setup_s - compile_s
 
-    peak = _matmul_peak_gmacs(1)
     torch.set_num_threads(1)
     profile_lines = []
     for name, res, ref, ours, _ in prepared:
         if res != resolutions[0]:
             continue
         x = torch.randn(1, 3, res, res)
-        profile_lines += _op_profile(f"{name} {res} ours", functools.partial(ours, x), peak)
+        profile_lines += ours_profile.get(name) or _op_profile(f"{name} {res} ours", functools.partial(ours, x), peak)
         profile_lines += _op_profile(f"{name} {res} reference", functools.partial(ref.forward_features, x), peak)
 
     print(
@@ -262,6 +305,10 @@ def main() -> None:
     )
     print("versions: " + ", ".join(f"{k} {v}" for k, v in versions().items()))
     print(f"wall: setup {setup_s:.0f} s, timing {timing_s:.0f} s (budget {args.budget_s:.0f} s)")
+    if compile_rows:
+        print("\nours compiled (torch.compile, inductor, weights frozen); compile wall time, not timed in the cells")
+        print("| config | input | batch | threads | compile s |\n|---|---|---|---|---|")
+        print("\n".join(compile_rows))
     print(
         "\n| config | input | params (ours) | params (reference) | GMACs ours (fvcore) | GMACs ours "
         "(flop_counter) | GMACs reference (flop_counter) | windows | max rel. diff of features |"
@@ -270,7 +317,8 @@ def main() -> None:
     for row in summary_rows:
         print("| " + " | ".join(row) + " |")
     print(
-        "\n| config | input | batch | threads | pairs | ours deployed ms (median) | reference deployed ms "
+        f"\n| config | input | batch | threads | pairs | ours {'compiled' if args.compile else 'deployed'} ms (median) "
+        f"| reference {'compiled' if args.compile_reference else 'deployed'} ms "
         "(median) | ours / reference (median of pairs) | p25-p75 |"
     )
     print("|---|---|---|---|---|---|---|---|---|")

@@ -256,3 +256,58 @@ def test_fidelity_is_the_mean_normalised_score_over_terms(cache_dir):
     assert r["feature_smooth_l1"] == pytest.approx(
         np.mean([r["feature_smooth_l1/rn50_s16"], r["feature_smooth_l1/rn50_s32"]])
     )
+
+
+def test_init_weights_warm_start_from_a_trial_or_the_published_layout(cache_dir, tmp_path):
+    import torch
+    from safetensors.torch import load_file
+    from test_models_published import SMALL, _random_state, published_layout
+
+    from radio_nas.models import resolve_config
+    from radio_nas.models.published import map_published_state_dict
+
+    p = tiny(cache_dir, steps=2, **{"eval.every": 0, "eval.knn": False, "data.eval_size": 8})
+    first = run_trial(p, TINY, weights_path=tmp_path / "first.safetensors")
+    # zero steps from the first trial's file: the student is exactly what that trial saved
+    warm = p.replace(steps=0, student=p.student.replace(init_weights=first.weights_path))
+    again = run_trial(warm, TINY, weights_path=tmp_path / "again.safetensors")
+    assert again.ok, again.failure_reason
+    saved, loaded = load_file(first.weights_path), load_file(again.weights_path)
+    student_keys = [k for k in saved if k.startswith("model.")]
+    assert student_keys and all(torch.equal(saved[k], loaded[k]) for k in student_keys)
+    # the published E-RADIO v2 names, mapped onto a units-counted v2 config
+    published = _random_state(published_layout(32, 32, (1, 3, 4, 5), (8, 16), 256))
+    ckpt = tmp_path / "eradio_small.pth.tar"
+    torch.save({"state_dict": {f"base_model.{k}": v for k, v in published.items()}}, ckpt)
+    arch = {**SMALL, "pretrained_window": 16}
+    from_published = p.replace(steps=0, student=p.student.replace(init_weights=str(ckpt)))
+    run = run_trial(from_published, arch, weights_path=tmp_path / "pub.safetensors")
+    assert run.ok, run.failure_reason
+    loaded = load_file(run.weights_path)
+    for name, tensor in map_published_state_dict(published, resolve_config(arch)).items():
+        assert torch.equal(loaded[f"model.{name}"], tensor), name
+
+
+def test_init_weights_that_do_not_fit_fail_in_one_line_before_training(cache_dir, tmp_path):
+    import torch
+    from test_models_published import SMALL, _random_state, published_layout
+
+    p = tiny(cache_dir, steps=1, **{"eval.every": 0, "eval.knn": False, "data.eval_size": 8})
+    first = run_trial(p.replace(steps=0), TINY, weights_path=tmp_path / "tiny.safetensors")
+
+    def warm(path):
+        return p.replace(student=p.student.replace(init_weights=str(path)))
+
+    mismatch = r"tiny\.safetensors: student\.init_weights: \S+ has shape \(64,\), the architecture needs \(96,\)"
+    with pytest.raises(ConfigError, match=mismatch):
+        run_trial(warm(first.weights_path), {**TINY, "width": 24})
+    with pytest.raises(ConfigError, match="no such file"):
+        run_trial(warm(tmp_path / "missing.safetensors"), TINY)
+    ckpt = tmp_path / "published.pt"
+    torch.save(_random_state(published_layout(32, 32, (1, 3, 4, 5), (8, 16), 256)), ckpt)
+    with pytest.raises(ConfigError, match="needs pretrained_window: 16"):
+        run_trial(warm(ckpt), SMALL)
+    with pytest.raises(ConfigError, match=r"maps to stages\.2\.blocks\.\d+.*does not have"):
+        run_trial(warm(ckpt), {**SMALL, "pretrained_window": 16, "depths": [1, 3, 3, 5]})
+    with pytest.raises(ConfigError, match="student.init_weights"):
+        load_pipeline(ROOT / "pipelines/distill_cpu.yaml", {"student.init_weights": 3})

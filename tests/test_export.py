@@ -120,3 +120,67 @@ def test_export_cli_with_onnx(tmp_path: Path, capsys) -> None:
     assert max(item["onnx_max_abs_diff"].values()) < 1e-4
     assert main(["export", str(results), "--trial", "7"]) == 2  # pruned: one-line error
     assert "not fully trained" in capsys.readouterr().err
+
+
+def test_export_checkpoint_published_layout_to_yaml_safetensors_onnx(tmp_path: Path, capsys) -> None:
+    import hashlib
+    import json
+
+    from test_models_published import SMALL, _random_state, published_layout
+
+    from radio_nas._config import dump_yaml
+    from radio_nas.cli import main
+    from radio_nas.models.published import load_published_eradio
+    from radio_nas.report.weights import load_student
+
+    state = _random_state(published_layout(32, 32, (1, 3, 4, 5), (8, 16), 256))
+    ckpt = tmp_path / "eradio_small.pth.tar"  # as published: prefixed and wrapped
+    torch.save({"state_dict": {f"base_model.{k}": v for k, v in state.items()}}, ckpt)
+    arch = tmp_path / "small.yaml"
+    arch.write_text(dump_yaml({**SMALL, "pretrained_window": 16}))
+    out = tmp_path / "out"
+    args = ["export", str(arch), "--checkpoint", str(ckpt), "--out", str(out)]
+    assert main([*args, "--onnx", "--onnx-resolution", "64", "--json"]) == 0
+    (item,) = json.loads(capsys.readouterr().out)["exported"]
+    assert item["trial"] is None and Path(item["yaml"]) == out / "eradio_small.yaml"
+    doc = yaml.safe_load(Path(item["yaml"]).read_text())
+    assert doc["provenance"]["checkpoint_layout"] == "published E-RADIO v2"
+    assert doc["provenance"]["checkpoint_sha256"] == hashlib.sha256(ckpt.read_bytes()).hexdigest()
+    assert doc["arch"]["pretrained_window"] == 16 and max(item["onnx_max_abs_diff"].values()) < 1e-4
+    # the exported pair rebuilds the published model: same features as loading the checkpoint directly
+    exported = load_student(item["yaml"], item["weights"])
+    direct = load_published_eradio(ckpt, {**SMALL, "pretrained_window": 16})
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(exported(x)[1], direct(x)[1])
+    # and it exports again as a radio-nas student of its own
+    assert main(["export", item["yaml"], "--checkpoint", item["weights"], "--out", str(tmp_path / "again")]) == 0
+    assert "[" + doc["provenance"]["arch_id"] in capsys.readouterr().out
+
+
+def test_export_checkpoint_errors_are_one_line(tmp_path: Path, capsys) -> None:
+    from test_models_published import SMALL, _random_state, published_layout
+
+    from radio_nas._config import dump_yaml
+    from radio_nas.cli import main
+
+    ckpt = tmp_path / "published.pt"
+    torch.save(_random_state(published_layout(32, 32, (1, 3, 4, 5), (8, 16), 256)), ckpt)
+    no_window = tmp_path / "no_window.yaml"
+    no_window.write_text(dump_yaml(SMALL))
+    shallower = tmp_path / "shallower.yaml"
+    shallower.write_text(dump_yaml({**SMALL, "pretrained_window": 16, "depths": [1, 3, 3, 5]}))
+    out = str(tmp_path / "out")
+    cases = [
+        (["export", str(no_window), "--checkpoint", str(ckpt), "--out", out], "needs pretrained_window: 16"),
+        (["export", str(shallower), "--checkpoint", str(ckpt), "--out", out], "does not have"),
+        (["export", "xt", "--checkpoint", str(ckpt), "--out", out], "needs pretrained_window"),
+        (["export", "l-v2", "--checkpoint", str(tmp_path / "none.pt"), "--out", out], "--checkpoint: no such file"),
+        (["export", "l-v2", "--checkpoint", str(ckpt), "--trial", "1"], "--trial"),
+        (["export", str(tmp_path)], "choose trials with --pareto or --trial"),
+    ]
+    for args, text in cases:
+        assert main(args) == 2, args
+        err = capsys.readouterr().err
+        assert text in err and err.count("\n") == 1, err
+    assert not list((tmp_path / "out").glob("*.yaml"))

@@ -4,6 +4,7 @@ import pytest
 import torch
 from torch import nn
 
+from radio_nas._config import ConfigError
 from radio_nas.measure import cached_latency, measure_latency
 from radio_nas.models import build_model, deploy_model, resolve_config
 
@@ -112,3 +113,57 @@ def test_latency_settings_deploy_reaches_the_cache_key(tmp_path, monkeypatch):
     assert deployed.deploy
     measure_costs(cfg, deployed, (64, 64), need_latency=True)
     assert latency_is_cached(cfg, deployed, (64, 64)) and not latency_is_cached(cfg, training, (64, 64))
+
+
+def test_deployed_position_bias_is_frozen_and_follows_windows_and_weights():
+    model = _trained_looking(V2_LIKE)
+    fast = deploy_model(model)
+    bias = _biases(fast)[0]
+    assert bias.frozen is not None and bias() is bias.frozen
+    assert torch.equal(bias.frozen, bias._compute().detach())
+    with torch.no_grad():
+        fast(torch.randn(1, 3, 128, 128))  # another size: another window, the buffer follows
+    assert bias.window_size == 4 and bias().shape[-1] == 16
+    assert torch.allclose(bias(), bias._compute().detach())
+    state = {k: v.clone() for k, v in fast.state_dict().items()}
+    for k, value in state.items():
+        if "pos_bias.mlp" in k:
+            value.normal_()
+    fast.load_state_dict(state)  # loading weights recomputes the frozen bias from them
+    assert torch.allclose(bias(), bias._compute().detach())
+    assert "frozen" not in " ".join(fast.state_dict())  # never saved: it is derived
+
+
+def test_deployed_graph_compiles_without_a_break():
+    fast = deploy_model(_trained_looking(V2_LIKE))
+    x = torch.randn(1, 3, 64, 64)
+    fast.set_input_size(64, 64)
+    with torch.inference_mode():
+        want = fast(x)[1]
+        torch._dynamo.reset()
+        got = torch.compile(fast, backend="eager", fullgraph=True)(x)[1]  # fullgraph: a break raises
+    torch._dynamo.reset()
+    assert torch.allclose(got, want, atol=1e-6)
+
+
+@pytest.mark.slow  # inductor compiles C++ kernels: ~20-60 s on 2 cores
+def test_compiled_deploy_matches_the_training_graph_and_times_as_an_option():
+    from radio_nas.models import compile_deployed
+
+    model = _trained_looking(V2_LIKE)
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        ref_summary, ref_features = model(x)
+    torch._dynamo.reset()
+    compiled = compile_deployed(model, x)
+    with torch.inference_mode():
+        summary, features = compiled(x)
+    assert torch.allclose(features, ref_features, atol=1e-5, rtol=1e-5)
+    assert torch.allclose(summary, ref_summary, atol=1e-5, rtol=1e-5)
+    assert any(isinstance(m, nn.BatchNorm2d) for m in model.modules())  # the original is untouched
+    torch._dynamo.reset()
+    r = measure_latency(model, (64, 64), batch_size=2, warmup=0, runs=2, compile=True)
+    assert r.compiled and r.deploy and r.compile_s is not None and r.compile_s > 0 and r.peak_memory_mb is None
+    with pytest.raises(ConfigError, match="--compile"):
+        measure_latency(model, (64, 64), runs=1, deploy=False, compile=True)
+    torch._dynamo.reset()

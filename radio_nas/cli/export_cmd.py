@@ -4,6 +4,7 @@ weights (safetensors) and ONNX.
     radio-nas export results/mra --pareto --weights --onnx
     radio-nas export results/mra --trial 12 --out exported/
     radio-nas export sqlite:///results/mra/study.db --study mra --pareto --out exported/
+    radio-nas export l-v2 --checkpoint eradio_v2.pth.tar --onnx --out exported/   # published weights
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from radio_nas._config import ConfigError
 from radio_nas.cli._checks import finite_float
 
 
@@ -22,9 +24,21 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "radio_nas.models.build_model() rebuilds; optionally its weights and an ONNX "
         "backbone checked against PyTorch with onnxruntime.",
     )
-    p.add_argument("source", help="results folder (results/NAME), a study.db file or a storage URL")
+    p.add_argument(
+        "source",
+        help="results folder (results/NAME), a study.db file or a storage URL; with --checkpoint: "
+        "an architecture (preset such as l-v2, or a YAML file)",
+    )
     p.add_argument("--study", help="study name (needed when the storage holds several)")
-    which = p.add_mutually_exclusive_group(required=True)
+    p.add_argument(
+        "--checkpoint",
+        metavar="PATH",
+        help="export the architecture SOURCE with these weights instead of a study's trials: a "
+        "weights-only torch checkpoint or safetensors (the published E-RADIO v2 one, e.g. "
+        "eradio_v2.pth.tar with l-v2, names mapped; or a student's own); writes YAML and "
+        "safetensors (--onnx adds ONNX); default --out: ./exported",
+    )
+    which = p.add_mutually_exclusive_group()
     which.add_argument("--pareto", action="store_true", help="every trial on the Pareto front")
     which.add_argument("--trial", type=int, action="append", metavar="N", help="trial number (repeatable)")
     p.add_argument("--out", help="output folder (default: <results>/exported)")
@@ -47,6 +61,12 @@ def run(args: argparse.Namespace) -> int:
 
     if args.out is not None:  # before the heavy imports: a bad --out answers at once
         writable_dir(args.out, "--out")
+    if args.checkpoint is not None:
+        return _run_checkpoint(args)
+    if not args.pareto and not args.trial:
+        raise ConfigError(
+            "choose trials with --pareto or --trial N (or export a checkpoint with --checkpoint)", key="export"
+        )
     from radio_nas.report.export import (
         ONNX_ATOL,
         OnnxParityError,
@@ -96,4 +116,45 @@ def run(args: argparse.Namespace) -> int:
             f"trial {d.trial}: {d.yaml_path}  [{d.arch_id}, {d.n_params / 1e6:.2f} M params]"
             + ("; " + "; ".join(extras) if extras else "")
         )
+    return 0
+
+
+def _run_checkpoint(args: argparse.Namespace) -> int:
+    from radio_nas._util import parse_resolution
+    from radio_nas.cli import print_json
+    from radio_nas.cli._checks import writable_dir
+
+    for flag, given in (("--pareto", args.pareto), ("--trial", args.trial), ("--study", args.study)):
+        if given:
+            raise ConfigError("chooses trials of a study; --checkpoint exports an architecture with weights", key=flag)
+    out = args.out if args.out is not None else "exported"
+    writable_dir(out, "--out")
+    from radio_nas.report.export import ONNX_ATOL, OnnxParityError, export_checkpoint
+
+    try:
+        d = export_checkpoint(
+            args.source,
+            args.checkpoint,
+            out,
+            onnx=args.onnx,
+            onnx_resolution=(
+                parse_resolution(args.onnx_resolution, key="--onnx-resolution") if args.onnx_resolution else None
+            ),
+            atol=args.atol if args.atol is not None else ONNX_ATOL,
+        )
+    except OnnxParityError as exc:
+        print(f"radio-nas export: error: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print_json({"checkpoint": str(args.checkpoint), "exported": [d.to_dict()]})
+        return 0
+    line = f"{args.checkpoint}: {d.yaml_path}  [{d.arch_id}, {d.n_params / 1e6:.2f} M params]"
+    if d.weights_path is not None and d.weights_bytes is not None:
+        line += f"; weights {d.weights_path.name} ({d.weights_bytes / 1e6:.2f} MB)"
+    if d.onnx_path is not None and d.onnx_resolution is not None:
+        line += (
+            f"; onnx {d.onnx_path.name} at {d.onnx_resolution[0]}x{d.onnx_resolution[1]} "
+            f"(max |onnx - torch| {max(d.onnx_max_abs_diff.values()):.1e})"
+        )
+    print(line)
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from radio_nas._config import ConfigError, parse_assignment
 from radio_nas.cli._checks import int_at_least
@@ -32,6 +33,12 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         action="store_false",
         help="time the training graph in eval mode instead of the deployable one "
         "(BatchNorm folded, position bias cached; the default)",
+    )
+    p.add_argument(
+        "--compile",
+        action="store_true",
+        help="time the deployed graph compiled by torch.compile (inductor, weights frozen as "
+        "constants; needs a C++ compiler); the compile is one untimed first call, reported",
     )
     p.add_argument(
         "--weights",
@@ -67,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
         warmup=args.warmup,
         deploy=args.deploy,
         weights=args.weights,
+        compile=args.compile,
         **overrides,
     )
     if args.json:
@@ -90,13 +98,20 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"  latency    median {lat['median_ms']:.2f} ms, p90 {lat['p90_ms']:.2f} ms "
         f"({lat['runs']} runs, {lat['dtype']}{', channels_last' if lat['channels_last'] else ''}, "
-        f"{'deployed' if lat['deploy'] else 'training graph'})"
+        f"{_graph_label(lat)})"
     )
     print(f"  throughput {lat['images_per_s']:.1f} img/s")
     if lat["peak_memory_mb"] is not None:
         print(f"  peak mem   {lat['peak_memory_mb']:.1f} MB")
     print(f"  device     {lat['device_name']}")
     return 0
+
+
+def _graph_label(lat: dict[str, Any]) -> str:
+    """What was timed, in words."""
+    if lat.get("compiled"):
+        return f"deployed, compiled in {lat['compile_s']:.1f} s"
+    return "deployed" if lat["deploy"] else "training graph"
 
 
 def _check_size(resolution: str, batch_size: int) -> None:

@@ -264,6 +264,10 @@ class StudentConfig(Config):
     """Run the student forward under bf16 autocast (GPU recipes); losses stay in fp32."""
     threads: int | None = None
     """torch.set_num_threads for the trial; None leaves it as it is."""
+    init_weights: str | None = None
+    """Warm start: weights the student starts from instead of its random init (a trial's
+    safetensors, a student state dict, or the published E-RADIO v2 checkpoint for ``l-v2``); loaded
+    weights-only, names and shapes checked against every trial's architecture."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -216,12 +216,17 @@ def run_trial(
     hit: bool | None = None
     teacher_s = 0.0
     saved: str | None = None
+    init_state = _init_state(pipeline, cfg)  # before the teachers: a file that does not fit fails at once
     try:
         targets = _targets(pipeline, dataset, progress)
         hit, teacher_s = targets.hit, targets.seconds
         state.pause()
         torch.manual_seed(pipeline.seed)
-        student = _Student(pipeline, build_model(cfg), targets)
+        model = build_model(cfg)
+        if init_state is not None:
+            model.load_state_dict(init_state, strict=True)
+            del init_state
+        student = _Student(pipeline, model, targets)
         _train(pipeline, dataset, student, targets, state, report)
         state.pause()
         t0, p0 = time.perf_counter(), state.paused_s
@@ -274,6 +279,15 @@ def run_trial(
         weights_path=saved,
         data_skipped=len(dataset.skipped),
     )
+
+
+def _init_state(pipeline: PipelineConfig, cfg: Any) -> dict[str, torch.Tensor] | None:
+    """``student.init_weights`` read weights-only and checked against `cfg` (ConfigError if it does not fit)."""
+    if pipeline.student.init_weights is None:
+        return None
+    from radio_nas.models.published import student_state_dict
+
+    return student_state_dict(pipeline.student.init_weights, cfg, key="student.init_weights")
 
 
 def _score_keys(pipeline: PipelineConfig) -> list[str]:

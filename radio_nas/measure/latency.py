@@ -56,7 +56,12 @@ class LatencyResult:
     deploy: bool
     """Timed the deployable graph (BatchNorm folded, position bias cached), not the training one."""
     peak_memory_mb: float | None
-    """Peak memory of one forward: CUDA allocator peak on GPU; on CPU weights + peak live tensors."""
+    """Peak memory of one forward: CUDA allocator peak on GPU; on CPU weights + peak live tensors
+    (None for a compiled graph on CPU: the tensor tracker cannot see inside it)."""
+    compiled: bool = False
+    """Timed the deployed graph compiled by torch.compile, weights frozen (``compile=True``)."""
+    compile_s: float | None = None
+    """Wall time of that compile (the first, untimed call)."""
     quiet: bool = True
     """False: timed while other work may have run (a `quiet` block said so); never cached."""
 
@@ -99,14 +104,20 @@ def measure_latency(
     warmup: int = 10,
     runs: int = 50,
     deploy: bool = True,
+    compile: bool = False,
     quiet: Quiet | None = None,
 ) -> LatencyResult:
     """Median/p90 forward latency in ms of `model` (eval mode, no grad, autocast for bf16/fp16).
 
     `deploy`: time a deployable copy (:func:`radio_nas.models.deploy_model`: BatchNorm folded,
     position bias cached), as the model would be served; False times the training graph in eval.
-    `quiet`: see :data:`Quiet` (building the model and the memory probe stay outside it)."""
+    `compile`: time that copy compiled by torch.compile with its weights frozen
+    (:class:`radio_nas.models.deploy.CompiledDeploy`); the compile is an extra untimed first call.
+    `quiet`: see :data:`Quiet` (building and compiling the model and the memory probe stay outside
+    it)."""
     check_settings(device, dtype)
+    if compile and not deploy:
+        raise ConfigError("compiling times the deployed graph; it cannot be combined with no-deploy", key="--compile")
     if batch_size < 1 or runs < 1 or warmup < 0:
         raise ConfigError("batch size and runs must be >= 1, warm-up >= 0", key="--batch-size")
     h, w = resolution
@@ -124,8 +135,18 @@ def measure_latency(
     model = cast(Any, model).to(device=device, memory_format=memory_format).eval()  # stubs lack memory_format
     x = torch.randn(batch_size, 3, h, w, device=device).contiguous(memory_format=memory_format)
     autocast = torch.autocast(device_type=device, dtype=DTYPES[dtype], enabled=dtype != "fp32")
+    compile_s = None
+    if compile:
+        from radio_nas.models.deploy import CompiledDeploy
+
+        model = CompiledDeploy(model)
+
     with torch.inference_mode(), autocast:
-        times, peak, was_quiet = _timed(model, x, device, warmup, runs, quiet)
+        if compile:
+            t0 = time.perf_counter()
+            model(x)  # compiles
+            compile_s = time.perf_counter() - t0
+        times, peak, was_quiet = _timed(model, x, device, warmup, runs, quiet, probe=not compile)
     median = statistics.median(times)
     return LatencyResult(
         median_ms=median,
@@ -141,14 +162,18 @@ def measure_latency(
         images_per_s=batch_size / median * 1e3,
         deploy=deploy,
         peak_memory_mb=peak,
+        compiled=compile,
+        compile_s=compile_s,
         quiet=was_quiet,
     )
 
 
 def _timed(
-    model: Any, x: torch.Tensor, device: str, warmup: int, runs: int, quiet: Quiet | None
-) -> tuple[list[float], float, bool]:
-    """Per-run ms, peak memory MB and whether it was quiet (inside inference mode and autocast)."""
+    model: Any, x: torch.Tensor, device: str, warmup: int, runs: int, quiet: Quiet | None, probe: bool = True
+) -> tuple[list[float], float | None, bool]:
+    """Per-run ms, peak memory MB (CPU: only with `probe`) and whether it was quiet (called inside
+    inference mode and autocast)."""
+    peak: float | None = None
     cuda = device.startswith("cuda")
     with quiet() if quiet is not None else contextlib.nullcontext(True) as was_quiet:
         for _ in range(warmup):
@@ -170,7 +195,7 @@ def _timed(
                 t0 = time.perf_counter()
                 model(x)
                 times.append((time.perf_counter() - t0) * 1e3)
-    if not cuda:
+    if not cuda and probe:
         weights = sum(t.numel() * t.element_size() for t in (*model.parameters(), *model.buffers()))
         with _LiveTensorPeak() as tracker:
             model(x)

@@ -39,10 +39,12 @@ def profile(
     warmup: int = 10,
     deploy: bool = True,
     weights: str | None = None,
+    compile: bool = False,
     **overrides: Any,
 ) -> dict[str, Any]:
     """Params, GMACs (per image) and latency of the variant `spec` (preset, dict, YAML, config);
-    `weights`: a torch checkpoint to load first (weights-only; published E-RADIO v2 names mapped)."""
+    `weights`: a torch checkpoint to load first (weights-only; published E-RADIO v2 names mapped);
+    `compile`: time the deployed graph compiled by torch.compile (see :func:`measure_latency`)."""
     from radio_nas.models import build_model, resolve_config
 
     check_settings(device, dtype)
@@ -57,7 +59,7 @@ def profile(
 
         load_weights(model, weights)
     gmacs = count_gmacs(model, (h, w))
-    latency = measure_latency(model, (h, w), batch_size, device, dtype, channels_last, warmup, runs, deploy)
+    latency = measure_latency(model, (h, w), batch_size, device, dtype, channels_last, warmup, runs, deploy, compile)
     result = {
         "arch_id": cfg.id,
         "arch": cfg.to_dict(),

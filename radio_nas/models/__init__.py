@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 from torch import nn
 
 from radio_nas._config import Config, ConfigError, load_yaml
-from radio_nas.models.deploy import deploy_model, fuse_conv_bn
+from radio_nas.models.deploy import compile_deployed, deploy_model, fuse_conv_bn
 from radio_nas.models.eradio import PRESETS as ERADIO_PRESETS
 from radio_nas.models.eradio import ERadio, ERadioConfig, optimal_window_size
 from radio_nas.models.vit import PRESETS as VIT_PRESETS
@@ -114,6 +114,7 @@ __all__ = [
     "ViT",
     "ViTConfig",
     "build_model",
+    "compile_deployed",
     "deploy_model",
     "fuse_conv_bn",
     "optimal_window_size",

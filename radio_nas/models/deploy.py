@@ -1,7 +1,8 @@
 """Deployable (inference-only) students: BatchNorm folded into the preceding convolution.
 
-The position bias needs nothing here: it is cached by itself in eval mode without autograd
-(see ``ContinuousPositionBias``). Outputs match the training graph in eval mode to float rounding.
+E-RADIO's ``switch_to_deploy`` also freezes each window's position bias into a buffer (see
+``ContinuousPositionBias.freeze``), which leaves a graph ``torch.compile`` traces without a break.
+Outputs match the training graph in eval mode to float rounding.
 
     >>> fast = deploy_model(model)          # a folded copy, eval mode; `model` is untouched
     >>> model.switch_to_deploy()            # or in place (E-RADIO); train() then refuses
@@ -10,6 +11,8 @@ The position bias needs nothing here: it is cached by itself in eval mode withou
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -60,3 +63,41 @@ def deploy_model(model: nn.Module, inplace: bool = False) -> nn.Module:
     else:
         fuse_conv_bn(model)
     return model
+
+
+class CompiledDeploy(nn.Module):
+    """A deployed model compiled by ``torch.compile`` (inductor) with its weights frozen as
+    constants, so the folded convolutions run prepacked oneDNN kernels and the linears prepacked
+    MKL ones, and the elementwise ops between them are fused. Inference only; shapes are static
+    (a new input shape compiles again on its first call, tens of seconds to minutes on a CPU).
+    The weights are read at compile time: changing them afterwards has no effect.
+
+    Inductor applies freezing only while its ``freezing`` setting is on when a graph is compiled
+    (``torch.compile(options=...)`` does not reach it in torch 2.13), so every call runs under it.
+    """
+
+    _compiled: Callable[[torch.Tensor], Any]
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+        object.__setattr__(self, "_compiled", torch.compile(model, dynamic=False))  # not a second submodule
+
+    def forward(self, x: torch.Tensor) -> Any:
+        import torch._inductor.config as inductor_config
+
+        with inductor_config.patch(freezing=True):
+            return self._compiled(x)
+
+
+def compile_deployed(model: nn.Module, example: torch.Tensor) -> CompiledDeploy:
+    """:func:`deploy_model` (a copy), compiled now for inputs shaped like `example` (one forward
+    without autograd). Outputs match the deployed eager model to float rounding (~1e-6)."""
+    fast = deploy_model(model)
+    set_input_size = getattr(fast, "set_input_size", None)
+    if callable(set_input_size):  # windows follow the size outside the compiled graph
+        set_input_size(int(example.shape[-2]), int(example.shape[-1]))
+    compiled = CompiledDeploy(fast)
+    with torch.inference_mode():
+        compiled(example)
+    return compiled

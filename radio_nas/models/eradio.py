@@ -322,16 +322,21 @@ class ContinuousPositionBias(nn.Module):
 
     In eval mode without autograd the bias is a constant of the weights, so it is cached; the cache
     is dropped by ``train()``, by loading a state dict, by a window change, and whenever an MLP
-    weight changes in place (its version counter moves)."""
+    weight changes in place (its version counter moves). A deployed model freezes it
+    instead (:meth:`freeze`): one buffer, recomputed on a window change or a weight load, with no per-call check
+    (the check reads ``data_ptr``, which ``torch.compile`` cannot trace)."""
 
     table: torch.Tensor
     index: torch.Tensor
+    frozen: torch.Tensor | None
 
     def __init__(self, window_size: int, num_heads: int, hidden: int, pretrained_window: int | None = None):
         super().__init__()
         self.mlp = nn.Sequential(nn.Linear(2, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, num_heads, bias=False))
         self.pretrained_window = pretrained_window
         self._cache: tuple[tuple[Any, ...], torch.Tensor] | None = None
+        self.register_buffer("frozen", None, persistent=False)
+        self.register_load_state_dict_post_hook(lambda module, _keys: module._refreeze())
         self.set_window(window_size)
 
     def set_window(self, window_size: int) -> None:
@@ -349,8 +354,20 @@ class ContinuousPositionBias(nn.Module):
         self.register_buffer("index", index.reshape(-1).to(device), persistent=False)
         self.num_tokens = ws * ws
         self._cache = None
+        self._refreeze()
+
+    def freeze(self) -> None:
+        """Compute the bias once and return that buffer in eval mode from now on (deploy)."""
+        with torch.no_grad():
+            self.frozen = self._compute()
+
+    def _refreeze(self) -> None:
+        if getattr(self, "frozen", None) is not None:
+            self.freeze()
 
     def forward(self) -> torch.Tensor:
+        if self.frozen is not None and not self.training:
+            return self.frozen
         if self.training or torch.is_grad_enabled():
             return self._compute()
         device = self.table.device
@@ -646,9 +663,12 @@ class ERadio(nn.Module):
 
     def switch_to_deploy(self) -> ERadio:
         """Fold every BatchNorm into its convolution, in place, and go to eval mode for good
-        (the position bias caches itself in eval mode). Outputs match eval mode to rounding."""
+        and freeze the position bias into a buffer. Outputs match eval mode to rounding."""
         self.eval()
         fuse_conv_bn(self)
+        for module in self.modules():
+            if isinstance(module, ContinuousPositionBias):
+                module.freeze()
         self.deployed = True
         return self
 

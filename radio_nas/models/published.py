@@ -8,6 +8,10 @@ at whatever window the resolution picks (7 at 224, 16 at 512).
 
     >>> model = load_published_eradio("eradio_v2.pth.tar")          # l-v2, eval mode
     >>> ours = map_published_state_dict(published, resolve_config("l-v2"))
+    >>> state = student_state_dict("eradio_v2.pth.tar", resolve_config("l-v2"))  # or a trial's safetensors
+
+:func:`student_state_dict` is what ``profile --weights``, ``export --checkpoint`` and the pipeline's
+``student.init_weights`` (warm start) read: published names mapped, our own names checked.
 """
 
 from __future__ import annotations
@@ -118,25 +122,37 @@ def load_published_eradio(
     return model.eval()
 
 
-def read_checkpoint(path: str | Path) -> dict[str, Any]:
+def read_checkpoint(path: str | Path, key: str = "--weights") -> dict[str, Any]:
     """A torch checkpoint loaded weights-only (published RADIO checkpoints carry an argparse
-    Namespace of training arguments, which is allowed; nothing else that would run code)."""
+    Namespace of training arguments, which is allowed; nothing else that would run code), or the
+    tensors of a ``.safetensors`` file. `key` names the option or config key in errors."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError("no such file", key="--weights", file=path)
+        raise ConfigError("no such file", key=key, file=path)
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        try:
+            return dict(load_file(str(path)))
+        except Exception as exc:
+            raise ConfigError(f"cannot be read as safetensors: {_first_line(exc)}", key=key, file=path) from None
     try:
         with torch.serialization.safe_globals([argparse.Namespace]):
             data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ConfigError(
-            f"cannot be read as a weights-only torch checkpoint: {first}", key="--weights", file=path
+            f"cannot be read as a weights-only torch checkpoint: {_first_line(exc)}", key=key, file=path
         ) from None
     if not isinstance(data, dict):
         raise ConfigError(
-            f"expected a state dict or a checkpoint mapping, got {type(data).__name__}", key="--weights", file=path
+            f"expected a state dict or a checkpoint mapping, got {type(data).__name__}", key=key, file=path
         )
     return data
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def is_published_layout(state: Mapping[str, Any]) -> bool:
@@ -177,20 +193,68 @@ def _our_name(name: str, pattern_len: Mapping[int, int]) -> str | None:
     return None
 
 
-def load_weights(model: nn.Module, path: str | Path) -> nn.Module:
-    """Load a torch checkpoint into `model` (weights-only): published E-RADIO v2 names are mapped
-    (:func:`map_published_state_dict`), anything else must be `model`'s own state dict."""
-    state = _unwrap(read_checkpoint(path))
-    cfg = getattr(model, "cfg", None)
+STUDENT_PREFIXES = ("model.", "student.")
+"""Prefixes of the student's tensors in a file that holds more (a trial's safetensors: ``model.``
+beside ``adaptors.`` and ``balancer.``)."""
+
+
+def student_state_dict(
+    source: str | Path | Mapping[str, Any], cfg: Any, key: str = "--weights", file: str | Path | None = None
+) -> dict[str, torch.Tensor]:
+    """The tensors of `source` for a student built from `cfg`, names and shapes checked.
+
+    `source` is a file (or what :func:`read_checkpoint` read from one; `file` then names it in
+    errors): a weights-only torch checkpoint or a safetensors file holding the published E-RADIO v2
+    state dict (names mapped, :func:`map_published_state_dict`; `cfg` must normalise the position
+    bias by the published window 16, as ``l-v2`` does), the student's own state dict, or a trial's
+    file (``radio-nas trial --weights``: the student under ``model.``, adaptors and balancer beside
+    it, which are dropped). Raises ConfigError naming `key`, the file and the first tensor that
+    does not fit.
+    """
+    from radio_nas.models import build_model
+
+    if isinstance(source, (str, Path)):
+        file = source
+        state = _unwrap(read_checkpoint(source, key))
+    else:
+        state = _unwrap(dict(source))
     try:
         if is_published_layout(state):
-            state = map_published_state_dict(state, cfg)
-        model.load_state_dict(state, strict=True)
+            if getattr(cfg, "pretrained_window", None) != PUBLISHED_WINDOW:
+                raise ConfigError(
+                    f"published E-RADIO v2 weights were trained at window {PUBLISHED_WINDOW}; the architecture "
+                    f"needs pretrained_window: {PUBLISHED_WINDOW} (the l-v2 preset has it), got "
+                    f"{getattr(cfg, 'pretrained_window', None)}",
+                    key=key,
+                )
+            return map_published_state_dict(state, cfg)
+        state = _own_student(state)
+        with torch.device("meta"):
+            expected = build_model(cfg).state_dict()
+        for name, tensor in state.items():
+            if name not in expected:
+                raise ConfigError(f"holds {name}, which this architecture does not have", key=key)
+            if not isinstance(tensor, torch.Tensor) or tuple(tensor.shape) != tuple(expected[name].shape):
+                shape = tuple(tensor.shape) if isinstance(tensor, torch.Tensor) else type(tensor).__name__
+                raise ConfigError(
+                    f"{name} has shape {shape}, the architecture needs {tuple(expected[name].shape)}", key=key
+                )
+        missing = [k for k in expected if k not in state]
+        if missing:
+            raise ConfigError(f"has nothing for {missing[0]} ({len(missing)} tensors missing)", key=key)
+        return state
     except ConfigError as exc:
-        raise exc.within(file=path) from None
-    except RuntimeError as exc:  # load_state_dict: missing / unexpected / mis-shaped tensors
-        first = str(exc).strip().splitlines()
-        raise ConfigError(
-            f"does not fit this architecture: {' '.join(s.strip() for s in first[:2])}", key="--weights", file=path
-        ) from None
+        raise exc.within(file=file) from None
+
+
+def _own_student(state: dict[str, Any]) -> dict[str, Any]:
+    for prefix in STUDENT_PREFIXES:
+        if any(k.startswith(prefix) for k in state):
+            return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+    return state
+
+
+def load_weights(model: nn.Module, path: str | Path, key: str = "--weights") -> nn.Module:
+    """Load `path` into `model` (weights-only; see :func:`student_state_dict` for what it may hold)."""
+    model.load_state_dict(student_state_dict(path, getattr(model, "cfg", None), key), strict=True)
     return model

@@ -15,6 +15,8 @@ Weights are copied from the trial's safetensors (student and adaptors; keys as t
 them) after checking that the student part loads strictly into the rebuilt model. ONNX holds the
 student backbone (inputs ``images`` (1, 3, H, W) RGB; outputs ``summary``, ``features``) at one
 fixed resolution, checked against PyTorch with onnxruntime on a random input.
+:func:`export_checkpoint` does the same for an architecture and a checkpoint without a study (the
+published E-RADIO v2 weights onto ``l-v2``: ``radio-nas export l-v2 --checkpoint eradio_v2.pth.tar``).
 """
 
 from __future__ import annotations
@@ -55,7 +57,7 @@ class OnnxParityError(RuntimeError):
 
 @dataclass
 class ExportedVariant:
-    trial: int
+    trial: int | None  # None: exported from a checkpoint (:func:`export_checkpoint`)
     arch_id: str
     n_params: int
     yaml_path: Path
@@ -209,6 +211,84 @@ def _export_one(
         doc["files"] = files
     atomic_write(result.yaml_path, dump_yaml(doc))
     return result
+
+
+def export_checkpoint(
+    arch: Any,
+    checkpoint: str | Path,
+    out_dir: str | Path,
+    *,
+    onnx: bool = False,
+    onnx_resolution: tuple[int, int] | None = None,
+    atol: float = ONNX_ATOL,
+) -> ExportedVariant:
+    """Export architecture `arch` (preset, YAML, mapping) with the weights of `checkpoint`, no study
+    needed: ``<name>.yaml`` (``arch``, ``provenance`` with the checkpoint's path and sha256),
+    ``<name>.safetensors`` (the student's state dict in radio-nas names) and optionally ONNX;
+    ``<name>`` is the checkpoint's file name up to its first dot.
+
+    `checkpoint` is anything :func:`radio_nas.models.published.student_state_dict` reads: the
+    published E-RADIO v2 checkpoint (names mapped onto e.g. ``l-v2``), a student's own state dict,
+    or a trial's safetensors. Raises ConfigError (nothing written) when it does not fit `arch`."""
+    from safetensors.torch import save_file
+
+    from radio_nas.models import build_model, resolve_config
+    from radio_nas.models.published import is_published_layout, read_checkpoint, student_state_dict
+
+    checkpoint = Path(checkpoint)
+    cfg: Any = resolve_config(arch)
+    raw = read_checkpoint(checkpoint, "--checkpoint")
+    layout = "published E-RADIO v2" if is_published_layout(raw) else "radio-nas"
+    state = student_state_dict(raw, cfg, "--checkpoint", file=checkpoint)
+    del raw
+    model = build_model(cfg).eval()
+    model.load_state_dict(state, strict=True)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = checkpoint.name.split(".")[0] or "checkpoint"
+    result = ExportedVariant(None, cfg.id, sum(p.numel() for p in model.parameters()), out_dir / f"{stem}.yaml")
+    result.weights_path = out_dir / f"{stem}.safetensors"
+    tensors = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    with atomic_path(result.weights_path) as tmp:
+        save_file(tensors, str(tmp), metadata={"arch": cfg.id, "source": checkpoint.name})
+    result.weights_bytes = result.weights_path.stat().st_size
+    files: dict[str, Any] = {"weights": result.weights_path.name, "weights_bytes": result.weights_bytes}
+    if onnx:
+        resolution = onnx_resolution or (224, 224)
+        cfg.check_input_size(*resolution)
+        result.onnx_path = out_dir / f"{stem}.onnx"
+        result.onnx_max_abs_diff = export_onnx(model, result.onnx_path, resolution, atol=atol)
+        result.onnx_resolution = resolution
+        files.update(
+            onnx=result.onnx_path.name, onnx_resolution=list(resolution), onnx_max_abs_diff=result.onnx_max_abs_diff
+        )
+    doc = {
+        "arch": cfg.to_dict(),
+        "pipeline": None,
+        "metrics": {},
+        "provenance": {
+            "checkpoint": str(checkpoint),
+            "checkpoint_sha256": _sha256(checkpoint),
+            "checkpoint_layout": layout,
+            "arch_id": cfg.id,
+            "radio_nas_version": __version__,
+            "exported_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        },
+        "input": INPUT_NOTE,
+        "files": files,
+    }
+    atomic_write(result.yaml_path, dump_yaml(doc))
+    return result
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def trial_weights_path(handle: StudyHandle, trial: TrialRecord) -> Path:
