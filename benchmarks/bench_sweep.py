@@ -59,8 +59,10 @@ _RUNNER = textwrap.dedent(
         sys.exit(f"radio-nas sweep exited {rc}")
     out = json.loads(buf.getvalue())
     study = optuna.load_study(study_name=out["study"], storage=out["storage"])
+    # by the sampled parameters (the same space on both sides; ids and pipeline records may differ
+    # between code versions)
     trained = [
-        (t.user_attrs.get("arch_id"), json.dumps(t.user_attrs.get("pipeline"), sort_keys=True))
+        json.dumps(t.params, sort_keys=True)
         for t in study.trials
         if t.user_attrs.get("status") == "ok" and t.user_attrs.get("duplicate_of") is None
     ]
@@ -80,7 +82,7 @@ _RUNNER = textwrap.dedent(
     print("RESULT " + json.dumps({
         "wall_s": out["wall_s"], "trial_wall_s": out["trial_wall_s"], "counts": out["counts"],
         "trained": out["trained"], "gate_pauses": out.get("gate_pauses"), "gate_s": out.get("gate_s"),
-        "variants": sorted(set(map(tuple, trained))), "best_fidelity": max(ok) if ok else None,
+        "variants": sorted(set(trained)), "best_fidelity": max(ok) if ok else None,
         "stop_reason": out["stop_reason"], "process_wall_s": time.monotonic() - t0,
         "none_training_s": (ended - began) - busy + (out.get("gate_s") or 0.0), "main_s": ended - began,
     }))
@@ -209,7 +211,7 @@ def _table(rows: dict[str, dict], before: str) -> None:
         )
     if "before" in rows and "after" in rows:
         b, a = rows["before"], rows["after"]
-        common = len({tuple(v) for v in b["variants"]} & {tuple(v) for v in a["variants"]})
+        common = len(set(b["variants"]) & set(a["variants"]))
         mean_a, mean_b = (sum(r["trial_wall_s"]) / max(len(r["trial_wall_s"]), 1) for r in (a, b))
         print(
             f"\nafter / before: sweep wall {a['wall_s'] / b['wall_s']:.3f}, process wall "
