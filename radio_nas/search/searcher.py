@@ -411,7 +411,12 @@ class StudySearcher(Searcher):
             return not waiting
         if self._space.config.sampler.name == "grid":
             size = self._space.grid_size() or 0
-            asked = [r for r in read_trials(self._study) if r.state != "WAITING" and not r.orphaned]
+            # set-aside trials (an edited space) hold no grid point: Optuna's GridSampler skips them too
+            asked = [
+                r
+                for r in read_trials(self._study)
+                if r.state != "WAITING" and not r.orphaned and r.status is not Status.SET_ASIDE
+            ]
             return len(asked) >= size and not waiting
         return False
 

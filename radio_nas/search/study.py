@@ -125,9 +125,7 @@ def _ask_tell_grid_sampler(grid: dict[str, list[Any]], seed: int | None) -> Base
     return AskTellGridSampler(grid, seed=seed)
 
 
-def open_study(
-    space: Space, results_dir: Path, storage_url: str, say: Callable[[str], None] | None = None
-) -> Study:
+def open_study(space: Space, results_dir: Path, storage_url: str, say: Callable[[str], None] | None = None) -> Study:
     """Create the study (and folder) or reopen the folder's current one. An edited space (the
     folder's ``.space_hash`` differs) gets the next revision: a new study carrying the previous
     one's trials (:func:`radio_nas.search.carry.carry_trials`); what changed and what was kept is

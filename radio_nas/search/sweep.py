@@ -110,9 +110,7 @@ def run_sweep(
         if progress is not None:
             progress(f"[{space.name}] --fresh: the previous results of {results} are now in {moved}")
     with _exclusive(results):
-        out = _run(
-            space, results, storage_url, address, trials, wall_s, conc, num_cpus, on_trained, progress, sources
-        )
+        out = _run(space, results, storage_url, address, trials, wall_s, conc, num_cpus, on_trained, progress, sources)
     if moved is not None:
         out["previous_results"] = str(moved)
     return out

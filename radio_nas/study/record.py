@@ -187,8 +187,7 @@ class TrialRecord:
         imported from another study)."""
         return (
             self.imported_from is None
-            and
-self.state in ("COMPLETE", "PRUNED", "FAIL")
+            and self.state in ("COMPLETE", "PRUNED", "FAIL")
             and self.status in TRAINED_STATUSES
             and not self.orphaned
             and self.duplicate_of is None
