@@ -264,8 +264,9 @@ def test_two_real_ray_trials_side_by_side_with_gp_and_the_gate(tmp_path, monkeyp
     }
     space = tmp_path / "side.yaml"
     space.write_text(yaml.safe_dump(data, sort_keys=False))
+    monkeypatch.chdir(tmp_path)  # a relative results folder, as `radio-nas sweep` makes by default
     results = tmp_path / "results"
-    out = run_sweep(space, results_dir=results, num_cpus=2, progress=None)
+    out = run_sweep(space, results_dir="results", num_cpus=2, progress=None)
     assert out["counts"].get("ok") == 5 and out["trained"] == 5 and out["concurrency"] == 2
     trials = [t for t in optuna.load_study(study_name=out["study"], storage=out["storage"]).trials]
     ok = [t for t in trials if t.user_attrs.get("status") == "ok" and t.user_attrs.get("duplicate_of") is None]

@@ -121,5 +121,6 @@ class TrialGate:
 
 
 def gate_folder(ray_dir: str | Path) -> Path:
-    """The gate folder of a sweep whose Ray Tune runs live in `ray_dir`."""
-    return Path(ray_dir) / GATE_FOLDER
+    """The gate folder of a sweep whose Ray Tune runs live in `ray_dir` (absolute: Ray Tune starts
+    each trial in its own working directory)."""
+    return Path(ray_dir).resolve() / GATE_FOLDER
