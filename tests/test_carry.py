@@ -381,3 +381,22 @@ def test_real_sweeps_edit_resume_and_warm_start(tmp_path: Path, capsys) -> None:
     moved = Path(out["previous_results"])
     assert out["trained"] == 1 and out["revision"] == 1 and moved.name.startswith("first.before-")
     assert len(read_trials(open_for_reading(moved).study)) >= 3
+
+
+def test_a_grid_after_an_edit_counts_no_set_aside_trial_as_a_visited_point(tmp_path: Path) -> None:
+    from radio_nas.search.searcher import StudySearcher
+
+    results, url, _ = first_sweep(tmp_path)
+    grid = load_space(
+        space_file(
+            tmp_path,
+            name="grid",
+            parameters={"arch.width": "choice(16)", "pipeline.optim.lr": 1e-3},
+            sampler={"name": "grid", "seed": 0},
+        )
+    )
+    study = open_study(grid, results, url)
+    records = read_trials(study)
+    assert [r.status for r in records].count(Status.SET_ASIDE) == 3 and grid.grid_size() == 4
+    # 4 trials in the study, but only one of them is a point of this 4-point grid: 3 are left to run
+    assert not StudySearcher(grid, study, results, trials=4, progress=None)._exhausted()
