@@ -6,7 +6,8 @@ three names from timm; if timm is not installed, put a minimal stand-in package 
 install timm into radio-nas's environment (it pulls torchvision).
 
     python benchmarks/bench_reference.py --ref /path/to/folder-with-eradio_model.py \\
-        [--configs xxxtiny,l-v2] [--resolutions 224,512] [--batches 1,8] [--threads 1,2] [--budget-s 420]
+        [--configs xxxtiny,l-v2] [--resolutions 224,512] [--batches 1,8] [--threads 1,2] [--budget-s 420] \\
+        [--compile] [--profile-cells l-v2:224:8:2] [--min-pairs 15]
 
 For each config both models get identical weights (random, BatchNorm statistics randomised; ours
 loaded from the published names with radio_nas.models.published), windows from the resolution
@@ -15,11 +16,15 @@ loaded from the published names with radio_nas.models.published), windows from t
 torch.utils.flop_counter, ours also with fvcore), the features' max relative difference, and per
 cell the median wall-clock latency of each and the median (p25-p75) of paired ratios
 ours / reference, the two run back to back in alternating order. Repeats are sized from a
-calibration forward so the timing fits --budget-s (a cell gets at least one pair; cells whose
-forward takes over 5 s get no separate warm-up). OpenMP waits passively (OMP_WAIT_POLICY=PASSIVE,
-set before torch loads) so two threads do not spin against other processes on a shared CPU.
-Finally a per-op profile of both at the first resolution, batch 1, one thread: time share and
-achieved GMAC/s of the top ops against this CPU's fp32 matmul peak (a 2048^3 matmul).
+calibration forward so the timing fits --budget-s (a cell gets at least --min-pairs pairs, default
+one; a cell whose forward takes over 5 s gets no separate warm-up unless it runs 10 pairs or more).
+OpenMP waits passively (OMP_WAIT_POLICY=PASSIVE, set before torch loads) so two threads do not spin
+against other processes on a shared CPU.
+Finally per-op profiles of both (--profile-cells CONFIG:RES:BATCH:THREADS; default each config at the
+first resolution, batch 1, one thread): the top ops' share of self CPU time and calls, and for the
+GEMM, conv and attention kernels the achieved GMAC/s (MACs counted from each call's recorded shapes)
+against this CPU's fp32 matmul peak on the same thread count (the best of ten 2048^3 matmuls).
+The load average is printed at the start, the end and around each cell.
 """
 
 from __future__ import annotations
@@ -106,29 +111,154 @@ def _once(fn: Callable[[], Any]) -> float:
 
 
 def _matmul_peak_gmacs(threads: int) -> float:
+    """Best of ten 2048^3 fp32 matmuls on `threads` threads, in GMAC/s of wall time."""
     torch.set_num_threads(threads)
     a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
     a @ b
-    best = min(_once(lambda: a @ b) for _ in range(5))
+    best = min(_once(lambda: a @ b) for _ in range(10))
     return 2048**3 / best / 1e9
 
 
-def _op_profile(label: str, fn: Callable[[], Any], peak: float, top: int = 8) -> list[str]:
+def _numel(shape: list[int]) -> int:
+    n = 1
+    for d in shape:
+        n *= d
+    return n
+
+
+def _conv_out(x: list[int], w: list[int], padding: Any, stride: Any, dilation: Any) -> list[int] | None:
+    """NCHW output shape of a conv of `x` with weight `w`, or None if the arguments are not as expected."""
+    if len(x) != 4 or len(w) != 4 or not all(isinstance(v, list) and len(v) == 2 for v in (padding, stride, dilation)):
+        return None
+    hw = [(x[i + 2] + 2 * padding[i] - dilation[i] * (w[i + 2] - 1) - 1) // stride[i] + 1 for i in range(2)]
+    return [x[0], w[0], *hw]
+
+
+def _conv_pointwise_macs(shapes: list[list[int]], concrete: list[Any]) -> int | None:
+    # mkldnn::_convolution_pointwise(_) (inductor's prepacked conv): unary (x, w, b, padding, stride,
+    # dilation, groups, ...) or binary (x, other, w, ...) / in-place binary (other, x, w, ...), where
+    # `other` has the output's shape; the weight keeps its logical [out, in/groups, kh, kw] shape
+    pad_i = next((i for i, v in enumerate(concrete) if isinstance(v, list)), None)
+    if pad_i not in (3, 4) or len(concrete) < pad_i + 3:
+        return None
+    w = shapes[pad_i - 2]
+    pad, stride, dil = concrete[pad_i : pad_i + 3]
+    if pad_i == 3:
+        out = _conv_out(shapes[0], w, pad, stride, dil)
+    else:  # binary: the input is whichever of the first two maps onto the other's shape
+        out = next((shapes[1 - i] for i in (0, 1) if _conv_out(shapes[i], w, pad, stride, dil) == shapes[1 - i]), None)
+    return None if out is None else out[0] * out[2] * out[3] * _numel(w)
+
+
+def _macs(name: str, shapes: list[list[int]], concrete: list[Any]) -> int | None:
+    """Multiply-accumulates of one call of a GEMM/conv kernel from its recorded input shapes (and
+    scalar/list arguments); None where they do not determine it."""
+    try:
+        if name == "aten::mm":
+            return shapes[0][0] * shapes[0][1] * shapes[1][1]
+        if name in ("aten::addmm", "aten::baddbmm"):
+            return _numel(shapes[1]) * shapes[2][-1]
+        if name == "aten::bmm":
+            return _numel(shapes[0]) * shapes[1][-1]
+        if name == "mkl::_mkl_linear":  # (x, packed weight, original weight [out, in], bias, batch)
+            return _numel(shapes[0]) * shapes[2][0]
+        if name == "aten::mkldnn_convolution":  # (x, w, b, padding, stride, dilation, groups)
+            out = _conv_out(shapes[0], shapes[1], *concrete[3:6])
+            return None if out is None else out[0] * out[2] * out[3] * _numel(shapes[1])
+        if name == "aten::_slow_conv2d_forward":  # (x, w, kernel_size, b, stride, padding); no dilation
+            out = _conv_out(shapes[0], shapes[1], concrete[5], concrete[4], [1, 1])
+            return None if out is None else out[0] * out[2] * out[3] * _numel(shapes[1])
+        if name in ("mkldnn::_convolution_pointwise", "mkldnn::_convolution_pointwise_"):
+            return _conv_pointwise_macs(shapes, concrete)
+        if name in ("aten::slow_conv_transpose2d", "mkldnn::_convolution_transpose_pointwise"):
+            # transposed: every input pixel meets the whole [in, out/groups, kh, kw] weight once
+            x, w = shapes[0], shapes[1]
+            return x[0] * x[2] * x[3] * _numel(w) if len(x) == 4 and len(w) == 4 else None
+        if name == "aten::_scaled_dot_product_flash_attention_for_cpu":  # q k^T and attn v (softmax not counted)
+            q, k, v = shapes[:3]
+            return _numel(q[:-1]) * k[-2] * (q[-1] + v[-1])
+    except (IndexError, TypeError):
+        return None
+    return None
+
+
+_GEMM_LIKE = (
+    "aten::mm",
+    "aten::addmm",
+    "aten::baddbmm",
+    "aten::bmm",
+    "mkl::_mkl_linear",
+    "mkldnn::_linear_pointwise",
+    "aten::mkldnn_convolution",
+    "aten::_slow_conv2d_forward",
+    "aten::slow_conv_transpose2d",
+    "mkldnn::_convolution_pointwise",
+    "mkldnn::_convolution_pointwise_",
+    "mkldnn::_convolution_transpose_pointwise",
+    "aten::_scaled_dot_product_flash_attention_for_cpu",
+)
+
+
+def _op_profile(label: str, fn: Callable[[], Any], peak: float, forwards: int = 3, top: int = 8) -> list[str]:
+    """Top ops by self CPU time over `forwards` profiled forwards (after one warm-up). For the GEMM,
+    conv and attention kernels, the achieved rate: MACs counted from each call's recorded shapes over
+    the op's self time. The profiler's self time is wall time on the calling thread (an op's OpenMP
+    workers are inside it), so the rate compares with `peak`, a wall-clock matmul on as many threads."""
     with torch.inference_mode():
         fn()
-        with profile(activities=[ProfilerActivity.CPU], with_flops=True) as prof:
-            for _ in range(3):
+        with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+            for _ in range(forwards):
                 fn()
+    macs: dict[str, int | None] = {}
+    for ev in prof.events():
+        if ev.name in _GEMM_LIKE:
+            n = _macs(ev.name, ev.input_shapes, list(getattr(ev, "concrete_inputs", None) or []))
+            prev = macs.get(ev.name, 0)
+            macs[ev.name] = None if n is None or prev is None else prev + n
     events = [e for e in prof.key_averages() if e.self_cpu_time_total > 0]
     total = sum(e.self_cpu_time_total for e in events)
     lines = []
     for e in sorted(events, key=lambda e: -e.self_cpu_time_total)[:top]:
-        macs = (e.flops or 0) / 2
-        rate = macs / (e.self_cpu_time_total * 1e-6) / 1e9 if macs else 0.0
-        eff = f"{rate:.1f} GMAC/s = {100 * rate / peak:.0f} % of peak" if macs else "-"
+        if e.key not in _GEMM_LIKE:
+            eff = "-"
+        elif (m := macs.get(e.key)) is None:
+            eff = "n/a (MACs not determined by the recorded shapes)"
+        else:
+            rate = m / (e.self_cpu_time_total * 1e-6) / 1e9
+            eff = f"{rate:.1f} GMAC/s = {100 * rate / peak:.0f} % of peak"
         lines.append(f"| {label} | {e.key} | {e.count} | {100 * e.self_cpu_time_total / total:.1f} % | {eff} |")
-    lines.append(f"| {label} | (total self CPU, per forward) | | {total / 3e3:.1f} ms | |")
+    gemm = [e for e in events if e.key in _GEMM_LIKE]
+    counted = [e for e in gemm if macs.get(e.key) is not None]
+    g_time = sum(e.self_cpu_time_total for e in gemm)
+    c_time = sum(e.self_cpu_time_total for e in counted)
+    c_macs = sum(cast(int, macs[e.key]) for e in counted)
+    if c_time:
+        rate = c_macs / (c_time * 1e-6) / 1e9
+        eff = f"{rate:.1f} GMAC/s = {100 * rate / peak:.0f} % of peak ({c_macs / forwards / 1e9:.2f} GMACs a forward)"
+        if len(counted) < len(gemm):
+            eff += f"; {100 * (g_time - c_time) / total:.1f} % of the time in ones not counted"
+    else:
+        eff = "n/a"
+    lines.append(f"| {label} | (all GEMM/conv/attention kernels) | | {100 * g_time / total:.1f} % | {eff} |")
+    lines.append(f"| {label} | (total self CPU, per forward) | | {total / forwards / 1e3:.1f} ms | |")
     return lines
+
+
+def _parse_profile_cells(text: str, configs: list[str], resolutions: list[int]) -> list[tuple[str, int, int, int]]:
+    cells = []
+    for item in text.split(","):
+        parts = item.split(":")
+        try:
+            name, res, b, t = parts[0], int(parts[1]), int(parts[2]), int(parts[3])
+        except (IndexError, ValueError):
+            raise ValueError(f"--profile-cells: {item!r} is not CONFIG:RESOLUTION:BATCH:THREADS") from None
+        if len(parts) != 4 or name not in configs or res not in resolutions or b < 1 or t < 1:
+            raise ValueError(
+                f"--profile-cells: {item!r} needs a config of --configs ({','.join(configs)}), a resolution of "
+                f"--resolutions ({','.join(map(str, resolutions))}) and a batch and thread count >= 1"
+            )
+        cells.append((name, res, b, t))
+    return cells
 
 
 def main() -> None:
@@ -147,6 +277,20 @@ def main() -> None:
     )
     p.add_argument("--max-pairs", type=int, default=40)
     p.add_argument(
+        "--min-pairs",
+        type=int,
+        default=1,
+        help="at least this many pairs per cell, whatever the budget (a cell of 10 or more pairs gets a warm-up pair)",
+    )
+    p.add_argument(
+        "--profile-cells",
+        default=None,
+        help="per-op profiles to take, as CONFIG:RESOLUTION:BATCH:THREADS[,...] (a config and resolution "
+        "among the ones built; batch and threads need not be timed cells); default: every config at the "
+        "first resolution, batch 1, 1 thread",
+    )
+    p.add_argument("--profile-forwards", type=int, default=3, help="forwards under the profiler, per model")
+    p.add_argument(
         "--compile",
         action="store_true",
         help="time ours compiled (radio_nas.models.compile_deployed: torch.compile, inductor, weights "
@@ -160,19 +304,35 @@ def main() -> None:
         "gain is the compiler's); the ratio is then compiled / compiled",
     )
     args = p.parse_args()
+    configs = args.configs.split(",")
+    unknown = [c for c in configs if c not in CONFIGS]
+    if unknown:
+        p.error(f"--configs: unknown {','.join(unknown)} (expected some of {','.join(CONFIGS)})")
+    try:
+        resolutions = [int(r) for r in args.resolutions.split(",")]
+        batches = [int(b) for b in args.batches.split(",")]
+        threads = [int(t) for t in args.threads.split(",")]
+        profile_cells = (
+            _parse_profile_cells(args.profile_cells, configs, resolutions)
+            if args.profile_cells
+            else [(c, resolutions[0], 1, 1) for c in configs]
+        )
+    except ValueError as e:
+        p.error(str(e))
+    load_start = os.getloadavg()
+    print(
+        f"load average at start (1/5/15 min): {load_start[0]:.2f} {load_start[1]:.2f} {load_start[2]:.2f}", flush=True
+    )
     t_start = time.perf_counter()
     sys.path.insert(0, args.ref)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         published = importlib.import_module("eradio_model")
-    resolutions = [int(r) for r in args.resolutions.split(",")]
-    batches = [int(b) for b in args.batches.split(",")]
-    threads = [int(t) for t in args.threads.split(",")]
 
     # build and check every pair of models first; time afterwards
     prepared: list[tuple[str, int, Any, nn.Module, float]] = []  # the reference model is untyped
     summary_rows = []
-    for name in args.configs.split(","):
+    for name in configs:
         factory, spec = CONFIGS[name]
         torch.manual_seed(0)
         with warnings.catch_warnings():
@@ -234,33 +394,65 @@ def main() -> None:
     cells = [(name, res, ref, ours, g, b, t) for name, res, ref, ours, g in prepared for b in batches for t in threads]
     share = args.budget_s / len(cells)
     rows = []
-    compile_rows = []
-    ours_profile: dict[str, list[str]] = {}  # compiled models are profiled in their cell (one lives at a time)
-    peak = _matmul_peak_gmacs(1)
+    compile_rows: list[str] = []
+    load_rows: list[str] = []
+    # profiles: cell -> (matmul peak on its thread count, table lines); a compiled model lives only
+    # in its cell, so a profile cell that is also timed is profiled there, the others afterwards
+    profiles: dict[tuple[str, int, int, int], tuple[float, list[str]]] = {}
     compile_s = 0.0
-    for name, res, ref, eager, g, b, t in cells:
-        ours, theirs_fn = eager, ref.forward_features
+
+    def models_for(name: str, res: int, ref: Any, eager: nn.Module, b: int, t: int) -> tuple[Any, Any]:
+        nonlocal compile_s
         torch.set_num_threads(t)
-        if args.compile:  # inductor's C++ kernels specialise on the thread count: one compile per cell
-            torch._dynamo.reset()
-            t0 = time.perf_counter()
-            ours = compile_deployed(eager, torch.randn(b, 3, res, res))
-            if args.compile_reference:
-                theirs_fn = CompiledDeploy(_Features(ref))
-                with torch.inference_mode():
-                    theirs_fn(torch.randn(b, 3, res, res))
-            compile_s += time.perf_counter() - t0
-            compile_rows.append(f"| {name} | {res} | {b} | {t} | {time.perf_counter() - t0:.0f} |")
-            print("  compiled:", compile_rows[-1], flush=True)
-            if res == resolutions[0] and b == 1 and t == 1:
-                x1 = torch.randn(1, 3, res, res)
-                ours_profile[name] = _op_profile(f"{name} {res} ours compiled", functools.partial(ours, x1), peak)
+        if not args.compile:
+            return eager, ref.forward_features
+        # inductor's C++ kernels specialise on the thread count: one compile per cell
+        torch._dynamo.reset()
+        t0 = time.perf_counter()
+        ours: Any = compile_deployed(eager, torch.randn(b, 3, res, res))
+        theirs_fn: Any = ref.forward_features
+        if args.compile_reference:
+            theirs_fn = CompiledDeploy(_Features(ref))
+            with torch.inference_mode():
+                theirs_fn(torch.randn(b, 3, res, res))
+        compile_s += time.perf_counter() - t0
+        compile_rows.append(f"| {name} | {res} | {b} | {t} | {time.perf_counter() - t0:.0f} |")
+        print("  compiled:", compile_rows[-1], flush=True)
+        return ours, theirs_fn
+
+    def profile_cell(name: str, res: int, b: int, t: int, ours: Any, theirs_fn: Any) -> None:
+        peak = _matmul_peak_gmacs(t)
+        x = torch.randn(b, 3, res, res)
+        tag = f"{name} {res} b{b} {t}t"
+        lines = _op_profile(
+            f"{tag} ours{' compiled' if args.compile else ''}",
+            functools.partial(ours, x),
+            peak,
+            args.profile_forwards,
+        )
+        lines += _op_profile(
+            f"{tag} reference{' compiled' if args.compile_reference else ''}",
+            functools.partial(theirs_fn, x),
+            peak,
+            args.profile_forwards,
+        )
+        profiles[(name, res, b, t)] = (peak, lines)
+        print(f"  profiled: {tag} (matmul peak {peak:.1f} GMAC/s)", flush=True)
+
+    for name, res, ref, eager, g, b, t in cells:
+        ours, theirs_fn = models_for(name, res, ref, eager, b, t)
+        if (name, res, b, t) in profile_cells:
+            profile_s = time.perf_counter()
+            profile_cell(name, res, b, t, ours, theirs_fn)
+            compile_s += time.perf_counter() - profile_s  # not part of the timing
         est_pair = rate[(name, t)] * g * b
-        pairs = int(max(1, min(args.max_pairs, share // est_pair)))
+        pairs = int(max(args.min_pairs, 1, min(args.max_pairs, share // est_pair)))
         x = torch.randn(b, 3, res, res)
         mine, theirs, ratios = [], [], []
+        load_before = os.getloadavg()[0]
         with torch.inference_mode():
-            if est_pair < 10:  # warm-up (oneDNN primitives for this shape) unless it costs a pair
+            # warm-up (oneDNN primitives for this shape) unless it costs a large share of the cell
+            if est_pair < 10 or pairs >= 10:
                 ours(x)
                 theirs_fn(x)
             for i in range(pairs):
@@ -287,17 +479,17 @@ def main() -> None:
                 f"{q[0]:.3f}-{q[2]:.3f}" if len(ratios) > 1 else "(one pair)",
             ]
         )
-        print("  cell:", " | ".join(rows[-1]), flush=True)
+        load_rows.append(f"{name} {res} b{b} {t}t: {load_before:.2f} -> {os.getloadavg()[0]:.2f}")
+        print("  cell:", " | ".join(rows[-1]), f"(1-min load {load_rows[-1].split(': ')[1]})", flush=True)
     timing_s = time.perf_counter() - t_start - setup_s - compile_s
 
-    torch.set_num_threads(1)
-    profile_lines = []
-    for name, res, ref, ours, _ in prepared:
-        if res != resolutions[0]:
+    for cell in profile_cells:
+        if cell in profiles:
             continue
-        x = torch.randn(1, 3, res, res)
-        profile_lines += ours_profile.get(name) or _op_profile(f"{name} {res} ours", functools.partial(ours, x), peak)
-        profile_lines += _op_profile(f"{name} {res} reference", functools.partial(ref.forward_features, x), peak)
+        name, res, b, t = cell
+        ref, eager = next((r, o) for n, rs, r, o, _ in prepared if (n, rs) == (name, res))
+        ours, theirs_fn = models_for(name, res, ref, eager, b, t)
+        profile_cell(name, res, b, t, ours, theirs_fn)
 
     print(
         f"\nmachine: {cpu_model()} ({os.cpu_count()} CPUs visible), {platform.platform()}; "
@@ -305,6 +497,12 @@ def main() -> None:
     )
     print("versions: " + ", ".join(f"{k} {v}" for k, v in versions().items()))
     print(f"wall: setup {setup_s:.0f} s, timing {timing_s:.0f} s (budget {args.budget_s:.0f} s)")
+    load_end = os.getloadavg()
+    print(
+        f"load average (1/5/15 min): at start {load_start[0]:.2f} {load_start[1]:.2f} {load_start[2]:.2f}, "
+        f"at end {load_end[0]:.2f} {load_end[1]:.2f} {load_end[2]:.2f}; 1-min load before -> after each cell: "
+        + "; ".join(load_rows)
+    )
     if compile_rows:
         print("\nours compiled (torch.compile, inductor, weights frozen); compile wall time, not timed in the cells")
         print("| config | input | batch | threads | compile s |\n|---|---|---|---|---|")
@@ -324,10 +522,14 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|---|")
     for row in rows:
         print("| " + " | ".join(row) + " |")
-    print(f"\nper-op profile, batch 1, 1 thread (fp32 matmul peak here: {peak:.1f} GMAC/s on one thread)")
-    print("| model | op | calls | share of self CPU | achieved |")
-    print("|---|---|---|---|---|")
-    print("\n".join(profile_lines))
+    for (name, res, b, t), (peak, lines) in profiles.items():
+        print(
+            f"\nper-op profile, {name} {res} batch {b}, {t} thread(s), {args.profile_forwards} forwards each "
+            f"(fp32 matmul peak here: {peak:.1f} GMAC/s, best 2048^3 matmul on {t} thread(s))"
+        )
+        print("| model | op | calls | share of self CPU | achieved |")
+        print("|---|---|---|---|---|")
+        print("\n".join(lines))
 
 
 if __name__ == "__main__":
