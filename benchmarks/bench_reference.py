@@ -23,7 +23,8 @@ against other processes on a shared CPU.
 Finally per-op profiles of both (--profile-cells CONFIG:RES:BATCH:THREADS; default each config at the
 first resolution, batch 1, one thread): the top ops' share of self CPU time and calls, and for the
 GEMM, conv and attention kernels the achieved GMAC/s (MACs counted from each call's recorded shapes)
-against this CPU's fp32 matmul peak on the same thread count (the best of ten 2048^3 matmuls).
+against this CPU's fp32 matmul peak on the same thread count (the faster of a 2048^3 MKL matmul
+and the same product as a oneDNN 1x1 convolution, best of ten each).
 The load average is printed at the start, the end and around each cell.
 """
 
@@ -110,13 +111,18 @@ def _once(fn: Callable[[], Any]) -> float:
     return time.perf_counter() - t0
 
 
-def _matmul_peak_gmacs(threads: int) -> float:
-    """Best of ten 2048^3 fp32 matmuls on `threads` threads, in GMAC/s of wall time."""
+def _matmul_peak_gmacs(threads: int) -> tuple[float, float]:
+    """GMAC/s (wall time) of a 2048^3 fp32 product on `threads` threads, best of ten each: as a matmul
+    (MKL) and as a 1x1 convolution at batch 2 (oneDNN); the two libraries reach different rates."""
     torch.set_num_threads(threads)
     a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
-    a @ b
-    best = min(_once(lambda: a @ b) for _ in range(10))
-    return 2048**3 / best / 1e9
+    x, w = torch.randn(2, 2048, 32, 32), torch.randn(2048, 2048, 1, 1)
+    rates = []
+    with torch.inference_mode():
+        for fn in (lambda: a @ b, lambda: torch.nn.functional.conv2d(x, w)):
+            fn()
+            rates.append(2048**3 / min(_once(fn) for _ in range(10)) / 1e9)
+    return rates[0], rates[1]
 
 
 def _numel(shape: list[int]) -> int:
@@ -199,43 +205,66 @@ _GEMM_LIKE = (
 )
 
 
+_TRANSPOSED_INSIDE = "aten::_convolution (transposed, oneDNN inside it)"
+
+
+def _descendants(ev: Any) -> list[Any]:
+    out = []
+    for c in ev.cpu_children:
+        out += [c, *_descendants(c)]
+    return out
+
+
 def _op_profile(label: str, fn: Callable[[], Any], peak: float, forwards: int = 3, top: int = 8) -> list[str]:
     """Top ops by self CPU time over `forwards` profiled forwards (after one warm-up). For the GEMM,
     conv and attention kernels, the achieved rate: MACs counted from each call's recorded shapes over
     the op's self time. The profiler's self time is wall time on the calling thread (an op's OpenMP
-    workers are inside it), so the rate compares with `peak`, a wall-clock matmul on as many threads."""
+    workers are inside it), so the rate compares with `peak`, a wall-clock matmul on as many threads.
+    Eager oneDNN transposed convolutions have no op of their own (a dispatch stub inside
+    ``aten::_convolution``): those calls are listed apart, their time being that op's self time."""
     with torch.inference_mode():
         fn()
         with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
             for _ in range(forwards):
                 fn()
-    macs: dict[str, int | None] = {}
+    stats: dict[str, list[Any]] = {}  # key -> [calls, self us, MACs or None if any call's are unknown]
     for ev in prof.events():
-        if ev.name in _GEMM_LIKE:
-            n = _macs(ev.name, ev.input_shapes, list(getattr(ev, "concrete_inputs", None) or []))
-            prev = macs.get(ev.name, 0)
-            macs[ev.name] = None if n is None or prev is None else prev + n
-    events = [e for e in prof.key_averages() if e.self_cpu_time_total > 0]
-    total = sum(e.self_cpu_time_total for e in events)
+        key, concrete = ev.name, list(getattr(ev, "concrete_inputs", None) or [])
+        n: int | None = None
+        if key in _GEMM_LIKE:
+            n = _macs(key, ev.input_shapes, concrete)
+        elif (
+            key == "aten::_convolution"  # (x, w, b, stride, padding, dilation, transposed, ...)
+            and len(concrete) > 6
+            and concrete[6] is True
+            and not any(d.name in _GEMM_LIKE for d in _descendants(ev))
+        ):
+            key = _TRANSPOSED_INSIDE
+            n = _macs("aten::slow_conv_transpose2d", ev.input_shapes, concrete)
+        st = stats.setdefault(key, [0, 0.0, 0])
+        st[0] += 1
+        st[1] += ev.self_cpu_time_total
+        st[2] = None if n is None or st[2] is None else st[2] + n
+    gemm_like = (*_GEMM_LIKE, _TRANSPOSED_INSIDE)
+    total = sum(st[1] for st in stats.values())
     lines = []
-    for e in sorted(events, key=lambda e: -e.self_cpu_time_total)[:top]:
-        if e.key not in _GEMM_LIKE:
+    for key, (calls, us, m) in sorted(stats.items(), key=lambda kv: -kv[1][1])[:top]:
+        if key not in gemm_like:
             eff = "-"
-        elif (m := macs.get(e.key)) is None:
+        elif m is None:
             eff = "n/a (MACs not determined by the recorded shapes)"
         else:
-            rate = m / (e.self_cpu_time_total * 1e-6) / 1e9
+            rate = m / (us * 1e-6) / 1e9
             eff = f"{rate:.1f} GMAC/s = {100 * rate / peak:.0f} % of peak"
-        lines.append(f"| {label} | {e.key} | {e.count} | {100 * e.self_cpu_time_total / total:.1f} % | {eff} |")
-    gemm = [e for e in events if e.key in _GEMM_LIKE]
-    counted = [e for e in gemm if macs.get(e.key) is not None]
-    g_time = sum(e.self_cpu_time_total for e in gemm)
-    c_time = sum(e.self_cpu_time_total for e in counted)
-    c_macs = sum(cast(int, macs[e.key]) for e in counted)
+        lines.append(f"| {label} | {key} | {calls} | {100 * us / total:.1f} % | {eff} |")
+    gemm = {k: st for k, st in stats.items() if k in gemm_like}
+    g_time = sum(st[1] for st in gemm.values())
+    c_time = sum(st[1] for st in gemm.values() if st[2] is not None)
+    c_macs = sum(st[2] for st in gemm.values() if st[2] is not None)
     if c_time:
         rate = c_macs / (c_time * 1e-6) / 1e9
         eff = f"{rate:.1f} GMAC/s = {100 * rate / peak:.0f} % of peak ({c_macs / forwards / 1e9:.2f} GMACs a forward)"
-        if len(counted) < len(gemm):
+        if c_time < g_time:
             eff += f"; {100 * (g_time - c_time) / total:.1f} % of the time in ones not counted"
     else:
         eff = "n/a"
@@ -398,7 +427,7 @@ def main() -> None:
     load_rows: list[str] = []
     # profiles: cell -> (matmul peak on its thread count, table lines); a compiled model lives only
     # in its cell, so a profile cell that is also timed is profiled there, the others afterwards
-    profiles: dict[tuple[str, int, int, int], tuple[float, list[str]]] = {}
+    profiles: dict[tuple[str, int, int, int], tuple[float, float, list[str]]] = {}
     compile_s = 0.0
 
     def models_for(name: str, res: int, ref: Any, eager: nn.Module, b: int, t: int) -> tuple[Any, Any]:
@@ -421,7 +450,8 @@ def main() -> None:
         return ours, theirs_fn
 
     def profile_cell(name: str, res: int, b: int, t: int, ours: Any, theirs_fn: Any) -> None:
-        peak = _matmul_peak_gmacs(t)
+        mkl, onednn = _matmul_peak_gmacs(t)
+        peak = max(mkl, onednn)
         x = torch.randn(b, 3, res, res)
         tag = f"{name} {res} b{b} {t}t"
         lines = _op_profile(
@@ -436,8 +466,8 @@ def main() -> None:
             peak,
             args.profile_forwards,
         )
-        profiles[(name, res, b, t)] = (peak, lines)
-        print(f"  profiled: {tag} (matmul peak {peak:.1f} GMAC/s)", flush=True)
+        profiles[(name, res, b, t)] = (mkl, onednn, lines)
+        print(f"  profiled: {tag} (2048^3 matmul: MKL {mkl:.1f}, oneDNN {onednn:.1f} GMAC/s)", flush=True)
 
     for name, res, ref, eager, g, b, t in cells:
         ours, theirs_fn = models_for(name, res, ref, eager, b, t)
@@ -522,10 +552,11 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|---|")
     for row in rows:
         print("| " + " | ".join(row) + " |")
-    for (name, res, b, t), (peak, lines) in profiles.items():
+    for (name, res, b, t), (mkl, onednn, lines) in profiles.items():
         print(
-            f"\nper-op profile, {name} {res} batch {b}, {t} thread(s), {args.profile_forwards} forwards each "
-            f"(fp32 matmul peak here: {peak:.1f} GMAC/s, best 2048^3 matmul on {t} thread(s))"
+            f"\nper-op profile, {name} {res} batch {b}, {t} thread(s), {args.profile_forwards} forwards each; "
+            f"peak = the faster 2048^3 fp32 product on {t} thread(s), best of ten: MKL matmul {mkl:.1f}, "
+            f"oneDNN 1x1 conv {onednn:.1f} GMAC/s"
         )
         print("| model | op | calls | share of self CPU | achieved |")
         print("|---|---|---|---|---|")
