@@ -121,7 +121,7 @@ def _matmul_peak_gmacs(threads: int) -> tuple[float, float]:
     a_dnn, b_dnn = a.to_mkldnn(), b.to_mkldnn()
     rates = []
     with torch.inference_mode():
-        for fn in (lambda: a @ b, lambda: torch._C._nn.mkldnn_linear(a_dnn, b_dnn)):
+        for fn in (lambda: a @ b, lambda: torch._C._nn.mkldnn_linear(a_dnn, b_dnn, None)):
             fn()
             rates.append(2048**3 / min(_once(fn) for _ in range(10)) / 1e9)
     return rates[0], rates[1]
