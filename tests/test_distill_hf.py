@@ -209,7 +209,9 @@ def test_real_trial_with_a_saved_hf_teacher_from_the_cli(hf, dinov2, tmp_path, c
     args = ["trial", str(tmp_path / "hf.yaml"), "--arch", str(tmp_path / "tiny.yaml"), "--json", "--quiet"]
     args += [x for k, v in sets.items() for x in ("--set", f"{k}={json.dumps(v) if isinstance(v, bool) else v}")]
     assert main(args) == 0
-    out = json.loads(capsys.readouterr().out)
+    captured = capsys.readouterr()
+    out = json.loads(captured.out)
+    assert captured.err == ""  # --quiet: not even transformers' weight-loading bar
     assert out["status"] == "ok" and out["steps"] == 4 and out["cache_hit"] is False
     assert math.isfinite(out["fidelity"])
     for part in ("summary", "features"):

@@ -321,11 +321,16 @@ def _hf(cfg: TeacherConfig) -> Teacher:
     folder = _hf_files.local_dir(cfg.model)
     if folder is not None:
         kwargs.setdefault("local_files_only", True)  # a saved folder never reaches for the hub
+    bars = transformers.utils.logging.is_progress_bar_enabled()
+    transformers.utils.logging.disable_progress_bar()  # its weight-loading bar would print under --quiet
     try:
         model = transformers.AutoModel.from_pretrained(str(folder or cfg.model), **kwargs)
     except (OSError, ValueError) as exc:  # no config/weights, unknown model type, offline miss
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ConfigError(f"transformers cannot load {cfg.model!r}: {first}", key="model") from None
+    finally:
+        if bars:
+            transformers.utils.logging.enable_progress_bar()
     method = cfg.method
     if method is None and hasattr(model, "get_image_embeddings"):  # SAM: the image encoder alone
         method = "get_image_embeddings"

@@ -58,29 +58,27 @@ def measure_costs(
     gmacs = count_gmacs(model, resolution)
     if not need_latency:
         return Costs(params, gmacs)
-    lat_res = _latency_resolution(settings, resolution)
     with _threads(settings.threads):  # the device name (cache key) records the thread count
         result = cached_latency(
-            arch_cfg,
-            latency_cache_dir(),
-            lat_res,
-            settings.batch_size,
-            settings.device,
-            settings.dtype,
-            settings.channels_last,
-            runs=settings.runs,
-            warmup=settings.warmup,
-            deploy=settings.deploy,
-            quiet=quiet,
+            arch_cfg, latency_cache_dir(), **_cache_key(settings, resolution), warmup=settings.warmup, quiet=quiet
         )
     return Costs(params, gmacs, result.median_ms, result.device_name, result.quiet)
 
 
-def _latency_resolution(settings: LatencySettings, resolution: tuple[int, int]) -> tuple[int, int]:
-    """Latency is timed at `latency.resolution` when a space sets one, else at the trial's."""
-    if settings.resolution is None:
-        return resolution
-    return parse_resolution(settings.resolution, key="latency.resolution")
+def _cache_key(settings: LatencySettings, resolution: tuple[int, int]) -> dict[str, Any]:
+    """The settings that key a cached latency; timed at `latency.resolution` when a space sets one,
+    else at the trial's."""
+    if settings.resolution is not None:
+        resolution = parse_resolution(settings.resolution, key="latency.resolution")
+    return {
+        "resolution": resolution,
+        "batch_size": settings.batch_size,
+        "device": settings.device,
+        "dtype": settings.dtype,
+        "channels_last": settings.channels_last,
+        "runs": settings.runs,
+        "deploy": settings.deploy,
+    }
 
 
 @contextlib.contextmanager
@@ -100,20 +98,8 @@ def latency_is_cached(arch_cfg: Any, settings: LatencySettings, resolution: tupl
     """True when :func:`measure_costs` would not time anything (used to wait for an idle device)."""
     from radio_nas.measure import latency_cache_path
 
-    lat_res = _latency_resolution(settings, resolution)
     with _threads(settings.threads):
-        path = latency_cache_path(
-            arch_cfg,
-            latency_cache_dir(),
-            lat_res,
-            settings.batch_size,
-            settings.device,
-            settings.dtype,
-            settings.channels_last,
-            settings.runs,
-            settings.deploy,
-        )
-    return path.is_file()
+        return latency_cache_path(arch_cfg, latency_cache_dir(), **_cache_key(settings, resolution)).is_file()
 
 
 def violations(costs: Costs, constraints: Constraints) -> list[str]:
