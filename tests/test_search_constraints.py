@@ -292,3 +292,39 @@ def test_learning_curves_are_intermediate_values_in_a_multi_objective_study(tmp_
     assert len(TrialRecord.from_trial(stopped).curve) == 1 and stopped.number not in {
         b.number for b in study.best_trials
     }
+
+
+def test_auto_windows_and_the_windows_they_resolve_to_are_one_variant(tmp_path):
+    """At 64 px this base's ``auto`` windows are (2, 2): a pinned [2, 2] builds the same model under
+    another arch id, so it is copied, not trained again; [1, 1] is another model and trains."""
+    from radio_nas.models import resolve_config
+
+    assert resolve_config({**TINY, "window_sizes": "auto"}).windows_for(64, 64) == (2, 2)
+    space, study, results = setup(
+        tmp_path,
+        parameters={"arch.window_sizes": "choice(auto, [2, 2], [1, 1])"},
+        sampler={"name": "grid", "seed": 0},
+        budget={"trials": 3},
+    )
+    s = StudySearcher(space, study, results, trials=3, progress=None)
+    for i in range(4):
+        config = s.suggest(f"t{i}")
+        if config == Searcher.FINISHED:
+            break
+        s.on_trial_complete(f"t{i}", final_result(0.4 + i / 10))
+    assert "every point" in s.stats().stop_reason
+    records = {t.number: TrialRecord.from_trial(t) for t in study.trials}
+    trained = {n: r for n, r in records.items() if r.duplicate_of is None}
+    copies = {n: r for n, r in records.items() if r.duplicate_of is not None}
+    assert trained_count(study) == 2 and len(trained) == 2 and len(copies) == 1
+    [(number, copy)] = copies.items()
+    original = records[copy.duplicate_of]
+
+    def label(arch):
+        return arch["window_sizes"] if arch["window_sizes"] == "auto" else tuple(arch["window_sizes"])
+
+    assert {label(copy.arch), label(original.arch)} == {"auto", (2, 2)}  # the two labels of one model
+    assert copy.arch_id != original.arch_id  # each keeps its own architecture and id
+    assert copy.arch_id == resolve_config(dict(copy.arch)).id
+    assert study.trials[number].values == study.trials[copy.duplicate_of].values
+    assert (1, 1) in {label(r.arch) for r in trained.values()}

@@ -166,6 +166,11 @@ class ERadioConfig(Config):
             out.append(_largest_divisor(side, self.max_window))
         return out[0], out[1]
 
+    def built_at(self, height: int, width: int) -> ERadioConfig:
+        """This config with the windows its model takes at height x width pinned: ``auto`` and the
+        windows it resolves to there build the same model, and now have one :attr:`id`."""
+        return dataclasses.replace(self, window_sizes=self.windows_for(height, width))
+
     def window_padding(self, height: int, width: int) -> list[str]:
         """The attention maps the windows do not tile at height x width (padded and masked), as text."""
         out = []

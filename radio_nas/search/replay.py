@@ -16,10 +16,12 @@ study with the space's directions and sampler settings) proposes, the space's ow
 turns the proposal into a point, and the table answers it, with the real sweep's rules
 (:mod:`radio_nas.search.searcher`): a variant the model rejects or that breaks a constraint is told
 PRUNED (status infeasible) and not counted; a variant identical to one trained (same arch id and
-pipeline id) is told COMPLETE with its values and ``duplicate_of``, not counted, and a random
-untried point is queued; ``budget.max_infeasible`` such proposals in a row end the sweep; the budget
-counts trained trials (ok, failed, pruned). With a scheduler (``moasha``) each trained trial's curve
-is fed to it rung by rung; a stopped trial is PRUNED and costs its curve up to the stop.
+pipeline id; the sweep also copies ``auto`` windows that resolve to a pinned variant's, which a
+table of arch ids cannot see, so a replay trains those twice) is told COMPLETE with its values and
+``duplicate_of``, not counted, and a random untried point is queued; ``budget.max_infeasible`` such
+proposals in a row end the sweep; the budget counts trained trials (ok, failed, pruned). With a
+scheduler (``moasha``) each trained trial's curve is fed to it rung by rung; a stopped trial is
+PRUNED and costs its curve up to the stop.
 
 Hypervolume ratio: objectives are min-max normalised over the table's fully trained points (the
 report's normalisation, :func:`radio_nas.report.pareto.normalised_hypervolume`, reference = worst +

@@ -19,10 +19,12 @@ Optuna's ask-and-tell interface itself:
   COMPLETE with the objective values (status ok) or FAIL with the reason. A trial whose last
   result is intermediate was stopped by the scheduler: PRUNED (status ``pruned``) with its curve.
 
-A variant identical to one trained already (same arch id, same pipeline id, seed included) is
-told COMPLETE with that trial's values and ``duplicate_of`` instead of being trained again; one
-identical to a variant still training waits (RUNNING, not trained) and gets its original's
-outcome when that one ends (a copy if it trained, FAIL otherwise), while the free slot asks again.
+A variant identical to one trained already (the same model as built at the pipeline's resolution,
+the same pipeline, seed included: :func:`radio_nas.search.space.variant_key`; so ``window_sizes:
+auto`` and the windows it resolves to are one) is told COMPLETE with that trial's values and
+``duplicate_of`` instead of being trained again; one identical to a variant still training waits
+(RUNNING, not trained) and gets its original's outcome when that one ends (a copy if it trained,
+FAIL otherwise), while the free slot asks again.
 
 Latency is only timed on an otherwise idle machine (running trials corrupt timings). With a pause
 gate (a local sweep; :mod:`radio_nas.search.gate`) the running trials stop at a step boundary
@@ -67,7 +69,7 @@ from radio_nas.search.costs import (
     violations,
 )
 from radio_nas.search.gate import PauseGate
-from radio_nas.search.space import Space
+from radio_nas.search.space import Space, variant_key
 from radio_nas.search.study import trained_count
 from radio_nas.search.trainable import FINAL_KEY, RESULT_KEY
 from radio_nas.study.layout import WEIGHTS_FILE, trial_dir
@@ -168,8 +170,10 @@ class StudySearcher(Searcher):
         self._gate_waiting_since: float | None = None  # the held variant's first try at the gate
         self._gate_retry_at = 0.0  # after a try that failed, let the paused trials train this long
         self._gate_pauses, self._gate_s = 0, 0.0
-        self._keys: dict[str, tuple[str, str]] = {}  # tune trial id -> (arch id, pipeline id)
-        self._pending: dict[tuple[str, str], list[Trial]] = {}  # copies waiting for a running original
+        self._keys: dict[str, tuple[str, str]] = {}  # tune trial id -> its variant_key
+        self._variants: dict[tuple[str, str], tuple[str, str]] = {}  # (arch id, pipeline id) -> variant_key
+        # copies waiting for a running original, with their own architecture
+        self._pending: dict[tuple[str, str], list[tuple[Trial, Any]]] = {}
 
     # -- Tune's Searcher interface ---------------------------------------------------------------
 
@@ -219,7 +223,7 @@ class StudySearcher(Searcher):
             self._held, self._gate_waiting_since = None, None
             if config is not None:
                 self._live[trial_id] = trial
-                self._keys[trial_id] = (arch_cfg.id, pipeline.id)
+                self._keys[trial_id] = variant_key(arch_cfg, pipeline)
                 self._started[trial_id] = time.monotonic()
                 self._curves[trial_id] = []
                 self._first_start = self._first_start or self._started[trial_id]
@@ -339,7 +343,7 @@ class StudySearcher(Searcher):
         if self._gate is not None:
             self._gate.lower()
         waiting = [self._held[0]] if self._held is not None else []
-        waiting += [t for pending in self._pending.values() for t in pending]
+        waiting += [t for pending in self._pending.values() for t, _ in pending]
         self._held = None
         self._pending.clear()
         for trial in waiting:
@@ -445,15 +449,15 @@ class StudySearcher(Searcher):
             self._set_constraints(trial, {})
             self._finish(trial, Status.INFEASIBLE, optuna.trial.TrialState.PRUNED, reason=f"rejected: {exc}")
             return None
-        key = (arch_cfg.id, pipeline.id)
-        original = self._trained().get(key)
+        key = variant_key(arch_cfg, pipeline)
+        original = self._trained(pipeline).get(key)
         if original is not None:
-            self._copy(trial, original)
+            self._copy(trial, original, arch_cfg)
             return None
         running = self._running(key)
         if running is not None:  # training now: take its outcome when it ends instead of training it twice
             write_trial(trial, arch=arch_cfg.to_dict(), arch_id=arch_cfg.id, pipeline=pipeline.to_dict())
-            self._pending.setdefault(key, []).append(trial)
+            self._pending.setdefault(key, []).append((trial, arch_cfg))
             self._line(f"#{trial.number} is #{running} (still training): waits for its outcome")
             self._infeasible_streak += 1  # as a copy: a sampler stuck on one point must not loop forever
             self._queue_untried(trial.number)
@@ -477,9 +481,9 @@ class StudySearcher(Searcher):
             return
         frozen = self._study._storage.get_trial(original._trial_id)
         ok = frozen.state == optuna.trial.TrialState.COMPLETE and TrialRecord.from_trial(frozen).status is Status.OK
-        for trial in waiting:
+        for trial, arch_cfg in waiting:
             if ok:
-                self._copy(trial, frozen, streak=False)
+                self._copy(trial, frozen, arch_cfg, streak=False)
                 continue
             write_trial(
                 trial,
@@ -491,25 +495,37 @@ class StudySearcher(Searcher):
             self._copies += 1
             self._line(f"#{trial.number} failed with its original #{original.number}")
 
-    def _trained(self) -> dict[tuple[str, str], FrozenTrial]:
-        """(arch id, pipeline id) -> the COMPLETE trial that trained it (not a copy)."""
+    def _trained(self, pipeline: PipelineConfig) -> dict[tuple[str, str], FrozenTrial]:
+        """:func:`variant_key` at `pipeline` -> the COMPLETE trial of that pipeline that trained it (not a copy)."""
+        from radio_nas.models import resolve_config
+
         out: dict[tuple[str, str], FrozenTrial] = {}
         for t in self._study.get_trials(deepcopy=False):
             r = TrialRecord.from_trial(t)
-            if r.state == "COMPLETE" and r.status is Status.OK and r.duplicate_of is None and r.arch_id and r.pipeline:
-                out.setdefault((r.arch_id, stable_id(dict(r.pipeline))), t)
+            if not (r.state == "COMPLETE" and r.status is Status.OK and r.duplicate_of is None and r.arch_id):
+                continue
+            if not r.pipeline or stable_id(dict(r.pipeline)) != pipeline.id:
+                continue
+            if (r.arch_id, pipeline.id) not in self._variants:
+                own = (r.arch_id, pipeline.id)  # a record this code cannot rebuild keeps its own arch id
+                try:
+                    self._variants[own] = variant_key(resolve_config(dict(r.arch)), pipeline) if r.arch else own
+                except ConfigError:
+                    self._variants[own] = own
+            out.setdefault(self._variants[r.arch_id, pipeline.id], t)
         return out
 
-    def _copy(self, trial: Trial, original: FrozenTrial, streak: bool = True) -> None:
-        """A variant trained already (same arch, same pipeline and seed: trials are deterministic):
-        record the same outcome without training it again; budgets do not count it."""
+    def _copy(self, trial: Trial, original: FrozenTrial, arch_cfg: Any, streak: bool = True) -> None:
+        """A variant trained already (the same model at the same pipeline and seed: trials are
+        deterministic): record the same outcome without training it again; budgets do not count it.
+        The copy keeps its own architecture (``auto`` windows stay ``auto``)."""
         import optuna
 
         r = TrialRecord.from_trial(original)
         write_trial(
             trial,
-            arch=r.arch,
-            arch_id=r.arch_id,
+            arch=arch_cfg.to_dict(),
+            arch_id=arch_cfg.id,
             pipeline=r.pipeline,
             n_params=r.n_params,
             gmacs=r.gmacs,

@@ -309,6 +309,15 @@ def decode_choice(value: Any) -> Any:
     return value
 
 
+def variant_key(arch_cfg: Any, pipeline: Any) -> tuple[str, str]:
+    """What a sweep treats as one variant (trained once, copied after): the model as built at the
+    pipeline's resolution, and the pipeline (seed included). ``window_sizes: auto`` and the windows it
+    resolves to there are one variant."""
+    built_at = getattr(arch_cfg, "built_at", None)  # E-RADIO; a ViT has no windows to resolve
+    model = built_at(*pipeline.size) if callable(built_at) else arch_cfg
+    return model.id, pipeline.id
+
+
 @dataclasses.dataclass(frozen=True)
 class Space:
     """A loaded, validated search space."""
