@@ -286,8 +286,7 @@ def test_crops_are_made_once_per_process_and_equal_the_dataset_s(monkeypatch):
     import numpy as np
 
     from radio_nas.distill import load_pipeline
-    from radio_nas.distill.data import open_dataset
-    from radio_nas.distill.trial import _CropMemo
+    from radio_nas.distill.data import _CropMemo, open_dataset
 
     data = load_pipeline(REPO / "pipelines/distill_cpu.yaml", {"data.train_size": 16}).data
     memo, idx = _CropMemo(), np.array([5, 1, 5, 15])

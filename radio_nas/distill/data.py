@@ -22,6 +22,7 @@ import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -144,6 +145,53 @@ class CropDataset:
         if flip:
             out = out[:, ::-1]
         return np.ascontiguousarray(out.transpose(2, 0, 1))
+
+
+class _CropMemo:
+    """Each split's crops, kept by this process across trials (a reused Ray worker runs many):
+    a crop is a pure function of the data settings and its index, and making one (decode, box,
+    bicubic resize) costs about 2 s per trial of the CPU pipeline. Splits bigger than
+    ``max_bytes`` are not kept."""
+
+    max_bytes = 256 * 2**20
+
+    def __init__(self) -> None:
+        self._key: tuple[Any, ...] | None = None
+        self._crops: np.ndarray = np.zeros(0, np.uint8)
+        self._made: np.ndarray = np.zeros(0, bool)
+        self._skipped: set[str] = set()
+        self._lock = threading.Lock()  # trials in threads of one process share it
+
+    def crops(self, dataset: CropDataset, split: str, idx: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+        n = dataset.size(split)
+        if n * 3 * size[0] * size[1] > self.max_bytes or len(idx) == 0 or int(idx.max()) >= n:
+            return dataset.crops(split, idx.tolist(), size)
+        key = (dataset.fingerprint, repr(dataset.cfg), split, tuple(size))
+        with self._lock:
+            return self._crops_locked(dataset, split, idx, size, n, key)
+
+    def _crops_locked(
+        self, dataset: CropDataset, split: str, idx: np.ndarray, size: tuple[int, int], n: int, key: tuple[Any, ...]
+    ) -> np.ndarray:
+        if key != self._key:  # other data settings or size: keep only the latest
+            self._key, self._skipped = key, set()
+            self._crops, self._made = np.zeros((n, 3, *size), np.uint8), np.zeros(n, bool)
+        missing = np.unique(idx[~self._made[idx]])
+        if len(missing):
+            self._crops[missing] = dataset.crops(split, missing.tolist(), size)
+            self._made[missing] = True
+            self._skipped |= dataset.skipped
+        dataset.skipped |= self._skipped
+        return self._crops[idx]
+
+
+_KEPT = {split: _CropMemo() for split in _SPLITS}
+
+
+def kept_crops(dataset: CropDataset, split: str, idx: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """:meth:`CropDataset.crops`, kept by this process across datasets of the same settings (see
+    :class:`_CropMemo`: the next trial in a reused Ray worker does not make them again)."""
+    return _KEPT[split].crops(dataset, split, idx, size)
 
 
 def _random_box(

@@ -16,15 +16,14 @@ and a reason; only configuration errors raise, before training starts.
 ``pause`` (a sweep running trials side by side passes one) is called at every step boundary and
 between evaluation batches; it blocks while the driver times a latency and returns the seconds it
 waited, which the trial's clock, curve and ``wall_s`` leave out (``paused_s`` records them).
-Crops are pure functions of the data settings, so a process keeps each split's crops once made:
-the next trial in a reused Ray worker does not decode and resize them again.
+Crops come from :func:`radio_nas.distill.data.kept_crops`: the next trial in a reused Ray worker
+does not decode and resize them again.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import threading
 import time
 import traceback
 from collections.abc import Callable, Mapping
@@ -40,7 +39,7 @@ from radio_nas._config import ConfigError
 from radio_nas.distill import cache as cache_mod
 from radio_nas.distill.adaptors import TeacherAdaptor
 from radio_nas.distill.balancing import make_balancer
-from radio_nas.distill.data import CropDataset, open_dataset
+from radio_nas.distill.data import CropDataset, kept_crops, open_dataset
 from radio_nas.distill.losses import (
     feature_fidelity,
     feature_loss,
@@ -364,52 +363,8 @@ class _Student(nn.Module):
         return summary.float(), {name: (s.float(), f.float()) for name, (s, f) in outputs.items()}
 
 
-class _CropMemo:
-    """Each split's crops, kept by this process across trials (a reused Ray worker runs many):
-    a crop is a pure function of the data settings and its index, and making one (decode, box,
-    bicubic resize) costs about 2 s per trial of the CPU pipeline. Splits bigger than
-    ``max_bytes`` are not kept."""
-
-    max_bytes = 256 * 2**20
-
-    def __init__(self) -> None:
-        self._key: tuple[Any, ...] | None = None
-        self._crops: np.ndarray = np.zeros(0, np.uint8)
-        self._made: np.ndarray = np.zeros(0, bool)
-        self._skipped: set[str] = set()
-        self._lock = threading.Lock()  # trials in threads of one process share it
-
-    def crops(self, dataset: CropDataset, split: str, idx: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-        n = dataset.size(split)
-        if n * 3 * size[0] * size[1] > self.max_bytes or len(idx) == 0 or int(idx.max()) >= n:
-            return dataset.crops(split, idx.tolist(), size)
-        key = (dataset.fingerprint, repr(dataset.cfg), split, tuple(size))
-        with self._lock:
-            return self._crops_locked(dataset, split, idx, size, n, key)
-
-    def _crops_locked(
-        self, dataset: CropDataset, split: str, idx: np.ndarray, size: tuple[int, int], n: int, key: tuple[Any, ...]
-    ) -> np.ndarray:
-        if key != self._key:  # other data settings or size: keep only the latest
-            self._key, self._skipped = key, set()
-            self._crops, self._made = np.zeros((n, 3, *size), np.uint8), np.zeros(n, bool)
-        missing = np.unique(idx[~self._made[idx]])
-        if len(missing):
-            self._crops[missing] = dataset.crops(split, missing.tolist(), size)
-            self._made[missing] = True
-            self._skipped |= dataset.skipped
-        dataset.skipped |= self._skipped
-        return self._crops[idx]
-
-
-_MEMO = {"train": _CropMemo(), "eval": _CropMemo()}
-
-
 def _images(dataset: CropDataset, split: str, idx: np.ndarray, pipeline: PipelineConfig) -> torch.Tensor:
-    memo = _MEMO.get(split)
-    size = pipeline.size
-    crops = memo.crops(dataset, split, idx, size) if memo else dataset.crops(split, idx.tolist(), size)
-    x = torch.from_numpy(crops).float().div_(255)
+    x = torch.from_numpy(kept_crops(dataset, split, idx, pipeline.size)).float().div_(255)
     x = (x - _MEAN) / _STD
     x = x.to(pipeline.student.device)
     return x.contiguous(memory_format=torch.channels_last) if pipeline.student.channels_last else x
