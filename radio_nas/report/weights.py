@@ -22,24 +22,13 @@ ADAPTOR_PREFIXES = ("adaptors.", "adaptor.", "heads.")
 
 
 def read_state(path: str | Path) -> dict[str, torch.Tensor]:
-    """All tensors of a weights file, never unpickling arbitrary objects."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError("no such weights file", file=path, key="--weights")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
+    """All tensors of a weights file, read by :func:`radio_nas.models.published.read_checkpoint`
+    (safetensors, or a weights-only torch checkpoint: never unpickling arbitrary objects)."""
+    from radio_nas.models.published import read_checkpoint
 
-        return load_file(str(path))
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ConfigError(
-            f"not a weights-only checkpoint: {str(exc).splitlines()[0]}", file=path, key="--weights"
-        ) from None
-    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+    state = read_checkpoint(path)
+    if isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
-    if not isinstance(state, dict):
-        raise ConfigError("expected a mapping of tensors", file=path, key="--weights")
     return {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
 
 
