@@ -89,18 +89,38 @@ def test_a_trial_blocked_in_report_counts_as_stopped_and_waits_for_the_gate(tmp_
 
 def test_a_trial_that_does_not_stop_is_reported_and_the_gate_comes_down(tmp_path):
     driver = PauseGate(tmp_path)
-    busy = TrialGate(tmp_path, 1)
-    busy.start()  # computing, never at a step boundary (e.g. building the teacher cache)
+    busy = _Trainer(tmp_path, 1, step_s=30.0)  # one long step (e.g. building the teacher cache)
+    busy.start()
+    while not driver.ready([1]):  # past its start: at its first step
+        time.sleep(0.005)
     t0 = time.monotonic()
-    with driver.pause([1, 2], wait_s=0.2) as paused:  # 2 has not started: not computing
+    with driver.pause([1], wait_s=0.2) as paused:
         assert not paused
-    assert 0.2 <= time.monotonic() - t0 < 2.0 and not driver.raised and driver.busy([1, 2]) == [1]
-    with driver.pause([2], wait_s=0.2) as paused:
-        assert paused
-    busy.stop()
+    assert 0.2 <= time.monotonic() - t0 < 2.0 and not driver.raised and driver.busy([1]) == [1]
+    busy.gate.stop()
     # a driver that died with the gate up does not stop a resumed sweep's trials
     driver.raise_()
     assert not PauseGate(tmp_path).raised
+
+
+def test_a_trial_still_starting_is_waited_for(tmp_path):
+    # Launched, its worker booting (no marker yet), then importing torch and building its teachers
+    # (busy, no step boundary yet): it computes, so no latency may be timed over it.
+    driver = PauseGate(tmp_path)
+    assert driver.busy([4]) == [4] and not driver.ready([4])
+    with driver.pause([4], wait_s=0.1) as paused:
+        assert not paused
+    trial = _Trainer(tmp_path, 4, step_s=0.01)
+    trial.gate.start()  # the trainable's first line
+    assert driver.busy([4]) == [4] and not driver.ready([4])
+    trial.start()  # its step loop: the first boundary marks it ready
+    while not driver.ready([4]):
+        time.sleep(0.005)
+    with driver.pause([4], wait_s=5.0) as paused:
+        assert paused
+    trial.stop_flag.set()
+    trial.join(5)
+    assert driver.busy([4]) == [] and driver.ready([4])  # an ended trial is never waited for
 
 
 def test_paused_seconds_are_left_out_of_the_trial_clock():
@@ -166,12 +186,15 @@ def _final(fidelity: float = 0.5) -> dict:
 
 def test_a_latency_waits_for_a_busy_trial_then_is_timed_anyway_and_not_cached(tmp_path, monkeypatch):
     monkeypatch.setenv("RADIO_NAS_CACHE", str(tmp_path / "cache"))
-    space, study, results = _setup(tmp_path)
+    # a latency limit: every variant is timed before it starts (the driver holds it)
+    space, study, results = _setup(tmp_path, constraints={"max_latency_ms": 1e4})
     gate = tmp_path / "gate"
     s = StudySearcher(space, study, results, trials=5, concurrency=2, progress=None, pause_gate=gate)
     first = s.suggest("t0")  # nothing runs: timed at once
     assert first["gate"] == str(gate)
-    TrialGate(gate, first["number"]).start()  # it trains and never reaches a step boundary
+    running = TrialGate(gate, first["number"])
+    running.start()
+    running.pause()  # past its start; then it trains and never reaches a step boundary again
     monkeypatch.setattr(searcher_module, "_GATE_TRY_S", 0.1)
     assert s.suggest("t1") is None  # not now: the variant waits, the gate is down again
     assert not PauseGate(gate).raised and s._held is not None
@@ -186,6 +209,52 @@ def test_a_latency_waits_for_a_busy_trial_then_is_timed_anyway_and_not_cached(tm
     cached = list((tmp_path / "cache" / "latency").glob("latency-*.json"))
     assert len(cached) == 1  # the first one only: a latency that was not quiet is never cached
     assert s.stats().gate_pauses == 1
+
+
+def test_a_latency_no_limit_reads_is_timed_while_its_variant_trains(tmp_path, monkeypatch):
+    monkeypatch.setenv("RADIO_NAS_CACHE", str(tmp_path / "cache"))
+    space, study, results = _setup(tmp_path)  # latency is an objective only: nothing waits for it
+    gate = tmp_path / "gate"
+    s = StudySearcher(space, study, results, trials=3, concurrency=2, progress=None, pause_gate=gate)
+    first, second = s.suggest("t0"), s.suggest("t1")  # both start at once, their latencies untimed
+    assert first is not None and second is not None and s.stats().gate_pauses == 0
+    assert study.trials[first["number"]].user_attrs.get("latency_ms") is None
+    assert study.trials[first["number"]].user_attrs["gmacs"] > 0  # what a constraint may read is known
+    trainers = [_Trainer(gate, c["number"]) for c in (first, second)]
+    trainers[0].start()
+    assert s.suggest("t2") is None  # the second trial is starting: nothing is timed over it
+    assert s.stats().gate_pauses == 0 and not PauseGate(gate).raised
+    trainers[1].start()
+    while not PauseGate(gate).ready([first["number"], second["number"]]):
+        time.sleep(0.005)
+    steps = [t.steps for t in trainers]
+    assert s.suggest("t2") is None  # every slot taken; both latencies timed behind the gate
+    assert s.stats().gate_pauses == 2 and all(t.steps > n for t, n in zip(trainers, steps))  # they train on
+    for c in (first, second):
+        rec = study.trials[c["number"]].user_attrs
+        assert rec["latency_ms"] > 0 and rec["latency_quiet"] is True
+    for t in trainers:
+        t.stop_flag.set()
+        t.join(5)
+    s.on_trial_complete("t0", _final(0.4))
+    done = study.trials[first["number"]]
+    assert done.state == State.COMPLETE and done.values[1] == done.user_attrs["latency_ms"]
+
+
+def test_a_trial_that_ends_untimed_is_timed_before_it_is_told(tmp_path, monkeypatch):
+    monkeypatch.setenv("RADIO_NAS_CACHE", str(tmp_path / "cache"))
+    space, study, results = _setup(tmp_path)
+    gate = tmp_path / "gate"
+    s = StudySearcher(space, study, results, trials=3, concurrency=2, progress=None, pause_gate=gate)
+    first, second = s.suggest("t0"), s.suggest("t1")
+    t0 = time.monotonic()
+    s.on_trial_complete("t0", _final(0.4))  # #second never started: timed at once, not waited for
+    assert time.monotonic() - t0 < 4.0
+    done = study.trials[first["number"]]
+    assert done.state == State.COMPLETE and done.user_attrs["latency_quiet"] is False
+    assert done.values[1] == done.user_attrs["latency_ms"] > 0
+    s.on_trial_complete("t1", _final(0.3))  # nothing else runs: quiet
+    assert study.trials[second["number"]].user_attrs["latency_quiet"] is True
 
 
 def test_a_variant_proposed_while_its_original_trains_waits_for_its_outcome(tmp_path, monkeypatch):

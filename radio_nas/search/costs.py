@@ -20,7 +20,7 @@ from radio_nas.search.space import Constraints, LatencySettings, Objective
 from radio_nas.study.record import COST_METRICS, TrialRecord
 
 if TYPE_CHECKING:
-    from radio_nas.measure.latency import Quiet
+    from radio_nas.measure.latency import LatencyResult, Quiet
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,19 +50,27 @@ def measure_costs(
 ) -> Costs:
     """Params and GMACs at `resolution` (batch 1); latency with `settings` when `need_latency`
     (`quiet`: around the timed runs only, see :data:`radio_nas.measure.latency.Quiet`)."""
-    from radio_nas.measure import cached_latency, count_gmacs, count_params
+    from radio_nas.measure import count_gmacs, count_params
     from radio_nas.models import build_model
 
     model = build_model(arch_cfg)
-    params = count_params(model)
-    gmacs = count_gmacs(model, resolution)
+    params, gmacs = count_params(model), count_gmacs(model, resolution)
     if not need_latency:
         return Costs(params, gmacs)
+    result = time_latency(arch_cfg, settings, resolution, quiet)
+    return Costs(params, gmacs, result.median_ms, result.device_name, result.quiet)
+
+
+def time_latency(
+    arch_cfg: Any, settings: LatencySettings, resolution: tuple[int, int], quiet: Quiet | None = None
+) -> LatencyResult:
+    """The latency of `arch_cfg` with `settings`, timed (inside `quiet`) or read from the cache."""
+    from radio_nas.measure import cached_latency
+
     with _threads(settings.threads):  # the device name (cache key) records the thread count
-        result = cached_latency(
+        return cached_latency(
             arch_cfg, latency_cache_dir(), **_cache_key(settings, resolution), warmup=settings.warmup, quiet=quiet
         )
-    return Costs(params, gmacs, result.median_ms, result.device_name, result.quiet)
 
 
 def _cache_key(settings: LatencySettings, resolution: tuple[int, int]) -> dict[str, Any]:

@@ -28,10 +28,18 @@ FAIL otherwise), while the free slot asks again.
 
 Latency is only timed on an otherwise idle machine (running trials corrupt timings). With a pause
 gate (a local sweep; :mod:`radio_nas.search.gate`) the running trials stop at a step boundary
-for the warm-up and timed runs only; trial clocks leave the pause out. If a trial does not stop
-within 5 s (e.g. it is building the teacher cache) the variant waits and is tried again 5 s later
-(the trials train meanwhile); after 5 minutes it is timed anyway and recorded ``latency_quiet: false`` (not
-cached). Without a gate (a Ray cluster) an uncached variant waits for the running trials to end.
+for the timed runs only; trial clocks leave the pause out. A trial still starting (its worker
+booting, importing torch, building teachers and crops) has no step boundary to stop at, so nothing
+is timed until every running trial has reached one. If a trial does not stop within 5 s the
+variant waits and is tried again 5 s later (the trials train meanwhile); after 5 minutes it is
+timed anyway and recorded ``latency_quiet: false`` (not cached). Without a gate (a Ray cluster) an
+uncached variant waits for the running trials to end.
+
+When no constraint and no scheduler reads the latency (it is only an objective), a variant does
+not wait for it: it starts training once params and GMACs are known, and its latency is timed
+behind the gate while it trains (the next time every running trial is past its start). A trial
+that ends first has it timed before it is told, without waiting for trials still starting (if one
+is, the latency is recorded ``latency_quiet: false``).
 
 A variant whose cost measurement raises (an absurd width: MemoryError, RuntimeError) is told FAIL at
 once, never re-queued, so a resume does not crash on it again; one that kills the driver outright
@@ -49,6 +57,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 import math
 import random
@@ -66,6 +75,7 @@ from radio_nas.search.costs import (
     latency_is_cached,
     measure_costs,
     stand_in_values,
+    time_latency,
     violations,
 )
 from radio_nas.search.gate import PauseGate
@@ -100,6 +110,9 @@ _GATE_GIVE_UP_S = 300.0
 
 class _NotYet(Exception):
     """The running trials did not stop in time: try the held variant again at the next suggest."""
+
+
+_Variant = tuple["Trial", "ArchConfig", "PipelineConfig"]
 
 
 TrainedHook = Callable[["Trial", TrialRecord], None]
@@ -163,10 +176,15 @@ class StudySearcher(Searcher):
         self._copies = 0
         self._unmeasurable = 0  # failed while measuring costs: never trained, not counted by the budget
         self._stop_reason: str | None = None
-        self._held: tuple[Trial, ArchConfig, PipelineConfig] | None = None  # valid, waiting for an idle device
+        self._held: _Variant | None = None  # valid, waiting for an idle device
         self._limits = constraint_limits(space.config.constraints)
         self._need_latency = "latency_ms" in space.objective_names or self._limits["latency_ms"] is not None
         self._gate = PauseGate(pause_gate) if pause_gate is not None and self._need_latency else None
+        # the latency only ranks trained variants: time it while the variant trains (see the module docstring)
+        self._latency_later = (
+            self._gate is not None and self._limits["latency_ms"] is None and space.config.scheduler.name != "moasha"
+        )
+        self._untimed: dict[str, _Variant] = {}  # tune trial id -> started before its latency was timed
         self._gate_waiting_since: float | None = None  # the held variant's first try at the gate
         self._gate_retry_at = 0.0  # after a try that failed, let the paused trials train this long
         self._gate_pauses, self._gate_s = 0, 0.0
@@ -181,6 +199,8 @@ class StudySearcher(Searcher):
         return True  # the space lives in the study; Tune's param_space stays empty
 
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:  # type: ignore[override]  # Ray omits its FINISHED str
+        if self._untimed:
+            self._time_started()  # Tune asks at every turn of its loop, also with every slot taken
         if (
             self._stop_reason is None
             and self._wall_time_s is not None
@@ -206,22 +226,22 @@ class StudySearcher(Searcher):
                     continue
                 self._held = (trial, *prepared)
             trial, arch_cfg, pipeline = self._held
-            if (
-                self._gate is None
-                and self._need_latency
-                and self._live
-                and not latency_is_cached(arch_cfg, self._space.config.latency, pipeline.size)
-            ):
-                return None  # timing it now would be corrupted by the running trial: wait
-            if time.monotonic() < self._gate_retry_at:
-                return None  # the last try at the gate failed moments ago: let the trials train
+            later = self._latency_later or latency_is_cached(arch_cfg, self._space.config.latency, pipeline.size)
+            if self._need_latency and self._live and not later:
+                if self._gate is None:
+                    return None  # timing it now would be corrupted by the running trial: wait
+                if not self._gate_open():
+                    return None  # a trial is starting, or the last try failed moments ago: they train on
             try:
-                config = self._measure(trial, arch_cfg, pipeline)
+                measured = self._measure(trial, arch_cfg, pipeline)
             except _NotYet:
                 self._gate_retry_at = time.monotonic() + _GATE_TRY_S
                 return None  # still held: the running trials did not stop in time
             self._held, self._gate_waiting_since = None, None
-            if config is not None:
+            if measured is not None:
+                config, untimed = measured
+                if untimed:
+                    self._untimed[trial_id] = (trial, arch_cfg, pipeline)
                 self._live[trial_id] = trial
                 self._keys[trial_id] = variant_key(arch_cfg, pipeline)
                 self._started[trial_id] = time.monotonic()
@@ -254,6 +274,9 @@ class StudySearcher(Searcher):
         trial = self._live.pop(trial_id, None)
         if trial is None:
             return
+        untimed = self._untimed.pop(trial_id, None)
+        if untimed is not None and not error and result and result.get(FINAL_KEY):
+            self._time_latency(*untimed, last_try=True)  # its values need it (see the module docstring)
         key = self._keys.pop(trial_id, None)
         try:
             self._complete(trial_id, trial, result, error)
@@ -568,8 +591,11 @@ class StudySearcher(Searcher):
                 self._study.enqueue_trial(candidate)
                 return
 
-    def _measure(self, trial: Trial, arch_cfg: ArchConfig, pipeline: PipelineConfig) -> dict[str, Any] | None:
-        """Measure costs, check constraints: a Tune config, or None (told infeasible or failed)."""
+    def _measure(
+        self, trial: Trial, arch_cfg: ArchConfig, pipeline: PipelineConfig
+    ) -> tuple[dict[str, Any], bool] | None:
+        """Measure costs, check constraints: a Tune config and whether its latency is still to be
+        timed, or None (told infeasible or failed)."""
         import optuna
 
         write_trial(
@@ -580,10 +606,11 @@ class StudySearcher(Searcher):
             status=Status.RUNNING,
             phase="measuring",
         )
+        settings = self._space.config.latency
+        untimed = self._latency_later and not latency_is_cached(arch_cfg, settings, pipeline.size)
+        need_latency = self._need_latency and not untimed
         try:
-            costs = measure_costs(
-                arch_cfg, self._space.config.latency, pipeline.size, self._need_latency, quiet=self._quiet
-            )
+            costs = measure_costs(arch_cfg, settings, pipeline.size, need_latency, quiet=self._quiet)
         except (ConfigError, MemoryError, RuntimeError, ValueError, OverflowError) as exc:
             # e.g. a width of 10^9: recorded FAIL (not queued again) so a resume never repeats it
             self._set_constraints(trial, {})
@@ -623,7 +650,7 @@ class StudySearcher(Searcher):
         self._infeasible_streak = 0
         weights = trial_dir(self._results, trial.number) / WEIGHTS_FILE
         weights.parent.mkdir(parents=True, exist_ok=True)
-        return {
+        config = {
             "number": trial.number,
             "arch": arch_cfg.to_dict(),
             "pipeline": pipeline.to_dict(),
@@ -631,9 +658,50 @@ class StudySearcher(Searcher):
             "threads": self._threads,
             "gate": str(self._gate.folder) if self._gate is not None else None,
         }
+        return config, untimed
+
+    def _gate_open(self) -> bool:
+        """Whether to try the gate now: every running trial past its start and no failed try
+        moments ago, or waited so long that a latency is timed anyway."""
+        if self._gate is None:
+            return True
+        since = self._gate_waiting_since = self._gate_waiting_since or time.monotonic()
+        if time.monotonic() - since >= _GATE_GIVE_UP_S:
+            return True
+        return time.monotonic() >= self._gate_retry_at and self._gate.ready([t.number for t in self._live.values()])
+
+    def _time_started(self) -> None:
+        """Time the latencies of running trials that started untimed, when the gate allows."""
+        for trial_id, variant in list(self._untimed.items()):
+            if not self._gate_open():
+                return
+            try:
+                self._time_latency(*variant)
+            except _NotYet:
+                self._gate_retry_at = time.monotonic() + _GATE_TRY_S
+                return
+            del self._untimed[trial_id]
+
+    def _time_latency(
+        self, trial: Trial, arch_cfg: ArchConfig, pipeline: PipelineConfig, last_try: bool = False
+    ) -> None:
+        """Time a started trial's latency behind the gate and record it (`last_try`: at once, as
+        not quiet if the trials do not stop)."""
+        quiet = functools.partial(self._quiet, last_try=last_try)
+        try:
+            timed = time_latency(arch_cfg, self._space.config.latency, pipeline.size, quiet=quiet)
+        except (MemoryError, RuntimeError, ValueError, OverflowError) as exc:
+            # no latency: the trial is told FAIL when it ends (an objective is missing)
+            self._gate_waiting_since = None
+            self._line(f"#{trial.number}: timing its latency raised {type(exc).__name__}: {str(exc)[:200]}")
+            return
+        self._gate_waiting_since = None
+        write_trial(trial, latency_ms=timed.median_ms, latency_device=timed.device_name, latency_quiet=timed.quiet)
+        if timed.quiet is False:
+            self._line(f"#{trial.number}: latency timed while trials ran (they did not pause); not cached")
 
     @contextlib.contextmanager
-    def _quiet(self) -> Iterator[bool]:
+    def _quiet(self, last_try: bool = False) -> Iterator[bool]:
         """Around the timed runs of a latency: the running trials paused (see the module docstring)."""
         numbers = [t.number for t in self._live.values()]
         if self._gate is None or not numbers:
@@ -642,10 +710,12 @@ class StudySearcher(Searcher):
         now = time.monotonic()
         if self._gate_waiting_since is None:
             self._gate_waiting_since = now
-        give_up = now - self._gate_waiting_since >= _GATE_GIVE_UP_S
+        give_up = last_try or now - self._gate_waiting_since >= _GATE_GIVE_UP_S
+        # a last try does not wait for trials still starting: they reach no step boundary soon
+        wait_s = 0.0 if last_try and not self._gate.ready(numbers) else _GATE_TRY_S
         t0 = time.monotonic()
         try:
-            with self._gate.pause(numbers, _GATE_TRY_S) as paused:
+            with self._gate.pause(numbers, wait_s) as paused:
                 if not paused and not give_up:
                     raise _NotYet
                 self._gate_pauses += 1

@@ -30,19 +30,18 @@ _WATCHED: set[int] = set()
 def train_trial(config: dict[str, Any], driver: dict[str, Any] | None = None) -> None:
     """Ray Tune function trainable: ``config`` = {number, arch, pipeline, weights_path, threads, gate};
     `driver` = {pid, host} of a local sweep driver: this worker exits when that process is gone."""
-    import ray
-    import torch
-    from ray import tune
-
-    from radio_nas.distill import load_pipeline, run_trial
-
-    if driver is not None:
-        _exit_with(driver)
-
     gate = TrialGate(config["gate"], int(config["number"])) if config.get("gate") else None
     if gate is not None:
-        gate.start()
+        gate.start()  # first: importing torch and building the teachers compute too
     try:
+        import ray
+        import torch
+        from ray import tune
+
+        from radio_nas.distill import load_pipeline, run_trial
+
+        if driver is not None:
+            _exit_with(driver)
         if config.get("threads"):
             torch.set_num_threads(int(config["threads"]))
         pipeline = load_pipeline(config["pipeline"])
