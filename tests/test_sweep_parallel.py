@@ -28,9 +28,9 @@ State = optuna.trial.TrialState
 class _Trainer(threading.Thread):
     """A trial's step loop on the trial side of the gate: counts steps, pauses between them."""
 
-    def __init__(self, folder: Path, number: int, step_s: float = 0.01):
+    def __init__(self, folder: Path, number: int, step_s: float = 0.01, hold: bool = False):
         super().__init__(daemon=True)
-        self.gate = TrialGate(folder, number)
+        self.gate = TrialGate(folder, number, hold=hold)
         self.steps, self.step_s, self.stop_flag = 0, step_s, threading.Event()
 
     def run(self) -> None:
@@ -218,18 +218,29 @@ def test_a_latency_no_limit_reads_is_timed_while_its_variant_trains(tmp_path, mo
     s = StudySearcher(space, study, results, trials=3, concurrency=2, progress=None, pause_gate=gate)
     first, second = s.suggest("t0"), s.suggest("t1")  # both start at once, their latencies untimed
     assert first is not None and second is not None and s.stats().gate_pauses == 0
+    assert first["hold"] and second["hold"]
     assert study.trials[first["number"]].user_attrs.get("latency_ms") is None
     assert study.trials[first["number"]].user_attrs["gmacs"] > 0  # what a constraint may read is known
-    trainers = [_Trainer(gate, c["number"]) for c in (first, second)]
+    trainers = [_Trainer(gate, c["number"], hold=True) for c in (first, second)]
     trainers[0].start()
-    assert s.suggest("t2") is None  # the second trial is starting: nothing is timed over it
-    assert s.stats().gate_pauses == 0 and not PauseGate(gate).raised
-    trainers[1].start()
-    while not PauseGate(gate).ready([first["number"], second["number"]]):
+    while not PauseGate(gate).ready([first["number"]]):  # holding at its first step boundary
         time.sleep(0.005)
-    steps = [t.steps for t in trainers]
+    time.sleep(0.05)
+    assert trainers[0].steps == 0
+    # the second trial is starting: nothing is timed over it, and the first is not kept waiting
+    assert s.suggest("t2") is None
+    assert s.stats().gate_pauses == 0 and not PauseGate(gate).raised
+    time.sleep(0.1)
+    assert trainers[0].steps > 0
+    trainers[1].start()
+    while not PauseGate(gate).ready([second["number"]]):
+        time.sleep(0.005)
+    time.sleep(0.05)
+    assert trainers[1].steps == 0  # held until timed
     assert s.suggest("t2") is None  # every slot taken; both latencies timed behind the gate
-    assert s.stats().gate_pauses == 2 and all(t.steps > n for t, n in zip(trainers, steps))  # they train on
+    assert s.stats().gate_pauses == 2
+    time.sleep(0.1)
+    assert trainers[1].steps > 0  # released
     for c in (first, second):
         rec = study.trials[c["number"]].user_attrs
         assert rec["latency_ms"] > 0 and rec["latency_quiet"] is True

@@ -13,6 +13,11 @@ sweep until every trial has finished would idle the machine. The driver raises a
   drops it too (a Ray function trainable blocks in report until the driver takes the result, and
   the driver may be the one waiting at the gate). Either marks ``ready-<number>`` the first time.
 
+A trial started before its latency was timed (``hold``) waits at its first step boundary until the
+driver has timed it (:meth:`PauseGate.release`): caught there, it costs the other trials only
+their own next boundary, where a gate raised later would have to wait for it to get through the
+building and first step that follow.
+
 A launched trial without a ready marker is starting: its worker boots, imports torch, builds its
 teachers and crops, none of it at a step boundary, so the driver never times then (:meth:`ready`
 tells it whether a try could succeed soon). Ordering makes the rest safe without locks: a trial
@@ -44,6 +49,10 @@ def _ready(folder: Path, number: int) -> Path:
     return folder / f"ready-{number}"
 
 
+def _released(folder: Path, number: int) -> Path:
+    return folder / f"released-{number}"
+
+
 class PauseGate:
     """Driver side: :meth:`pause` the trials numbered `numbers` (see the module docstring)."""
 
@@ -71,6 +80,10 @@ class PauseGate:
         costs them at most a step."""
         return all(_ready(self.folder, n).exists() for n in numbers)
 
+    def release(self, number: int) -> None:
+        """Let a trial that holds at its first step boundary go on (see the module docstring)."""
+        _released(self.folder, number).touch()
+
     @contextlib.contextmanager
     def pause(self, numbers: Collection[int], wait_s: float) -> Iterator[bool]:
         """Raise the gate, wait up to `wait_s` for every trial in `numbers` to stop computing (ready
@@ -88,12 +101,14 @@ class PauseGate:
 class TrialGate:
     """Trial side: a busy marker held while computing, dropped while paused or reporting."""
 
-    def __init__(self, folder: str | Path, number: int):
+    def __init__(self, folder: str | Path, number: int, hold: bool = False):
         self.folder = Path(folder)
         self._gate = self.folder / _GATE_FILE
         self._marker = _busy(self.folder, number)
         self._ready = _ready(self.folder, number)
+        self._released = _released(self.folder, number)
         self._is_ready = False
+        self._hold = hold
         self.paused_s = 0.0
         """Seconds spent waiting at the gate so far."""
 
@@ -107,8 +122,18 @@ class TrialGate:
         self._marker.unlink(missing_ok=True)
 
     def pause(self) -> float:
-        """At a step boundary: wait while the gate is up; the seconds waited (0.0 when it is down)."""
+        """At a step boundary: wait while the gate is up (and, holding, at the first one until
+        released); the seconds waited (0.0 when it is down)."""
+        first = not self._is_ready
         self._mark_ready()
+        if first and self._hold:
+            t0 = time.perf_counter()
+            self._marker.unlink(missing_ok=True)
+            while not self._released.exists():
+                time.sleep(_POLL_S)
+            held = time.perf_counter() - t0
+            self.paused_s += held
+            return held + self._enter()
         if not self._gate.exists():
             return 0.0
         return self._enter()  # drops the marker once, while the gate is up (never off, on, off)

@@ -36,10 +36,11 @@ timed anyway and recorded ``latency_quiet: false`` (not cached). Without a gate 
 uncached variant waits for the running trials to end.
 
 When no constraint and no scheduler reads the latency (it is only an objective), a variant does
-not wait for it: it starts training once params and GMACs are known, and its latency is timed
-behind the gate while it trains (the next time every running trial is past its start). A trial
-that ends first has it timed before it is told, without waiting for trials still starting (if one
-is, the latency is recorded ``latency_quiet: false``).
+not wait for it: it starts once params and GMACs are known (its worker boots and builds its
+teachers while the others train), holds at its first step boundary, and is timed behind the gate
+as soon as every running trial is past its start, then released. A trial that ends untimed (a
+failed try lets it go on) has it timed before it is told, without waiting for trials still
+starting (if one is, the latency is recorded ``latency_quiet: false``).
 
 A variant whose cost measurement raises (an absurd width: MemoryError, RuntimeError) is told FAIL at
 once, never re-queued, so a resume does not crash on it again; one that kills the driver outright
@@ -657,6 +658,7 @@ class StudySearcher(Searcher):
             "weights_path": str(weights.resolve()) if self._space.config.save_weights else None,
             "threads": self._threads,
             "gate": str(self._gate.folder) if self._gate is not None else None,
+            "hold": untimed,  # at its first step boundary until its latency is timed
         }
         return config, untimed
 
@@ -671,9 +673,14 @@ class StudySearcher(Searcher):
         return time.monotonic() >= self._gate_retry_at and self._gate.ready([t.number for t in self._live.values()])
 
     def _time_started(self) -> None:
-        """Time the latencies of running trials that started untimed, when the gate allows."""
+        """Time the latencies of running trials that started untimed, when the gate allows; while
+        it does not (another trial is starting), one holding for it trains on, timed at a later pause."""
         for trial_id, variant in list(self._untimed.items()):
             if not self._gate_open():
+                assert self._gate is not None  # (only a gated sweep defers a latency)
+                for trial, _, _ in self._untimed.values():
+                    if self._gate.ready([trial.number]):  # at its first boundary: let it go
+                        self._gate.release(trial.number)
                 return
             try:
                 self._time_latency(*variant)
@@ -695,6 +702,9 @@ class StudySearcher(Searcher):
             self._gate_waiting_since = None
             self._line(f"#{trial.number}: timing its latency raised {type(exc).__name__}: {str(exc)[:200]}")
             return
+        finally:
+            assert self._gate is not None  # (only a gated sweep defers a latency)
+            self._gate.release(trial.number)  # also after a failed try: it trains, timed at a later pause
         self._gate_waiting_since = None
         write_trial(trial, latency_ms=timed.median_ms, latency_device=timed.device_name, latency_quiet=timed.quiet)
         if timed.quiet is False:

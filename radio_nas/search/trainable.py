@@ -28,9 +28,11 @@ _WATCHED: set[int] = set()
 
 
 def train_trial(config: dict[str, Any], driver: dict[str, Any] | None = None) -> None:
-    """Ray Tune function trainable: ``config`` = {number, arch, pipeline, weights_path, threads, gate};
+    """Ray Tune function trainable: ``config`` = {number, arch, pipeline, weights_path, threads, gate, hold};
     `driver` = {pid, host} of a local sweep driver: this worker exits when that process is gone."""
-    gate = TrialGate(config["gate"], int(config["number"])) if config.get("gate") else None
+    gate = (
+        TrialGate(config["gate"], int(config["number"]), hold=bool(config.get("hold"))) if config.get("gate") else None
+    )
     if gate is not None:
         gate.start()  # first: importing torch and building the teachers compute too
     try:
