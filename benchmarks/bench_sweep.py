@@ -20,7 +20,8 @@ Ray and worker start, sampling, building and validating, GMACs and latency timin
 (and, after, the running trials' pauses while it times), SQLite writes, PCA pictures, and a slot
 left idle while the last trial finishes. "No trial training" is the looser reading: the time in
 which no trial trained at all (the command's wall minus the union of run_trial spans, plus the time
-the pause gate was up). Sweep wall is
+the pause gate was up; a trial holding at its first step boundary for its latency counts as
+training, which it is not for at most a turn of Tune's loop while no other trial trains). Sweep wall is
 ``run_sweep``'s own clock; process wall adds Python start and imports. Prints the machine,
 versions and load average, then the table.
 """
