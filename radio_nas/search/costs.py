@@ -1,9 +1,10 @@
 """What a variant costs (params, GMACs, latency) and whether it fits a space's constraints.
 
-Measured in the sweep driver before any training, so infeasible variants are never trained.
+Measured in the sweep driver before any training, so infeasible variants are never trained (a
+latency that no constraint reads may be timed later: :mod:`radio_nas.search.searcher`).
 Latency goes through :func:`radio_nas.measure.cached_latency` (keyed by arch id + settings).
 
-    >>> cost = measure_costs(arch_cfg, space.config, resolution=(128, 128), need_latency=True)
+    >>> cost = measure_costs(arch_cfg, space.config.latency, resolution=(128, 128), need_latency=True)
     >>> violations(cost, space.config.constraints)      # [] when feasible
 """
 
