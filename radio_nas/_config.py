@@ -232,7 +232,14 @@ class Config:
 
     Subclasses are declared ``@dataclasses.dataclass(frozen=True)`` and override :meth:`validate`
     to raise :class:`ConfigError` naming the field.
+
+    Ids recorded before a field existed stay valid: a field added later is listed in the class's
+    ``late_fields`` (a plain class attribute, not a field) and enters :attr:`id` only when it
+    differs from its default, so every config that leaves it alone keeps the id it had.
     """
+
+    late_fields: typing.ClassVar[tuple[str, ...]] = ()
+    """Fields added after ids were first recorded; left out of :meth:`id_payload` at their default."""
 
     def __post_init__(self) -> None:
         hints = _type_hints(type(self))
@@ -254,10 +261,19 @@ class Config:
         """A copy with some fields changed (validated like any construction)."""
         return from_dict(type(self), {**to_dict(self), **changes})
 
+    def id_payload(self) -> dict[str, Any]:
+        """What :attr:`id` hashes: :meth:`to_dict` without the ``late_fields`` at their defaults."""
+        data = to_dict(self)
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            if f.name in self.late_fields and f.default is not dataclasses.MISSING:
+                if data[f.name] == to_dict(f.default):
+                    del data[f.name]
+        return data
+
     @property
     def id(self) -> str:
-        """Stable content hash of this config: keys caches and exported files."""
-        return stable_id(self.to_dict())
+        """Stable content hash of this config (:meth:`id_payload`): keys caches and exported files."""
+        return stable_id(self.id_payload())
 
 
 _HINTS: dict[type, dict[str, Any]] = {}

@@ -19,7 +19,7 @@ def test_round_trip_through_dict_and_yaml(tmp_path):
 
 def test_id_is_stable_and_content_keyed():
     cfg = resolve_config("t")
-    assert cfg.id == stable_id(cfg.to_dict())
+    assert cfg.id == stable_id(cfg.id_payload())
     assert cfg.id == resolve_config({"preset": "t"}).id == resolve_config({"width": 80}).id
     assert resolve_config("t", width=96).id != cfg.id
     assert hash(cfg) == hash(resolve_config("t"))
