@@ -93,8 +93,11 @@ def run(args: argparse.Namespace) -> int:
             f"  windows    {', '.join(map(str, result['windows']))} "
             f"({'pinned' if pinned else 'auto: from the resolution'})"
         )
+        print(f"  window fit {result['window_fit']} ({_FIT_WORDS[result['window_fit']]})")
         for line in result["window_padding"]:
             print(f"  padding    {line}")
+        for line in result["window_resizing"]:
+            print(f"  resizing   {line}")
     print(
         f"  latency    median {lat['median_ms']:.2f} ms, p90 {lat['p90_ms']:.2f} ms "
         f"({lat['runs']} runs, {lat['dtype']}{', channels_last' if lat['channels_last'] else ''}, "
@@ -105,6 +108,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"  peak mem   {lat['peak_memory_mb']:.1f} MB")
     print(f"  device     {lat['device_name']}")
     return 0
+
+
+_FIT_WORDS = {
+    "pad_mask": "a map the windows do not tile is padded, padded keys masked",
+    "resize": "a map the windows do not tile is resized, nearest, and back: the published weights' rule",
+}
 
 
 def _graph_label(lat: dict[str, Any]) -> str:

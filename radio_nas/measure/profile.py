@@ -70,7 +70,9 @@ def profile(
         "versions": versions(),
         "weights": weights,
     }
-    if isinstance(model, ERadio):  # the windows used, and any map they pad
+    if isinstance(model, ERadio):  # the windows used, how a map they do not tile is fitted, which maps
         result["windows"] = list(model.window_sizes)
+        result["window_fit"] = model.cfg.window_fit
         result["window_padding"] = model.cfg.window_padding(h, w)
+        result["window_resizing"] = model.cfg.window_resizing(h, w)
     return result

@@ -12,9 +12,9 @@ Layout (strides 4/8/16/32, widths C/2C/4C/8C)::
 
 A transformer stage's pattern of subsample ratios is applied in one of two ways (``depth_counts``):
 ``units`` (the published code's counting: ``depth`` multi-resolution-attention units, each running
-one block per ratio, so ``(2, 1)`` doubles the blocks) or ``layers`` (the seed's wording: ``depth``
+one block per ratio, so ``(2, 1)`` doubles the blocks) or ``layers`` (AM-RADIO supplementary §A's wording: ``depth``
 attention blocks, block i using ratio ``pattern[i % len(pattern)]``, so patterns compare at equal
-depth). Pattern ``(2, 1)`` interleaves a 2x-subsampled block with a full-resolution one (the seed's
+depth). Pattern ``(2, 1)`` interleaves a 2x-subsampled block with a full-resolution one (AM-RADIO supplementary §A's
 FasterViT-2 setting). A block with
 ratio r > 1 subsamples (strided conv k=r, s=r), attends in windows, and upsamples back
 (transposed conv k=r, s=r) before merging with its input.
@@ -39,7 +39,7 @@ from torch import nn
 
 from radio_nas._config import Config, ConfigError, coerce
 from radio_nas.models.deploy import fuse_conv_bn
-from radio_nas.models.layers import Mlp, init_weights
+from radio_nas.models.layers import DropPath, LayerScale, Mlp, init_weights
 
 PATCH_SIZE = 16  # stride of the output features
 INPUT_MULTIPLE = 32  # stride of the deepest stage
@@ -53,7 +53,7 @@ class WindowPaddingWarning(UserWarning):
 class ERadioConfig(Config):
     """Every architectural choice of an E-RADIO variant. Frozen, validated, hashable to ``id``.
 
-    Defaults follow the seed (v1-like design); the published v2 choices are options
+    Defaults follow AM-RADIO supplementary §A (v1-like design); the published v2 choices are options
     (see the ``l-v2`` preset).
     """
 
@@ -71,12 +71,23 @@ class ERadioConfig(Config):
     head_dim: int = 32
     mlp_ratio: float = 4.0
     qkv_bias: bool = False
+    drop_path: float = 0.0
+    """Stochastic depth of the attention blocks (stages 3-4): the rate rises linearly from 0 at the
+    first block to this at the last, as timm's ``drop_path_rate``; 0 = none (the reference's)."""
+    layer_scale: float | None = None
+    """Initial value of a learnable per-channel scale on each attention and MLP branch (timm's
+    ``LayerScale``, e.g. 1e-5), or None for none (the reference's)."""
     window_sizes: tuple[int, int] | Literal["auto"] = "auto"
     """Attention window per transformer stage (3, 4), or ``auto``: chosen from the input size the
     model is built or run at (:meth:`windows_for`). A list pins them; maps they do not tile are
     padded (padded keys masked) and the model warns."""
     max_window: int = 16
     """Largest window ``auto`` may choose (the reference's ``max_window_size``)."""
+    window_fit: Literal["pad_mask", "resize"] = "pad_mask"
+    """How a transformer stage fits a map its windows do not tile: pad_mask = pad each block's map
+    to a multiple of the window and mask the padded keys; resize = the reference's rule: resize the
+    stage's map (nearest) up to a multiple of max(ratio) * window before its blocks and back after
+    (what the published weights were trained with)."""
     mra_pattern: tuple[tuple[int, ...], tuple[int, ...]] = ((2, 1), (1,))
     """Subsample ratios per transformer stage (see ``depth_counts``); 1 = plain windowed attention."""
     pos_bias: Literal["swinv2", "none"] = "swinv2"
@@ -98,6 +109,8 @@ class ERadioConfig(Config):
     output_dim: int | None = None
     """Width of the output features; None means 4C for deconv (no projection) and 8C for neck."""
 
+    late_fields = ("drop_path", "layer_scale", "window_fit")  # added after ids were recorded
+
     def validate(self) -> None:
         if self.width <= 0:
             raise ConfigError(f"expected a positive integer, got {self.width}", key="width")
@@ -117,6 +130,10 @@ class ERadioConfig(Config):
                 )
         if self.mlp_ratio <= 0:
             raise ConfigError(f"expected a positive number, got {self.mlp_ratio}", key="mlp_ratio")
+        if not 0.0 <= self.drop_path < 1.0:
+            raise ConfigError(f"expected a rate in [0, 1), got {self.drop_path}", key="drop_path")
+        if self.layer_scale is not None and self.layer_scale <= 0:
+            raise ConfigError(f"expected a positive number or null, got {self.layer_scale}", key="layer_scale")
         if self.window_sizes != "auto":
             for i, ws in enumerate(self.window_sizes):
                 if ws < 1:
@@ -172,8 +189,11 @@ class ERadioConfig(Config):
         return dataclasses.replace(self, window_sizes=self.windows_for(height, width))
 
     def window_padding(self, height: int, width: int) -> list[str]:
-        """The attention maps the windows do not tile at height x width (padded and masked), as text."""
-        out = []
+        """The attention maps the windows do not tile at height x width (padded and masked), as text;
+        none with ``window_fit: resize`` (:meth:`window_resizing`)."""
+        out: list[str] = []
+        if self.window_fit != "pad_mask":
+            return out
         for stage, stride, ws in zip((3, 4), (16, 32), self.windows_for(height, width)):
             for r in sorted(set(self.stage_ratios(stage))):
                 h, w = height // stride // r, width // stride // r
@@ -182,6 +202,22 @@ class ERadioConfig(Config):
                         f"stage {stage} ratio {r}: map {h}x{w} padded to "
                         f"{h + (-h) % ws}x{w + (-w) % ws} for window {ws}"
                     )
+        return out
+
+    def window_resizing(self, height: int, width: int) -> list[str]:
+        """With ``window_fit: resize``, the stage maps resized at height x width (none with pad_mask), as text."""
+        out: list[str] = []
+        if self.window_fit != "resize":
+            return out
+        for stage, stride, ws in zip((3, 4), (16, 32), self.windows_for(height, width)):
+            h, w = height // stride, width // stride
+            multiple = max(self.stage_ratios(stage)) * ws
+            fit = fitted_size(h, w, multiple)
+            if fit != (h, w):
+                out.append(
+                    f"stage {stage}: map {h}x{w} resized (nearest) to {fit[0]}x{fit[1]}, a multiple of "
+                    f"ratio {max(self.stage_ratios(stage))} x window {ws}, and back"
+                )
         return out
 
     def stage_ratios(self, stage: int) -> tuple[int, ...]:
@@ -237,7 +273,8 @@ PRESETS: dict[str, dict] = {
         "output_dim": 1536,
     },
 }
-"""Seed §A.2 presets: C = XT 64, T 80, S 96, B 128, L 192; depths [1,3,4,5] for XT/T, else [3,3,5,5]."""
+"""AM-RADIO supplementary §A.2 presets: C = XT 64, T 80, S 96, B 128, L 192; depths [1,3,4,5] for XT/T,
+else [3,3,5,5]."""
 
 
 def optimal_window_size(height: int, width: int, max_window: int = 16) -> int:
@@ -246,6 +283,11 @@ def optimal_window_size(height: int, width: int, max_window: int = 16) -> int:
     if grid < 1:
         raise ConfigError(f"{height}x{width} is smaller than {INPUT_MULTIPLE}", key="resolution")
     return _largest_divisor(grid, max_window)
+
+
+def fitted_size(height: int, width: int, multiple: int) -> tuple[int, int]:
+    """The map size ``window_fit: resize`` runs a stage at: each side rounded up to `multiple`."""
+    return -(-height // multiple) * multiple, -(-width // multiple) * multiple
 
 
 def _largest_divisor(n: int, at_most: int) -> int:
@@ -457,7 +499,7 @@ def _padding_mask(h: int, w: int, ws: int, device: torch.device) -> torch.Tensor
 
 class WindowTransformerBlock(nn.Module):
     """Pre-norm windowed MHSA + MLP on an NCHW map; maps not a multiple of the window are padded
-    (padded keys masked out) and cropped back."""
+    (padded keys masked out) and cropped back. Each branch: [layer scale] -> [drop path] -> residual."""
 
     def __init__(
         self,
@@ -469,6 +511,8 @@ class WindowTransformerBlock(nn.Module):
         pos_bias: bool = True,
         cpb_hidden: int = 512,
         pretrained_window: int | None = None,
+        drop_path: float = 0.0,
+        layer_scale: float | None = None,
     ):
         super().__init__()
         self.window_size = window_size
@@ -476,6 +520,10 @@ class WindowTransformerBlock(nn.Module):
         self.attn = WindowAttention(dim, num_heads, window_size, qkv_bias, pos_bias, cpb_hidden, pretrained_window)
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = Mlp(dim, int(dim * mlp_ratio), bias=False)
+        # Identity when off: no tensors, so state-dict names stay those of the published layout
+        self.ls1: nn.Module = LayerScale(dim, layer_scale) if layer_scale is not None else nn.Identity()
+        self.ls2: nn.Module = LayerScale(dim, layer_scale) if layer_scale is not None else nn.Identity()
+        self.drop_path: nn.Module = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
     def set_window(self, window_size: int) -> None:
         if window_size != self.window_size:
@@ -496,8 +544,8 @@ class WindowTransformerBlock(nn.Module):
             mask = _padding_mask(h, w, ws, x.device).repeat(b, 1, 1, 1)
         windows = self.attn(window_partition(x, ws), mask)
         x = window_reverse(windows, ws, h + pad_h, w + pad_w)[:, :h, :w]
-        x = shortcut + x
-        x = x + self.mlp(self.norm2(x))
+        x = shortcut + self.drop_path(self.ls1(x))
+        x = x + self.drop_path(self.ls2(self.mlp(self.norm2(x))))
         return x.permute(0, 3, 1, 2)
 
 
@@ -520,6 +568,8 @@ class MRABlock(nn.Module):
         resample: str = "conv",
         merge: str = "residual",
         pretrained_window: int | None = None,
+        drop_path: float = 0.0,
+        layer_scale: float | None = None,
     ):
         super().__init__()
         self.ratio, self.merge = ratio, merge
@@ -538,7 +588,16 @@ class MRABlock(nn.Module):
                     nn.Upsample(scale_factor=ratio, mode="nearest"), ConvBNAct(dim, dim, 1, act=None)
                 )
         self.block = WindowTransformerBlock(
-            dim, num_heads, window_size, mlp_ratio, qkv_bias, pos_bias, cpb_hidden, pretrained_window
+            dim,
+            num_heads,
+            window_size,
+            mlp_ratio,
+            qkv_bias,
+            pos_bias,
+            cpb_hidden,
+            pretrained_window,
+            drop_path=drop_path,
+            layer_scale=layer_scale,
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -564,10 +623,24 @@ class ConvStage(nn.Module):
 
 
 class AttentionStage(nn.Module):
-    """Downsample -> one MRA block per ratio in `ratios` (see ``ERadioConfig.stage_ratios``)."""
+    """Downsample -> one MRA block per ratio in `ratios` (see ``ERadioConfig.stage_ratios``).
 
-    def __init__(self, in_chs: int, out_chs: int, ratios: tuple[int, ...], window_size: int, cfg: ERadioConfig):
+    With ``window_fit: resize`` a map that max(ratio) x window does not tile is resized (nearest) up
+    to the next multiple before the blocks and back after, as the reference's ``ERADIOLayer``;
+    with ``pad_mask`` each block pads and masks instead. `drop_path`: one rate per block."""
+
+    def __init__(
+        self,
+        in_chs: int,
+        out_chs: int,
+        ratios: tuple[int, ...],
+        window_size: int,
+        cfg: ERadioConfig,
+        drop_path: tuple[float, ...] = (),
+    ):
         super().__init__()
+        self.window_size, self.max_ratio, self.window_fit = window_size, max(ratios), cfg.window_fit
+        rates = drop_path or (0.0,) * len(ratios)
         self.downsample = Downsample(in_chs, out_chs)
         self.blocks = nn.Sequential(
             *(
@@ -584,17 +657,26 @@ class AttentionStage(nn.Module):
                     resample=cfg.mra_resample,
                     merge=cfg.mra_merge,
                     pretrained_window=cfg.pretrained_window,
+                    drop_path=rate,
+                    layer_scale=cfg.layer_scale,
                 )
-                for ratio in ratios
+                for ratio, rate in zip(ratios, rates, strict=True)
             )
         )
 
     def set_window(self, window_size: int) -> None:
+        self.window_size = window_size
         for block in self.blocks:
             cast(MRABlock, block).block.set_window(window_size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.blocks(self.downsample(x))
+        x = self.downsample(x)
+        h, w = x.shape[-2:]
+        fit = fitted_size(h, w, self.max_ratio * self.window_size)
+        if self.window_fit != "resize" or fit == (h, w):
+            return self.blocks(x)
+        x = self.blocks(F.interpolate(x, size=fit, mode="nearest"))
+        return F.interpolate(x, size=(h, w), mode="nearest")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -643,15 +725,17 @@ class ERadio(nn.Module):
             cfg.check_input_size(*input_size)
         self.input_size = input_size
         self._warned: set[tuple[int, int]] = set()
-        self._windows = ws3, ws4 = cfg.windows_for(*(input_size or (224, 224)))  # the seed's input until told
+        self._windows = ws3, ws4 = cfg.windows_for(*(input_size or (224, 224)))  # supplementary §A input until told
         c1, c2, c3, c4 = cfg.widths
+        n3, n = len(cfg.stage_ratios(3)), len(cfg.stage_ratios(3)) + len(cfg.stage_ratios(4))
+        rates = tuple(cfg.drop_path * i / max(n - 1, 1) for i in range(n))  # timm: linspace(0, rate, blocks)
         self.stem = Stem(in_chans, cfg.stem_width or c1 // 2, c1)
         self.stages = nn.ModuleList(
             [
                 ConvStage(c1, c1, cfg.depths[0], downsample=False),
                 ConvStage(c1, c2, cfg.depths[1], downsample=True),
-                AttentionStage(c2, c3, cfg.stage_ratios(3), ws3, cfg),
-                AttentionStage(c3, c4, cfg.stage_ratios(4), ws4, cfg),
+                AttentionStage(c2, c3, cfg.stage_ratios(3), ws3, cfg, rates[:n3]),
+                AttentionStage(c3, c4, cfg.stage_ratios(4), ws4, cfg, rates[n3:]),
             ]
         )
         if cfg.fusion == "deconv":
