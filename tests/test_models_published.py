@@ -10,7 +10,7 @@ import torch
 from radio_nas import ConfigError
 from radio_nas.cli import main
 from radio_nas.models import build_model, resolve_config
-from radio_nas.models.published import load_published_eradio, map_published_state_dict
+from radio_nas.models.published import checkpoint_window, load_published_eradio, map_published_state_dict
 
 # An xxxtiny-sized model with the v2 options (the published eradio_xxxtiny layout).
 SMALL = {
@@ -26,8 +26,10 @@ SMALL = {
 BN = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
 
 
-def published_layout(width, stem, depths, heads, out_dim, cpb=512, window=16):
-    """(name, shape) of every tensor the published code's state dict holds, stage by stage."""
+def published_layout(width, stem, depths, heads, out_dim, cpb=512, window=16, pooled=False, neck_stages=2):
+    """(name, shape) of every tensor the published code's state dict holds, stage by stage.
+    `pooled`: the eradio_xxxtiny_8x_* options (avg-pool + 1x1 conv-BN resampling, depthwise
+    pre-conv); `neck_stages` 3: a neck from stage 2 (eradio_xxxtiny_8x_ws16)."""
 
     def conv_bn(prefix, out_chs, in_chs, k):
         yield f"{prefix}.conv.weight", (out_chs, in_chs, k, k)
@@ -51,10 +53,17 @@ def published_layout(width, stem, depths, heads, out_dim, cpb=512, window=16):
         for unit in range(depths[level]):
             for k, ratio in enumerate(ratios):
                 p = f"levels.{level}.blocks.{unit}.attention_blocks.{k}"
-                if ratio > 1:
+                if ratio > 1 and pooled:
+                    yield from conv_bn(f"{p}.downsample_mixer", c, c, 1)
+                    yield from conv_bn(f"{p}.upsample_op", c, c, 1)
+                elif ratio > 1:
                     for op in ("downsample_op", "upsample_op"):
                         yield f"{p}.{op}.weight", (c, c, ratio, ratio)
                         yield f"{p}.{op}.bias", (c,)
+                elif pooled:
+                    yield f"{p}.pre_conv.conv.weight", (c, 1, 3, 3)
+                    for leaf in BN:
+                        yield f"{p}.pre_conv.bn.{leaf}", () if leaf == "num_batches_tracked" else (c,)
                 else:
                     yield from conv_bn(f"{p}.pre_conv", c, c, 3)
                 yield f"{p}.norm1.weight", (c,)
@@ -71,7 +80,7 @@ def published_layout(width, stem, depths, heads, out_dim, cpb=512, window=16):
                 yield f"{p}.norm2.bias", (c,)
                 yield f"{p}.mlp.fc1.weight", (4 * c, c)
                 yield f"{p}.mlp.fc2.weight", (c, 4 * c)
-    for b, c in enumerate(chs[2:]):
+    for b, c in enumerate(chs[4 - neck_stages :]):
         p = f"high_res_neck.neck_features_proj.{b}"
         yield f"{p}.conv1.weight", (c, 1, 3, 3)
         yield f"{p}.conv1.bias", (c,)
@@ -190,3 +199,106 @@ def test_profile_loads_weights_only_checkpoints(tmp_path, capsys):
         assert main([*args, "--weights", str(bad)]) == 2
         out = capsys.readouterr()
         assert text in out.err and out.err.count("\n") == 1 and "pickle ran code" not in out.out
+
+
+SIZE = (256, 384)  # stage 3 is 16x24, stage 4 8x12: window 16 tiles neither
+
+
+def _nearest(x, size):
+    """Nearest resize written out: output row i reads input row floor(i * in / out) (as F.interpolate)."""
+    h, w = x.shape[-2:]
+    rows = torch.arange(size[0]) * h // size[0]
+    cols = torch.arange(size[1]) * w // size[1]
+    return x[..., rows[:, None], cols[None, :]]
+
+
+def _reference_forward(model, x, window):
+    """The reference's rule by hand: each transformer stage's map resized to the next multiple of
+    max(ratio) x window, its blocks run where the windows tile (nothing padded), resized back."""
+    x = model.stages[1](model.stages[0](model.stem(x)))
+    outs = []
+    for stage in model.stages[2:]:
+        y = stage.downsample(x)
+        h, w = y.shape[-2:]
+        m = max(b.ratio for b in stage.blocks) * window
+        y = _nearest(y, (-(-h // m) * m, -(-w // m) * m))
+        for block in stage.blocks:
+            assert (y.shape[-2] // block.ratio) % window == 0 and (y.shape[-1] // block.ratio) % window == 0
+            y = block(y)
+        x = _nearest(y, (h, w))
+        outs.append(x)
+    return model.fusion(*outs)
+
+
+def test_loader_defaults_to_the_checkpoint_window_and_resize_at_every_resolution():
+    state = _random_state(published_layout(32, 32, (1, 3, 4, 5), (8, 16), 256))
+    model = load_published_eradio(state, SMALL)
+    assert model.cfg.window_fit == "resize" and model.cfg.window_sizes == (16, 16)
+    assert model.cfg.pretrained_window == 16
+    with torch.no_grad():
+        model(torch.randn(1, 3, 224, 224))
+    assert model.window_sizes == (16, 16)  # 14x14 resized to 32x32, not window 7
+    own = load_published_eradio(state, SMALL, window_sizes="auto", window_fit="pad_mask")
+    assert own.cfg.window_fit == "pad_mask" and own.cfg.window_sizes == "auto"
+    with torch.no_grad():
+        own(torch.randn(1, 3, 224, 224))
+    assert own.window_sizes == (7, 7)
+    ws12 = _random_state(published_layout(32, 32, (1, 3, 4, 5), (8, 16), 256, cpb=64, window=12, pooled=True))
+    assert checkpoint_window(ws12) == 12  # read from the position-bias tables
+    assert load_published_eradio(ws12, WS12).cfg.window_sizes == (12, 12)
+    with pytest.raises(ConfigError, match="'resize', 'pad_mask'|'pad_mask', 'resize'") as info:
+        load_published_eradio(state, SMALL, window_fit="crop")
+    assert info.value.key == "window_fit"
+
+
+def test_published_weights_resize_like_an_independent_nearest_resize_at_256x384():
+    state = _random_state(published_layout(32, 32, (1, 3, 4, 5), (8, 16), 256))
+    model = load_published_eradio(state, SMALL)
+    padded = load_published_eradio(state, SMALL, window_fit="pad_mask")
+    x = torch.rand(2, 3, *SIZE)
+    with torch.no_grad():
+        ours = model(x)[1]
+        expected = _reference_forward(model, x, 16)
+        other = padded(x)[1]
+    assert ours.shape == (2, 256, 16, 24)
+    assert torch.allclose(ours, expected, rtol=1e-5, atol=1e-6)
+    # the two rules differ here, far beyond the tolerance (small random weights: about 0.15 % relative)
+    assert not torch.allclose(other, expected, rtol=1e-5, atol=1e-6)
+    assert (other - expected).norm() / expected.norm() > 1e-4
+
+
+WS12 = {**SMALL, "pre_conv": "depthwise", "mra_resample": "pool", "cpb_hidden": 64}
+"""The eradio_xxxtiny_8x_ws12 options: pooled resampling, depthwise pre-conv, cpb hidden 64."""
+
+
+def test_pooled_layout_loads_and_a_stride_8_neck_is_refused_by_name():
+    layout = list(published_layout(32, 32, (1, 3, 4, 5), (8, 16), 256, cpb=64, window=12, pooled=True))
+    state = _random_state(layout)
+    model = load_published_eradio(state, WS12)
+    sd = model.state_dict()
+    p = "levels.2.blocks.1.attention_blocks"
+    pairs = {
+        f"{p}.0.downsample_mixer.conv.weight": "stages.2.blocks.2.subsample.1.0.weight",
+        f"{p}.0.downsample_mixer.bn.running_var": "stages.2.blocks.2.subsample.1.1.running_var",
+        f"{p}.0.upsample_op.conv.weight": "stages.2.blocks.2.upsample.1.0.weight",
+        f"{p}.0.upsample_op.bn.bias": "stages.2.blocks.2.upsample.1.1.bias",
+        f"{p}.1.pre_conv.conv.weight": "stages.2.blocks.3.pre_conv.0.weight",
+    }
+    for theirs, ours in pairs.items():
+        assert torch.equal(sd[ours], state[theirs]), (theirs, ours)
+    # the reference code builds eradio_xxxtiny_8x_ws12 at 6,515,528 parameters, 257,512 of them in
+    # the final norm and the 1000-class head, which RADIO drops
+    assert sum(p.numel() for p in model.parameters()) == 6_515_528 - 257_512
+    with torch.no_grad():
+        assert model(torch.rand(1, 3, *SIZE))[1].shape == (1, 256, 16, 24)
+    with pytest.raises(ConfigError, match="needs mra_resample: pool; the architecture has conv") as info:
+        map_published_state_dict(state, resolve_config({**SMALL, "cpb_hidden": 64}))
+    assert info.value.key == "levels.2.blocks.0.attention_blocks.0.downsample_mixer.conv.weight"
+    with pytest.raises(ConfigError, match="needs pre_conv: depthwise; the architecture has dense") as info:
+        map_published_state_dict(state, resolve_config({**WS12, "pre_conv": "dense"}))
+    assert info.value.key == "levels.2.blocks.0.attention_blocks.1.pre_conv.conv.weight"
+    ws16 = _random_state(published_layout(32, 32, (1, 3, 4, 5), (8, 16), 256, cpb=64, pooled=True, neck_stages=3))
+    with pytest.raises(ConfigError, match="a neck from stage 2 .*cannot be expressed") as info:
+        load_published_eradio(ws16, WS12)
+    assert info.value.key.startswith("high_res_neck.neck_features_proj.2.")
+    assert str(info.value).count("\n") == 0

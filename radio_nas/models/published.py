@@ -4,7 +4,12 @@ The published state dict names follow the reference code's modules (reference no
 mapping below is a table of name patterns, one row per module kind, and every tensor's shape is
 checked. The position-bias MLP was trained at window 16: the preset normalises the bias
 coordinates by that window (``pretrained_window: 16``), so the weights give the reference's bias
-at whatever window the resolution picks (7 at 224, 16 at 512).
+at any window. :func:`load_published_eradio` builds the model the reference's hub entry returns:
+window 16 at every resolution and the reference's ``window_fit: resize`` (a map the windows do not
+tile is resized, nearest, to a multiple and back); ``window_sizes="auto"`` and
+``window_fit="pad_mask"`` give radio-nas's own choices instead (7 at 224, padded and masked).
+The ``eradio_xxxtiny_8x_*`` layout (pooled resampling, depthwise pre-conv) loads into a config
+with ``mra_resample: pool`` and ``pre_conv: depthwise``, except its stride-8 neck (``_ws16``).
 
     >>> model = load_published_eradio("eradio_v2.pth.tar")          # l-v2, eval mode
     >>> ours = map_published_state_dict(published, resolve_config("l-v2"))
@@ -20,7 +25,7 @@ import argparse
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -47,6 +52,10 @@ _TABLE: tuple[tuple[str, str], ...] = (
     (r"levels\.(?P<s>[012])\.downsample\.reduction\.(?P<cb>conv|bn)", "stages.{down}.downsample.{cb}"),
     (_ATTN + r"downsample_op", "stages.{s}.blocks.{block}.subsample"),
     (_ATTN + r"upsample_op", "stages.{s}.blocks.{block}.upsample"),
+    # pooled resampling (conv_base False): AvgPool -> 1x1 conv-BN ``downsample_mixer``, nearest ->
+    # 1x1 conv-BN ``upsample_op``; ours: subsample / upsample = (pool or upsample, conv-BN)
+    (_ATTN + r"downsample_mixer\.(?P<cb>conv|bn)", "stages.{s}.blocks.{block}.subsample.1.{cb}"),
+    (_ATTN + r"upsample_op\.(?P<cb>conv|bn)", "stages.{s}.blocks.{block}.upsample.1.{cb}"),
     (_ATTN + r"pre_conv\.(?P<cb>conv|bn)", "stages.{s}.blocks.{block}.pre_conv.{cb}"),
     (_ATTN + r"(?P<n>norm1|norm2)", "stages.{s}.blocks.{block}.block.{n}"),
     (_ATTN + r"attn\.(?P<n>qkv|proj)", "stages.{s}.blocks.{block}.block.attn.{n}"),
@@ -63,6 +72,52 @@ _DROPPED = re.compile(
     r"(.*\.relative_(coords_table|position_index|bias)"  # position-bias tables: rebuilt per window
     r"|norm\..*|head\..*)$"
 )  # final BN and classifier: Identity in RADIO (create_model_from_args)
+_NECK_FROM_STAGE_2 = re.compile(r"high_res_neck\.neck_features_proj\.2\.")  # a third branch: neck_start_stage 1
+
+
+def checkpoint_window(published: Mapping[str, Any]) -> int:
+    """The window a published state dict's attention was built at, from its position-bias tables
+    (``relative_coords_table``, shape (1, 2ws - 1, 2ws - 1, 2)); :data:`PUBLISHED_WINDOW` if it has none."""
+    tables = {k: v for k, v in _strip_prefix(_unwrap(dict(published))).items() if k.endswith(".relative_coords_table")}
+    sides = {int(v.shape[-2]) for v in tables.values()}
+    if not sides:
+        return PUBLISHED_WINDOW
+    if len(sides) > 1:
+        raise ConfigError(
+            f"position-bias tables of {len(sides)} different windows; expected one window for every block",
+            key=next(iter(tables)),
+        )
+    return (sides.pop() + 1) // 2
+
+
+def _check_layout(published: Mapping[str, torch.Tensor], cfg: Any) -> None:
+    """One-line reasons, naming the tensor, for published options the architecture lacks."""
+    for name in published:
+        if _NECK_FROM_STAGE_2.match(name):
+            raise ConfigError(
+                "a neck from stage 2 (stride-8 features, neck_start_stage 1 as eradio_xxxtiny_8x_ws16) "
+                "cannot be expressed: fusion merges stages 3 and 4 only (stride 16)",
+                key=name,
+            )
+    for name, tensor in published.items():
+        if ".downsample_mixer." in name and cfg.mra_resample != "pool":
+            raise ConfigError(
+                "pooled resampling (avg-pool + 1x1 conv-BN, as eradio_xxxtiny_8x_*) needs "
+                f"mra_resample: pool; the architecture has {cfg.mra_resample}",
+                key=name,
+            )
+        if name.endswith(".downsample_op.weight") and cfg.mra_resample != "conv":
+            raise ConfigError(
+                "strided-conv resampling (as e-radio_v2) needs mra_resample: conv; the architecture "
+                f"has {cfg.mra_resample}",
+                key=name,
+            )
+        if name.endswith(".pre_conv.conv.weight") and tensor.dim() == 4:
+            kind = "depthwise" if tensor.shape[1] == 1 and tensor.shape[0] > 1 else "dense"
+            if cfg.pre_conv != kind:
+                raise ConfigError(
+                    f"a {kind} 3x3 pre-conv needs pre_conv: {kind}; the architecture has {cfg.pre_conv}", key=name
+                )
 
 
 def map_published_state_dict(published: Mapping[str, torch.Tensor], cfg: Any) -> dict[str, torch.Tensor]:
@@ -75,6 +130,7 @@ def map_published_state_dict(published: Mapping[str, torch.Tensor], cfg: Any) ->
             "published E-RADIO weights need an eradio config counting depth in units (e.g. the l-v2 preset)", key="arch"
         )
     published = _strip_prefix(published)
+    _check_layout(published, cfg)
     with torch.device("meta"):
         expected = build_model(cfg).state_dict()
     pattern_len = {2: len(cfg.mra_pattern[0]), 3: len(cfg.mra_pattern[1])}
@@ -105,20 +161,41 @@ def map_published_state_dict(published: Mapping[str, torch.Tensor], cfg: Any) ->
 
 
 def load_published_eradio(
-    source: str | Path | Mapping[str, Any], arch: Any = "l-v2", resolution: tuple[int, int] | None = None
+    source: str | Path | Mapping[str, Any],
+    arch: Any = "l-v2",
+    resolution: tuple[int, int] | None = None,
+    *,
+    window_sizes: Literal["checkpoint", "auto"] | tuple[int, int] = "checkpoint",
+    window_fit: Literal["resize", "pad_mask"] = "resize",
 ) -> nn.Module:
-    """The `arch` model (default ``l-v2``) with published E-RADIO v2 weights, in eval mode.
+    """The `arch` model (default ``l-v2``) with published E-RADIO weights, in eval mode, giving the
+    published model's outputs by default.
 
     `source`: a checkpoint file (``{"state_dict": ...}`` as published, loaded weights-only) or a
-    state dict. The position-bias coordinates are normalised by the published window 16."""
+    state dict. The position-bias coordinates are normalised by the checkpoint's window (16 for
+    ``e-radio_v2``) unless `arch` sets ``pretrained_window``.
+
+    `window_sizes` and `window_fit` replace the arch's. The defaults are the reference's (NVlabs/RADIO's
+    hub entry): the checkpoint's window at every resolution (16 for ``e-radio_v2``, read from its
+    position-bias tables) and ``resize`` (a stage map the windows do not tile, such as 14x14 at 224,
+    is resized by nearest interpolation to a multiple of max(ratio) x window and back). For
+    radio-nas's own choice pass ``window_sizes="auto"`` (the window picked from the resolution: 7 at
+    224, 8 at 256, 16 at 512) and, to pad and mask instead of resizing, ``window_fit="pad_mask"``;
+    features then differ from the published ones (18-52 % relative at 224)."""
     from radio_nas.models import build_model, resolve_config
 
     cfg = resolve_config(arch)
-    if getattr(cfg, "pretrained_window", None) is None:  # the weights were trained at window 16
-        cfg = cfg.replace(pretrained_window=PUBLISHED_WINDOW)
-    state = read_checkpoint(source) if isinstance(source, (str, Path)) else dict(source)
+    state = _unwrap(read_checkpoint(source) if isinstance(source, (str, Path)) else dict(source))
+    window = checkpoint_window(state)
+    changes: dict[str, Any] = {
+        "window_fit": window_fit,
+        "window_sizes": (window, window) if window_sizes == "checkpoint" else window_sizes,
+    }
+    if getattr(cfg, "pretrained_window", None) is None:  # the weights were trained at this window
+        changes["pretrained_window"] = window
+    cfg = cfg.replace(**changes)
     model = build_model(cfg, resolution=resolution)
-    model.load_state_dict(map_published_state_dict(_unwrap(state), cfg))
+    model.load_state_dict(map_published_state_dict(state, cfg))
     return model.eval()
 
 
@@ -220,10 +297,11 @@ def student_state_dict(
         state = _unwrap(dict(source))
     try:
         if is_published_layout(state):
-            if getattr(cfg, "pretrained_window", None) != PUBLISHED_WINDOW:
+            window = checkpoint_window(state)
+            if getattr(cfg, "pretrained_window", None) != window:
                 raise ConfigError(
-                    f"published E-RADIO v2 weights were trained at window {PUBLISHED_WINDOW}; the architecture "
-                    f"needs pretrained_window: {PUBLISHED_WINDOW} (the l-v2 preset has it), got "
+                    f"published E-RADIO weights were trained at window {window}; the architecture "
+                    f"needs pretrained_window: {window} (the l-v2 preset has 16), got "
                     f"{getattr(cfg, 'pretrained_window', None)}",
                     key=key,
                 )
