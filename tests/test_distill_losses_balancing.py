@@ -1,4 +1,4 @@
-"""Losses and the four balancing methods against the seed's equations on hand-computed numbers."""
+"""Losses and the four balancing methods against the equations of AM-RADIO supplementary §E on hand-computed numbers."""
 
 import math
 

@@ -11,7 +11,7 @@ TINY = dict(width=16, depths=(1, 1, 1, 1), head_dim=16, cpb_hidden=16)
 
 
 @pytest.mark.parametrize("preset,width", [("xt", 64), ("t", 80), ("s", 96), ("b", 128), ("l", 192)])
-def test_presets_follow_the_seed(preset, width):
+def test_presets_follow_supplementary_a2(preset, width):
     cfg = resolve_config(preset)
     assert cfg.width == width
     assert cfg.depths == ((1, 3, 4, 5) if preset in ("xt", "t") else (3, 3, 5, 5))

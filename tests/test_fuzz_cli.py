@@ -1,8 +1,8 @@
-"""Malformed input through the real ``radio-nas`` command (issue 13): every case must exit 2 with
+"""Malformed input through the real ``radio-nas`` command: every case must exit 2 with
 exactly one line on stderr that names the file/key/argument, no traceback, within seconds.
 
 Each case runs ``python -m radio_nas ...`` in a fresh folder. ``benchmarks/fuzz_count.py`` runs the
-same table and prints passed/total (the before/after figure of issue 13).
+same table and prints passed/total.
 """
 
 from __future__ import annotations

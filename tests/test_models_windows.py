@@ -41,7 +41,7 @@ def test_presets_are_auto_and_keep_window_7_at_224():
 
 def test_model_follows_the_input_size_and_build_resolution():
     model = build_model(TINY).eval()
-    assert model.window_sizes == (7, 7)  # built for the seed's 224 until told otherwise
+    assert model.window_sizes == (7, 7)  # built for AM-RADIO supplementary §A's 224 until told otherwise
     with torch.no_grad():
         model(torch.randn(1, 3, 128, 128))
     assert model.window_sizes == (4, 4)
@@ -51,7 +51,7 @@ def test_model_follows_the_input_size_and_build_resolution():
 
 
 def test_auto_windows_cut_the_padding_gmacs_at_128():
-    # issue 10.5: window 7 at 128 px pads stage 3 (8x8) to 14x14
+    # window 7 at 128 px pads stage 3 (8x8) to 14x14
     auto = count_gmacs("xt", (128, 128))
     pinned = count_gmacs({"preset": "xt", "window_sizes": [7, 7]}, (128, 128))
     assert auto < pinned / 1.2

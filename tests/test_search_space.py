@@ -273,7 +273,7 @@ def test_shipped_spaces_load(name):
     assert space.name == name and space.sampled
 
 
-# --- issue 13: malformed files refused while loading (in-process; tests/test_fuzz_cli.py runs the CLI) ---
+# --- malformed files refused while loading (in-process; tests/test_fuzz_cli.py runs the CLI) ---
 
 
 @pytest.mark.parametrize(

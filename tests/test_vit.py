@@ -1,4 +1,4 @@
-"""ViT student family and its ViTDet window/global augmentation (issue 6)."""
+"""ViT student family and its ViTDet window/global augmentation."""
 
 from __future__ import annotations
 
