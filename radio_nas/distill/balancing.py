@@ -1,4 +1,4 @@
-"""Loss balancing between teachers and their summary/feature terms (seed §E).
+"""Loss balancing between teachers and their summary/feature terms (AM-RADIO supplementary §E).
 
     >>> bal = make_balancer(pipeline.balancing, terms=["a/summary", "a/features"], context_dim=320,
     ...                     fixed_weights={"a/summary": 1.0, "a/features": 1.0})
@@ -9,7 +9,7 @@ Each loss is per sample, shape (B,). Methods:
 - ``fixed``: L = sum_k w_k mean(L_k), weights from the pipeline.
 - ``uncertainty`` (Eq. 6): b_k(x'|Θ) = a linear function of the student summary of the input, one
   output per teacher and per summary/features, initialised to 0 (so λ starts at 1);
-  λ_k = exp(-b_k), L = mean_batch sum_k λ_k L_k + softplus(b_k). As the seed writes it, b is
+  λ_k = exp(-b_k), L = mean_batch sum_k λ_k L_k + softplus(b_k). As AM-RADIO supplementary §E writes it, b is
   predicted by the student: the gradient of the balancing terms reaches the student trunk through
   the summary (``detach=True`` stops it there, so b only weighs the input).
 - ``uncertainty_static`` (Eq. 5): learned scalars b_k, λ_k = exp(-b_k)/2, L = sum_k λ_k mean(L_k) + b_k/2.

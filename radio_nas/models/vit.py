@@ -37,7 +37,7 @@ The draw uses ``model.window_generator`` (a ``torch.Generator``) when set, else 
 RNG, so ``torch.manual_seed`` makes it reproducible; ``model.last_window_size`` records the size
 used by the latest forward (``None`` = global).
 
-Note: the seed's listing folds with ``reshape(B * window_size**2, -1, C)``, which groups
+Note: the listing in AM-RADIO supplementary §C folds with ``reshape(B * window_size**2, -1, C)``, which groups
 ``T / ws^2`` consecutive tokens; that equals a window only when there are ``ws^2`` windows.
 Here the fold is ``reshape(B * num_windows, ws * ws, C)`` (as in the RADIO code).
 
@@ -139,7 +139,7 @@ PRESETS: dict[str, dict] = {
     "vit-s": {"width": 384, "depth": 12, "num_heads": 6},
     "vit-b": {"width": 768, "depth": 12, "num_heads": 12},
     "vit-l": {"width": 1024, "depth": 24, "num_heads": 16},
-    # RADIO v1's backbone: ViT-H/14 (the seed's Table 9).
+    # RADIO v1's backbone: ViT-H/14 (AM-RADIO supplementary §D, Table 9).
     "vit-h": {"patch_size": 14, "width": 1280, "depth": 32, "num_heads": 16},
 }
 """DeiT/ViT widths, depths and heads (Touvron et al. 2021; Dosovitskiy et al. 2021)."""

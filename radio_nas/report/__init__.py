@@ -10,6 +10,6 @@
 Modules (one job each): ``pareto`` (non-dominated ranks, exact hypervolume), ``study_table``
 (study -> pandas), ``ablation`` (mean ± 95% CI per level), ``plots`` (PNG), ``reference``
 (published rows), ``report`` (writes the report), ``export`` (YAML/weights/ONNX per variant),
-``weights`` (weights-only loading), ``pca`` (feature PCA pictures, seed §B).
+``weights`` (weights-only loading), ``pca`` (feature PCA pictures, AM-RADIO supplementary §B).
 Imports stay light here; each module imports torch/optuna/matplotlib only where it needs them.
 """

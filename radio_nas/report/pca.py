@@ -1,4 +1,4 @@
-"""PCA pictures of spatial features (seed §B): the features' top 3 principal components as RGB.
+"""PCA pictures of spatial features (AM-RADIO supplementary §B): the features' top 3 principal components as RGB.
 
     >>> from radio_nas.report.pca import StudentFeatures, load_image, pca_rgb, feature_pictures, resized, save_panel
     >>> image = load_image("photo.jpg")                  # or "skimage:astronaut"
