@@ -1,4 +1,4 @@
-"""``radio-nas viz pca``: PCA picture of a student's spatial features beside its teachers' (seed §B).
+"""``radio-nas viz pca``: PCA picture of a student's spatial features beside its teachers' (AM-RADIO supplementary §B).
 
     radio-nas viz pca t --image photo.jpg --resolution 256x384
     radio-nas viz pca exported/mra-trial3.yaml --image skimage:chelsea --pipeline distill_cpu
@@ -25,7 +25,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     kinds = p.add_subparsers(dest="viz_kind", metavar="<kind>", required=True)
     pca = kinds.add_parser(
         "pca",
-        help="top-3 principal components of the spatial features as RGB (seed §B)",
+        help="top-3 principal components of the spatial features as RGB (AM-RADIO supplementary §B)",
         description="PCA of the student's stride-16 features to 3 components mapped to RGB, at any "
         "resolution and aspect ratio, beside the same picture for each teacher of a "
         "pipeline.",

@@ -211,7 +211,7 @@ class OptimConfig(Config):
 
 @dataclasses.dataclass(frozen=True)
 class BalancingConfig(Config):
-    """How the per-teacher summary/feature losses are combined (seed §E)."""
+    """How the per-teacher summary/feature losses are combined (AM-RADIO supplementary §E)."""
 
     method: Literal["fixed", "uncertainty", "uncertainty_static", "adaloss"] = "fixed"
     adaloss_momentum: float = 0.9

@@ -513,7 +513,7 @@ def render_markdown(rep: Report) -> str:
         lines += [
             "## PCA of spatial features (Pareto variants)",
             "",
-            "Top-3 principal components of the stride-16 features mapped to RGB (seed §B); the "
+            "Top-3 principal components of the stride-16 features mapped to RGB (AM-RADIO supplementary §B); the "
             "student beside each teacher of its pipeline. Attached to the study as Optuna "
             "artifacts (shown by optuna-dashboard): "
             f"`optuna-dashboard --artifact-dir {_artifact_hint(h)} {h.storage_url}`.",
