@@ -107,7 +107,7 @@ def test_reports_and_learning_curve_at_every_eval_step(cache_dir):
 
 @pytest.mark.slow
 def test_one_step_default_trial_is_no_better_than_a_constant(tmp_path, capsys):
-    """The issue's check: `radio-nas trial pipelines/distill_cpu.yaml --arch xt --set steps=1 --json`."""
+    """The documented check: `radio-nas trial pipelines/distill_cpu.yaml --arch xt --set steps=1 --json`."""
     args = [
         "trial",
         str(ROOT / "pipelines/distill_cpu.yaml"),
