@@ -1,4 +1,4 @@
-"""Preset table: params, GMACs and latency of every E-RADIO preset (README table).
+"""Preset table: params, GMACs and latency of every E-RADIO preset (benchmarks/presets_cpu.md).
 
     python benchmarks/bench_presets.py [--resolution 224] [--device cpu|cuda] [--dtype fp32|bf16]
         [--channels-last] [--batch-sizes 1,16] [--runs 30] [--presets xt,t,s,b,l] [--deploy both|on|off]
