@@ -1,8 +1,8 @@
 """radio-nas: declarative architecture search and ablation for E-RADIO students (AM-RADIO).
 
-    >>> import radio_nas
-    >>> model = radio_nas.build_model("t")
-    >>> radio_nas.profile("t", resolution=224)       # params, GMACs, latency
+    import radio_nas
+    model = radio_nas.build_model("t")
+    radio_nas.profile("t", resolution=224)       # params, GMACs, latency
 
 Heavy submodules are imported on first use so that ``radio-nas --help`` stays fast.
 """

@@ -1,9 +1,9 @@
 """Short multi-teacher distillation trials (AM-RADIO recipe) with a content-keyed teacher cache.
 
-    >>> from radio_nas.distill import load_pipeline, run_trial, build_teachers
-    >>> pipeline = load_pipeline("pipelines/distill_cpu.yaml", {"steps": 40, "balancing.method": "adaloss"})
-    >>> result = run_trial(pipeline, "t", report=print)       # a frozen TrialResult; .to_dict() is JSON
-    >>> teachers = build_teachers(pipeline)                   # teacher(images) -> (summary, features)
+    from radio_nas.distill import load_pipeline, run_trial, build_teachers
+    pipeline = load_pipeline("pipelines/distill_cpu.yaml", {"steps": 40, "balancing.method": "adaloss"})
+    result = run_trial(pipeline, "t", report=print)       # a frozen TrialResult; .to_dict() is JSON
+    teachers = build_teachers(pipeline)                   # teacher(images) -> (summary, features)
 
 Modules: ``pipeline`` (configs), ``data`` (crop streams), ``teachers`` (adapters), ``cache``
 (teacher outputs), ``adaptors``, ``losses``, ``balancing``, ``trial``. Torch loads on import of

@@ -1,8 +1,8 @@
 """Loss balancing between teachers and their summary/feature terms (AM-RADIO supplementary §E).
 
-    >>> bal = make_balancer(pipeline.balancing, terms=["a/summary", "a/features"], context_dim=320,
-    ...                     fixed_weights={"a/summary": 1.0, "a/features": 1.0})
-    >>> total, weights = bal({"a/summary": l_s, "a/features": l_f}, context=student_summary)
+    bal = make_balancer(pipeline.balancing, terms=["a/summary", "a/features"], context_dim=320,
+                        fixed_weights={"a/summary": 1.0, "a/features": 1.0})
+    total, weights = bal({"a/summary": l_s, "a/features": l_f}, context=student_summary)
 
 Each loss is per sample, shape (B,). Methods:
 

@@ -1,7 +1,9 @@
 """Measure a student: parameters, GMACs (fvcore, strict), latency and peak memory.
 
->>> from radio_nas.measure import profile
->>> profile("t", resolution=(224, 224))["gmacs"]
+For example:
+
+    from radio_nas.measure import profile
+    profile("t", resolution=(224, 224))["gmacs"]
 """
 
 from radio_nas.measure.flops import count_gmacs, count_params

@@ -5,7 +5,7 @@ for are skipped with only a warning, which silently undercounts attention
 (``aten::scaled_dot_product_attention``). Here every op the trace contains must either have a
 handle or be a known zero-cost op (elementwise, by the usual MAC convention); anything else raises.
 
-    >>> count_gmacs("t", resolution=(224, 224))
+    count_gmacs("t", resolution=(224, 224))
 """
 
 from __future__ import annotations

@@ -5,8 +5,8 @@ with ``time.perf_counter``. Every figure carries the device name, dtype and layo
 with. Results are cached on disk by architecture id and measurement settings, since a sweep
 meets the same variant many times.
 
-    >>> r = measure_latency(build_model("t"), (224, 224), batch_size=1)
-    >>> r.median_ms, r.p90_ms, r.device_name
+    r = measure_latency(build_model("t"), (224, 224), batch_size=1)
+    r.median_ms, r.p90_ms, r.device_name
 """
 
 from __future__ import annotations

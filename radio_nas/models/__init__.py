@@ -1,9 +1,9 @@
 """Student model families, their configs and presets.
 
-    >>> from radio_nas.models import resolve_config, build_model
-    >>> cfg = resolve_config("t", window_sizes=[4, 7])     # preset + overrides, validated
-    >>> cfg.id                                            # stable content hash
-    >>> model = build_model(cfg)                          # or build_model("t"), build_model("arch.yaml")
+    from radio_nas.models import resolve_config, build_model
+    cfg = resolve_config("t", window_sizes=[4, 7])     # preset + overrides, validated
+    cfg.id                                            # stable content hash
+    model = build_model(cfg)                          # or build_model("t"), build_model("arch.yaml")
 
 A config source is a preset name, a mapping (``{"preset": "t", "width": 96}`` or full fields), a
 YAML file holding such a mapping (or an exported variant with an ``arch:`` section), or a config.

@@ -4,8 +4,8 @@ E-RADIO's ``switch_to_deploy`` also freezes each window's position bias into a b
 ``ContinuousPositionBias.freeze``), which leaves a graph ``torch.compile`` traces without a break.
 Outputs match the training graph in eval mode to float rounding.
 
-    >>> fast = deploy_model(model)          # a folded copy, eval mode; `model` is untouched
-    >>> model.switch_to_deploy()            # or in place (E-RADIO); train() then refuses
+    fast = deploy_model(model)          # a folded copy, eval mode; `model` is untouched
+    model.switch_to_deploy()            # or in place (E-RADIO); train() then refuses
 """
 
 from __future__ import annotations

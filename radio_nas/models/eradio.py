@@ -21,9 +21,9 @@ ratio r > 1 subsamples (strided conv k=r, s=r), attends in windows, and upsample
 
 Usage::
 
-    >>> from radio_nas.models import build_model
-    >>> model = build_model("t", window_sizes=(7, 7))
-    >>> summary, features = model(torch.randn(2, 3, 224, 224))   # (2, 320), (2, 320, 14, 14)
+    from radio_nas.models import build_model
+    model = build_model("t", window_sizes=(7, 7))
+    summary, features = model(torch.randn(2, 3, 224, 224))   # (2, 320), (2, 320, 14, 14)
 """
 
 from __future__ import annotations

@@ -11,9 +11,9 @@ tile is resized, nearest, to a multiple and back); ``window_sizes="auto"`` and
 The ``eradio_xxxtiny_8x_*`` layout (pooled resampling, depthwise pre-conv) loads into a config
 with ``mra_resample: pool`` and ``pre_conv: depthwise``, except its stride-8 neck (``_ws16``).
 
-    >>> model = load_published_eradio("eradio_v2.pth.tar")          # l-v2, eval mode
-    >>> ours = map_published_state_dict(published, resolve_config("l-v2"))
-    >>> state = student_state_dict("eradio_v2.pth.tar", resolve_config("l-v2"))  # or a trial's safetensors
+    model = load_published_eradio("eradio_v2.pth.tar")          # l-v2, eval mode
+    ours = map_published_state_dict(published, resolve_config("l-v2"))
+    state = student_state_dict("eradio_v2.pth.tar", resolve_config("l-v2"))  # or a trial's safetensors
 
 :func:`student_state_dict` is what ``profile --weights``, ``export --checkpoint`` and the pipeline's
 ``student.init_weights`` (warm start) read: published names mapped, our own names checked.

@@ -43,9 +43,9 @@ Here the fold is ``reshape(B * num_windows, ws * ws, C)`` (as in the RADIO code)
 
 Usage::
 
-    >>> from radio_nas.models import build_model
-    >>> model = build_model("vit-t", vitdet_window_sizes=(2, 7), vitdet_num_windowed=2)
-    >>> summary, features = model(torch.randn(2, 3, 224, 224))   # (2, 192), (2, 192, 14, 14)
+    from radio_nas.models import build_model
+    model = build_model("vit-t", vitdet_window_sizes=(2, 7), vitdet_num_windowed=2)
+    summary, features = model(torch.randn(2, 3, 224, 224))   # (2, 192), (2, 192, 14, 14)
 """
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
 """Which parameters matter: per objective, Optuna's PED-ANOVA importance over the fully trained trials.
 
-    >>> from radio_nas.study import open_study
-    >>> from radio_nas.report.importance import param_importances
-    >>> handle = open_study("results/mra")
-    >>> imp = param_importances(handle.trials(), handle.objectives, mode=handle.mode)
-    >>> imp.per_objective[0].n_trials, [(p.param, p.share) for p in imp.per_objective[0].params]
+    from radio_nas.study import open_study
+    from radio_nas.report.importance import param_importances
+    handle = open_study("results/mra")
+    imp = param_importances(handle.trials(), handle.objectives, mode=handle.mode)
+    imp.per_objective[0].n_trials, [(p.param, p.share) for p in imp.per_objective[0].params]
 
 Why PED-ANOVA (:class:`optuna.importance.PedAnovaImportanceEvaluator`) and not fANOVA: it needs no
 extra package (fANOVA needs scikit-learn, which radio-nas does not depend on), it handles the

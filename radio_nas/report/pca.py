@@ -1,10 +1,10 @@
 """PCA pictures of spatial features (AM-RADIO supplementary §B): the features' top 3 principal components as RGB.
 
-    >>> from radio_nas.report.pca import StudentFeatures, load_image, pca_rgb, feature_pictures, resized, save_panel
-    >>> image = load_image("photo.jpg")                  # or "skimage:astronaut"
-    >>> rgb = pca_rgb(features[0])                        # (D, h, w) -> (h, w, 3) in [0, 1]
-    >>> pictures = feature_pictures({"student": StudentFeatures(model)}, image, resolution=(224, 320))
-    >>> save_panel(resized(image, (224, 320)), pictures, "pca.png")
+    from radio_nas.report.pca import StudentFeatures, load_image, pca_rgb, feature_pictures, resized, save_panel
+    image = load_image("photo.jpg")                  # or "skimage:astronaut"
+    rgb = pca_rgb(features[0])                        # (D, h, w) -> (h, w, 3) in [0, 1]
+    pictures = feature_pictures({"student": StudentFeatures(model)}, image, resolution=(224, 320))
+    save_panel(resized(image, (224, 320)), pictures, "pca.png")
 
 Any resolution and aspect ratio works (the student needs multiples of 32). Each component is
 scaled to [0, 1] between its 1st and 99th percentile over the picture's tokens, and its sign is

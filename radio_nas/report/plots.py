@@ -1,8 +1,8 @@
 """PNG plots of a sweep (matplotlib, Agg backend): trade-off scatter with the front highlighted,
 per-parameter effects, parallel coordinates, parameter importances and ablation error bars.
 
-    >>> from radio_nas.report.plots import tradeoff_plot, parameter_effects_plot, ablation_plot
-    >>> tradeoff_plot(table, x="gmacs", y="fidelity", out="results/mra/fidelity_vs_gmacs.png")
+    from radio_nas.report.plots import tradeoff_plot, parameter_effects_plot, ablation_plot
+    tradeoff_plot(table, x="gmacs", y="fidelity", out="results/mra/fidelity_vs_gmacs.png")
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Published reference numbers (other models) shown beside a sweep's results, marked "reference".
 
-    >>> from radio_nas.report.reference import load_reference, BUNDLED_REFERENCE
-    >>> rows = load_reference(BUNDLED_REFERENCE)        # or your own YAML
-    >>> rows.frame()                                    # pandas, one row per model
+    from radio_nas.report.reference import load_reference, BUNDLED_REFERENCE
+    rows = load_reference(BUNDLED_REFERENCE)        # or your own YAML
+    rows.frame()                                    # pandas, one row per model
 
 YAML format (see ``reference_rows.yaml`` bundled here)::
 

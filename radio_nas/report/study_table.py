@@ -1,9 +1,9 @@
 """A sweep's study as a pandas table, one row per trial (read through :mod:`radio_nas.study`).
 
-    >>> from radio_nas.report.study_table import open_study, trials_table
-    >>> handle = open_study("results/mra")                     # or ("sqlite:///x.db", "mra")
-    >>> table = trials_table(handle.study)                     # pareto_rank, objectives, params, ...
-    >>> handle.objectives                                      # [Objective("fidelity", "maximize"), ...]
+    from radio_nas.report.study_table import open_study, trials_table
+    handle = open_study("results/mra")                     # or ("sqlite:///x.db", "mra")
+    table = trials_table(handle.study)                     # pareto_rank, objectives, params, ...
+    handle.objectives                                      # [Objective("fidelity", "maximize"), ...]
 
 Only fully trained trials (:attr:`radio_nas.study.TrialRecord.is_candidate`) are Pareto candidates.
 """

@@ -1,7 +1,7 @@
 """Load a trained student's weights, weights-only (safetensors, or torch.load(weights_only=True)).
 
-    >>> from radio_nas.report.weights import load_student
-    >>> model = load_student("exported/mra_trial3.yaml", "exported/mra_trial3.safetensors")
+    from radio_nas.report.weights import load_student
+    model = load_student("exported/mra_trial3.yaml", "exported/mra_trial3.safetensors")
 
 A trial's file may hold the student alone or the student and its adaptors side by side with
 key prefixes ``student.`` / ``adaptors.``; :func:`split_state` separates them.

@@ -1,8 +1,8 @@
 """Search spaces and sweeps (``radio-nas sweep``).
 
-    >>> from radio_nas.search import load_space, run_sweep
-    >>> space = load_space("search_spaces/mra.yaml")      # validated; ConfigError names file + key
-    >>> run_sweep(space)                                  # Ray Tune trials, Optuna study in results/mra/
+    from radio_nas.search import load_space, run_sweep
+    space = load_space("search_spaces/mra.yaml")      # validated; ConfigError names file + key
+    run_sweep(space)                                  # Ray Tune trials, Optuna study in results/mra/
 
 Modules: ``grammar`` (Hydra/NNI parameter syntax), ``space`` (the space file), ``costs``
 (params/GMACs/latency + constraints), ``study`` (Optuna study conventions, resume), ``searcher``

@@ -1,7 +1,7 @@
 """Ablation mode: a grid or one-factor-at-a-time (OFAT) design around a base, k seeds per point.
 
-    >>> points = ablation_points(space)           # encoded Optuna params, one dict per trial
-    >>> ablation_design(space).to_dict()          # recorded in the study; the summary reads it
+    points = ablation_points(space)           # encoded Optuna params, one dict per trial
+    ablation_design(space).to_dict()          # recorded in the study; the summary reads it
 
 Every point runs ``ablation.seeds`` times with pipeline seeds ``seed, seed+1, ...`` (the seed of
 the pipeline), as the implicit parameter ``pipeline.seed``. The points are enqueued in the study

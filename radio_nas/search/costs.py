@@ -4,8 +4,8 @@ Measured in the sweep driver before any training, so infeasible variants are nev
 latency that no constraint reads may be timed later: :mod:`radio_nas.search.searcher`).
 Latency goes through :func:`radio_nas.measure.cached_latency` (keyed by arch id + settings).
 
-    >>> cost = measure_costs(arch_cfg, space.config.latency, resolution=(128, 128), need_latency=True)
-    >>> violations(cost, space.config.constraints)      # [] when feasible
+    cost = measure_costs(arch_cfg, space.config.latency, resolution=(128, 128), need_latency=True)
+    violations(cost, space.config.constraints)      # [] when feasible
 """
 
 from __future__ import annotations

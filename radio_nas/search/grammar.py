@@ -2,15 +2,15 @@
 
 Parsed by a small tokenizer + recursive-descent parser; nothing is ever evaluated.
 
-    >>> parse_param("choice(64, 80, 96)")
+    parse_param("choice(64, 80, 96)")
     Choice(values=(64, 80, 96))
-    >>> parse_param("tag(log, interval(1e-4, 1e-2))")
+    parse_param("tag(log, interval(1e-4, 1e-2))")
     FloatRange(low=0.0001, high=0.01, step=None, log=True)
-    >>> parse_param("range(0, 10, step=2)")
+    parse_param("range(0, 10, step=2)")
     IntRange(low=0, high=10, step=2, log=False)
-    >>> parse_param({"_type": "choice", "_value": [[2, 1], [1]]})
+    parse_param({"_type": "choice", "_value": [[2, 1], [1]]})
     Choice(values=([2, 1], [1]))
-    >>> parse_param(64)                       # anything else is a fixed value
+    parse_param(64)                       # anything else is a fixed value
     Fixed(value=64)
 
 Bounds (documented in search_spaces/README.md): ``interval(a, b)`` and ``range(a, b)`` include both

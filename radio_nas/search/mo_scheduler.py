@@ -1,10 +1,10 @@
 """Multi-objective asynchronous successive halving (MOASHA) for sweeps with any number of objectives.
 
-    >>> from radio_nas.search.mo_scheduler import MOSuccessiveHalving
-    >>> sh = MOSuccessiveHalving(["maximize", "minimize"], grace_period=2, reduction_factor=3, max_t=20)
-    >>> sh.rungs
+    from radio_nas.search.mo_scheduler import MOSuccessiveHalving
+    sh = MOSuccessiveHalving(["maximize", "minimize"], grace_period=2, reduction_factor=3, max_t=20)
+    sh.rungs
     (2, 6, 18)
-    >>> sh.on_result("a", step=2, value=0.5, costs=[1.0])      # first at the rung: continues
+    sh.on_result("a", step=2, value=0.5, costs=[1.0])      # first at the rung: continues
     True
 
 Rungs sit at ``grace_period × η^k`` steps (below ``max_t``). When a trial first reports at or past

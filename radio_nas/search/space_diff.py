@@ -1,8 +1,8 @@
 """What changed between the space a results folder was made with and the one resuming it.
 
-    >>> from radio_nas.search.space_diff import space_changes, check_carryable
-    >>> check_carryable(old_record, old_config, space)     # ConfigError naming the key, or None
-    >>> for line in space_changes(old_config, old_params, space): print(line)
+    from radio_nas.search.space_diff import space_changes, check_carryable
+    check_carryable(old_record, old_config, space)     # ConfigError naming the key, or None
+    for line in space_changes(old_config, old_params, space): print(line)
 
 A resume may change what is searched (parameters added or removed, ranges widened or narrowed,
 choices added or removed, fixed values, the base, constraints, the sampler): the finished trials

@@ -3,11 +3,11 @@
 The study is the source of truth; it belongs to one results folder (``results/<name>/``, see
 :mod:`radio_nas.study.layout`) and is driven by one live driver at a time.
 
-    >>> study = open_study(space, results_dir, storage_url)      # create, or reopen and check the space
-    >>> driver = Driver.start(study)                            # refuses a second live driver
-    >>> recovered = recover_orphans(study, driver)              # RUNNING of dead drivers -> FAIL + re-enqueued
-    >>> trained_count(study)                                    # what the budget counts
-    >>> driver.stop()
+    study = open_study(space, results_dir, storage_url)      # create, or reopen and check the space
+    driver = Driver.start(study)                            # refuses a second live driver
+    recovered = recover_orphans(study, driver)              # RUNNING of dead drivers -> FAIL + re-enqueued
+    trained_count(study)                                    # what the budget counts
+    driver.stop()
 
 Drivers: each sweep process registers an id with a heartbeat (study system attribute
 ``driver:<id>``, refreshed every :data:`HEARTBEAT_S` seconds by a thread) and stamps every trial it

@@ -1,6 +1,8 @@
 """The printed end-of-sweep summary: the Pareto set (or best trial), counts and where results are.
 
->>> print(format_summary(study, space, results_dir, storage_url))
+From a sweep's study:
+
+    print(format_summary(study, space, results_dir, storage_url))
 """
 
 from __future__ import annotations

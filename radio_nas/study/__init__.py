@@ -1,8 +1,8 @@
 """The study conventions shared by the sweep (writer) and the report, export and validation (readers).
 
-    >>> from radio_nas.study import Status, TrialRecord, read_trials, open_study
-    >>> handle = open_study("results/mra")                 # read-only
-    >>> [r.number for r in handle.trials() if r.is_candidate]
+    from radio_nas.study import Status, TrialRecord, read_trials, open_study
+    handle = open_study("results/mra")                 # read-only
+    [r.number for r in handle.trials() if r.is_candidate]
 
 Modules: ``record`` (statuses, metric names, the trial and study records, their writer and reader),
 ``layout`` (file names of a results folder), ``storage`` (read-only opening), ``ablation`` (the one

@@ -1,9 +1,9 @@
 """The ablation summary: per factor and level, mean ± 95% Student-t CI of each metric over seeds.
 
-    >>> from radio_nas.study.ablation import AblationDesign, ablation_rows, ablation_markdown
-    >>> design = AblationDesign.from_record(study_record, trials)
-    >>> rows = ablation_rows(trials, design, ["fidelity"])
-    >>> print(ablation_markdown(rows, ["fidelity"]))
+    from radio_nas.study.ablation import AblationDesign, ablation_rows, ablation_markdown
+    design = AblationDesign.from_record(study_record, trials)
+    rows = ablation_rows(trials, design, ["fidelity"])
+    print(ablation_markdown(rows, ["fidelity"]))
 
 One summary for the sweep's closing lines and for ``radio-nas report``. Only fully trained trials
 count (:attr:`TrialRecord.is_candidate`). For a one-factor-at-a-time design (``ofat``) a level's

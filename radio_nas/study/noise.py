@@ -1,8 +1,8 @@
 """The measured seed noise of a sweep's trials, for marking Pareto differences that lie within it.
 
-    >>> from radio_nas.study.noise import noise_threshold, find_validation
-    >>> noise_threshold("results/mra")       # 2x median seed std of fidelity, or None without a validation
-    >>> find_validation("results/mra")["match"]          # "space" or "pipeline"
+    from radio_nas.study.noise import noise_threshold, find_validation
+    noise_threshold("results/mra")       # 2x median seed std of fidelity, or None without a validation
+    find_validation("results/mra")["match"]          # "space" or "pipeline"
 
 ``radio-nas validate`` writes ``validation.json``; the report reads it through this module (both
 sit above it). A validation matches a sweep when it was made for the same space and pipeline.

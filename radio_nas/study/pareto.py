@@ -1,11 +1,11 @@
 """Pareto ranks and hypervolume over any number of objectives with mixed directions.
 
-    >>> import numpy as np
-    >>> from radio_nas.study.pareto import pareto_ranks, hypervolume, normalised_hypervolume
-    >>> pts = np.array([[0.9, 2.0], [0.8, 1.0], [0.7, 3.0]])     # fidelity (max), GMACs (min)
-    >>> pareto_ranks(pts, ["maximize", "minimize"]).tolist()
+    import numpy as np
+    from radio_nas.study.pareto import pareto_ranks, hypervolume, normalised_hypervolume
+    pts = np.array([[0.9, 2.0], [0.8, 1.0], [0.7, 3.0]])     # fidelity (max), GMACs (min)
+    pareto_ranks(pts, ["maximize", "minimize"]).tolist()
     [1, 1, 2]
-    >>> hypervolume(np.array([[1.0, 2.0], [2.0, 1.0]]), reference=np.array([3.0, 3.0]))
+    hypervolume(np.array([[1.0, 2.0], [2.0, 1.0]]), reference=np.array([3.0, 3.0]))
     3.0
 
 Conventions: a point *dominates* another when it is no worse in every objective and strictly

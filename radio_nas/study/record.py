@@ -1,9 +1,9 @@
 """What a sweep leaves in its Optuna study, in one place: statuses, metric names, the trial record.
 
-    >>> from radio_nas.study import TrialRecord, Status, write_trial, read_trials
-    >>> write_trial(trial, status=Status.OK, n_params=1_234_567, metrics={"fidelity": 0.7})
-    >>> records = read_trials(study)                      # one frozen TrialRecord per Optuna trial
-    >>> [r.number for r in records if r.is_candidate]     # fully trained: the Pareto candidates
+    from radio_nas.study import TrialRecord, Status, write_trial, read_trials
+    write_trial(trial, status=Status.OK, n_params=1_234_567, metrics={"fidelity": 0.7})
+    records = read_trials(study)                      # one frozen TrialRecord per Optuna trial
+    [r.number for r in records if r.is_candidate]     # fully trained: the Pareto candidates
 
 The sweep (:mod:`radio_nas.search`) is the only writer; the report, export and validation only
 read. Records live in Optuna user attributes (so optuna-dashboard shows them) under the keys of

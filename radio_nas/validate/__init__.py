@@ -1,9 +1,9 @@
 """Does a short trial rank variants like a long one? (``radio-nas validate``)
 
-    >>> from radio_nas.validate import ValidateSettings, run_validation, noise_threshold
-    >>> out = run_validation("search_spaces/mra.yaml", ValidateSettings(variants=6, budgets=(1, 4), seeds=2))
-    >>> out["comparisons"][0]["kendall_tau"], out["comparisons"][0]["kendall_tau_ci"]
-    >>> noise_threshold("results/mra")      # 2x median seed std of fidelity, once a validation exists
+    from radio_nas.validate import ValidateSettings, run_validation, noise_threshold
+    out = run_validation("search_spaces/mra.yaml", ValidateSettings(variants=6, budgets=(1, 4), seeds=2))
+    out["comparisons"][0]["kendall_tau"], out["comparisons"][0]["kendall_tau_ci"]
+    noise_threshold("results/mra")      # 2x median seed std of fidelity, once a validation exists
 
 Modules: ``ranking`` (Kendall tau-b, Spearman rho, bootstrap CI, gap share; numpy only),
 ``plan`` (variants, budgets, seeds and the derived study space), ``analysis`` (statistics, table,

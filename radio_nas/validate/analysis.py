@@ -1,9 +1,9 @@
 """From the trials of a validation study to its verdict: rank agreement, seed noise, gap share.
 
-    >>> from radio_nas.validate.analysis import collect, analyse, format_markdown
-    >>> fid = collect(study, plan)             # (variants, budgets, seeds) fidelity, NaN where missing
-    >>> summary = analyse(fid, plan)           # the statistics that go into validation.json
-    >>> print(format_markdown(summary))
+    from radio_nas.validate.analysis import collect, analyse, format_markdown
+    fid = collect(study, plan)             # (variants, budgets, seeds) fidelity, NaN where missing
+    summary = analyse(fid, plan)           # the statistics that go into validation.json
+    print(format_markdown(summary))
 
 Rankings are by mean fidelity over seeds. The shortest budget is compared with each longer one
 (Kendall tau-b, Spearman rho, a percentile bootstrap CI over variants); every pair of budgets is

@@ -1,9 +1,9 @@
 """Plan a validation: which variants, which budgets, which seeds, and the study space that runs them.
 
-    >>> from radio_nas.validate.plan import ValidateSettings, plan_validation, validation_space
-    >>> settings = ValidateSettings(variants=6, budgets=(1, 4), seeds=2)
-    >>> plan = plan_validation(space, settings)                  # K feasible, distinct variants
-    >>> derived = validation_space(space, plan, results_dir)     # a Space the sweep machinery runs
+    from radio_nas.validate.plan import ValidateSettings, plan_validation, validation_space
+    settings = ValidateSettings(variants=6, budgets=(1, 4), seeds=2)
+    plan = plan_validation(space, settings)                  # K feasible, distinct variants
+    derived = validation_space(space, plan, results_dir)     # a Space the sweep machinery runs
 
 The variants come from the space's own distributions (a seeded random sampler, constraints checked
 before anything trains) or from the Pareto set of an existing sweep (``from_dir``). The derived

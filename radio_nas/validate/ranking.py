@@ -1,10 +1,10 @@
 """Rank agreement and noise statistics for validating short trials against long ones.
 
-    >>> from radio_nas.validate.ranking import kendall_tau_b, spearman_rho, bootstrap_ci
-    >>> kendall_tau_b([0.1, 0.3, 0.2], [0.2, 0.5, 0.4])          # 1.0: same order
-    >>> spearman_rho([1, 2, 2, 3], [1, 3, 2, 4])                   # ties get average ranks
-    >>> bootstrap_ci(kendall_tau_b, short, long, n_boot=2000, seed=0)   # (low, high), deterministic
-    >>> gap_share(means, noise=0.004)                               # share of adjacent gaps > 2 * noise
+    from radio_nas.validate.ranking import kendall_tau_b, spearman_rho, bootstrap_ci
+    kendall_tau_b([0.1, 0.3, 0.2], [0.2, 0.5, 0.4])          # 1.0: same order
+    spearman_rho([1, 2, 2, 3], [1, 3, 2, 4])                   # ties get average ranks
+    bootstrap_ci(kendall_tau_b, short, long, n_boot=2000, seed=0)   # (low, high), deterministic
+    gap_share(means, noise=0.004)                               # share of adjacent gaps > 2 * noise
 
 Kendall's tau-b and Spearman's rho match ``scipy.stats.kendalltau`` / ``spearmanr`` (ties included);
 they are written with numpy so the bootstrap can evaluate thousands of resamples at once. A

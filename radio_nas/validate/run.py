@@ -1,8 +1,8 @@
 """Run a validation end to end: plan, train through the sweep machinery, analyse, write the verdict.
 
-    >>> from radio_nas.validate import ValidateSettings, run_validation
-    >>> out = run_validation("search_spaces/mra.yaml", ValidateSettings(variants=6, budgets=(1, 4), seeds=2))
-    >>> out["comparisons"][0]["kendall_tau"], out["results_dir"]      # results/mra-validate/
+    from radio_nas.validate import ValidateSettings, run_validation
+    out = run_validation("search_spaces/mra.yaml", ValidateSettings(variants=6, budgets=(1, 4), seeds=2))
+    out["comparisons"][0]["kendall_tau"], out["results_dir"]      # results/mra-validate/
 
 Results go to ``results/<name>-validate/`` like any study: ``study.db`` (its own Optuna study,
 named after the derived space), ``validate_space.yaml`` + ``pipeline.yaml`` (what the study
