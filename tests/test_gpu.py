@@ -139,7 +139,6 @@ def test_sweep_latency_objective_is_a_gpu_number(tmp_path, capsys):
         "latency.dtype": "bf16",
         "resources.gpu": "1",
         "pipeline.overrides.student.device": "cuda",
-        "pipeline.overrides.cache.dir": str(tmp_path / "teachers"),
     }
     args = ["--results", str(results), "--trials", "1", *(f"--set={key}={value}" for key, value in sets.items())]
     assert main(["sweep", str(ROOT / "search_spaces/smoke.yaml"), *args]) == 0
