@@ -16,6 +16,8 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import re
+import socket
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -37,10 +39,14 @@ def cache_root() -> Path:
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """A temporary name beside `path` (same suffix, so writers that sniff it work); it replaces
     `path` when the block ends without error and is removed otherwise. Concurrent writers each get
-    their own temporary file; the last rename wins."""
+    their own temporary file; the last rename wins. The name carries this host and process, so the
+    temporaries a killed writer (SIGKILL) left for `path` are removed by the next write of it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix or ".tmp")
+    _remove_stale_temporaries(path)
+    fd, name = tempfile.mkstemp(
+        dir=path.parent, prefix=f".{path.name}.{_HOST}-{os.getpid()}.", suffix=path.suffix or ".tmp"
+    )
     os.close(fd)
     tmp = Path(name)
     try:
@@ -49,6 +55,52 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+_HOST = socket.gethostname().replace(".", "_").replace("-", "_") or "host"
+
+
+def _remove_stale_temporaries(path: Path) -> None:
+    """Remove the temporaries of `path` that a process of this host which is gone left behind."""
+    pattern = re.compile(rf"\.{re.escape(path.name)}\.{re.escape(_HOST)}-(\d+)\..+")
+    try:
+        leftovers = [p for p in path.parent.iterdir() if pattern.fullmatch(p.name)]
+    except OSError:
+        return
+    for p in leftovers:
+        pid = int(pattern.fullmatch(p.name).group(1))  # type: ignore[union-attr]
+        if pid != os.getpid() and not _alive(pid) and p.is_file() and not p.is_symlink():
+            with contextlib.suppress(OSError):
+                p.unlink()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return True  # someone else's process, or not a pid: leave its file alone
+    return True
+
+
+def write_path(root: str | Path, *parts: str | Path, key: str | None = None) -> Path:
+    """``root / parts`` for a write that must stay inside `root`: a ConfigError (one line) when a
+    part is ``..`` or absolute, or when anything below `root` on the way (a sub-folder, the file
+    itself) is a symbolic link, since a write would go through it, possibly out of the folder.
+    `root` itself may be a link: whoever named it chose where it points."""
+    path = Path(root)
+    for part in Path(*parts).parts if parts else ():
+        if part in ("..", "") or Path(part).is_absolute():
+            raise ConfigError(f"{part!r} would leave {root}; refusing to write there", key=key)
+        path = path / part
+        if path.is_symlink():
+            raise ConfigError(
+                f"{path} is a symbolic link (to {os.readlink(path)}); refusing to write through it, "
+                f"out of {root} (replace it with a folder or file)",
+                key=key,
+            )
+    return path
 
 
 def atomic_write(path: str | Path, data: str | bytes) -> Path:
