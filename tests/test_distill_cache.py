@@ -1,6 +1,7 @@
 """Teacher-output cache: content keys, atomic writes, two processes racing, ls/clear."""
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -292,3 +293,20 @@ def test_two_trials_racing_on_a_broken_entry(tmp_path):
     assert np.array_equal(results[0][1], results[1][1])
     assert [e["status"] for e in list_entries(tmp_path, broken=True)] == ["ok"]
     assert not [p for p in tmp_path.iterdir() if p.name.startswith((".tmp-", ".broken-"))]
+
+
+def test_clear_says_so_when_an_entry_stays(tmp_path, monkeypatch, capsys):
+    """A cache the user may not write (read-only folder, another owner): nothing is claimed removed.
+    Root ignores permission bits, so the refusal of the file system is played by rmtree itself."""
+    import shutil
+
+    _, _, entry = _one_entry(tmp_path)
+
+    def refused(path, onerror=None, **_):
+        onerror(os.unlink, str(path), (PermissionError, PermissionError(13, "Permission denied"), None))
+
+    monkeypatch.setattr(shutil, "rmtree", refused)
+    assert main(["cache", "clear", "--dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "could not remove 1 of 1 entries (Permission denied); removed 0" in err
+    assert str(tmp_path) in err and entry.path.is_dir()

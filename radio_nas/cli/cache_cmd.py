@@ -39,8 +39,11 @@ def run(args: argparse.Namespace) -> int:
     from radio_nas.distill.cache import clear, list_entries
 
     root = _root(args)
-    if root.exists() and not root.is_dir():
-        raise ConfigError(f"{root} is a file; expected the cache folder", key="--dir" if args.dir else CACHE_ENV)
+    for p in (root, *root.parents):  # $RADIO_NAS_CACHE naming a file makes its teachers/ unreachable
+        if p.exists():
+            if not p.is_dir():
+                raise ConfigError(f"{p} is a file; expected the cache folder", key="--dir" if args.dir else CACHE_ENV)
+            break
     if args.action == "ls":
         if args.keys:
             raise ConfigError("ls takes no keys", key="keys")

@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from radio_nas._config import stable_id
+from radio_nas._config import ConfigError, stable_id
 from radio_nas.distill.data import CropDataset
 from radio_nas.distill.pipeline import TeacherConfig
 
@@ -46,7 +46,7 @@ MARKER = ".radio-nas-cache"
 """Written into every entry this module builds: what :func:`clear` may remove."""
 _KEY_RE = re.compile(r"[0-9a-f]{20}")
 _TMP_RE = re.compile(r"\.(?:tmp|broken)-([0-9a-f]{20})-(\d+)-[0-9a-f]{8}")
-_ENTRY_FILES = {"meta.json", "summary.npy", "features.npy", MARKER}
+_ENTRY_FILES = {"meta.json", "summary.npy", "features.npy", "stats-v1.npz", MARKER}
 _FP16_MAX = float(np.finfo(np.float16).max)
 # Fields that do not change a teacher's outputs, so they stay out of the key.
 _NOT_IN_KEY = ("name", "weight_summary", "weight_features", "batch_size", "device")
@@ -332,21 +332,36 @@ def list_entries(root: Path, *, broken: bool = False) -> list[dict[str, Any]]:
 def clear(root: Path, keys: Sequence[str] | None = None) -> list[str]:
     """Remove entries (sound or broken) whose key starts with one of `keys` (all when None);
     returns the removed keys. Only folders this cache made are touched (see :data:`MARKER`).
-    Clearing everything also removes leftovers of interrupted builds whose process is gone."""
+    Clearing everything also removes leftovers of interrupted builds whose process is gone.
+    An entry that stays (a read-only cache, ...) raises ConfigError naming how many stayed and why."""
     root = Path(root).expanduser()
     if not root.is_dir():
         return []
-    removed = []
+    removed: list[tuple[str, list[str]]] = []
+    kept: list[tuple[str, list[str]]] = []
     for entry in list_entries(root, broken=True):
         if keys is None or any(entry["key"].startswith(k) for k in keys):
-            shutil.rmtree(entry["path"], ignore_errors=True)
-            removed.append(entry["key"])
+            errors = _rmtree(Path(entry["path"]))
+            (kept if Path(entry["path"]).exists() else removed).append((entry["key"], errors))
+    if kept:
+        why = next((e[0] for _, e in kept if e), "still there")
+        raise ConfigError(
+            f"could not remove {len(kept)} of {len(kept) + len(removed)} entries ({why}); removed {len(removed)}",
+            file=root,
+        )
     if keys is None:  # leftovers of builds whose process is gone
         for p in root.iterdir():
             m = _TMP_RE.fullmatch(p.name)
             if m and p.is_dir() and not p.is_symlink() and not _alive(m.group(2)):
                 shutil.rmtree(p, ignore_errors=True)
-    return removed
+    return [key for key, _ in removed]
+
+
+def _rmtree(path: Path) -> list[str]:
+    """Remove `path`; returns why parts of it could not be removed (empty when all went)."""
+    errors: list[str] = []
+    shutil.rmtree(path, onerror=lambda _f, _p, info: errors.append(getattr(info[1], "strerror", None) or str(info[1])))
+    return errors
 
 
 def _alive(pid: str) -> bool:
