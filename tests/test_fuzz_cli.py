@@ -7,6 +7,7 @@ same table and prints passed/total.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import shutil
@@ -85,6 +86,14 @@ class Case:
     setup: Callable[[Path], None] | None = None
     needs_permissions: bool = False
     """Relies on permission bits, which root ignores: skipped when running as root."""
+    rc: int = 2
+    """The promised exit code. Other than 2 the answer is a note, not an error: `expect` must then
+    be on one line of `stream` (stderr still holds at most one line)."""
+    stream: str = "stderr"
+    env: dict[str, str] = dataclasses.field(default_factory=dict)
+    """Extra environment ({d} is the case's folder)."""
+    check: Callable[[Path], str | None] | None = None
+    """After the run, given the case's folder: what is wrong with what the command left (None: all fine)."""
 
 
 def _space(extra: str = "", **replace: str) -> str:
@@ -103,6 +112,101 @@ def _garbage_safetensors() -> bytes:
 def _readonly(path: Path) -> None:
     for p in [path, *path.rglob("*")]:
         p.chmod(0o555 if p.is_dir() else 0o444)
+
+
+HUB_TEACHER_DICT = {
+    "name": "hub",
+    "adapter": "torch_hub",
+    "model": "hub:teacher",
+    "resolution": 32,
+    "summary": {"layout": "vector"},
+    "features": {},
+}
+
+HUB_PIPELINE = (
+    """\
+name: hubp
+steps: 2
+batch_size: 2
+resolution: 64
+teachers:
+"""
+    + HUB_TEACHER
+)
+
+
+def _hub_study(d: Path) -> None:
+    """The study's recorded pipeline (study and trials) names a local torch.hub teacher."""
+    import json
+    import sqlite3
+
+    value = json.dumps({"name": "tiny", "resolution": 64, "teachers": [HUB_TEACHER_DICT], "steps": 2})
+    with contextlib.closing(sqlite3.connect(d / "study" / "study.db")) as db, db:
+        db.execute("UPDATE study_user_attributes SET value_json = ? WHERE key = 'pipeline'", (value,))
+        db.execute("UPDATE trial_user_attributes SET value_json = ? WHERE key = 'pipeline'", (value,))
+
+
+def _hub_not_run(d: Path) -> str | None:
+    return "the teacher's hubconf.py ran" if (d / "hub" / "RAN").exists() else None
+
+
+def _link(at: str, to: str = "outside") -> Callable[[Path], None]:
+    """`at` (under the case's folder) becomes a symbolic link to the folder `to` beside it."""
+
+    def setup(d: Path) -> None:
+        (d / to).mkdir(exist_ok=True)
+        (d / at).parent.mkdir(parents=True, exist_ok=True)
+        (d / at).symlink_to(d / to, target_is_directory=True)
+
+    return setup
+
+
+def _linked_file(d: Path) -> None:
+    """The export's YAML already exists as a link to a file outside (not there yet)."""
+    (d / "outside").mkdir()
+    (d / "x").mkdir()
+    (d / "x" / "study-trial0.yaml").symlink_to(d / "outside" / "f")
+
+
+def _outside_empty(d: Path) -> str | None:
+    written = sorted(p.name for p in (d / "outside").iterdir())
+    return f"it wrote {written} through the link" if written else None
+
+
+def _cache_entry(d: Path) -> None:
+    """A read-only teacher cache holding one entry that `cache clear` cannot remove."""
+    entry = d / "c" / ("ab" * 10)
+    entry.mkdir(parents=True)
+    (entry / ".radio-nas-cache").write_text("")
+    (entry / "meta.json").write_text("{}")
+    _readonly(d / "c")
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def _stale_onnx_temporary(d: Path) -> None:
+    """What a writer killed (SIGKILL) mid-export leaves: its hidden temporary beside the target."""
+    from radio_nas._util import _HOST
+
+    (d / "x").mkdir()
+    (d / "x" / f".study-trial0.onnx.{_HOST}-{_dead_pid()}.k1ll3d.onnx").write_bytes(b"half an onnx")
+
+
+def _no_hidden_files(d: Path) -> str | None:
+    hidden = sorted(p.name for p in (d / "x").iterdir() if p.name.startswith("."))
+    return f"{hidden} are left in the export folder" if hidden else None
+
+
+def _hand_made_study(d: Path) -> None:
+    import optuna
+
+    (d / "r").mkdir()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optuna.create_study(study_name="by-hand", storage=f"sqlite:///{d / 'r' / 'study.db'}")
 
 
 CASES: list[Case] = [
@@ -474,6 +578,115 @@ CASES: list[Case] = [
         ("--trust-teachers", "exp.yaml"),
         files={"exp.yaml": _exported(HUB_TEACHER), "hub/hubconf.py": HUBCONF},
     ),
+    Case(
+        "report-untrusted-hub-teacher",
+        ["report", "{study}", "--out", "{d}/rep"],
+        ("pca pictures skipped", "--trust-teachers"),
+        files={"hub/hubconf.py": HUBCONF},
+        needs_study=True,
+        setup=_hub_study,
+        rc=0,
+        check=_hub_not_run,
+    ),
+    Case(
+        "validate-from-untrusted-hub-teacher",
+        ["validate", "--from", "{study}", "--no-train", "--results", "{d}/v"],
+        ("--trust-teachers", "space.yaml", "pipeline.teachers[0]"),
+        files={"hub/hubconf.py": HUBCONF, "p.yaml": HUB_PIPELINE},
+        needs_study=True,
+        setup=lambda d: (d / "study" / "space.yaml").write_text(
+            _space().replace(f"path: {PIPELINE}", f"path: {d / 'p.yaml'}")
+        ),
+        check=_hub_not_run,
+    ),
+    # -- writes that would follow a symbolic link out of their folder ----------------------------
+    Case(
+        "export-through-linked-folder",
+        ["export", "{study}", "--pareto"],
+        ("exported", "symbolic link"),
+        needs_study=True,
+        setup=_link("study/exported"),
+        check=_outside_empty,
+    ),
+    Case(
+        "export-through-linked-file",
+        ["export", "{study}", "--trial", "0", "--out", "{d}/x"],
+        ("study-trial0.yaml", "symbolic link"),
+        needs_study=True,
+        setup=_linked_file,
+        check=lambda d: "it wrote through the link" if (d / "outside" / "f").exists() else None,
+    ),
+    Case(
+        "report-pca-through-linked-folder",
+        ["report", "{study}"],
+        ("pca", "symbolic link"),
+        needs_study=True,
+        setup=_link("study/pca"),
+        check=_outside_empty,
+    ),
+    Case(
+        "report-artifacts-through-linked-folder",
+        ["report", "{study}", "--no-pca"],
+        ("artifacts", "symbolic link"),
+        needs_study=True,
+        setup=_link("study/artifacts"),
+        check=_outside_empty,
+    ),
+    Case(
+        "sweep-through-linked-trials",
+        ["sweep", "{d}/s.yaml", "--results", "{d}/r"],
+        ("trials", "symbolic link"),
+        files={"s.yaml": _space()},
+        setup=_link("r/trials"),
+        check=_outside_empty,
+    ),
+    # -- the teacher cache -------------------------------------------------------------------------
+    Case(
+        "cache-env-is-a-file",
+        ["cache", "ls"],
+        ("RADIO_NAS_CACHE", "afile"),
+        files={"afile": "x"},
+        env={"RADIO_NAS_CACHE": "{d}/afile"},
+    ),
+    Case(
+        "cache-clear-read-only",
+        ["cache", "clear", "--dir", "{d}/c"],
+        ("could not remove 1 of 1",),
+        setup=_cache_entry,
+        needs_permissions=True,
+        check=lambda d: None if (d / "c" / ("ab" * 10)).is_dir() else "the entry is gone though refused",
+    ),
+    # -- exports ---------------------------------------------------------------------------------
+    Case(
+        "export-onnx-stale-temporary",
+        ["export", "{study}", "--trial", "0", "--onnx", "--onnx-resolution", "64", "--out", "{d}/x"],
+        ("study-trial0",),
+        needs_study=True,
+        setup=_stale_onnx_temporary,
+        rc=0,
+        stream="stdout",
+        check=_no_hidden_files,
+    ),
+    Case(
+        "export-onnx-resolution-not-multiple",
+        ["export", "{study}", "--trial", "0", "--onnx", "--onnx-resolution", "33", "--out", "{d}/x"],
+        ("--onnx-resolution",),
+        needs_study=True,
+    ),
+    Case(
+        "export-hand-made-empty-study",
+        ["export", "{d}/r", "--pareto"],
+        ("by-hand", "nothing to export"),
+        setup=_hand_made_study,
+        rc=0,
+        stream="stdout",
+    ),
+    Case(
+        "report-garbage-db-in-folder",
+        ["report", "{d}/r", "--no-pca", "--out", "{d}/rep"],
+        ("study.db",),
+        files={"r/study.db": b"SQLite format 3\x00" + b"\xff" * 200},
+    ),
 ]
 
 
@@ -531,11 +744,12 @@ def run_case(case: Case, base: Path, study: Path | None) -> tuple[bool, str, flo
     if case.setup:
         case.setup(d)
     argv = [a.format(d=d, study=d / "study", repo=REPO) for a in case.argv]
+    env = {**_env(base), **{k: v.format(d=d) for k, v in case.env.items()}}
     t0 = time.perf_counter()
     proc = subprocess.Popen(
         [sys.executable, "-m", "radio_nas", *argv],
         cwd=d,
-        env=_env(base),
+        env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         start_new_session=True,
@@ -551,14 +765,22 @@ def run_case(case: Case, base: Path, study: Path | None) -> tuple[bool, str, flo
     lines = [ln for ln in text.splitlines() if ln.strip()]
     if "Traceback" in text:
         return False, f"traceback (rc {proc.returncode}): {lines[-1] if lines else ''}", seconds
-    if proc.returncode != 2:
-        return False, f"rc {proc.returncode}, stderr {text[-300:]!r}", seconds
-    if len(lines) != 1:
+    if proc.returncode != case.rc:
+        return False, f"rc {proc.returncode} (expected {case.rc}), stderr {text[-300:]!r}", seconds
+    if len(lines) > 1 or (case.stream == "stderr" and not lines):
         return False, f"{len(lines)} lines on stderr: {text[-400:]!r}", seconds
-    missing = [f for f in case.expect if f.format(d=d).lower() not in lines[0].lower()]
-    if missing:
-        return False, f"the line does not name {missing}: {lines[0]!r}", seconds
-    return True, lines[0], seconds
+    if case.stream == "stdout":
+        lines = [ln for ln in _out.decode(errors="replace").splitlines() if ln.strip()]
+    wanted = [f.format(d=d).lower() for f in case.expect]
+    line = next((ln for ln in lines if all(f in ln.lower() for f in wanted)), None)
+    if line is None:
+        first = lines[0] if lines else ""
+        missing = [f for f in wanted if f not in first.lower()]
+        return False, f"no line of {case.stream} names {missing}: {first!r}", seconds
+    wrong = case.check(d) if case.check else None
+    if wrong:
+        return False, f"answered {line!r}, but {wrong}", seconds
+    return True, line, seconds
 
 
 @pytest.fixture(scope="module")
@@ -588,5 +810,15 @@ def test_untrusted_teacher_code_runs_only_with_the_flag(fuzz_base) -> None:
     assert ok, why
     assert not (base / case.id / "hub" / "RAN").exists()  # refused before anything was built
     trusted = dataclasses.replace(case, id="viz-trusted-hub-teacher", argv=[*case.argv, "--trust-teachers"])
+    run_case(trusted, base, study)
+    assert (base / trusted.id / "hub" / "RAN").read_text() == "hubconf ran"  # the flag is what let it run
+
+
+def test_a_study_teacher_code_runs_only_with_the_flag(fuzz_base) -> None:
+    base, study = fuzz_base
+    case = next(c for c in CASES if c.id == "report-untrusted-hub-teacher")
+    ok, why, _ = run_case(case, base, study)
+    assert ok, why
+    trusted = dataclasses.replace(case, id="report-trusted-hub-teacher", argv=[*case.argv, "--trust-teachers"])
     run_case(trusted, base, study)
     assert (base / trusted.id / "hub" / "RAN").read_text() == "hubconf ran"  # the flag is what let it run

@@ -77,11 +77,15 @@ def run(args: argparse.Namespace) -> int:
 
     handle = open_study(args.source, args.study)
     if args.out is None and handle.results_dir is not None:
-        writable_dir(handle.results_dir / "exported", "results folder")
+        from radio_nas._util import write_path
+        from radio_nas.study.layout import EXPORT_DIR
+
+        writable_dir(write_path(handle.results_dir, EXPORT_DIR, key="results folder"), "results folder")
     numbers = pareto_numbers(handle) if args.pareto else list(dict.fromkeys(args.trial))
     if not numbers:
-        print(f"radio-nas export: no fully trained trials in study {handle.name!r}; nothing to export", file=sys.stderr)
-        return 1
+        # an empty front is an answer, not an error (a study made by hand, a sweep still starting)
+        print(f"radio-nas export: note: no fully trained trials in study {handle.name!r}; nothing to export")
+        return 0
     try:
         done = export_trials(
             handle,

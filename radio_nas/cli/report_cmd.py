@@ -8,6 +8,7 @@ radio-nas report sqlite:///results/mra/study.db --study mra-1a2b3c4d --out /tmp/
 from __future__ import annotations
 
 import argparse
+import sys
 
 from radio_nas.cli._checks import int_at_least
 
@@ -38,6 +39,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         help="picture for the PCA panels: a file or skimage:<name> (default skimage:astronaut)",
     )
     p.add_argument("--max-pca", type=int_at_least(0), default=8, help="PCA pictures for at most this many variants")
+    p.add_argument(
+        "--trust-teachers",
+        action="store_true",
+        help="build the study's pipeline teachers for the PCA pictures even when they load code "
+        "(torch.hub hubconf.py, remote code, TorchScript); only for studies you trust (default: "
+        "such pictures are skipped with a note)",
+    )
     p.add_argument("--json", action="store_true", help="print the Pareto set as one JSON object")
     return p
 
@@ -64,8 +72,16 @@ def run(args: argparse.Namespace) -> int:
         writable_dir(out, "--out" if args.out else "results folder")
     reference = BUNDLED_REFERENCE if args.reference == "bundled" else args.reference
     rep = build_report(
-        handle, args.out, reference=reference, pca=not args.no_pca, pca_image=args.pca_image, max_pca=args.max_pca
+        handle,
+        args.out,
+        reference=reference,
+        pca=not args.no_pca,
+        pca_image=args.pca_image,
+        max_pca=args.max_pca,
+        trust_teachers=args.trust_teachers,
     )
+    if rep.pca_note:
+        print(f"radio-nas report: note: {rep.pca_note}", file=sys.stderr)
     if args.json:
         print_json(rep.pareto_json())
         return 0

@@ -66,6 +66,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="override a key of the space file (dotted, e.g. pipeline.overrides.steps=10)",
     )
     p.add_argument(
+        "--trust-teachers",
+        action="store_true",
+        help="with --from and no space file: run the sweep's own pipeline even when its teachers "
+        "load code (torch.hub hubconf.py, remote code, TorchScript); only for folders you trust",
+    )
+    p.add_argument(
         "--no-train",
         action="store_true",
         help="only analyse what the validation's study holds now (while it runs or after a stop)",
@@ -90,6 +96,8 @@ def run(args: argparse.Namespace) -> int:
     overrides = dict(parse_assignment(a) for a in args.set)
     if args.space is None and args.from_dir is None:
         raise ConfigError("give a search-space file, or --from a sweep's results folder", key="space")
+    if args.space is None and args.from_dir is not None and not args.trust_teachers:
+        _refuse_code_teachers(args.from_dir, overrides)
     if args.address:
         from radio_nas.cli._checks import check_address
 
@@ -132,6 +140,28 @@ def run(args: argparse.Namespace) -> int:
         )
         print(f"written: {out['results_dir']}/validation.json, validation.md, {out['plot'] or '(no plot)'}")
     return 0
+
+
+def _refuse_code_teachers(from_dir: str, overrides: dict[str, Any]) -> None:
+    """The sweep's own copy of its space (someone else's folder, maybe) may not build teachers that
+    run code of their own without --trust-teachers."""
+    from pathlib import Path
+
+    from radio_nas._config import ConfigError
+    from radio_nas.distill.teachers import code_loading_teachers
+    from radio_nas.search.space import load_space
+    from radio_nas.study.layout import SPACE_COPY
+
+    copy = Path(from_dir) / SPACE_COPY
+    if not copy.is_file():
+        return  # run_validation names the missing file
+    for i, t in code_loading_teachers(load_space(copy, overrides).pipeline):
+        raise ConfigError(
+            f"teacher {t.name!r} ({t.adapter}:{t.model}) of this sweep's pipeline would load and run code "
+            "named by the folder; pass --trust-teachers if you trust it, or give your own space file",
+            file=copy,
+            key=f"pipeline.teachers[{i}]",
+        )
 
 
 def _closest(c: dict[str, Any] | None) -> str:

@@ -14,9 +14,6 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-# Teacher adapters that load a model without running code from the model's source.
-_SAFE_ADAPTERS = ("onnx",)
-
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
@@ -139,13 +136,13 @@ def run(args: argparse.Namespace) -> int:
 def _refuse_code_teachers(pipeline: Any, source: str) -> None:
     """Teachers taken from a file the user did not name as a pipeline may not load code."""
     from radio_nas._config import ConfigError
+    from radio_nas.distill.teachers import code_loading_teachers
 
-    for i, t in enumerate(pipeline.teachers):
-        if t.adapter not in _SAFE_ADAPTERS:
-            raise ConfigError(
-                f"teacher {t.name!r} ({t.adapter}:{t.model}) would load and run code named by this "
-                "file; pass --trust-teachers if you trust it, --pipeline YOUR.yaml, or "
-                "--no-teachers",
-                file=source,
-                key=f"pipeline.teachers[{i}]",
-            )
+    for i, t in code_loading_teachers(pipeline):
+        raise ConfigError(
+            f"teacher {t.name!r} ({t.adapter}:{t.model}) would load and run code named by this "
+            "file; pass --trust-teachers if you trust it, --pipeline YOUR.yaml, or "
+            "--no-teachers",
+            file=source,
+            key=f"pipeline.teachers[{i}]",
+        )

@@ -393,6 +393,16 @@ _TORCH_ADAPTERS: dict[str, Callable[[TeacherConfig], Teacher]] = {
 # ---------------------------------------------------------------------------------------------
 # building
 
+NO_CODE_ADAPTERS = ("onnx",)
+"""Adapters that load a model without running code the model's source names (a torch.hub
+teacher runs its ``hubconf.py``, a Hugging Face one may run remote code, TorchScript unpickles)."""
+
+
+def code_loading_teachers(pipeline: PipelineConfig) -> list[tuple[int, TeacherConfig]]:
+    """(index, teacher) of the pipeline's teachers that would run code of their own when built:
+    a command may build these only from a pipeline its user named (or with their consent)."""
+    return [(i, t) for i, t in enumerate(pipeline.teachers) if t.adapter not in NO_CODE_ADAPTERS]
+
 
 def build_teacher(
     cfg: TeacherConfig,

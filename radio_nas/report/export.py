@@ -32,7 +32,7 @@ import torch
 
 from radio_nas import __version__
 from radio_nas._config import ConfigError, dump_yaml
-from radio_nas._util import atomic_path, atomic_write, parse_resolution
+from radio_nas._util import atomic_path, atomic_write, parse_resolution, write_path
 from radio_nas.constants import IMAGENET_MEAN, IMAGENET_STD
 from radio_nas.report.study_table import StudyHandle, trials_table
 from radio_nas.study.layout import EXPORT_DIR
@@ -149,15 +149,14 @@ def export_trials(
     if out_dir is None:
         if handle.results_dir is None:
             raise ConfigError("a bare storage URL has no results folder; pass --out DIR", key="--out")
-        out_dir = handle.results_dir / EXPORT_DIR
+        out_dir = write_path(handle.results_dir, EXPORT_DIR, key="results folder")
     out_dir = Path(out_dir)
     trials = {t.number: t for t in handle.trials()}
     chosen = []
     for number in numbers:
         if number not in trials:
-            raise ConfigError(
-                f"no trial {number} in study {handle.name!r} (trials 0..{max(trials, default=-1)})", key="--trial"
-            )
+            held = f"trials 0..{max(trials)}" if trials else "it has no trials"
+            raise ConfigError(f"no trial {number} in study {handle.name!r} ({held})", key="--trial")
         trial = trials[number]
         if not allow_unfinished and not trial.is_candidate:
             raise ConfigError(
@@ -181,16 +180,19 @@ def _export_one(
     from radio_nas.report.weights import load_weights_into
 
     doc = variant_document(handle, trial)
-    stem = f"{handle.name}-trial{trial.number}"
+    stem = _file_stem(f"{handle.name}-trial{trial.number}")
     model = build_model(doc["arch"]).eval()
     result = ExportedVariant(
-        trial.number, doc["provenance"]["arch_id"], sum(p.numel() for p in model.parameters()), out_dir / f"{stem}.yaml"
+        trial.number,
+        doc["provenance"]["arch_id"],
+        sum(p.numel() for p in model.parameters()),
+        write_path(out_dir, f"{stem}.yaml", key="--out"),
     )
     files: dict[str, Any] = {}
     if weights:
         source = trial_weights_path(handle, trial)
         load_weights_into(model, source)  # fails loudly if the file does not fit the architecture
-        target = out_dir / f"{stem}.safetensors"
+        target = write_path(out_dir, f"{stem}.safetensors", key="--out")
         if source.resolve() != target.resolve():
             with atomic_path(target) as tmp:
                 shutil.copyfile(source, tmp)
@@ -200,8 +202,8 @@ def _export_one(
     if onnx:
         resolution = onnx_resolution or pipeline_resolution(doc.get("pipeline"))
         arch_cfg: Any = model.cfg  # the family's config (ERadioConfig or ViTConfig)
-        arch_cfg.check_input_size(*resolution)
-        target = out_dir / f"{stem}.onnx"
+        _check_onnx_size(arch_cfg, resolution, "--onnx-resolution" if onnx_resolution else "pipeline.resolution")
+        target = write_path(out_dir, f"{stem}.onnx", key="--out")
         result.onnx_max_abs_diff = export_onnx(model, target, resolution, atol=atol)
         result.onnx_path, result.onnx_resolution = target, resolution
         files["onnx"] = target.name
@@ -245,9 +247,11 @@ def export_checkpoint(
     model.load_state_dict(state, strict=True)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    stem = checkpoint.name.split(".")[0] or "checkpoint"
-    result = ExportedVariant(None, cfg.id, sum(p.numel() for p in model.parameters()), out_dir / f"{stem}.yaml")
-    result.weights_path = out_dir / f"{stem}.safetensors"
+    stem = _file_stem(checkpoint.name.split(".")[0] or "checkpoint")
+    result = ExportedVariant(
+        None, cfg.id, sum(p.numel() for p in model.parameters()), write_path(out_dir, f"{stem}.yaml", key="--out")
+    )
+    result.weights_path = write_path(out_dir, f"{stem}.safetensors", key="--out")
     tensors = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
     with atomic_path(result.weights_path) as tmp:
         save_file(tensors, str(tmp), metadata={"arch": cfg.id, "source": checkpoint.name})
@@ -255,8 +259,8 @@ def export_checkpoint(
     files: dict[str, Any] = {"weights": result.weights_path.name, "weights_bytes": result.weights_bytes}
     if onnx:
         resolution = onnx_resolution or (224, 224)
-        cfg.check_input_size(*resolution)
-        result.onnx_path = out_dir / f"{stem}.onnx"
+        _check_onnx_size(cfg, resolution, "--onnx-resolution")
+        result.onnx_path = write_path(out_dir, f"{stem}.onnx", key="--out")
         result.onnx_max_abs_diff = export_onnx(model, result.onnx_path, resolution, atol=atol)
         result.onnx_resolution = resolution
         files.update(
@@ -369,6 +373,19 @@ def export_onnx(
         if any(d > atol or not np.isfinite(d) for d in diffs.values()):
             raise OnnxParityError(f"ONNX output differs from PyTorch beyond {atol:g}: {diffs}")
     return diffs
+
+
+def _check_onnx_size(cfg: Any, resolution: tuple[int, int], key: str) -> None:
+    """The ONNX input size fits the model; the error names where the size came from."""
+    try:
+        cfg.check_input_size(*resolution)
+    except ConfigError as exc:
+        raise ConfigError(exc.detail, key=key) from None
+
+
+def _file_stem(name: str) -> str:
+    """A file name from a study's name (which someone else may have chosen): no folders, not hidden."""
+    return "".join("_" if c in "/\\\0" else c for c in name).lstrip(".") or "study"
 
 
 def _str(path: Path | None) -> str | None:

@@ -33,7 +33,7 @@ import pandas as pd
 
 from radio_nas import __version__
 from radio_nas._config import ConfigError
-from radio_nas._util import atomic_path, atomic_write, markdown_table
+from radio_nas._util import atomic_path, atomic_write, markdown_table, write_path
 from radio_nas.report import plots
 from radio_nas.report.importance import Importances, merged_distributions, param_importances
 from radio_nas.report.pareto import HypervolumeResult, normalised_hypervolume
@@ -73,6 +73,8 @@ class Report:
     noise: float | None = None
     """Fidelity differences below this are seed noise (from a `radio-nas validate` of this space)."""
     importances: Importances | None = None
+    pca_note: str = ""
+    """Why no PCA pictures were made when they were asked for (e.g. teachers that would run code)."""
 
     @property
     def pareto(self) -> pd.DataFrame:
@@ -127,8 +129,13 @@ def build_report(
     pca: bool = True,
     pca_image: str = "skimage:astronaut",
     max_pca: int = 8,
+    trust_teachers: bool = False,
 ) -> Report:
-    """Compute everything and write the files (see the module docstring)."""
+    """Compute everything and write the files (see the module docstring).
+
+    The PCA pictures build the teachers of the study's pipeline; those that would run code of
+    their own (torch.hub's hubconf.py, ...) are built only with `trust_teachers`: a study may
+    come from someone else. Otherwise the pictures are skipped and :attr:`Report.pca_note` says why."""
     from radio_nas.report.pca import DEFAULT_IMAGE
 
     if out_dir is None:
@@ -137,6 +144,9 @@ def build_report(
         out_dir = handle.results_dir
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    _at(out_dir, "pca")  # refused before anything is written, not after the tables
+    if handle.results_dir is not None:
+        _at(handle.results_dir, ARTIFACT_DIR)
     objectives = handle.objectives
     table = trials_table(handle.study)
     cand = table[table["candidate"].astype(bool)]
@@ -149,9 +159,9 @@ def build_report(
         from radio_nas.report.reference import load_reference
 
         rep.reference = load_reference(reference).frame()
-    _write_csv(table, out_dir / "trials.csv")
-    _write_csv(rep.pareto, out_dir / "pareto.csv")
-    rep.files["trials.csv"], rep.files["pareto.csv"] = out_dir / "trials.csv", out_dir / "pareto.csv"
+    _write_csv(table, _at(out_dir, "trials.csv"))
+    _write_csv(rep.pareto, _at(out_dir, "pareto.csv"))
+    rep.files["trials.csv"], rep.files["pareto.csv"] = _at(out_dir, "trials.csv"), _at(out_dir, "pareto.csv")
     quality = _quality_metric(objectives, table)
     for x, name, label in (
         ("gmacs", "fidelity_vs_gmacs.png", "GMACs (fvcore multiply-adds)"),
@@ -160,13 +170,13 @@ def build_report(
         if quality is None:
             break
         path = plots.tradeoff_plot(
-            table, x=x, y=quality, out=out_dir / name, x_label=label, title=f"{handle.name}: {quality} vs {x}"
+            table, x=x, y=quality, out=_at(out_dir, name), x_label=label, title=f"{handle.name}: {quality} vs {x}"
         )
         if path:
             rep.files[name] = path
     params = [c[len("param.") :] for c in table.columns if c.startswith("param.")]
     if quality is not None:
-        path = plots.parameter_effects_plot(table, params, quality, out_dir / "parameter_effects.png")
+        path = plots.parameter_effects_plot(table, params, quality, _at(out_dir, "parameter_effects.png"))
         if path:
             rep.files["parameter_effects.png"] = path
     records = handle.trials()
@@ -179,22 +189,22 @@ def build_report(
             rep.ablation = {
                 str(f): g.drop(columns="factor").reset_index(drop=True) for f, g in merged.groupby("factor", sort=False)
             }
-            _write_csv(merged, out_dir / "ablation.csv")
-            rep.files["ablation.csv"] = out_dir / "ablation.csv"
+            _write_csv(merged, _at(out_dir, "ablation.csv"))
+            rep.files["ablation.csv"] = _at(out_dir, "ablation.csv")
             for metric in metrics:
-                path = plots.ablation_plot(rep.ablation, metric, out_dir / f"ablation_{_slug(metric)}.png")
+                path = plots.ablation_plot(rep.ablation, metric, _at(out_dir, f"ablation_{_slug(metric)}.png"))
                 if path:
                     rep.files[f"ablation_{_slug(metric)}.png"] = path
     if pca:
-        rep.pca = _pca_for_front(rep, pca_image or DEFAULT_IMAGE, max_pca)
+        rep.pca = _pca_for_front(rep, pca_image or DEFAULT_IMAGE, max_pca, trust_teachers)
     if handle.results_dir is not None and out_dir.resolve() == handle.results_dir.resolve():
         for name, path in rep.files.items():
             if name.endswith(".png") or name == "importances.csv":
                 _attach(handle, path)  # the plots, on the dashboard's study page
-    atomic_write(out_dir / "report.html", render_html(rep))
-    rep.files["report.html"] = out_dir / "report.html"
-    atomic_write(out_dir / "report.md", render_markdown(rep))
-    rep.files["report.md"] = out_dir / "report.md"
+    atomic_write(_at(out_dir, "report.html"), render_html(rep))
+    rep.files["report.html"] = _at(out_dir, "report.html")
+    atomic_write(_at(out_dir, "report.md"), render_markdown(rep))
+    rep.files["report.md"] = _at(out_dir, "report.md")
     return rep
 
 
@@ -204,9 +214,9 @@ def _which_parameters_matter(rep: Report, records: list[TrialRecord]) -> None:
     rep.importances = param_importances(records, objectives, mode=rep.handle.mode)
     rows = rep.importances.rows()
     if rows:
-        _write_csv(pd.DataFrame(rows), out / "importances.csv")
-        rep.files["importances.csv"] = out / "importances.csv"
-        path = plots.importance_plot(rows, out / "param_importances.png")
+        _write_csv(pd.DataFrame(rows), _at(out, "importances.csv"))
+        rep.files["importances.csv"] = _at(out, "importances.csv")
+        path = plots.importance_plot(rows, _at(out, "param_importances.png"))
         if path:
             rep.files["param_importances.png"] = path
     axes = []
@@ -224,7 +234,7 @@ def _which_parameters_matter(rep: Report, records: list[TrialRecord]) -> None:
     path = plots.parallel_coordinates_plot(
         rep.table,
         axes,
-        out / "parallel_coordinates.png",
+        _at(out, "parallel_coordinates.png"),
         title=f"{rep.handle.name}: {n} fully trained trials (red: Pareto front; objectives: better is up)",
     )
     if path:
@@ -314,17 +324,27 @@ def _mark_noise(rep: Report, metric: str = "fidelity") -> None:
 # -- PCA pictures for the front, attached as Optuna artifacts ---------------------------------------
 
 
-def _pca_for_front(rep: Report, image_source: str, max_pca: int) -> list[PcaEntry]:
+def _pca_for_front(rep: Report, image_source: str, max_pca: int, trust_teachers: bool = False) -> list[PcaEntry]:
     from radio_nas.report.export import trial_weights_path
     from radio_nas.report.pca import load_image
 
     handle = rep.handle
     trials = {t.number: t for t in handle.trials()}
+    front = rep.pareto.sort_values(rep.objectives[0].metric, ascending=rep.objectives[0].direction == "minimize")
+    numbers = front["number"].astype(int).tolist()[:max_pca]
+    if not trust_teachers:
+        for number in numbers:
+            found = _code_teacher(dict(trials[number].pipeline or handle.record.pipeline or {}))
+            if found:
+                rep.pca_note = (
+                    f"PCA pictures skipped: the study's pipeline has teacher {found}, which would run code "
+                    "named by the study; pass --trust-teachers if you trust it"
+                )
+                return []
     image = load_image(image_source)
     entries: list[PcaEntry] = []
     teacher_cache: dict[str, tuple[dict[str, Any], str]] = {}
-    front = rep.pareto.sort_values(rep.objectives[0].metric, ascending=rep.objectives[0].direction == "minimize")
-    for number in front["number"].astype(int).tolist()[:max_pca]:
+    for number in numbers:
         trial = trials[number]
         try:
             weights = trial_weights_path(handle, trial)
@@ -337,7 +357,7 @@ def _pca_for_front(rep: Report, image_source: str, max_pca: int) -> list[PcaEntr
             weights,
             pipeline,
             image,
-            rep.out_dir / "pca" / f"pca_trial{number}.png",
+            _at(rep.out_dir, "pca", f"pca_trial{number}.png"),
             f"{handle.name} trial {number}",
             teacher_cache,
         )
@@ -369,6 +389,19 @@ def trial_pca_panel(
     pictures = feature_pictures(models, image, resolution)
     path = save_panel(resized(image, resolution), pictures, out, title=f"{title} at {resolution[0]}x{resolution[1]}")
     return path, note
+
+
+def _code_teacher(pipeline: dict[str, Any]) -> str | None:
+    """'name (adapter:model)' of the first teacher of `pipeline` that would run code when built."""
+    from radio_nas.distill import load_pipeline
+    from radio_nas.distill.teachers import code_loading_teachers
+
+    try:
+        loaded = load_pipeline(pipeline)
+    except ConfigError:
+        return None  # never built: _teachers_for notes why
+    found = code_loading_teachers(loaded)
+    return f"{found[0][1].name!r} ({found[0][1].adapter}:{found[0][1].model})" if found else None
 
 
 def _teachers_for(pipeline: dict[str, Any], cache: dict[str, tuple[dict[str, Any], str]]) -> tuple[dict[str, Any], str]:
@@ -433,11 +466,12 @@ def attach_artifact(
     from optuna.artifacts import FileSystemArtifactStore, get_all_artifact_meta, upload_artifact
 
     path = Path(path)
-    store_dir = Path(results_dir) / ARTIFACT_DIR
+    store_dir = _at(results_dir, ARTIFACT_DIR)
     store_dir.mkdir(parents=True, exist_ok=True)
     store = FileSystemArtifactStore(str(store_dir))
     for meta in get_all_artifact_meta(target, storage=storage):
         if meta.filename == path.name:
+            _at(results_dir, ARTIFACT_DIR, meta.artifact_id)  # an id recorded in the study names the file
             with open(path, "rb") as f:
                 store.write(meta.artifact_id, f)
             return meta.artifact_id
@@ -509,6 +543,8 @@ def render_markdown(rep: Report) -> str:
         lines += ["## Plots", ""]
         lines += [f"![{k}]({_rel(v, rep.out_dir)})" for k, v in figures]
         lines.append("")
+    if rep.pca_note:
+        lines += ["## PCA of spatial features (Pareto variants)", "", rep.pca_note + ".", ""]
     if rep.pca:
         lines += [
             "## PCA of spatial features (Pareto variants)",
@@ -653,6 +689,11 @@ def _quality_metric(objectives: list[Objective], table: pd.DataFrame) -> str | N
 def _write_csv(frame: pd.DataFrame, path: Path) -> None:
     with atomic_path(path) as tmp:
         frame.to_csv(tmp, index=False)
+
+
+def _at(root: str | Path, *parts: str) -> Path:
+    """A file or folder the report writes under `root`, never through a symbolic link out of it."""
+    return write_path(root, *parts, key="results folder")
 
 
 def _rel(path: Path, base: Path) -> str:

@@ -40,7 +40,7 @@ from radio_nas.search.carry import Source, open_sources
 from radio_nas.search.gate import gate_folder
 from radio_nas.search.searcher import StudySearcher, TrainedHook
 from radio_nas.search.space import Space, load_space, parse_duration
-from radio_nas.study.layout import HASH_FILE, LOCK_FILE, RAY_DIR, STUDY_FILE, default_storage
+from radio_nas.study.layout import HASH_FILE, LOCK_FILE, RAY_DIR, STUDY_FILE, check_no_links, default_storage
 
 DEFAULT_TRIALS = 20
 _QUIET_ENV = {
@@ -94,6 +94,7 @@ def run_sweep(
         raise ConfigError(f"expected an integer >= 1, got {trials}", key="--trials")
     if conc < 1:
         raise ConfigError(f"expected an integer >= 1, got {conc}", key="--concurrency")
+    check_no_links(results)  # no write below may follow a link out of the folder
     if not fresh:
         check_folder(space, results, storage_url)  # refuse a meaningless edit before touching anything
     sources: list[Source] = []

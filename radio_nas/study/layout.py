@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from radio_nas._util import write_path
+
 STUDY_FILE = "study.db"
 SPACE_COPY = "space.yaml"
 HASH_FILE = ".space_hash"
@@ -38,3 +40,21 @@ def default_storage(results_dir: str | Path) -> str:
 
 def trial_dir(results_dir: str | Path, number: int) -> Path:
     return Path(results_dir) / TRIALS_DIR / str(number)
+
+
+SWEEP_ENTRIES = (STUDY_FILE, SPACE_COPY, HASH_FILE, LOCK_FILE, TRIALS_DIR, ARTIFACT_DIR, RAY_DIR, EXPORT_DIR)
+"""What a sweep writes directly under its results folder."""
+
+
+def check_no_links(results_dir: str | Path) -> None:
+    """ConfigError (one line) when anything a sweep writes under `results_dir` (its entries, each
+    ``trials/<N>/`` and the files there) is a symbolic link: a write would follow it out of the
+    folder. The folder itself may be a link (whoever named it chose where it points)."""
+    root = Path(results_dir)
+    for name in SWEEP_ENTRIES:
+        write_path(root, name, key="results folder")
+    trials = root / TRIALS_DIR
+    if trials.is_dir():
+        for folder in trials.iterdir():
+            for name in (WEIGHTS_FILE, PCA_FILE):
+                write_path(root, TRIALS_DIR, folder.name, name, key="results folder")

@@ -89,6 +89,7 @@ def open_study(source: str | Path, study_name: str | None = None) -> StudyHandle
         else:
             raise ConfigError("no such results folder or file", file=path)
         url = f"sqlite:///{db}"
+        text = str(db)  # errors name the database file, not only its folder
     storage = open_readonly(url, label=text)
     summaries = optuna.get_all_study_summaries(storage)
     names = [s.study_name for s in summaries]
