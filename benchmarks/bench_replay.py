@@ -28,7 +28,8 @@ def main(argv: list[str] | None = None) -> int:
     import optuna
     import torch
 
-    from radio_nas.search.replay import _one_thread, load_table, simulate
+    from radio_nas.simulate import load_table, simulate
+    from radio_nas.simulate.simulate import _one_thread
 
     t0 = time.perf_counter()
     table = load_table(args.table)

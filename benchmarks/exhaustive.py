@@ -11,7 +11,7 @@ trials are kept and none is re-run. With ``--export-only`` it only writes the CS
         --results /tmp/smoke-grid --csv /tmp/smoke.csv
     radio-nas replay benchmarks/mra_exhaustive.csv --samplers tpe,nsga2,random,gp --trials 24 --repeats 10
 
-CSV schema: see :func:`radio_nas.search.replay.write_table` (one row per point; the sampled
+CSV schema: see :func:`radio_nas.simulate.write_table` (one row per point; the sampled
 parameters, arch_id, pipeline_id, status ok/infeasible/failed, params, gmacs, latency_ms, fidelity
 and the other objective metrics, steps, train_seconds, the learning curve as JSON
 ``[{"step", "fidelity", "seconds"}]``), after a ``# {json}`` first line holding the space.
@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 from radio_nas._config import ConfigError, parse_assignment
@@ -50,38 +49,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from radio_nas.search.replay import table_from_study, write_table
-    from radio_nas.search.space import load_space
+    from radio_nas.simulate import write_table
+    from radio_nas.simulate.exhaustive import build_exhaustive, exhaustive_space
 
-    overrides = dict(parse_assignment(a) for a in args.set)
-    overrides.update({"sampler.name": "grid", "budget.wall_time": None})
-    space = load_space(args.space, overrides)
-    size = space.grid_size()
-    if size is None:
-        raise ConfigError("a parameter is continuous; an exhaustive table needs finitely many values", key="parameters")
+    space = exhaustive_space(args.space, dict(parse_assignment(a) for a in args.set))
     results = Path(args.results) if args.results else Path("results") / f"{space.name}-exhaustive"
-    if not args.export_only:
-        from radio_nas.search.replay import missing_points
-        from radio_nas.search.study import open_study
-        from radio_nas.search.sweep import run_sweep
-
-        started = time.monotonic()
-        for attempt in range(2):
-            out = run_sweep(space, results_dir=results, trials=size, num_cpus=args.num_cpus)
-            print(
-                f"exhaustive: {out['trained']} trained trials, {out['counts']} after "
-                f"{time.monotonic() - started:.0f}s (stop: {out['stop_reason']})"
-            )
-            study = open_study(space, results, out["storage"])
-            missing = missing_points(study, space)
-            if not missing or attempt:
-                break
-            # a grid sweep can end with points never proposed (older drivers queued a point after a
-            # copy, which took a grid slot): queue them and sweep once more
-            print(f"exhaustive: {len(missing)} points have no finished trial; queued, sweeping again")
-            for params in missing:
-                study.enqueue_trial(params)
-    table = table_from_study(results)
+    table = build_exhaustive(space, results, num_cpus=args.num_cpus, train=not args.export_only)
     path = write_table(table, args.csv or results / "exhaustive.csv")
     counts = {s: sum(r.status == s for r in table.rows) for s in ("ok", "infeasible", "failed")}
     print(f"exhaustive: {len(table.rows)} points ({counts}) -> {path}")

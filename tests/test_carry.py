@@ -384,7 +384,7 @@ def test_real_sweeps_edit_resume_and_warm_start(tmp_path: Path, capsys) -> None:
 
 
 def test_a_grid_after_an_edit_counts_no_set_aside_trial_as_a_visited_point(tmp_path: Path) -> None:
-    from radio_nas.search.searcher import StudySearcher
+    from radio_nas.search.decisions import exhausted
 
     results, url, _ = first_sweep(tmp_path)
     grid = load_space(
@@ -399,4 +399,4 @@ def test_a_grid_after_an_edit_counts_no_set_aside_trial_as_a_visited_point(tmp_p
     records = read_trials(study)
     assert [r.status for r in records].count(Status.SET_ASIDE) == 3 and grid.grid_size() == 4
     # 4 trials in the study, but only one of them is a point of this 4-point grid: 3 are left to run
-    assert not StudySearcher(grid, study, results, trials=4, progress=None)._exhausted()
+    assert not exhausted(study, grid)

@@ -1,6 +1,7 @@
 """Dependencies between radio_nas sub-packages point one way, counting every import (function-local
 ones and ``TYPE_CHECKING`` ones too): cli -> validate -> search -> distill/measure -> models ->
-config; report reads study records; ``study`` (the record conventions) imports none of them."""
+config; simulate reads the sweep's rules from search (never the other way); report reads study
+records; ``study`` (the record conventions) imports none of them."""
 
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ BOTTOM = {
 }  # the package root, the config base and the shared helpers
 # What each sub-package may import (besides BOTTOM and itself).
 ALLOWED = {
-    "cli": {"validate", "search", "report", "study", "distill", "measure", "models"},
+    "cli": {"validate", "simulate", "search", "report", "study", "distill", "measure", "models"},
+    "simulate": {"search", "study", "models"},
     "validate": {"search", "report", "study", "measure", "models"},
     "search": {"study", "distill", "measure", "models"},
     "report": {"study", "distill", "measure", "models"},

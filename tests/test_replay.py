@@ -11,7 +11,7 @@ import pytest
 
 from radio_nas._config import ConfigError, dump_yaml
 from radio_nas.cli import main
-from radio_nas.search.replay import (
+from radio_nas.simulate import (
     CurvePoint,
     Row,
     Table,
@@ -278,7 +278,7 @@ def test_cli_json_and_plot(table_csv, tmp_path, capsys):
 
 
 def test_warm_started_replay_imports_without_counting_and_never_retrains_an_import():
-    from radio_nas.search.replay import format_warm_start, warm_start_replay
+    from radio_nas.simulate import format_warm_start, warm_start_replay
 
     table = synthetic_table()
     source = simulate(table, "tpe", trials=5, seed=100)

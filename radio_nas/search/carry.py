@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any
 from radio_nas._config import ConfigError, load_yaml, stable_id
 from radio_nas.search.costs import Costs, constraint_limits, stand_in_values, violations
 from radio_nas.search.grammar import Choice, FloatRange, IntRange
-from radio_nas.search.space import Param, Space, decode_choice, encode_choice, parse_space
+from radio_nas.search.space import Param, Space, decode_choice, encode_choice, parse_space, recorded_pipeline_id
 from radio_nas.search.space_diff import first_difference, latency_matters
 from radio_nas.study.layout import SPACE_COPY
 from radio_nas.study.record import (
@@ -138,7 +138,7 @@ def point_of(space: Space, record: TrialRecord) -> tuple[dict[str, Any] | None, 
         return None, "the model refused it before; the new space builds it"
     if arch.id != record.arch_id:
         return None, "it builds another architecture under the new space (base or fixed values changed)"
-    if record.pipeline is not None and pipeline.id != stable_id(dict(record.pipeline)):
+    if record.pipeline is not None and pipeline.id != recorded_pipeline_id(record.pipeline):
         diff = first_difference(dict(record.pipeline), pipeline.to_dict())
         return None, "it was trained with another pipeline" + (f" ({diff[0]})" if diff else "")
     return params, None

@@ -61,7 +61,6 @@ import dataclasses
 import functools
 import json
 import math
-import random
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -69,7 +68,7 @@ from typing import TYPE_CHECKING, Any
 
 from ray.tune.search import Searcher
 
-from radio_nas._config import ConfigError, stable_id
+from radio_nas._config import ConfigError
 from radio_nas.search.costs import (
     Costs,
     constraint_limits,
@@ -79,8 +78,19 @@ from radio_nas.search.costs import (
     time_latency,
     violations,
 )
+from radio_nas.search.decisions import (
+    Decision,
+    Event,
+    decide,
+    exhausted,
+    next_streak,
+    optuna_state,
+    queue_untried,
+    streak_stop,
+    trained_outcome,
+)
 from radio_nas.search.gate import PauseGate
-from radio_nas.search.space import Space, variant_key
+from radio_nas.search.space import Space, recorded_pipeline_id, variant_key
 from radio_nas.search.study import trained_count
 from radio_nas.search.trainable import FINAL_KEY, RESULT_KEY
 from radio_nas.study.layout import WEIGHTS_FILE, trial_dir
@@ -95,7 +105,7 @@ from radio_nas.study.record import (
 
 if TYPE_CHECKING:
     from optuna.study import Study
-    from optuna.trial import FrozenTrial, Trial, TrialState
+    from optuna.trial import FrozenTrial, Trial
 
     from radio_nas.distill.pipeline import PipelineConfig
     from radio_nas.models.eradio import ERadioConfig
@@ -175,7 +185,7 @@ class StudySearcher(Searcher):
         self._infeasible_streak = 0
         self._counts = {str(s): 0 for s in (Status.OK, Status.FAILED, Status.PRUNED, Status.INFEASIBLE)}
         self._copies = 0
-        self._unmeasurable = 0  # failed while measuring costs: never trained, not counted by the budget
+        self._trained_here = 0  # what the budget counts (ok, failed, pruned; not a failed measurement)
         self._stop_reason: str | None = None
         self._held: _Variant | None = None  # valid, waiting for an idle device
         self._limits = constraint_limits(space.config.constraints)
@@ -214,7 +224,7 @@ class StudySearcher(Searcher):
             return None
         while True:
             if self._held is None:
-                if self._exhausted():
+                if exhausted(self._study, self._space):
                     self._stop_reason = "every point of the design has been tried"
                     return self._finished()
                 trial = self._study.ask()
@@ -286,16 +296,11 @@ class StudySearcher(Searcher):
                 self._resolve_pending(key, trial)
 
     def _complete(self, trial_id: str, trial: Trial, result: dict[str, Any] | None, error: bool) -> None:
-        import optuna
-
         self._trial_seen_s.append(time.monotonic() - self._started.get(trial_id, time.monotonic()))
-        State = optuna.trial.TrialState
         final = json.loads(result[RESULT_KEY]) if result and result.get(FINAL_KEY) else None
         if error or (final is None and not result):
             self._curves.pop(trial_id, None)
-            self._finish(
-                trial, Status.FAILED, State.FAIL, reason="the Ray worker raised (see the Ray logs of this trial)"
-            )
+            self._finish(trial, Event.FAILED, reason="the Ray worker raised (see the Ray logs of this trial)")
             return
         if final is None:  # stopped by the scheduler after an intermediate report
             assert result is not None
@@ -303,8 +308,7 @@ class StudySearcher(Searcher):
             curve = self._curves.pop(trial_id, [])
             self._finish(
                 trial,
-                Status.PRUNED,
-                State.PRUNED,
+                Event.STOPPED,
                 reason=f"stopped by {self._scheduler_label()} at step {result.get('step')}",
                 metrics={k: result[k] for k in ("step", "train_loss", "fidelity") if k in result},
                 curve=curve,
@@ -337,28 +341,23 @@ class StudySearcher(Searcher):
             "weights_path": _relative(wp, self._results) if wp else None,
         }
         self._trained_wall_s.append(float(final.get("wall_s") or 0.0))
-        if final.get("status") != "ok":
-            self._finish(
-                trial, Status.FAILED, State.FAIL, reason=final.get("failure_reason") or "trial failed", **attrs
-            )
-            return
         record = self._record(trial)
-        values = []
-        for name in self._space.objective_names:
-            value = record.metric(name) if name in COST_METRICS else final.get(name)
-            if value is None or not math.isfinite(float(value)):
-                self._finish(
-                    trial, Status.FAILED, State.FAIL, reason=f"objective {name} is missing or not finite", **attrs
-                )
-                return
-            values.append(float(value))
+        event, values, missing = trained_outcome(
+            str(final.get("status")),
+            self._space.objective_names,
+            lambda name: record.metric(name) if name in COST_METRICS else final.get(name),
+        )
+        if event is Event.FAILED:
+            reason = missing or final.get("failure_reason") or "trial failed"
+            self._finish(trial, Event.FAILED, reason=reason, **attrs)
+            return
         write_trial(trial, **attrs)
         if wp and self._on_trained is not None:
             try:
                 self._on_trained(trial, self._record(trial))
             except Exception as exc:  # a picture must never cost a trained trial
                 self._line(f"#{trial.number}: no PCA picture ({type(exc).__name__}: {exc})")
-        self._finish(trial, Status.OK, State.COMPLETE, values=values)
+        self._finish(trial, Event.TRAINED, values=values)
 
     def close(self) -> None:
         """Give back a variant asked for but never started (the budget or time ran out meanwhile)."""
@@ -413,8 +412,7 @@ class StudySearcher(Searcher):
 
     @property
     def _done(self) -> int:
-        trained = self._counts["ok"] + self._counts["failed"] + self._counts["pruned"] - self._unmeasurable
-        return self._done_at_start + trained
+        return self._done_at_start + self._trained_here
 
     def _scheduler_label(self) -> str:
         name = self._space.config.scheduler.name
@@ -430,37 +428,15 @@ class StudySearcher(Searcher):
     def _intermediate(self, trial: Trial, step: int, value: float) -> None:
         self._study._storage.set_trial_intermediate_value(trial._trial_id, step, value)
 
-    def _exhausted(self) -> bool:
-        """Ablations run only their queued points; a grid has a fixed number of points."""
-        import optuna
-
-        waiting = self._study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,))
-        if self._space.config.mode == "ablation":
-            return not waiting
-        if self._space.config.sampler.name == "grid":
-            size = self._space.grid_size() or 0
-            # set-aside trials (an edited space) hold no grid point: Optuna's GridSampler skips them too
-            asked = [
-                r
-                for r in read_trials(self._study)
-                if r.state != "WAITING" and not r.orphaned and r.status is not Status.SET_ASIDE
-            ]
-            return len(asked) >= size and not waiting
-        return False
-
     def _too_many_infeasible(self) -> bool:
-        if self._infeasible_streak >= self._space.config.budget.max_infeasible:
-            self._stop_reason = (
-                f"{self._infeasible_streak} infeasible, unmeasurable or already-trained variants in a row "
-                "(budget.max_infeasible); loosen the constraints or widen the space"
-            )
-            self._line(self._stop_reason)
-            return True
-        return False
+        reason = streak_stop(self._infeasible_streak, self._space.config.budget.max_infeasible)
+        if reason is not None:
+            self._stop_reason = reason
+            self._line(reason)
+        return reason is not None
 
     def _validate(self, trial: Trial) -> tuple[ArchConfig, PipelineConfig] | None:
         """Sample a variant and build its configs; None when it was rejected or is a copy (told)."""
-        import optuna
 
         values = self._space.sample(trial)
         write_trial(trial, seed=values.get("pipeline.seed", self._space.pipeline.seed))
@@ -471,7 +447,7 @@ class StudySearcher(Searcher):
         except ConfigError as exc:
             write_trial(trial, arch=self._space.arch_spec(values))
             self._set_constraints(trial, {})
-            self._finish(trial, Status.INFEASIBLE, optuna.trial.TrialState.PRUNED, reason=f"rejected: {exc}")
+            self._finish(trial, Event.REJECTED, reason=f"rejected: {exc}")
             return None
         key = variant_key(arch_cfg, pipeline)
         original = self._trained(pipeline).get(key)
@@ -483,8 +459,7 @@ class StudySearcher(Searcher):
             write_trial(trial, arch=arch_cfg.to_dict(), arch_id=arch_cfg.id, pipeline=pipeline.to_dict())
             self._pending.setdefault(key, []).append((trial, arch_cfg))
             self._line(f"#{trial.number} is #{running} (still training): waits for its outcome")
-            self._infeasible_streak += 1  # as a copy: a sampler stuck on one point must not loop forever
-            self._queue_untried(trial.number)
+            self._note(decide(Event.WAITS), trial)  # as a copy: a sampler stuck on one point must not loop forever
             return None
         return arch_cfg, pipeline
 
@@ -509,14 +484,15 @@ class StudySearcher(Searcher):
             if ok:
                 self._copy(trial, frozen, arch_cfg, streak=False)
                 continue
+            decision = dataclasses.replace(decide(Event.FAILED), count="copies", trained=False)
             write_trial(
                 trial,
-                status=Status.FAILED,
+                status=decision.status,
                 reason=f"identical to #{original.number}, which ended {frozen.state.name}; not trained again",
                 duplicate_of=original.number,
             )
-            self._study.tell(trial, state=optuna.trial.TrialState.FAIL)
-            self._copies += 1
+            self._study.tell(trial, state=optuna_state(decision))
+            self._note(decision)
             self._line(f"#{trial.number} failed with its original #{original.number}")
 
     def _trained(self, pipeline: PipelineConfig) -> dict[tuple[str, str], FrozenTrial]:
@@ -528,7 +504,7 @@ class StudySearcher(Searcher):
             r = TrialRecord.from_trial(t)
             if not (r.state == "COMPLETE" and r.status is Status.OK and r.duplicate_of is None and r.arch_id):
                 continue
-            if not r.pipeline or stable_id(dict(r.pipeline)) != pipeline.id:
+            if not r.pipeline or recorded_pipeline_id(r.pipeline) != pipeline.id:
                 continue
             if (r.arch_id, pipeline.id) not in self._variants:
                 own = (r.arch_id, pipeline.id)  # a record this code cannot rebuild keeps its own arch id
@@ -539,12 +515,13 @@ class StudySearcher(Searcher):
             out.setdefault(self._variants[r.arch_id, pipeline.id], t)
         return out
 
-    def _copy(self, trial: Trial, original: FrozenTrial, arch_cfg: Any, streak: bool = True) -> None:
+    def _copy(self, trial: Trial, original: FrozenTrial, arch_cfg: ArchConfig, streak: bool = True) -> None:
         """A variant trained already (the same model at the same pipeline and seed: trials are
         deterministic): record the same outcome without training it again; budgets do not count it.
         The copy keeps its own architecture (``auto`` windows stay ``auto``)."""
-        import optuna
-
+        decision = decide(Event.COPY)
+        if not streak:  # a waiting copy lengthened the streak when it was proposed
+            decision = dataclasses.replace(decision, streak="keep")
         r = TrialRecord.from_trial(original)
         write_trial(
             trial,
@@ -560,44 +537,19 @@ class StudySearcher(Searcher):
             loss_curve=r.loss_curve,
             weights_path=r.weights_path,
             seed=r.seed,
-            status=Status.OK,
+            status=decision.status,
             reason=None,
             duplicate_of=original.number,
         )
         self._set_constraints(trial, r.costs)
-        self._study.tell(trial, values=list(original.values), state=optuna.trial.TrialState.COMPLETE)
-        if streak:  # (a waiting copy counted when it was proposed)
-            self._infeasible_streak += 1  # a sampler that only proposes known points has nothing left to try
-        self._copies += 1  # counted in the progress line, not one line each
-        self._queue_untried(trial.number)
-
-    def _queue_untried(self, salt: int) -> None:
-        """After a copy, queue a random variant not tried yet (finite spaces): a model-based sampler
-        that keeps proposing its favourite would otherwise spend the sweep re-proposing it."""
-        import optuna
-
-        grid = self._space.grid()
-        if not grid or any(p.when for p in self._space.sampled) or self._space.config.mode == "ablation":
-            return
-        if self._space.config.sampler.name == "grid":
-            return  # the grid proposes every point once; a queued point would take a grid slot (point missed)
-        trials = self._study.get_trials(deepcopy=False)
-        if any(t.state == optuna.trial.TrialState.WAITING for t in trials):
-            return
-        tried = {tuple(sorted(t.params.items())) for t in trials if t.params}
-        rng = random.Random(f"{self._space.config.sampler.seed}-{salt}")
-        for _ in range(200):
-            candidate = {name: rng.choice(values) for name, values in grid.items()}
-            if tuple(sorted(candidate.items())) not in tried:
-                self._study.enqueue_trial(candidate)
-                return
+        self._study.tell(trial, values=list(original.values), state=optuna_state(decision))
+        self._note(decision, trial)  # counted in the progress line, not one line each
 
     def _measure(
         self, trial: Trial, arch_cfg: ArchConfig, pipeline: PipelineConfig
     ) -> tuple[dict[str, Any], bool] | None:
         """Measure costs, check constraints: a Tune config and whether its latency is still to be
         timed, or None (told infeasible or failed)."""
-        import optuna
 
         write_trial(
             trial,
@@ -617,12 +569,9 @@ class StudySearcher(Searcher):
             self._set_constraints(trial, {})
             self._finish(
                 trial,
-                Status.FAILED,
-                optuna.trial.TrialState.FAIL,
+                Event.UNMEASURABLE,
                 reason=f"measuring its costs raised {type(exc).__name__}: {str(exc).splitlines()[0][:200]}",
             )
-            self._infeasible_streak += 1  # untrainable like an infeasible one: the same stop rule
-            self._unmeasurable += 1
             return None
         write_trial(
             trial,
@@ -641,14 +590,10 @@ class StudySearcher(Searcher):
         broken = violations(costs, self._space.config.constraints)
         if broken:
             self._finish(
-                trial,
-                Status.INFEASIBLE,
-                optuna.trial.TrialState.COMPLETE,
-                values=self._stand_in(costs),
-                reason="constraints: " + "; ".join(broken),
+                trial, Event.INFEASIBLE, values=self._stand_in(costs), reason="constraints: " + "; ".join(broken)
             )
             return None
-        self._infeasible_streak = 0
+        self._note(decide(Event.STARTED))
         weights = trial_dir(self._results, trial.number) / WEIGHTS_FILE
         weights.parent.mkdir(parents=True, exist_ok=True)
         config = {
@@ -743,21 +688,32 @@ class StudySearcher(Searcher):
     def _finish(
         self,
         trial: Trial,
-        status: Status,
-        state: TrialState,
+        event: Event,
         *,
         reason: str | None = None,
         values: list[float] | None = None,
         **fields: Any,
     ) -> None:
+        decision = decide(event)
+        status = decision.status
         write_trial(trial, status=status, reason=reason, **fields)
-        self._study.tell(trial, values=values, state=state)
-        self._counts[str(status)] += 1
+        self._study.tell(trial, values=values, state=optuna_state(decision))
+        self._note(decision, trial)
         if status is Status.INFEASIBLE:
-            self._infeasible_streak += 1
             self._line(f"#{trial.number} infeasible: {reason}")
         else:
             self._line(f"#{trial.number} {status}" + (f": {reason}" if reason and status is not Status.OK else ""))
+
+    def _note(self, decision: Decision, trial: Trial | None = None) -> None:
+        """Count a decision: its outcome counter, the budget, the streak, an untried point queued."""
+        if decision.count == "copies":
+            self._copies += 1
+        elif decision.count is not None:
+            self._counts[decision.count] += 1
+        self._trained_here += decision.trained
+        self._infeasible_streak = next_streak(self._infeasible_streak, decision)
+        if decision.queue_untried and trial is not None:
+            queue_untried(self._study, self._space, trial.number)
 
     def _line(self, event: str) -> None:
         if self._progress is None:

@@ -318,6 +318,24 @@ def variant_key(arch_cfg: Any, pipeline: Any) -> tuple[str, str]:
     return model.id, pipeline.id
 
 
+_RECORDED_IDS: dict[str, str] = {}
+
+
+def recorded_pipeline_id(recorded: Any) -> str:
+    """The id of a pipeline as a trial recorded it (its ``to_dict``), rebuilt so that fields added
+    since, left at their default, do not change it (``late_fields``); a record this code cannot
+    rebuild hashes as written."""
+    from radio_nas.distill.pipeline import PipelineConfig
+
+    written = stable_id(dict(recorded))
+    if written not in _RECORDED_IDS:  # one rebuild per distinct pipeline: a study repeats a few
+        try:
+            _RECORDED_IDS[written] = PipelineConfig.from_dict(dict(recorded)).id
+        except ConfigError:
+            _RECORDED_IDS[written] = written
+    return _RECORDED_IDS[written]
+
+
 @dataclasses.dataclass(frozen=True)
 class Space:
     """A loaded, validated search space."""

@@ -115,7 +115,7 @@ def _ask_tell_grid_sampler(grid: dict[str, list[Any]], seed: int | None) -> Base
     class AskTellGridSampler(optuna.samplers.GridSampler):
         """Optuna's GridSampler calls ``study.stop()`` after the last point, which raises outside
         ``study.optimize()`` (ask-and-tell): the last tell of a grid sweep crashed the Tune loop. The
-        searcher stops at the grid's end itself (``StudySearcher._exhausted``)."""
+        searcher stops at the grid's end itself (:func:`radio_nas.search.decisions.exhausted`)."""
 
         def after_trial(
             self, study: Study, trial: FrozenTrial, state: TrialState, values: Sequence[float] | None
