@@ -85,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
 
     from radio_nas._config import ConfigError, parse_assignment
     from radio_nas.cli import print_json
-    from radio_nas.search.replay import (
+    from radio_nas.simulate import (
         format_replay,
         load_table,
         plot_replay,
@@ -104,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
     trials = args.trials or table.space.config.budget.trials or 20
     say = lambda line: print(line, file=sys.stderr, flush=True)
     if args.warm_start is not None:
-        from radio_nas.search.replay import format_warm_start, warm_start_replay
+        from radio_nas.simulate import format_warm_start, warm_start_replay
 
         if args.scheduler != "none":
             raise ConfigError("the warm-start comparison replays sweeps without a scheduler", key="--scheduler")
