@@ -262,12 +262,16 @@ class Config:
         return from_dict(type(self), {**to_dict(self), **changes})
 
     def id_payload(self) -> dict[str, Any]:
-        """What :attr:`id` hashes: :meth:`to_dict` without the ``late_fields`` at their defaults."""
-        data = to_dict(self)
+        """What :attr:`id` hashes: :meth:`to_dict` without the ``late_fields`` at their defaults (at
+        every level of nesting)."""
+        data = {}
         for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            value = getattr(self, f.name)
             if f.name in self.late_fields and f.default is not dataclasses.MISSING:
-                if data[f.name] == to_dict(f.default):
-                    del data[f.name]
+                if to_dict(value) == to_dict(f.default):
+                    continue
+            # nested configs drop their own late fields too
+            data[f.name] = value.id_payload() if isinstance(value, Config) else to_dict(value)
         return data
 
     @property
