@@ -224,6 +224,7 @@ def test_bf16_autocast_option(cache_dir):
 
 def test_constant_predictor_baseline_on_hand_numbers():
     from radio_nas.distill.cache import CacheEntry
+    from radio_nas.distill.targets import entry_stats
     from radio_nas.distill.trial import _constant_baseline, normalised_fidelity
 
     def entry(summary, features):
@@ -233,7 +234,7 @@ def test_constant_predictor_baseline_on_hand_numbers():
     # per-position mean is (1, 0) at token 0 and (0, 1) at token 1
     train = entry([[1, 0], [0, 1]], [[[[2, 0]], [[0, 2]]], [[[0, 0]], [[0, 0]]]])
     evals = entry([[1, 1], [1, -1]], [[[[1, 1]], [[0, 1]]]] * 2)
-    base = _constant_baseline({"t": train}, {"t": evals}, beta=2.0, chunk=1)
+    base = _constant_baseline({"t": entry_stats(train)}, {"t": evals}, beta=2.0, chunk=1)
     assert base["t/summary"].tolist() == pytest.approx([1.0, 0.0])  # cos((.5,.5),(1,1)), cos(.,(1,-1))
     # token 0: constant (1, 0) vs (1, 0) -> cos 1; token 1: (0, 1) vs (1, 1) -> cos 1/sqrt(2)
     assert base["t/features"].tolist() == pytest.approx([(1 + 2**-0.5) / 2] * 2)

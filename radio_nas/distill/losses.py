@@ -4,6 +4,7 @@
 >>> feature_loss(student_features, teacher_features)      # (B,): mean over tokens of
 ...                                                        #   0.9 (1 - cos) + 0.1 SmoothL1(beta=2)
 >>> feature_smooth_l1(student_features, teacher_features) # (B,): the SmoothL1 part alone (evaluation)
+>>> mse_loss(student, teacher)                            # (B,): mean squared error over all values
 """
 
 from __future__ import annotations
@@ -29,6 +30,12 @@ def feature_loss(
     cos = F.cosine_similarity(student, teacher, dim=1, eps=1e-6)  # (B, h, w)
     sl1 = F.smooth_l1_loss(student, teacher, beta=beta, reduction="none").mean(1)  # (B, h, w)
     return (cos_weight * (1.0 - cos) + smooth_l1_weight * sl1).flatten(1).mean(1)
+
+
+def mse_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """(B, ...) pairs -> (B,): squared error averaged over every value of a sample (the loss on
+    standardised targets, where every dimension has unit variance)."""
+    return (student - teacher).square().flatten(1).mean(1)
 
 
 @torch.no_grad()

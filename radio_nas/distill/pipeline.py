@@ -131,11 +131,14 @@ class TeacherConfig(Config):
 class DataConfig(Config):
     """The image source and its deterministic random-resized-crop stream."""
 
-    source: Literal["skimage", "folder", "tar"] = "skimage"
+    source: Literal["photos", "skimage", "folder", "tar"] = "skimage"
+    """photos: the colour photographs shipped with radio-nas (``radio_nas/_shipped/photos``, see its
+    MANIFEST.csv); skimage: those bundled with scikit-image; folder / tar: your own images."""
     path: str | None = None
     """folder: root with one sub-folder per class; tar: a .tar file, a folder of them or a glob."""
     images: tuple[str, ...] | None = None
-    """skimage: names of bundled colour photos to use; None: all of them."""
+    """skimage / photos: names of the bundled photos to use (photos: file names without .jpg);
+    None: all of them."""
     eval_images: tuple[str, ...] | None = None
     """skimage: photos held out whole for evaluation, never trained on; None: chelsea and
     immunohistochemistry (those of them in ``images``; else the last photo listed)."""
@@ -144,7 +147,7 @@ class DataConfig(Config):
     eval_size: int = 64
     """Held-out crops for evaluation."""
     eval_fraction: float = 0.2
-    """folder/tar: share of images held out whole for evaluation (chosen by a hash of the file name)."""
+    """photos/folder/tar: share of images held out whole for evaluation (chosen by a hash of the file name)."""
     scale: tuple[float, float] = (0.25, 1.0)
     """Crop area as a fraction of the image area."""
     ratio: tuple[float, float] = (0.75, 1.3333333333333333)
@@ -153,7 +156,7 @@ class DataConfig(Config):
     """Seeds the crop stream (not the trial): every trial seed reuses the same teacher cache."""
 
     def validate(self) -> None:
-        if self.source != "skimage" and not self.path:
+        if self.source in ("folder", "tar") and not self.path:
             raise ConfigError(f"source {self.source!r} needs a path", key="path")
         if self.train_size < 1:
             raise ConfigError(f"expected a positive integer, got {self.train_size}", key="train_size")
@@ -168,9 +171,26 @@ class DataConfig(Config):
 
 
 @dataclasses.dataclass(frozen=True)
+class TargetsConfig(Config):
+    """How teacher outputs are mapped before the loss sees them (fitted once per cache entry)."""
+
+    standardize: Literal["none", "channel", "phi-s"] = "none"
+    """none: raw teacher outputs; channel: centred (features: per position) and divided by each
+    channel's std; phi-s: centred, rotated by the eigenvectors of the covariance and a normalised
+    Hadamard matrix and scaled by one alpha, so every dimension has unit variance (PHI-S,
+    Ranzinger et al. 2024). Predictions are mapped back to teacher space for evaluation."""
+
+
+@dataclasses.dataclass(frozen=True)
 class AdaptorConfig(Config):
+    late_fields = ("init",)  # added after pipeline ids were recorded
+
     hidden: int | None = None
     """Hidden width of the 2-layer adaptor MLPs; None: max(student dim, teacher dim)."""
+    init: Literal["random", "constant"] = "random"
+    """constant: the adaptor's output starts at the constant predictor (the mean teacher output,
+    per position for features) and its last layer at zero, so training only adds what the
+    student knows about the image; random: both layers randomly initialised."""
 
     def validate(self) -> None:
         if self.hidden is not None and self.hidden < 1:
@@ -179,8 +199,13 @@ class AdaptorConfig(Config):
 
 @dataclasses.dataclass(frozen=True)
 class LossConfig(Config):
-    """Per-token feature loss: cos_weight * (1 - cos) + smooth_l1_weight * SmoothL1(beta)."""
+    """The per-term loss, computed on the targets as ``targets.standardize`` maps them."""
 
+    late_fields = ("kind",)  # added after pipeline ids were recorded
+
+    kind: Literal["am-radio", "mse"] = "am-radio"
+    """am-radio: summary 1 - cos; features per token cos_weight * (1 - cos) + smooth_l1_weight *
+    SmoothL1(beta) (the AM-RADIO recipe); mse: mean squared error over every output value."""
     cos_weight: float = 0.9
     smooth_l1_weight: float = 0.1
     smooth_l1_beta: float = 2.0
@@ -274,6 +299,8 @@ class StudentConfig(Config):
 class PipelineConfig(Config):
     """A whole trial recipe. ``load_pipeline`` builds one from YAML plus dotted overrides."""
 
+    late_fields = ("targets",)  # added after pipeline ids were recorded
+
     teachers: tuple[TeacherConfig, ...]
     name: str = "pipeline"
     seed: int = 0
@@ -284,6 +311,7 @@ class PipelineConfig(Config):
     """Student crop size (a multiple of 32); int or [H, W]."""
     data: DataConfig = DataConfig()
     student: StudentConfig = StudentConfig()
+    targets: TargetsConfig = TargetsConfig()
     adaptor: AdaptorConfig = AdaptorConfig()
     loss: LossConfig = LossConfig()
     optim: OptimConfig = OptimConfig()

@@ -37,17 +37,19 @@ from torch import nn
 
 from radio_nas._config import ConfigError
 from radio_nas.distill import cache as cache_mod
-from radio_nas.distill.adaptors import TeacherAdaptor
+from radio_nas.distill.adaptors import TeacherAdaptor, TermStart
 from radio_nas.distill.balancing import make_balancer
 from radio_nas.distill.data import CropDataset, kept_crops, open_dataset
 from radio_nas.distill.losses import (
     feature_fidelity,
     feature_loss,
     feature_smooth_l1,
+    mse_loss,
     summary_fidelity,
     summary_loss,
 )
 from radio_nas.distill.pipeline import PipelineConfig, load_pipeline
+from radio_nas.distill.targets import TERMS, TargetStats, TargetTransform, entry_stats
 from radio_nas.distill.teachers import build_teachers
 
 Report = Callable[[dict[str, Any]], None]
@@ -145,6 +147,8 @@ class _Targets:
     eval: dict[str, cache_mod.CacheEntry]
     hit: bool
     seconds: float
+    stats: dict[str, TargetStats] = field(default_factory=dict)
+    """Per teacher, the statistics of its training targets (see :mod:`radio_nas.distill.targets`)."""
     baseline: dict[str, np.ndarray] = field(default_factory=dict)
     """Per eval crop, the constant predictor's score: ``<teacher>/summary`` and ``<teacher>/features``
     cosine, ``<teacher>/smooth_l1`` feature SmoothL1 (see :func:`_constant_baseline`)."""
@@ -327,8 +331,9 @@ def _targets(pipeline: PipelineConfig, dataset: CropDataset, progress: bool) -> 
 
     train, built_train = outputs("train")
     evals, built_eval = outputs("eval")
-    baseline = _constant_baseline(train, evals, pipeline.loss.smooth_l1_beta)
-    return _Targets(train, evals, not (built_train or built_eval), time.perf_counter() - t0, baseline)
+    stats = {name: entry_stats(entry) for name, entry in train.items()}
+    baseline = _constant_baseline(stats, evals, pipeline.loss.smooth_l1_beta)
+    return _Targets(train, evals, not (built_train or built_eval), time.perf_counter() - t0, stats, baseline)
 
 
 class _Student(nn.Module):
@@ -339,9 +344,14 @@ class _Student(nn.Module):
         self.model = model
         summary_dim, feature_dim = cast(int, model.summary_dim), cast(int, model.feature_dim)
         self.adaptors = nn.ModuleDict()
+        # Per teacher, the map from teacher space to the space the adaptors predict and the loss
+        # compares in (the identity for ``targets.standardize: none``).
+        self.standardize = nn.ModuleDict()
         weights: dict[str, float] = {}
         for t in pipeline.teachers:
-            entry = targets.train[t.name]
+            entry, stats = targets.train[t.name], targets.stats[t.name]
+            tfs = {term: TargetTransform(getattr(stats, term), pipeline.targets.standardize) for term in TERMS}
+            self.standardize[t.name] = nn.ModuleDict(tfs)
             self.adaptors[t.name] = TeacherAdaptor(
                 summary_dim,
                 feature_dim,
@@ -349,6 +359,7 @@ class _Student(nn.Module):
                 entry.features.shape[1],
                 tuple(entry.features.shape[2:]),
                 pipeline.adaptor.hidden,
+                start=_starts(tfs, stats) if pipeline.adaptor.init == "constant" else None,
             )
             weights[f"{t.name}/summary"], weights[f"{t.name}/features"] = t.weight_summary, t.weight_features
         self.terms = list(weights)
@@ -357,10 +368,42 @@ class _Student(nn.Module):
         self.amp = pipeline.student.amp
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, tuple[torch.Tensor, torch.Tensor]]]:
+        """The student summary and, per teacher, the adaptors' (summary, features) in loss space."""
         with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.amp):
             summary, features = self.model(x)
             outputs = {name: ad(summary, features) for name, ad in self.adaptors.items()}
         return summary.float(), {name: (s.float(), f.float()) for name, (s, f) in outputs.items()}
+
+    def _tf(self, teacher: str, term: str) -> TargetTransform:
+        return cast(TargetTransform, cast(nn.ModuleDict, self.standardize[teacher])[term])
+
+    def to_loss_space(
+        self, pairs: dict[str, tuple[torch.Tensor, torch.Tensor]]
+    ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """Teacher outputs mapped as the adaptors predict them."""
+        return {n: (self._tf(n, "summary")(s), self._tf(n, "features")(f)) for n, (s, f) in pairs.items()}
+
+    def to_teacher_space(
+        self, pairs: dict[str, tuple[torch.Tensor, torch.Tensor]]
+    ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """Adaptor outputs mapped back to the teacher's space (evaluation)."""
+        return {
+            n: (self._tf(n, "summary").inverse(s), self._tf(n, "features").inverse(f)) for n, (s, f) in pairs.items()
+        }
+
+
+def _starts(tfs: dict[str, TargetTransform], stats: TargetStats) -> tuple[TermStart, TermStart]:
+    """Each head's constant output (the mean target, mapped to loss space: 0 when standardised) and
+    its scale (the channel std where the loss space is raw teacher space, else 1)."""
+    out = []
+    for term in TERMS:
+        tf, st = tfs[term], getattr(stats, term)
+        mean = torch.as_tensor(st.mean)
+        with torch.no_grad():
+            offset = tf(mean[None])[0]
+        scale = torch.as_tensor(st.std) if tf.mode == "none" else torch.ones(st.std.shape)
+        out.append(TermStart(offset, scale))
+    return out[0], out[1]
 
 
 def _images(dataset: CropDataset, split: str, idx: np.ndarray, pipeline: PipelineConfig) -> torch.Tensor:
@@ -392,6 +435,9 @@ def _losses(
     losses = {}
     for name, (ps, pf) in outputs.items():
         ts, tf = targets[name]
+        if lc.kind == "mse":
+            losses[f"{name}/summary"], losses[f"{name}/features"] = mse_loss(ps, ts), mse_loss(pf, tf)
+            continue
         losses[f"{name}/summary"] = summary_loss(ps, ts)
         losses[f"{name}/features"] = feature_loss(pf, tf, lc.cos_weight, lc.smooth_l1_weight, lc.smooth_l1_beta)
     return losses
@@ -442,7 +488,7 @@ def _train(
             stream = np.concatenate([stream, rng.permutation(pipeline.data.train_size)])
         idx, stream = stream[: pipeline.batch_size], stream[pipeline.batch_size :]
         x = _images(dataset, "train", idx, pipeline)
-        y = _teacher_batch(targets.train, idx, device)
+        y = student.to_loss_space(_teacher_batch(targets.train, idx, device))
         t1 = time.perf_counter()
         student.train()
         summary, outputs = student(x)
@@ -513,7 +559,7 @@ def _embed(
         if entries is None:
             continue
         y = _teacher_batch(entries, idx, pipeline.student.device)
-        for name, (ps, pf) in outputs.items():
+        for name, (ps, pf) in student.to_teacher_space(outputs).items():
             ts, tf = y[name]
             scores.setdefault(f"{name}/summary", []).extend(summary_fidelity(ps, ts).tolist())
             scores.setdefault(f"{name}/features", []).extend(feature_fidelity(pf, tf).tolist())
@@ -522,20 +568,14 @@ def _embed(
 
 
 def _constant_baseline(
-    train: dict[str, cache_mod.CacheEntry], evals: dict[str, cache_mod.CacheEntry], beta: float, chunk: int = 64
+    stats: dict[str, TargetStats], evals: dict[str, cache_mod.CacheEntry], beta: float, chunk: int = 64
 ) -> dict[str, np.ndarray]:
     """Per eval crop, the scores of the constant predictor: the mean teacher output over the cached
     training targets (summary vector, feature map per position), so no teacher runs. It is the
     floor a student must beat; the primary fidelity is normalised against it."""
     out: dict[str, np.ndarray] = {}
-    for name, entry in train.items():
-        means = []
-        for arr in (entry.summary, entry.features):
-            acc = np.zeros(arr.shape[1:], np.float64)
-            for i in range(0, arr.shape[0], chunk):  # fp16 on disk, summed in fp32 without a copy
-                acc += np.add.reduce(arr[i : i + chunk], axis=0, dtype=np.float32)
-            means.append(torch.from_numpy((acc / max(arr.shape[0], 1)).astype(np.float32)))
-        ms, mf = means
+    for name, st in stats.items():
+        ms, mf = torch.from_numpy(st.summary.mean), torch.from_numpy(st.features.mean)
         ev = evals[name]
         cols: dict[str, list[float]] = {"summary": [], "features": [], "smooth_l1": []}
         for i in range(0, ev.summary.shape[0], chunk):
