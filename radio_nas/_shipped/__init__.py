@@ -16,6 +16,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 SPACES = HERE / "search_spaces"
 PIPELINES = HERE / "pipelines"
+PHOTOS = HERE / "photos"
+"""The bundled colour photographs (``data.source: photos``); MANIFEST.csv gives each file's source and licence."""
 
 
 def _names(folder: Path) -> list[str]:

@@ -28,6 +28,7 @@ import numpy as np
 from PIL import Image
 
 from radio_nas._config import ConfigError
+from radio_nas._shipped import PHOTOS
 from radio_nas.distill.pipeline import DataConfig
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm")
@@ -109,7 +110,11 @@ class CropDataset:
             image = self._decode(split, pos)
             if image is not None:
                 return image, items[pos]
-        raise ConfigError(f"none of the {len(items)} {split} images can be read", key="data.path")
+        raise ConfigError(
+            f"none of the {len(items)} {split} images can be used: unreadable, or too small "
+            f"(a side under {_MIN_SIDE} pixels)",
+            key="data.path",
+        )
 
     def _decode(self, split: str, pos: int) -> np.ndarray | None:
         key = (split, pos)
@@ -211,11 +216,16 @@ def _random_box(
     return ((w - side) / 2, (h - side) / 2, (w + side) / 2, (h + side) / 2)
 
 
+_MIN_SIDE = 8
+
+
 def _to_rgb(image: np.ndarray) -> np.ndarray:
     if image.ndim == 2:
         image = np.stack([image] * 3, axis=-1)
-    if image.ndim != 3 or image.shape[2] not in (3, 4) or min(image.shape[:2]) < 8:
+    if image.ndim != 3 or image.shape[2] not in (3, 4):
         raise ValueError(f"not a usable image: shape {image.shape}")
+    if min(image.shape[:2]) < _MIN_SIDE:
+        raise ValueError(f"too small: {image.shape[1]}x{image.shape[0]} pixels (at least {_MIN_SIDE}x{_MIN_SIDE})")
     if image.dtype != np.uint8:
         image = np.clip(image, 0, 255).astype(np.uint8)
     return np.ascontiguousarray(image[..., :3])
@@ -223,6 +233,8 @@ def _to_rgb(image: np.ndarray) -> np.ndarray:
 
 def open_dataset(cfg: DataConfig) -> CropDataset:
     """The dataset a pipeline's ``data`` section describes."""
+    if cfg.source == "photos":
+        return _photos(cfg)
     if cfg.source == "skimage":
         return _skimage(cfg)
     if cfg.source == "folder":
@@ -258,6 +270,21 @@ def _skimage(cfg: DataConfig) -> CropDataset:
     }
     # Whole photos are held out, so a photo's identity cannot serve as a kNN label: no labels.
     return CropDataset(cfg, items, None, f"skimage:{','.join(train)}|eval:{','.join(held)}")
+
+
+def _photos(cfg: DataConfig) -> CropDataset:
+    """The shipped photographs, held out whole by the file-name hash rule (``data.eval_fraction``)."""
+    files = {p.stem: p for p in sorted(PHOTOS.glob("*.jpg"))}
+    if not files:
+        raise ConfigError(f"no bundled photos under {PHOTOS} (a broken install?)", key="data.source")
+    names = list(cfg.images or files)
+    for i, name in enumerate(names):
+        if name not in files:
+            raise ConfigError(f"no bundled photo {name!r}; see {PHOTOS / 'MANIFEST.csv'}", key=f"data.images[{i}]")
+    items = [_Item(files[n].name, None, files[n].read_bytes) for n in names]
+    stats = [(i.name, files[n].stat().st_size) for i, n in zip(items, names)]
+    # Whole photos are held out, so a photo's identity cannot serve as a kNN label: no labels.
+    return CropDataset(cfg, _split(cfg, items), None, f"photos:{_digest(stats)}")
 
 
 def _skimage_loader(name: str) -> Callable[[], np.ndarray]:
