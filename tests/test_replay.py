@@ -294,3 +294,116 @@ def test_warm_started_replay_imports_without_counting_and_never_retrains_an_impo
     ]
     assert all(r["warm_new_to_reach"] is None or r["warm_new_to_reach"] <= 6 for r in s["runs"])
     assert "warm: new trainings to it" in format_warm_start(out)
+
+
+# -- what a table or an option a user hands `radio-nas replay` may be, refused in one line -------------
+
+
+def _csv_line(cells):
+    import csv
+    import io
+
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="").writerow(cells)
+    return buf.getvalue()
+
+
+def _edit_row(table_csv, line, column, value):
+    """The table with one cell of file line `line` (3: the first row) set to `value`."""
+    import csv
+
+    meta, header, *rows = table_csv.read_text().splitlines()
+    cells = next(csv.reader([rows[line - 3]]))
+    cells[next(csv.reader([header])).index(column)] = value
+    rows[line - 3] = _csv_line(cells)
+    table_csv.write_text("\n".join([meta, header, *rows]) + "\n")
+    return table_csv
+
+
+def _refused(capsys, *args, needles=()):
+    """The real command refuses: exit 2, one line on stderr naming what is wrong, no traceback."""
+    assert main(["replay", *map(str, args)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("radio-nas replay: error:") and "\n" not in err and "Traceback" not in err, err
+    for needle in needles:
+        assert needle in err, (needle, err)
+    return err
+
+
+def test_a_binary_file_is_refused(tmp_path, capsys):
+    png = tmp_path / "table.csv"
+    png.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\xff\xfe")
+    _refused(capsys, png, needles=(str(png), "not a text file"))
+
+
+def test_a_ragged_row_is_refused(table_csv, capsys):
+    lines = table_csv.read_text().splitlines()
+    lines[3] = lines[3].rsplit(",", 1)[0]  # line 4 loses its last cell
+    table_csv.write_text("\n".join(lines) + "\n")
+    _refused(capsys, table_csv, needles=(str(table_csv), "line 4", "cells, the header has"))
+
+
+def test_a_text_point_id_is_refused(table_csv, capsys):
+    _refused(capsys, _edit_row(table_csv, 5, "point", "seven"), needles=("line 5", "point: expected an integer"))
+
+
+@pytest.mark.parametrize("cell", ["nan", "inf", "-inf", "lots"])
+def test_a_numeric_cell_that_is_not_a_finite_number_is_refused(table_csv, capsys, cell):
+    _refused(capsys, _edit_row(table_csv, 6, "gmacs", cell), needles=("line 6", "gmacs: expected a finite number"))
+
+
+def test_a_curve_that_is_not_finite_is_refused(table_csv, capsys):
+    _refused(
+        capsys,
+        _edit_row(table_csv, 3, "curve", '[{"step": 2, "fidelity": NaN}]'),
+        needles=("line 3", "curve fidelity: expected a finite number"),
+    )
+
+
+def test_conflicting_rows_of_one_point_are_refused_and_a_repeated_row_is_one(table_csv, capsys):
+    import csv
+
+    meta, header, *rows = table_csv.read_text().splitlines()
+    cols = next(csv.reader([header]))
+    cells = next(csv.reader([rows[0]]))
+    cells[cols.index("point")] = "99"
+    table_csv.write_text("\n".join([meta, header, *rows, _csv_line(cells)]) + "\n")  # the same results again: one row
+    assert len(read_csv(table_csv).rows) == 18
+    cells[cols.index("fidelity")] = "0.123"
+    table_csv.write_text("\n".join([meta, header, *rows, _csv_line(cells)]) + "\n")
+    _refused(capsys, table_csv, needles=("line 21", "with other results than at line 3"))
+    table_csv.write_text("\n".join([meta, header, *rows, rows[1]]) + "\n")  # point id 1 twice
+    _refused(capsys, table_csv, needles=("line 21", "point 1 again (first at line 4)"))
+
+
+@pytest.mark.parametrize(
+    ("option", "needle"),
+    [
+        (["--trials", "0"], "--trials: expected an integer >= 1, got 0"),
+        (["--repeats", "-1"], "--repeats: expected an integer >= 1"),
+        (["--grace-period", "0", "--scheduler", "moasha"], "--grace-period"),
+        (["--reduction-factor", "nan", "--scheduler", "moasha"], "--reduction-factor: expected a finite number > 1"),
+        (["--reduction-factor", "0", "--scheduler", "moasha"], "--reduction-factor: expected a finite number > 1"),
+        (["--set", "scheduler.reduction_factor=0"], "scheduler.reduction_factor: expected a finite number > 1"),
+        (["--set", "scheduler.reduction_factor=.nan", "--scheduler", "moasha"], "scheduler.reduction_factor"),
+    ],
+)
+def test_options_out_of_range_are_refused(table_csv, capsys, option, needle):
+    _refused(capsys, table_csv, "--samplers", "random", *option, needles=(needle,))
+
+
+def test_a_plot_path_that_is_a_folder_is_refused_before_replaying(table_csv, tmp_path, capsys):
+    folder = tmp_path / "plots"
+    folder.mkdir()
+    _refused(capsys, table_csv, "--samplers", "random", "--plot", folder, needles=("--plot", "is a folder"))
+    assert list(folder.iterdir()) == []
+
+
+@pytest.mark.parametrize("warm", [[], ["--warm-start", "3"]])
+def test_absurd_repeats_are_refused_with_an_estimate_before_anything_runs(table_csv, capsys, warm):
+    import time
+
+    started = time.monotonic()
+    err = _refused(capsys, table_csv, "--samplers", "random,tpe", "--repeats", 10**9, *warm, needles=("--repeats",))
+    assert " h and " in err and " GB" in err and "at most 2,000,000" in err
+    assert time.monotonic() - started < 10  # refused, not attempted

@@ -96,12 +96,13 @@ def run(args: argparse.Namespace) -> int:
     samplers = [s.strip() for s in args.samplers.split(",") if s.strip()]
     if not samplers:
         raise ConfigError("expected at least one sampler", key="--samplers")
+    _check_options(args)
     table = load_table(args.results, study_name=args.study)
     if args.set:
         overrides = dict(parse_assignment(a) for a in args.set)
         space = space_from_raw(table.space.raw, where=str(args.results), overrides=overrides)
         table = dataclasses.replace(table, space=space)
-    trials = args.trials or table.space.config.budget.trials or 20
+    trials = args.trials if args.trials is not None else table.space.config.budget.trials or 20
     say = lambda line: print(line, file=sys.stderr, flush=True)
     if args.warm_start is not None:
         from radio_nas.simulate import format_warm_start, warm_start_replay
@@ -148,3 +149,26 @@ def run(args: argparse.Namespace) -> int:
         if args.plot:
             print(f"Plot: {out['plot']}")
     return 0
+
+
+def _check_options(args: argparse.Namespace) -> None:
+    """What the table does not decide, refused before the table is read (one line, exit 2)."""
+    import math
+    from pathlib import Path
+
+    from radio_nas._config import ConfigError
+
+    for key, value in (
+        ("--trials", args.trials),
+        ("--repeats", args.repeats),
+        ("--grace-period", args.grace_period),
+        ("--warm-start", args.warm_start),
+        ("--jobs", args.jobs),
+    ):
+        if value is not None and value < 1:
+            raise ConfigError(f"expected an integer >= 1, got {value}", key=key)
+    eta = args.reduction_factor
+    if eta is not None and (not eta > 1 or not math.isfinite(eta)):  # NaN compares false
+        raise ConfigError(f"expected a finite number > 1, got {eta}", key="--reduction-factor")
+    if args.plot is not None and Path(args.plot).is_dir():
+        raise ConfigError(f"{args.plot} is a folder; expected the path of a PNG file to write", key="--plot")

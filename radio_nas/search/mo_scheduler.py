@@ -48,7 +48,7 @@ class MOSuccessiveHalving:
     def __init__(self, directions: Sequence[str], *, grace_period: int, reduction_factor: float, max_t: int):
         if grace_period < 1:
             raise ConfigError(f"expected an integer >= 1, got {grace_period}", key="scheduler.grace_period")
-        if reduction_factor <= 1:
+        if not reduction_factor > 1 or not math.isfinite(reduction_factor):  # NaN compares false
             raise ConfigError(f"expected a number > 1, got {reduction_factor}", key="scheduler.reduction_factor")
         if not directions:
             raise ConfigError("expected at least one objective (the evolving metric)", key="objectives")

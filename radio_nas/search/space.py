@@ -149,8 +149,8 @@ class Scheduler(Config):
     def validate(self) -> None:
         if self.grace_period is not None and self.grace_period < 1:
             raise ConfigError(f"expected an integer >= 1, got {self.grace_period}", key="grace_period")
-        if self.reduction_factor <= 1:
-            raise ConfigError(f"expected a number > 1, got {self.reduction_factor}", key="reduction_factor")
+        if not self.reduction_factor > 1 or not math.isfinite(self.reduction_factor):  # NaN compares false
+            raise ConfigError(f"expected a finite number > 1, got {self.reduction_factor}", key="reduction_factor")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -599,9 +599,11 @@ def _check_every_value(cfg: SpaceConfig, params: list[Param], pipeline: Any, fil
     accepts may still be sampled beside one that rejects it: the sweep records that variant as
     rejected). A pipeline value is loaded into the pipeline on its own."""
     from radio_nas.measure import parse_resolution
+    from radio_nas.measure.size import check_fits
     from radio_nas.models import resolve_config
 
     fixed_arch = {p.field: p.dist.value for p in params if p.target == "arch" and p.fixed and not p.when}
+    batch = int(getattr(pipeline, "batch_size", 1) or 1)
     by_name = {p.name: p for p in params}
     varying_arch = [p for p in params if p.target == "arch" and not p.fixed]
     resolution_param = by_name.get("pipeline.resolution")
@@ -620,6 +622,7 @@ def _check_every_value(cfg: SpaceConfig, params: list[Param], pipeline: Any, fil
         for hw in resolutions:
             try:
                 arch.check_input_size(*hw)
+                check_fits(arch, hw, batch, training=True, what="a variant")  # counted, never built
                 return None
             except ConfigError as exc:
                 first = first or exc

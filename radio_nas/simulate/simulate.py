@@ -259,6 +259,7 @@ def warm_start_replay(
     Counts the new trainings each needs to reach the cold sweep's final hypervolume ratio."""
     if source_trials < 1 or trials < 1 or repeats < 1:
         raise ConfigError("expected integers >= 1", key="--warm-start")
+    check_workload(repeats * len(samplers), 2 * trials + source_trials)  # cold, source and warm sweeps
     out: dict[str, Any] = {
         "table": {"source": table.source, "space": table.space.name, "points": len(table.rows)},
         "source_trials": source_trials,
@@ -350,11 +351,15 @@ def _scheduler(table: Table, name: str, grace_period: int | None, reduction_fact
             "has no learning curves or step counts; a scheduler cannot be replayed on it", file=table.source
         )
     sched = table.space.config.scheduler
-    grace = grace_period or sched.grace_period or table.eval_every or (curve_steps[0] if curve_steps else 1)
+    grace = (
+        grace_period
+        if grace_period is not None
+        else sched.grace_period or table.eval_every or (curve_steps[0] if curve_steps else 1)
+    )
     return MOSuccessiveHalving(
         directions,
         grace_period=int(grace),
-        reduction_factor=reduction_factor or sched.reduction_factor,
+        reduction_factor=reduction_factor if reduction_factor is not None else sched.reduction_factor,
         max_t=max(steps, grace),
     )
 
@@ -383,6 +388,27 @@ def _objectives(space: Space, row: Row) -> list[float]:
     return [float(row.metrics[n]) for n in space.objective_names]  # type: ignore[arg-type]
 
 
+MAX_SIMULATED_TRIALS = 2_000_000
+"""Proposals one call may simulate: beyond it, a call would run for hours and hold gigabytes."""
+_SECONDS_PER_TRIAL = 0.005  # the fastest sampler (random) on a small table: a lower bound
+_BYTES_PER_TRIAL = 200  # a trained trial's ratio, seconds and steps kept for the summary and plot
+
+
+def check_workload(sweeps: int, trials: int, *, key: str = "--repeats") -> None:
+    """Refuse, with the estimate, `sweeps` simulated sweeps of `trials` trained trials each when
+    they exceed :data:`MAX_SIMULATED_TRIALS` (before anything is allocated)."""
+    total = sweeps * trials
+    if total <= MAX_SIMULATED_TRIALS:
+        return
+    hours = total * _SECONDS_PER_TRIAL / 3600
+    gigabytes = total * _BYTES_PER_TRIAL / 1e9
+    raise ConfigError(
+        f"{sweeps:,} sweeps of {trials:,} trials = {total:.3g} simulated trials: at least {hours:.3g} h and "
+        f"{gigabytes:.3g} GB; at most {MAX_SIMULATED_TRIALS:,} per call (fewer repeats, samplers or trials)",
+        key=key,
+    )
+
+
 def replay(
     table: Table,
     samplers: Sequence[str],
@@ -407,6 +433,7 @@ def replay(
     for name in samplers:
         if name not in SAMPLERS:
             raise ConfigError(f"unknown sampler {name!r}; expected some of {', '.join(SAMPLERS)}", key="--samplers")
+    check_workload(repeats * len(samplers), trials)
     pareto = table.pareto_variants()
     out: dict[str, Any] = {
         "table": {

@@ -337,11 +337,17 @@ def write_table(table: Table, path: str | Path) -> Path:
 
 
 def read_csv(path: str | Path) -> Table:
-    """A table written by :func:`write_table` (checked against its own space's grid)."""
+    """A table written by :func:`write_table`, checked cell by cell (numbers finite, every row as long
+    as the header, one row per point of its own space's grid); ConfigError naming the line otherwise."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError("no such file", file=path)
-    text = path.read_text()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        text = "\x00"
+    if "\x00" in text:
+        raise ConfigError("is not a text file; expected a CSV exhaustive table", file=path)
     first, _, body = text.partition("\n")
     try:
         meta = json.loads(first[1:]) if first.startswith("#") else None
@@ -356,54 +362,47 @@ def read_csv(path: str | Path) -> Table:
     space = space_from_raw(meta.get("space") or {}, where=str(path))
     grid = _grid_or_refuse(space, str(path))
     names = list(grid)
-    reader = csv.DictReader(io.StringIO(body))
-    missing_cols = [c for c in ("point", *names, "status", "curve") if c not in (reader.fieldnames or [])]
+    reader = csv.reader(io.StringIO(body))
+    try:
+        header = next(reader, [])
+        records = [(reader.line_num + 1, cells) for cells in reader]  # + 1: the first line holds the meta
+    except csv.Error as exc:
+        raise ConfigError(f"line {reader.line_num + 1}: not valid CSV ({exc})", file=path) from None
+    missing_cols = [c for c in ("point", *names, "status", "curve") if c not in header]
     if missing_cols:
         raise ConfigError(f"missing column {missing_cols[0]!r}", file=path)
-    rows = []
-    for line, rec in enumerate(reader, start=3):
+    metric_cols = [c for c in header if c not in names and c not in (*_ID_COLUMNS, *TAIL_COLUMNS)]
+    rows: dict[tuple[Any, ...], tuple[int, Row]] = {}
+    points: dict[int, int] = {}  # point id -> its line
+    for line, cells in records:
         where = f"line {line}"
-        params = {}
-        for n in names:
-            value = encode_choice(_parse_param_cell(rec[n]))
-            if value not in grid[n]:
-                raise ConfigError(f"{n}={rec[n]!r} is not a value of the space ({grid[n]})", file=path, key=where)
-            params[n] = value
-        status = rec["status"]
-        if status not in STATUSES:
-            raise ConfigError(f"status {status!r}; expected one of {', '.join(STATUSES)}", file=path, key=where)
-        try:
-            curve = tuple(
-                CurvePoint(int(p["step"]), float(p["fidelity"]), _float(p.get("seconds")))
-                for p in json.loads(rec["curve"] or "[]")
-            )
-        except (ValueError, TypeError, KeyError):
-            raise ConfigError("curve: expected JSON [{step, fidelity, seconds}]", file=path, key=where) from None
-        metric_cols = [
-            c for c in (reader.fieldnames or []) if c not in names and c not in (*_ID_COLUMNS, *TAIL_COLUMNS)
-        ]
-        rows.append(
-            Row(
-                int(rec["point"]),
-                params,
-                status,
-                arch_id=rec.get("arch_id") or None,
-                pipeline_id=rec.get("pipeline_id") or None,
-                metrics={c: _float(rec[c]) for c in metric_cols},
-                curve=curve,
-                steps=_int(rec.get("steps")),
-                train_seconds=_float(rec.get("train_seconds")),
-                trial=_int(rec.get("trial")),
-                failure_reason=rec.get("failure_reason") or None,
-                variant_id=rec.get("variant_id") or None,
-            )
-        )
+        if not cells:
+            continue  # a blank line
+        if len(cells) != len(header):
+            raise ConfigError(f"{len(cells)} cells, the header has {len(header)}", file=path, key=where)
+        rec = dict(zip(header, cells))
+        row = _row_from_cells(rec, names, grid, metric_cols, where, path)
+        if row.point in points:
+            raise ConfigError(f"point {row.point} again (first at line {points[row.point]})", file=path, key=where)
+        points[row.point] = line
+        key = tuple(row.params[n] for n in names)
+        if key in rows:
+            other, seen = rows[key]
+            if dataclasses.replace(seen, point=row.point) != row:
+                shown = ", ".join(f"{n}={rec[n]}" for n in names)
+                raise ConfigError(
+                    f"{shown} again, with other results than at line {other}; a table holds one row per point",
+                    file=path,
+                    key=where,
+                )
+            continue  # the same row twice
+        rows[key] = (line, row)
     table = Table(
         space,
-        tuple(rows),
+        tuple(r for _, r in rows.values()),
         str(path),
-        steps=_int(meta.get("steps")),
-        eval_every=_int(meta.get("eval_every")),
+        steps=_meta_int(meta, "steps", path),
+        eval_every=_meta_int(meta, "eval_every", path),
         meta={k: meta[k] for k in ("study", "study_space_hash") if k in meta},
     )
     size = math.prod(len(v) for v in grid.values())
@@ -414,6 +413,75 @@ def read_csv(path: str | Path) -> Table:
             file=path,
         )
     return table
+
+
+def _row_from_cells(
+    rec: dict[str, str], names: list[str], grid: dict[str, list[Any]], metric_cols: list[str], where: str, path: Path
+) -> Row:
+    params = {}
+    for n in names:
+        value = encode_choice(_parse_param_cell(rec[n]))
+        if value not in grid[n]:
+            raise ConfigError(f"{n}={rec[n]!r} is not a value of the space ({grid[n]})", file=path, key=where)
+        params[n] = value
+    status = rec["status"]
+    if status not in STATUSES:
+        raise ConfigError(f"status {status!r}; expected one of {', '.join(STATUSES)}", file=path, key=where)
+
+    def number(column: str, value: Any, whole: bool = False) -> float | None:
+        if value is None or value == "":
+            return None  # a missing value
+        try:
+            out = float(value)
+        except (TypeError, ValueError):
+            out = math.nan
+        if not math.isfinite(out) or isinstance(value, bool) or (whole and out != int(out)):
+            what = "an integer" if whole else "a finite number"
+            raise ConfigError(f"{column}: expected {what}, got {value!r}", file=path, key=where) from None
+        return out
+
+    def integer(column: str, value: Any) -> int | None:
+        out = number(column, value, whole=True)
+        return None if out is None else int(out)
+
+    point = integer("point", rec["point"])
+    if point is None:
+        raise ConfigError("point: expected an integer, got ''", file=path, key=where)
+    try:
+        recorded = json.loads(rec["curve"] or "[]")
+        if not isinstance(recorded, list) or not all(isinstance(p, dict) for p in recorded):
+            raise ValueError
+    except ValueError:
+        raise ConfigError("curve: expected JSON [{step, fidelity, seconds}]", file=path, key=where) from None
+    curve = []
+    for p in recorded:
+        step, fidelity = integer("curve step", p.get("step")), number("curve fidelity", p.get("fidelity"))
+        if step is None or fidelity is None:
+            raise ConfigError("curve: expected JSON [{step, fidelity, seconds}]", file=path, key=where)
+        curve.append(CurvePoint(step, fidelity, number("curve seconds", p.get("seconds"))))
+    return Row(
+        point,
+        params,
+        status,
+        arch_id=rec.get("arch_id") or None,
+        pipeline_id=rec.get("pipeline_id") or None,
+        metrics={c: number(c, rec[c]) for c in metric_cols},
+        curve=tuple(curve),
+        steps=integer("steps", rec.get("steps")),
+        train_seconds=number("train_seconds", rec.get("train_seconds")),
+        trial=integer("trial", rec.get("trial")),
+        failure_reason=rec.get("failure_reason") or None,
+        variant_id=rec.get("variant_id") or None,
+    )
+
+
+def _meta_int(meta: dict[str, Any], key: str, path: Path) -> int | None:
+    value = meta.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"expected an integer >= 1 or null, got {value!r}", file=path, key=f"line 1: {key}")
+    return value
 
 
 def space_from_raw(raw: dict[str, Any], *, where: str, overrides: dict[str, Any] | None = None) -> Space:
