@@ -681,6 +681,74 @@ CASES: list[Case] = [
         rc=0,
         stream="stdout",
     ),
+    # -- sizes no machine holds: refused with the estimate, before anything is allocated --------
+    Case(
+        "profile-huge-width",
+        ["profile", "{d}/a.yaml", "--runs", "1"],
+        ("a.yaml", "would need", "parameters"),
+        files={"a.yaml": "preset: xt\nwidth: 1000000000\n"},
+    ),
+    Case(
+        "profile-huge-windows",
+        ["profile", "xt", "--set", "window_sizes=[1000000, 1000000]", "--runs", "1"],
+        ("--set window_sizes", "position-bias tables"),
+    ),
+    Case(
+        "viz-huge-width",
+        ["viz", "pca", "{d}/a.yaml", "--no-teachers", "--resolution", "64", "--out", "{d}/p.png"],
+        ("a.yaml", "would need"),
+        files={"a.yaml": "preset: xt\nwidth: 1000000000\n"},
+        check=lambda d: "it wrote a picture" if (d / "p.png").exists() else None,
+    ),
+    Case(
+        "trial-arch-cannot-be-built",
+        ["trial", "distill_cpu", "--arch", "{d}/a.yaml", "--set", "steps=1"],
+        ("a.yaml", "would need"),
+        files={"a.yaml": "preset: xt\ndepths: [1, 1, 1, 100000]\n"},
+    ),
+    Case(
+        "sweep-check-choice-too-big",
+        ["sweep", "{d}/s.yaml", "--check"],
+        ("s.yaml", "parameters.arch.width", "1000000000", "would need"),
+        files={"s.yaml": _space().replace("choice(16, 32)", "choice(16, 1000000000)")},
+    ),
+    Case(
+        "sweep-check-range-too-big",
+        ["sweep", "{d}/s.yaml", "--check"],
+        ("s.yaml", "parameters.arch.window_sizes", "would need"),
+        files={
+            "s.yaml": _space().replace(
+                "  arch.width: choice(16, 32)\n",
+                "  arch.width: choice(16, 32)\n  arch.window_sizes: choice([2, 2], [1000000, 1000000])\n",
+            )
+        },
+    ),
+    Case(
+        "validate-seeds-huge",
+        ["validate", "{d}/s.yaml", "--seeds", "1000000000", "--results", "{d}/v"],
+        ("--seeds", "trials"),
+        files={"s.yaml": _space()},
+        check=lambda d: "it made the results folder" if (d / "v").exists() else None,
+    ),
+    Case(
+        "validate-variants-huge",
+        ["validate", "{d}/s.yaml", "--variants", "1000000000", "--results", "{d}/v"],
+        ("--variants", "trials"),
+        files={"s.yaml": _space()},
+    ),
+    Case(
+        "validate-budgets-huge",
+        ["validate", "{d}/s.yaml", "--budgets", "1,1000000", "--results", "{d}/v"],
+        ("--budgets", "steps"),
+        files={"s.yaml": _space()},
+        check=lambda d: "it made the results folder" if (d / "v").exists() else None,
+    ),
+    Case(
+        "validate-budgets-data-too-big",
+        ["validate", "{d}/s.yaml", "--budgets", "1,400000", "--set", "pipeline.overrides.data.train_size=100000"],
+        ("--budgets", "crops"),
+        files={"s.yaml": _space()},
+    ),
     Case(
         "report-garbage-db-in-folder",
         ["report", "{d}/r", "--no-pca", "--out", "{d}/rep"],

@@ -63,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
 
     overrides = dict(parse_assignment(s) for s in args.set)
     _check_size(args.resolution, args.batch_size)
+    _check_model_size(args.arch, overrides, args.resolution, args.batch_size)
     result = profile(
         args.arch,
         resolution=args.resolution,
@@ -121,6 +122,18 @@ def _graph_label(lat: dict[str, Any]) -> str:
     if lat.get("compiled"):
         return f"deployed, compiled in {lat['compile_s']:.1f} s"
     return "deployed" if lat["deploy"] else "training graph"
+
+
+def _check_model_size(arch: str, overrides: dict[str, Any], resolution: str, batch_size: int) -> None:
+    """Refuse a variant whose parameters, position-bias tables and activations cannot fit this
+    machine (width 10^9, windows 10^6), with the estimate, before anything is allocated."""
+    from radio_nas.measure import parse_resolution
+    from radio_nas.measure.size import check_fits
+    from radio_nas.models import resolve_config
+
+    cfg = resolve_config(arch, **overrides)
+    what = f"arch {arch}" + (f" with --set {', '.join(f'{k}={v}' for k, v in overrides.items())}" if overrides else "")
+    check_fits(cfg, parse_resolution(resolution), batch_size, what=what)
 
 
 def _check_size(resolution: str, batch_size: int) -> None:

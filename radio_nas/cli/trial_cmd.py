@@ -49,6 +49,11 @@ def run(args: argparse.Namespace) -> int:
     from radio_nas.cli._checks import check_teacher_files
 
     check_teacher_files(pipeline, args.pipeline)
+    from radio_nas.measure.size import check_fits
+    from radio_nas.models import resolve_config
+
+    # a student no machine holds is refused with its size, before the teachers or data load
+    check_fits(resolve_config(args.arch), pipeline.size, pipeline.batch_size, training=True, what=f"arch {args.arch}")
     if args.weights:
         from radio_nas.cli._checks import writable_file
 

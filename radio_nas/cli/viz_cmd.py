@@ -106,6 +106,9 @@ def run(args: argparse.Namespace) -> int:
     )
     cfg_any: Any = cfg  # the family's config (ERadioConfig or ViTConfig)
     cfg_any.check_input_size(*resolution)
+    from radio_nas.measure.size import check_fits
+
+    check_fits(cfg, resolution, what=f"arch {args.arch}")  # before the student is built
     models: dict[str, Any] = {"student": StudentFeatures(load_student(cfg, weights))}
     if loaded is not None:
         from radio_nas.distill import build_teachers

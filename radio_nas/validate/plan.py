@@ -37,6 +37,10 @@ OWN_PARAMS = (STEPS, TRAIN_SIZE, EVAL_EVERY, SEED)
 DERIVED_SPACE_FILE = "validate_space.yaml"
 PIPELINE_FILE = "pipeline.yaml"
 PLAN_FILE = "plan.json"
+MAX_TRIALS = 10_000
+"""A validation queues every (variant, budget, seed) up front: more than this is refused, not queued."""
+MAX_TRIAL_STEPS = 1_000_000
+"""Longest trial a budget may ask for (a CPU step takes 0.05 s or more: 10^6 steps is half a day)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,6 +76,8 @@ class ValidateSettings(Config):
             raise ConfigError(f"expected an integer >= 1, got {self.seeds}", key="--seeds")
         if self.n_boot < 1:
             raise ConfigError(f"expected an integer >= 1, got {self.n_boot}", key="--boot")
+        # at least 2 variants (a Pareto set may hold more): refused before anything is allocated
+        check_trial_count(self.variants or 2, self)
         if not 0 < self.confidence < 1:
             raise ConfigError(f"expected a number in (0, 1), got {self.confidence}", key="--confidence")
 
@@ -126,6 +132,20 @@ class Plan:
 _PARAM_OF = {"steps": STEPS, "data.train_size": TRAIN_SIZE, "eval.every": EVAL_EVERY}
 
 
+def check_trial_count(n_variants: int, settings: ValidateSettings) -> None:
+    """ConfigError naming the argument that makes the validation queue more than MAX_TRIALS trials."""
+    n = n_variants * len(settings.budgets) * settings.seeds
+    if n <= MAX_TRIALS:
+        return
+    factors = {"--variants": n_variants, "--budgets": len(settings.budgets), "--seeds": settings.seeds}
+    key = max(factors, key=lambda k: factors[k])
+    raise ConfigError(
+        f"{n_variants:,} variants x {len(settings.budgets):,} budgets x {settings.seeds:,} seeds would queue "
+        f"{n:,} trials; a validation queues at most {MAX_TRIALS:,} (a few variants and seeds rank already)",
+        key=key,
+    )
+
+
 def variant_key(params: dict[str, Any]) -> str:
     """The identity of a variant inside the validation study: its parameters minus budget and seed."""
     return json.dumps({k: v for k, v in params.items() if k not in OWN_PARAMS}, sort_keys=True, default=str)
@@ -141,6 +161,7 @@ def budgets_for(space: Space, settings: ValidateSettings) -> tuple[Budget, ...]:
             over["data.train_size"] = max(1, round(p.data.train_size * m))
             if p.eval.every:
                 over["eval.every"] = max(1, round(p.eval.every * m))
+        _check_budget_size(space, m, over)
         out.append(Budget(float(m), steps, over))
     if len({b.steps for b in out}) != len(out):
         raise ConfigError(
@@ -149,6 +170,31 @@ def budgets_for(space: Space, settings: ValidateSettings) -> tuple[Budget, ...]:
             key="--budgets",
         )
     return tuple(out)
+
+
+def _check_budget_size(space: Space, multiple: float, over: dict[str, int]) -> None:
+    """A budget whose trial is too long, or keeps more training crops than memory holds, is refused
+    with the estimate before anything is queued."""
+    from radio_nas.measure.size import format_bytes, machine_memory
+
+    if over["steps"] > MAX_TRIAL_STEPS:
+        raise ConfigError(
+            f"multiple {multiple:g} makes {over['steps']:,}-step trials ({space.pipeline.steps} x {multiple:g}); "
+            f"at most {MAX_TRIAL_STEPS:,} steps a trial",
+            key="--budgets",
+        )
+    crops = over.get("data.train_size")
+    have = machine_memory()
+    if crops is not None and have is not None:
+        h, w = space.pipeline.size
+        need = crops * 3 * h * w  # the distinct training crops a trial keeps, uint8
+        if need > have:
+            raise ConfigError(
+                f"multiple {multiple:g} scales the training data to {crops:,} crops of {h}x{w}, about "
+                f"{format_bytes(need)} in memory; this machine has {format_bytes(have)} (--steps-only keeps "
+                "the data as it is)",
+                key="--budgets",
+            )
 
 
 def check_space(space: Space) -> None:
@@ -178,6 +224,7 @@ def plan_validation(
     seeds = tuple(space.pipeline.seed + i for i in range(settings.seeds))
     if from_dir is not None:
         variants, numbers = _pareto_variants(space, Path(from_dir), settings.variants)
+        check_trial_count(len(variants), settings)
         return Plan(space, settings, variants, budgets, seeds, str(from_dir), numbers)
     variants = _sample_variants(space, settings.variants or 6, progress)
     return Plan(space, settings, variants, budgets, seeds, "sampled", tuple(None for _ in variants))
