@@ -52,9 +52,9 @@ def main() -> None:
     import torch
 
     import radio_nas.search.searcher as searcher_module
+    from radio_nas.search.optuna_study import default_storage, open_study
     from radio_nas.search.searcher import StudySearcher
     from radio_nas.search.space import load_space
-    from radio_nas.search.study import default_storage, open_study
     from radio_nas.search.trainable import FINAL_KEY, RESULT_KEY
     from radio_nas.study import Status, read_trials
 

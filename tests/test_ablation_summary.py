@@ -14,9 +14,9 @@ import pytest
 
 from radio_nas.report.report import build_report
 from radio_nas.search.ablation import ablation_points, queue_ablation
+from radio_nas.search.optuna_study import default_storage, open_study
 from radio_nas.search.searcher import StudySearcher
 from radio_nas.search.space import load_space
-from radio_nas.search.study import default_storage, open_study
 from radio_nas.search.summary import ablation_summary, format_summary
 from radio_nas.search.trainable import FINAL_KEY, RESULT_KEY
 from radio_nas.study import open_study as open_for_reading

@@ -16,8 +16,8 @@ import yaml
 from radio_nas._config import ConfigError, stable_id
 from radio_nas.cli import main
 from radio_nas.search.carry import import_trials, open_sources, parse_sources
+from radio_nas.search.optuna_study import open_study, trained_count
 from radio_nas.search.space import Space, load_space
-from radio_nas.search.study import open_study, trained_count
 from radio_nas.search.summary import state_counts
 from radio_nas.search.sweep import set_folder_aside
 from radio_nas.study.layout import HASH_FILE, default_storage

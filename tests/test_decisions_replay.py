@@ -15,9 +15,9 @@ import yaml
 from ray.tune.search import Searcher
 
 from radio_nas.search import decisions
+from radio_nas.search.optuna_study import default_storage, open_study
 from radio_nas.search.searcher import StudySearcher
 from radio_nas.search.space import load_space, variant_key
-from radio_nas.search.study import default_storage, open_study
 from radio_nas.search.trainable import FINAL_KEY, RESULT_KEY
 from radio_nas.simulate import simulate, space_from_raw, table_from_study
 from radio_nas.study import TrialRecord

@@ -99,7 +99,7 @@ def test_space_validates_moasha():
 def test_real_smoke_sweep_with_moasha_records_pruned_trials_with_curves_off_the_front(tmp_path, monkeypatch):
     import optuna
 
-    from radio_nas.search.study import default_storage, trained_count
+    from radio_nas.search.optuna_study import default_storage, trained_count
     from radio_nas.search.summary import pareto_rows
     from radio_nas.search.sweep import run_sweep
 

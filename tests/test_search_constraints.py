@@ -12,9 +12,9 @@ from ray.tune.search import Searcher
 from radio_nas._util import mean_ci
 from radio_nas.search.ablation import ablation_design, ablation_points
 from radio_nas.search.costs import Costs, violations
+from radio_nas.search.optuna_study import default_storage, open_study, recover_orphans, trained_count
 from radio_nas.search.searcher import StudySearcher
 from radio_nas.search.space import Constraints, load_space
-from radio_nas.search.study import default_storage, open_study, recover_orphans, trained_count
 from radio_nas.search.summary import ablation_summary
 from radio_nas.search.trainable import FINAL_KEY, RESULT_KEY
 from radio_nas.study import Status, TrialRecord, read_trials, write_study

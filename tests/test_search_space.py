@@ -252,7 +252,7 @@ def test_check_flag_validates_without_writing(tmp_path, monkeypatch, capsys):
 
 @pytest.mark.parametrize("sampler", ["tpe", "nsga2", "random", "grid", "gp"])
 def test_every_sampler_drives_the_shipped_mra_space(sampler):
-    from radio_nas.search.study import make_sampler
+    from radio_nas.search.optuna_study import make_sampler
 
     space = load_space(
         REPO / "search_spaces" / "mra.yaml", {"sampler": {"name": sampler, "seed": 0, "n_startup_trials": 2}}

@@ -22,8 +22,8 @@ import pytest
 import yaml
 
 from radio_nas._config import ConfigError
+from radio_nas.search.optuna_study import Driver, default_storage, live_drivers, open_study, recover_orphans
 from radio_nas.search.space import load_space
-from radio_nas.search.study import Driver, default_storage, live_drivers, open_study, recover_orphans
 from radio_nas.study import Status, TrialRecord
 from radio_nas.study.storage import open_study as open_for_reading
 
@@ -52,7 +52,7 @@ _HOLDER = textwrap.dedent(
     import sys, time
     from pathlib import Path
     from radio_nas.search.space import load_space
-    from radio_nas.search.study import Driver, open_study
+    from radio_nas.search.optuna_study import Driver, open_study
     from radio_nas.study import write_trial
     space = load_space(sys.argv[1])
     study = open_study(space, Path(sys.argv[2]), sys.argv[3])

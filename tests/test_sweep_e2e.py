@@ -14,8 +14,8 @@ import pytest
 
 from radio_nas._config import ConfigError
 from radio_nas.cli import main
+from radio_nas.search.optuna_study import trained_count
 from radio_nas.search.space import load_space
-from radio_nas.search.study import trained_count
 from radio_nas.search.sweep import run_sweep
 
 REPO = Path(__file__).resolve().parents[1]

@@ -16,8 +16,8 @@ import yaml
 
 from radio_nas.search import searcher as searcher_module
 from radio_nas.search.gate import PauseGate, TrialGate
+from radio_nas.search.optuna_study import default_storage, open_study
 from radio_nas.search.searcher import StudySearcher
-from radio_nas.search.study import default_storage, open_study
 from radio_nas.search.trainable import FINAL_KEY, RESULT_KEY
 
 REPO = Path(__file__).resolve().parents[1]

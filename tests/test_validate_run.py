@@ -143,7 +143,7 @@ def test_analysis_on_known_numbers(tiny: Path) -> None:
 
 
 def test_noise_threshold_matches_space_and_pipeline(tmp_path: Path, tiny: Path) -> None:
-    from radio_nas.search.study import default_storage, open_study
+    from radio_nas.search.optuna_study import default_storage, open_study
 
     space = load_space(tiny)
     sweep = tmp_path / "tiny"
@@ -269,7 +269,7 @@ def test_validate_smoke_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture
     assert (results / "validation.json").read_bytes() == before
 
     # a sweep of the same space (and pipeline) now finds this noise
-    from radio_nas.search.study import default_storage, open_study
+    from radio_nas.search.optuna_study import default_storage, open_study
 
     sweep = tmp_path / "smoke"
     open_study(load_space(SMOKE, {"pipeline.overrides.steps": 2}), sweep, default_storage(sweep))
@@ -282,8 +282,8 @@ def _fake_sweep(folder: Path, space, rows: list[tuple[dict, tuple[float, float, 
     import optuna
     from optuna.distributions import CategoricalDistribution
 
+    from radio_nas.search.optuna_study import default_storage, open_study
     from radio_nas.search.space import encode_choice
-    from radio_nas.search.study import default_storage, open_study
 
     study = open_study(space, folder, default_storage(folder))
     dists = {p.name: CategoricalDistribution([encode_choice(v) for v in p.dist.values]) for p in space.sampled}

@@ -90,8 +90,8 @@ from radio_nas.search.decisions import (
     trained_outcome,
 )
 from radio_nas.search.gate import PauseGate
+from radio_nas.search.optuna_study import trained_count
 from radio_nas.search.space import Space, recorded_pipeline_id, variant_key
-from radio_nas.search.study import trained_count
 from radio_nas.search.trainable import FINAL_KEY, RESULT_KEY
 from radio_nas.study.layout import WEIGHTS_FILE, trial_dir
 from radio_nas.study.record import (

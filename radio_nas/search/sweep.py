@@ -11,7 +11,7 @@ next revision: what changed is printed, the finished trials that are points of t
 kept (the sampler sees them), the others are set aside; another pipeline or other objectives are
 refused, and ``fresh=True`` moves the old folder aside and starts over. ``warm_start`` imports the
 trained trials of other studies (see :mod:`radio_nas.search.carry`). A second live driver on the
-same study is refused (see :mod:`radio_nas.search.study`).
+same study is refused (see :mod:`radio_nas.search.optuna_study`).
 
 Concurrency: ``concurrency`` trials train side by side, each with ``resources.cpu`` CPUs (one torch
 thread per CPU unless the pipeline sets ``student.threads``). On a local Ray a latency is timed
@@ -81,7 +81,7 @@ def run_sweep(
     space = space_source if isinstance(space_source, Space) else load_space(space_source, overrides)
     cfg = space.config
     results = Path(results_dir) if results_dir is not None else Path("results") / space.name
-    from radio_nas.search.study import check_folder
+    from radio_nas.search.optuna_study import check_folder
 
     storage_url = storage or cfg.storage or default_storage(results)
     wall_s = (
@@ -132,7 +132,7 @@ def _run(
 ) -> dict[str, Any]:
     from radio_nas.search.ablation import queue_ablation
     from radio_nas.search.carry import import_trials
-    from radio_nas.search.study import Driver, open_study, recover_orphans, trained_count
+    from radio_nas.search.optuna_study import Driver, open_study, recover_orphans, trained_count
     from radio_nas.search.summary import ablation_summary, format_summary, pareto_rows, state_counts
     from radio_nas.study.record import StudyRecord, read_trials
 
@@ -174,8 +174,7 @@ def _run(
             progress=say,
             pause_gate=gate_folder(results / RAY_DIR) if address is None else None,
         )
-        if trained_count(study) < target:
-            _fit(space, searcher, results, address, num_cpus)
+        interrupted = trained_count(study) < target and _fit(space, searcher, results, address, num_cpus)
         searcher.close()
         recover_orphans(study, driver)  # anything Tune left unfinished (interrupt, crash) runs again on resume
     finally:
@@ -184,6 +183,11 @@ def _run(
     stats = searcher.stats()
     abl = ablation_summary(study, space.objective_names) if cfg.mode == "ablation" else None
     say(format_summary(study, space, results, storage_url, abl))
+    if interrupted:
+        raise SweepInterrupted(
+            f"{trained_count(study)} trained trials are kept in {results}; the same command resumes "
+            "(trials cut short run again)"
+        )
     return {
         "name": space.name,
         "results_dir": str(results),
@@ -206,7 +210,12 @@ def _run(
     }
 
 
-def _fit(space: Space, searcher: StudySearcher, results: Path, address: str | None, num_cpus: int | None) -> None:
+class SweepInterrupted(KeyboardInterrupt):
+    """Ctrl-C (SIGINT) stopped the sweep: its trials were stopped and recorded, Ray shut down."""
+
+
+def _fit(space: Space, searcher: StudySearcher, results: Path, address: str | None, num_cpus: int | None) -> bool:
+    """Run the trials through Ray Tune; True when a SIGINT stopped them."""
     import ray
     import torch
     from ray import tune
@@ -262,11 +271,33 @@ def _fit(space: Space, searcher: StudySearcher, results: Path, address: str | No
         if searcher.concurrency * max(cfg.resources.cpu, 1) >= (os.cpu_count() or 1):
             # the trials take every core: the driver's GP fits and GMACs counts would only contend
             torch.set_num_threads(1)
-        tuner.fit()
+        return _fit_noting_sigint(tuner)
     finally:
         torch.set_num_threads(driver_threads)
         if started_ray:
             ray.shutdown()
+
+
+def _fit_noting_sigint(tuner: Any) -> bool:
+    """``tuner.fit()``; True when a SIGINT stopped it. Tune takes the first SIGINT itself (it stops
+    the trials, saves its state and returns as if done), then puts back the handler it found: ours,
+    so finding ours in place afterwards is how an interrupt shows. A second SIGINT raises at once."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread() or os.environ.get("TUNE_DISABLE_SIGINT_HANDLER"):
+        tuner.fit()
+        return False
+
+    def again(signum: int, frame: Any) -> None:
+        raise SweepInterrupted("stopped at once (a second Ctrl-C); trials that were running run again on resume")
+
+    previous = signal.signal(signal.SIGINT, again)
+    try:
+        tuner.fit()
+        return signal.getsignal(signal.SIGINT) is again
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def start_ray(address: str | None, num_cpus: int | None) -> None:
@@ -345,7 +376,7 @@ def set_folder_aside(results: Path, storage_url: str) -> Path:
     url = default_storage(dest) if inside else storage_url
     if inside and not (dest / STUDY_FILE).is_file():
         return dest
-    from radio_nas.search.study import make_storage
+    from radio_nas.search.optuna_study import make_storage
     from radio_nas.study.record import write_study
 
     storage = make_storage(url)

@@ -37,7 +37,7 @@ def build_exhaustive(
 ) -> Table:
     """Sweep every point of `space` into `results` (unless `train` is False) and return its table."""
     if train:
-        from radio_nas.search.study import open_study
+        from radio_nas.search.optuna_study import open_study
         from radio_nas.search.sweep import run_sweep
 
         size = space.grid_size()

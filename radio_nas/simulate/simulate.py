@@ -123,7 +123,7 @@ def simulate(
     the space's distributions; a re-proposal is a copy; not counted as trained trials here)."""
     import optuna
 
-    from radio_nas.search.study import make_sampler
+    from radio_nas.search.optuna_study import make_sampler
 
     space = table.space
     cfg = space.config

@@ -65,7 +65,7 @@ def run_validation(
     atomic_write(results / PLAN_FILE, json.dumps(plan.to_dict(), indent=2, default=str))
 
     from radio_nas.report.report import sweep_pictures
-    from radio_nas.search.study import open_study
+    from radio_nas.search.optuna_study import open_study
     from radio_nas.search.sweep import run_sweep
 
     storage_url = default_storage(results)
@@ -99,7 +99,7 @@ def run_validation(
 
 
 def _analyse_only(results: Path, plan: Plan) -> dict[str, Any]:
-    from radio_nas.search.study import study_name
+    from radio_nas.search.optuna_study import study_name
 
     if not (results / PLAN_FILE).is_file() or not (results / STUDY_FILE).is_file():
         raise ConfigError(f"no validation in {results} to analyse; run it without --no-train first", key="--no-train")
