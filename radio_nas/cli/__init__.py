@@ -56,8 +56,8 @@ def main(argv: list[str] | None = None) -> int:
         where = " -> ".join(str(f) for f in (exc.filename, exc.filename2) if f)
         print(f"radio-nas {args.command}: error: {where + ': ' if where else ''}{exc.strerror}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"radio-nas {args.command}: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:  # Ctrl-C: what was finished is kept; the message may say where
+        print(f"radio-nas {args.command}: interrupted" + (f": {exc}" if str(exc) else ""), file=sys.stderr)
         return 130
 
 
