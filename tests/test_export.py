@@ -13,8 +13,8 @@ from test_report_study import make_study
 def test_export_pareto_rebuilds_same_model_with_weights(tmp_path: Path) -> None:
     from radio_nas.models import build_model, resolve_config
     from radio_nas.report.export import export_trials, pareto_numbers
-    from radio_nas.report.study_table import open_study
     from radio_nas.report.weights import load_student
+    from radio_nas.study import open_study
 
     handle = open_study(make_study(tmp_path))
     numbers = pareto_numbers(handle)
@@ -45,7 +45,7 @@ def test_export_pareto_rebuilds_same_model_with_weights(tmp_path: Path) -> None:
 def test_export_rejects_unfinished_trials_and_missing_weights(tmp_path: Path) -> None:
     from radio_nas._config import ConfigError
     from radio_nas.report.export import export_trials
-    from radio_nas.report.study_table import open_study
+    from radio_nas.study import open_study
 
     handle = open_study(make_study(tmp_path, weights=False))
     with pytest.raises(ConfigError, match="not fully trained"):

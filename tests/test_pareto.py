@@ -8,7 +8,7 @@ import itertools
 import numpy as np
 import pytest
 
-from radio_nas.report.pareto import hypervolume, normalised_hypervolume, pareto_mask, pareto_ranks, to_minimisation
+from radio_nas.study.pareto import hypervolume, normalised_hypervolume, pareto_mask, pareto_ranks, to_minimisation
 
 
 def _brute_force_ranks(values: np.ndarray, directions: list[str]) -> np.ndarray:
@@ -91,7 +91,8 @@ def test_normalised_hypervolume_reference_and_range() -> None:
 def test_pareto_set_equals_optuna_best_trials(tmp_path) -> None:
     import optuna
 
-    from radio_nas.report.study_table import open_study, trials_table
+    from radio_nas.report.study_table import trials_table
+    from radio_nas.study import open_study
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = f"sqlite:///{tmp_path / 'study.db'}"

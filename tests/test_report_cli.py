@@ -74,7 +74,7 @@ def test_report_ablation_mean_and_ci(tmp_path: Path) -> None:
     from scipy import stats
 
     from radio_nas.report.report import build_report
-    from radio_nas.report.study_table import open_study
+    from radio_nas.study import open_study
 
     results = make_study(tmp_path, "abl", n_ok=8, weights=False, mode="ablation")
     rep = build_report(open_study(results), pca=False)
@@ -109,7 +109,7 @@ def test_report_on_a_study_with_nothing_trained(tmp_path: Path) -> None:
     import optuna
 
     from radio_nas.report.report import build_report
-    from radio_nas.report.study_table import open_study
+    from radio_nas.study import open_study
 
     results = make_study(tmp_path, n_ok=0, weights=False)
     rep = build_report(open_study(results), pca=False)

@@ -229,7 +229,8 @@ def test_a_parameter_that_changed_kind_is_named_not_measured() -> None:
 
 def test_parallel_coordinates_need_trained_trials(tmp_path: Path) -> None:
     from radio_nas.report import plots
-    from radio_nas.report.study_table import open_study, trials_table
+    from radio_nas.report.study_table import trials_table
+    from radio_nas.study import open_study
 
     table = trials_table(open_study(make_study(tmp_path, n_ok=0, weights=False)).study)
     axes = [plots.Axis("param.width", "width", levels=("16", "32")), plots.Axis("fidelity", "fidelity")]

@@ -7,7 +7,7 @@ from test_report_study import make_study
 
 from radio_nas.cli import main
 from radio_nas.report.report import build_report
-from radio_nas.report.study_table import open_study
+from radio_nas.study import open_study
 
 
 def _front(rep):

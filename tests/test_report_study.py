@@ -123,7 +123,8 @@ def make_study(
 
 
 def test_table_has_every_trial_and_ranks_only_trained_ones(tmp_path: Path) -> None:
-    from radio_nas.report.study_table import open_study, trials_table
+    from radio_nas.report.study_table import trials_table
+    from radio_nas.study import open_study
 
     results = make_study(tmp_path, weights=False)
     handle = open_study(results)
@@ -155,7 +156,7 @@ def test_table_has_every_trial_and_ranks_only_trained_ones(tmp_path: Path) -> No
 
 def test_open_study_errors_name_the_source(tmp_path: Path) -> None:
     from radio_nas._config import ConfigError
-    from radio_nas.report.study_table import open_study
+    from radio_nas.study import open_study
 
     with pytest.raises(ConfigError, match="no such results folder"):
         open_study(tmp_path / "nope")

@@ -18,7 +18,7 @@ from radio_nas.cli import main
 from radio_nas.search.space import load_space
 from radio_nas.validate import ValidateSettings, find_validation, noise_threshold
 from radio_nas.validate.analysis import analyse, recommend
-from radio_nas.validate.plan import STEPS, Budget, Plan, budgets_for, plan_validation, validation_space
+from radio_nas.validate.plan import STEPS, Plan, TrainingBudget, budgets_for, plan_validation, validation_space
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ROOT / "search_spaces" / "smoke.yaml"
@@ -108,7 +108,7 @@ def _decode(v):
 def test_analysis_on_known_numbers(tiny: Path) -> None:
     space = load_space(tiny)
     settings = ValidateSettings(variants=4, budgets=(1, 4), seeds=2, n_boot=300)
-    budgets = (Budget(1.0, 4, {"steps": 4}), Budget(4.0, 16, {"steps": 16}))
+    budgets = (TrainingBudget(1.0, 4, {"steps": 4}), TrainingBudget(4.0, 16, {"steps": 16}))
     plan = Plan(space, settings, tuple({"v": i} for i in range(4)), budgets, (0, 1), "sampled", (None,) * 4)
     fid = np.array(
         [

@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
         export_trials,
         pareto_numbers,
     )
-    from radio_nas.report.study_table import open_study
+    from radio_nas.study import open_study
 
     handle = open_study(args.source, args.study)
     if args.out is None and handle.results_dir is not None:

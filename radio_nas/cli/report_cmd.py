@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
         load_yaml(args.reference, key="--reference")  # a bad file fails before the report is built
     from radio_nas.report.reference import BUNDLED_REFERENCE
     from radio_nas.report.report import build_report
-    from radio_nas.report.study_table import open_study
+    from radio_nas.study import open_study
 
     handle = open_study(args.source, args.study)
     out = args.out or handle.results_dir

@@ -1,6 +1,6 @@
 """Export chosen trials of a sweep: a YAML per variant that rebuilds the model, plus weights and ONNX.
 
-    >>> from radio_nas.report.study_table import open_study
+    >>> from radio_nas.study import open_study
     >>> from radio_nas.report.export import export_trials, pareto_numbers
     >>> handle = open_study("results/mra")
     >>> done = export_trials(handle, pareto_numbers(handle), weights=True, onnx=True)
@@ -34,9 +34,10 @@ from radio_nas import __version__
 from radio_nas._config import ConfigError, dump_yaml
 from radio_nas._util import atomic_path, atomic_write, parse_resolution, write_path
 from radio_nas.constants import IMAGENET_MEAN, IMAGENET_STD
-from radio_nas.report.study_table import StudyHandle, trials_table
+from radio_nas.report.study_table import trials_table
 from radio_nas.study.layout import EXPORT_DIR
 from radio_nas.study.record import TrialRecord
+from radio_nas.study.storage import StudyHandle
 
 ONNX_ATOL = 1e-4
 """Largest |ONNX - PyTorch| accepted on a random input (fp32; seen here: ~1e-7)."""

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from radio_nas._util import atomic_path
-from radio_nas.report.pareto import pareto_mask
+from radio_nas.study.pareto import pareto_mask
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

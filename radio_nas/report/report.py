@@ -1,6 +1,6 @@
 """The sweep report: tables, Pareto front, hypervolume, plots, ablation statistics, PCA pictures.
 
-    >>> from radio_nas.report.study_table import open_study
+    >>> from radio_nas.study import open_study
     >>> from radio_nas.report.report import build_report
     >>> rep = build_report(open_study("results/mra"), reference="radio_nas/report/reference_rows.yaml")
     >>> rep.files["report.md"], rep.hypervolume.value, rep.pareto_json()
@@ -36,12 +36,13 @@ from radio_nas._config import ConfigError
 from radio_nas._util import atomic_path, atomic_write, markdown_table, write_path
 from radio_nas.report import plots
 from radio_nas.report.importance import Importances, merged_distributions, param_importances
-from radio_nas.report.pareto import HypervolumeResult, normalised_hypervolume
-from radio_nas.report.study_table import Objective, StudyHandle, trials_table
+from radio_nas.report.study_table import trials_table
 from radio_nas.study import noise as _noise
 from radio_nas.study.ablation import AblationDesign, ablation_markdown, ablation_rows
 from radio_nas.study.layout import ARTIFACT_DIR, PCA_FILE
-from radio_nas.study.record import TrialRecord
+from radio_nas.study.pareto import HypervolumeResult, normalised_hypervolume
+from radio_nas.study.record import Objective, TrialRecord
+from radio_nas.study.storage import StudyHandle
 
 if TYPE_CHECKING:
     from optuna.storages import BaseStorage
@@ -103,7 +104,7 @@ class Report:
             "study": self.handle.name,
             "storage": self.handle.storage_url,
             "mode": self.handle.mode,
-            "objectives": [o._asdict() for o in self.objectives],
+            "objectives": [o.to_dict() for o in self.objectives],
             "n_trials": len(self.table),
             "n_candidates": int(self.table["candidate"].sum()),
             "status_counts": {str(k): int(v) for k, v in counts.items()},

@@ -1,9 +1,9 @@
 """A sweep's study as a pandas table, one row per trial (read through :mod:`radio_nas.study`).
 
-    from radio_nas.report.study_table import open_study, trials_table
+    from radio_nas.study import open_study
+    from radio_nas.report.study_table import trials_table
     handle = open_study("results/mra")                     # or ("sqlite:///x.db", "mra")
     table = trials_table(handle.study)                     # pareto_rank, objectives, params, ...
-    handle.objectives                                      # [Objective("fidelity", "maximize"), ...]
 
 Only fully trained trials (:attr:`radio_nas.study.TrialRecord.is_candidate`) are Pareto candidates.
 """
@@ -15,15 +15,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from radio_nas.report.pareto import pareto_ranks
-from radio_nas.study.layout import STUDY_FILE
+from radio_nas.study.pareto import pareto_ranks
 from radio_nas.study.record import Objective, TrialRecord, read_trials, study_objectives
-from radio_nas.study.storage import StudyHandle, open_study
 
 if TYPE_CHECKING:
     from optuna.study import Study
 
-__all__ = ["STUDY_FILE", "Objective", "StudyHandle", "open_study", "study_objectives", "trials_table"]
+__all__ = ["trials_table"]
 
 
 def trials_table(study: Study) -> pd.DataFrame:

@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from radio_nas._util import cache_root, parse_resolution
-from radio_nas.search.space import Constraints, LatencySettings, Objective
-from radio_nas.study.record import COST_METRICS, TrialRecord
+from radio_nas.search.space import Constraints, LatencySettings
+from radio_nas.study.record import COST_METRICS, Objective, TrialRecord
 
 if TYPE_CHECKING:
     from radio_nas.measure.latency import LatencyResult, Quiet

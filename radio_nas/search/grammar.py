@@ -79,7 +79,7 @@ def is_grammar(text: Any) -> bool:
 def parse_param(spec: Any, *, key: str | None = None) -> Distribution | Fixed:
     """A distribution from a grammar string or an NNI mapping; any other value is :class:`Fixed`."""
     if is_grammar(spec):
-        return _check(_Parser(spec, key).parse(), key)
+        return _check(_GrammarParser(spec, key).parse(), key)
     if isinstance(spec, dict) and "_type" in spec:
         return _check(_from_nni(spec, key), key)
     if isinstance(spec, str) and re.match(r"^\s*[A-Za-z_]\w*\s*\(", spec):
@@ -115,7 +115,7 @@ def _tokenize(text: str, key: str | None) -> list[tuple[str, str]]:
     return tokens
 
 
-class _Parser:
+class _GrammarParser:
     """Recursive descent over: call := NAME '(' [arg (',' arg)*] ')'; arg := [NAME '='] value;
     value := call | list | number | string | word; list := '[' [value (',' value)*] ']'."""
 

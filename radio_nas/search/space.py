@@ -23,7 +23,7 @@ from typing import Any, Literal, cast
 from radio_nas._config import Config, ConfigError, load_yaml, set_dotted, stable_id
 from radio_nas._shipped import find_space
 from radio_nas.search.grammar import Choice, Fixed, FloatRange, IntRange, parse_param
-from radio_nas.study.record import DEFAULT_OBJECTIVES, MEASURED_METRICS, TRIAL_METRICS
+from radio_nas.study.record import DEFAULT_OBJECTIVES, MEASURED_METRICS, TRIAL_METRICS, Objective
 
 # Keys that do not change what a study searches: they may differ when a sweep is resumed.
 # A parameter with more values than this is treated as continuous (never listed value by value).
@@ -94,12 +94,6 @@ class LatencySettings(Config):
                 raise ConfigError(f"expected an integer >= 1, got {getattr(self, name)}", key=name)
         if self.warmup < 0:
             raise ConfigError(f"expected an integer >= 0, got {self.warmup}", key="warmup")
-
-
-@dataclasses.dataclass(frozen=True)
-class Objective(Config):
-    metric: str
-    direction: Literal["maximize", "minimize"]
 
 
 @dataclasses.dataclass(frozen=True)

@@ -33,7 +33,9 @@ import dataclasses
 import enum
 import math
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, Literal, cast
+
+from radio_nas._config import Config
 
 if TYPE_CHECKING:
     from optuna.distributions import BaseDistribution
@@ -81,9 +83,13 @@ CONSTRAINT_LIMITS = {"params": "max_params", "gmacs": "max_gmacs", "latency_ms":
 """Cost metric -> the space's constraint key bounding it."""
 
 
-class Objective(NamedTuple):
+@dataclasses.dataclass(frozen=True)
+class Objective(Config):
+    """One objective of a sweep: the metric, and whether it is maximised or minimised (a space's
+    ``objectives`` entries, and what a study declares)."""
+
     metric: str
-    direction: str  # "maximize" | "minimize"
+    direction: Literal["maximize", "minimize"]
 
 
 # Record field -> user attribute key (the keys are the study format; keep them stable).
@@ -390,7 +396,7 @@ def write_study(study: Study, **fields: Any) -> None:
 
 def study_objectives(study: Study) -> list[Objective]:
     """The study's objectives in value order: its ``objectives`` attr, else metric names."""
-    directions = [d.name.lower() for d in study.directions]
+    directions = [cast(Literal["maximize", "minimize"], d.name.lower()) for d in study.directions]
     declared = study.user_attrs.get("objectives")
     if isinstance(declared, list) and len(declared) == len(directions):
         return [Objective(str(o.get("metric", f"objective_{i}")), directions[i]) for i, o in enumerate(declared)]

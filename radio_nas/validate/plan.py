@@ -83,7 +83,10 @@ class ValidateSettings(Config):
 
 
 @dataclasses.dataclass(frozen=True)
-class Budget:
+class TrainingBudget:
+    """One training length a validation trains every variant at (a multiple of the sweep's steps);
+    not the sweep's own ``budget`` (trials and wall time: :class:`radio_nas.search.space.Budget`)."""
+
     multiple: float
     steps: int
     overrides: dict[str, int]
@@ -96,7 +99,7 @@ class Plan:
     settings: ValidateSettings
     variants: tuple[dict[str, Any], ...]
     """Optuna parameter values per variant (categorical values encoded as in the study)."""
-    budgets: tuple[Budget, ...]
+    budgets: tuple[TrainingBudget, ...]
     seeds: tuple[int, ...]
     origin: str
     """'sampled' or the sweep folder the Pareto set came from."""
@@ -151,7 +154,7 @@ def variant_key(params: dict[str, Any]) -> str:
     return json.dumps({k: v for k, v in params.items() if k not in OWN_PARAMS}, sort_keys=True, default=str)
 
 
-def budgets_for(space: Space, settings: ValidateSettings) -> tuple[Budget, ...]:
+def budgets_for(space: Space, settings: ValidateSettings) -> tuple[TrainingBudget, ...]:
     p = space.pipeline
     out = []
     for m in sorted(settings.budgets):
@@ -162,7 +165,7 @@ def budgets_for(space: Space, settings: ValidateSettings) -> tuple[Budget, ...]:
             if p.eval.every:
                 over["eval.every"] = max(1, round(p.eval.every * m))
         _check_budget_size(space, m, over)
-        out.append(Budget(float(m), steps, over))
+        out.append(TrainingBudget(float(m), steps, over))
     if len({b.steps for b in out}) != len(out):
         raise ConfigError(
             f"budgets {','.join(f'{b.multiple:g}' for b in out)} of {p.steps} steps give the same "
@@ -290,7 +293,8 @@ def _pareto_variants(
     space: Space, folder: Path, k: int | None
 ) -> tuple[tuple[dict[str, Any], ...], tuple[int | None, ...]]:
     """The sweep's Pareto set (filled from the next Pareto ranks up to max(k, 3)), by fidelity order."""
-    from radio_nas.report.study_table import open_study, trials_table
+    from radio_nas.report.study_table import trials_table
+    from radio_nas.study import open_study
 
     handle = open_study(folder)
     if handle.mode != "search":
