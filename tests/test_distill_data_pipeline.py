@@ -151,3 +151,43 @@ def test_teacher_by_index_and_cache_dir_precedence(monkeypatch, tmp_path):
     monkeypatch.setenv("RADIO_NAS_CACHE", str(tmp_path / "env"))
     assert p.cache_dir() == tmp_path / "env" / "teachers"  # the root of every cache
     assert p.replace(cache={"dir": str(tmp_path / "own")}).cache_dir() == tmp_path / "own"
+
+
+def test_bundled_photos_have_a_manifest_row_each_and_are_held_out_whole():
+    import csv
+
+    from radio_nas._shipped import PHOTOS
+
+    rows = {r["file"]: r for r in csv.DictReader(open(PHOTOS / "MANIFEST.csv", encoding="utf-8"))}
+    files = sorted(p.name for p in PHOTOS.glob("*.jpg"))
+    assert len(files) >= 70 and sorted(rows) == files
+    redistributable = {
+        "MIT",
+        "BSD-3-Clause",
+        "PSF-2.0",
+        "GPL-2.0-or-later",
+        "CC0-1.0",
+        "CC-BY-2.0",
+        "CC-BY-4.0",
+        "CC-BY-SA-3.0",
+        "CC-BY-SA-4.0",
+        "public-domain",
+        "no-known-copyright-restrictions",
+    }
+    for name in files:
+        r = rows[name]
+        assert r["licence"] in redistributable and r["source"] and r["original_name"], name
+        with Image.open(PHOTOS / name) as im:
+            assert im.mode == "RGB" and max(im.size) <= 640, name
+    ds = open_dataset(DataConfig(source="photos"))
+    train = {i.name for i in ds._items["train"]}
+    held = {i.name for i in ds._items["eval"]}
+    assert not train & held and train | held == set(files)
+    assert 0.15 < len(held) / len(files) < 0.3  # the hash rule, about 20 %
+    # the split is a property of the file name: a subset keeps each photo on its side
+    some = tuple(sorted(n[:-4] for n in files)[:20])
+    sub = open_dataset(DataConfig(source="photos", images=some))
+    assert {i.name for i in sub._items["eval"]} <= held
+    with pytest.raises(ConfigError, match="no bundled photo 'nope'") as e:
+        open_dataset(DataConfig(source="photos", images=("caer_bear", "nope")))
+    assert e.value.key == "data.images[1]"
