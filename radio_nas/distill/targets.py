@@ -112,9 +112,9 @@ _FIELDS = ("mean", "std", "eigvals", "eigvecs")
 
 def hadamard(d: int) -> np.ndarray:
     """A (d, d) orthogonal matrix whose entries all have magnitude 1/sqrt(d) where d is a power of
-    two (Sylvester's construction, via scipy). Other sizes get a fixed random rotation: it spreads
-    the variance over dimensions only approximately (the published PHI-S code falls back the same
-    way)."""
+    two (Sylvester's construction, via scipy): it turns a diagonal covariance into one whose
+    diagonal is the mean eigenvalue. Other sizes get a fixed random rotation, which equalises the
+    variances only approximately."""
     if d >= 1 and d & (d - 1) == 0:
         from scipy.linalg import hadamard as sylvester
 
