@@ -18,6 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 import test_fuzz_cli as fz
+from conftest import _make_study
 
 
 def loader_table(repeats: int = 21) -> None:
@@ -66,7 +67,7 @@ def main(argv: list[str]) -> int:
     cases = [c for c in fz.CASES if not wanted or c.id in wanted]
     base = fz.make_base()
     try:
-        study = fz.make_study_folder(base) if any(c.needs_study for c in cases) else None
+        study = fz.make_study_folder(base, _make_study) if any(c.needs_study for c in cases) else None
         rows = []
         for case in cases:
             ok, why, seconds = fz.run_case(case, base, study)

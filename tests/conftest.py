@@ -4,6 +4,8 @@ cache in a temporary folder for the session (tests never write under the home fo
 import os
 import shutil
 import tempfile
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -18,6 +20,10 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 # set before anything imports radio_nas so subprocesses and Ray workers inherit it too.
 _CACHE = tempfile.mkdtemp(prefix="radio-nas-test-cache-")
 os.environ["RADIO_NAS_CACHE"] = _CACHE
+# The tools' own caches too: matplotlib (~/.config/matplotlib, ~/.cache/matplotlib) and everything
+# that follows XDG: onnxruntime's ~/.cache/Microsoft/DeveloperTools, torch hub, Hugging Face.
+os.environ["MPLCONFIGDIR"] = os.path.join(_CACHE, "matplotlib")
+os.environ["XDG_CACHE_HOME"] = os.path.join(_CACHE, "xdg-cache")
 
 import torch  # noqa: E402  (after the environment above)
 
@@ -28,3 +34,122 @@ torch.set_num_threads(2)
 def _session_cache() -> object:
     yield _CACHE
     shutil.rmtree(_CACHE, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def make_study() -> Any:
+    """``make_study(root, name="tiny", *, n_ok=6, weights=True, mode="search", seed=0) -> Path``:
+    a results folder with a real SQLite study written with the sweep conventions."""
+    return _make_study
+
+
+TINY = {"preset": "xt", "width": 16, "depths": [1, 1, 1, 1], "head_dim": 16}
+PIPELINE = {"name": "tiny", "resolution": 64, "teachers": [], "steps": 2}
+
+
+def _make_study(
+    root: Path, name: str = "tiny", *, n_ok: int = 6, weights: bool = True, mode: str = "search", seed: int = 0
+) -> Path:
+    """A results folder ``root/name`` with a real SQLite study following the sweep conventions:
+    `n_ok` fully trained trials (varying width), one failed, one pruned, one infeasible."""
+    import numpy as np
+    import optuna
+    import torch
+    from safetensors.torch import save_file
+
+    from radio_nas.models import build_model, resolve_config
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    results = root / name
+    (results / "trials").mkdir(parents=True, exist_ok=True)
+    study = optuna.create_study(
+        study_name=name, storage=f"sqlite:///{results / 'study.db'}", directions=["maximize", "minimize", "minimize"]
+    )
+    study.set_metric_names(["fidelity", "gmacs", "latency_ms"])
+    study.set_user_attr("radio_nas_version", "0.1.0")
+    study.set_user_attr("space_name", name)
+    study.set_user_attr("mode", mode)
+    study.set_user_attr(
+        "objectives",
+        [
+            {"metric": "fidelity", "direction": "maximize"},
+            {"metric": "gmacs", "direction": "minimize"},
+            {"metric": "latency_ms", "direction": "minimize"},
+        ],
+    )
+    study.set_user_attr("pipeline", PIPELINE)
+    study.set_user_attr("results_dir", str(results))
+    rng = np.random.default_rng(seed)
+    dist = {
+        "width": optuna.distributions.CategoricalDistribution([16, 32]),
+        "window": optuna.distributions.CategoricalDistribution([2, 4]),
+    }
+    for i in range(n_ok):
+        width, window = [16, 32][i % 2], [2, 4][(i // 2) % 2]
+        arch = resolve_config({**TINY, "width": width, "window_sizes": [window, window]})
+        gmacs = 0.01 * width / 16 + 0.001 * window
+        fidelity = float(0.3 + 0.1 * (width / 16) + rng.normal(0, 0.02))
+        latency = float(1.0 + width / 16 + rng.random())
+        attrs: dict[str, Any] = {
+            "arch": arch.to_dict(),
+            "arch_id": arch.id,
+            "pipeline": PIPELINE,
+            "status": "ok",
+            "params": 1000 * width,
+            "gmacs": gmacs,
+            "latency_ms": latency,
+            "latency_device": "cpu",
+            "metrics": {"fidelity": fidelity, "knn_accuracy": 0.5, "train_loss_final": 1.0},
+            "seed": i % 3,
+            "weights_path": None,
+            "failure_reason": None,
+        }
+        number = len(study.trials)
+        if weights:
+            torch.manual_seed(number)
+            model = build_model(arch)
+            state = {f"student.{k}": v.contiguous() for k, v in model.state_dict().items()}
+            state["adaptors.t0.summary.weight"] = torch.randn(4, model.summary_dim)
+            rel = Path("trials") / str(number) / "student.safetensors"
+            (results / rel).parent.mkdir(parents=True, exist_ok=True)
+            save_file(state, str(results / rel))
+            attrs["weights_path"] = str(rel)
+        params = {"width": width, "window": window}
+        if mode == "ablation":
+            params["seed"] = i % 3
+            dist = {**dist, "seed": optuna.distributions.IntDistribution(0, 2)}
+        study.add_trial(
+            optuna.trial.create_trial(
+                params=params,
+                distributions={k: dist[k] for k in params},
+                values=[fidelity, gmacs, latency],
+                user_attrs=attrs,
+            )
+        )
+    d2 = {"width": dist["width"], "window": dist["window"]}
+    study.add_trial(
+        optuna.trial.create_trial(
+            state=optuna.trial.TrialState.FAIL,
+            params={"width": 32, "window": 2},
+            distributions=d2,
+            user_attrs={"status": "failed", "failure_reason": "RuntimeError: out of memory"},
+        )
+    )
+    study.add_trial(
+        optuna.trial.create_trial(
+            state=optuna.trial.TrialState.PRUNED,
+            params={"width": 16, "window": 4},
+            distributions=d2,
+            user_attrs={"status": "pruned"},
+        )
+    )
+    # infeasible: rejected before training, recorded PRUNED (radio_nas.search convention)
+    study.add_trial(
+        optuna.trial.create_trial(
+            state=optuna.trial.TrialState.PRUNED,
+            params={"width": 32, "window": 4},
+            distributions=d2,
+            user_attrs={"status": "infeasible", "failure_reason": "constraints: params 5.1M > 5M"},
+        )
+    )
+    return results

@@ -7,10 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from test_report_study import make_study
 
 
-def test_export_pareto_rebuilds_same_model_with_weights(tmp_path: Path) -> None:
+def test_export_pareto_rebuilds_same_model_with_weights(tmp_path: Path, make_study) -> None:
     from radio_nas.models import build_model, resolve_config
     from radio_nas.report.export import export_trials, pareto_numbers
     from radio_nas.report.weights import load_student
@@ -42,7 +41,7 @@ def test_export_pareto_rebuilds_same_model_with_weights(tmp_path: Path) -> None:
         assert "adaptors.t0.summary.weight" in load_file(str(item.weights_path))
 
 
-def test_export_rejects_unfinished_trials_and_missing_weights(tmp_path: Path) -> None:
+def test_export_rejects_unfinished_trials_and_missing_weights(tmp_path: Path, make_study) -> None:
     from radio_nas._config import ConfigError
     from radio_nas.report.export import export_trials
     from radio_nas.study import open_study
@@ -106,7 +105,7 @@ def test_onnx_parity_failure_is_loud(tmp_path: Path) -> None:
     assert not (tmp_path / "n.onnx").exists()
 
 
-def test_export_cli_with_onnx(tmp_path: Path, capsys) -> None:
+def test_export_cli_with_onnx(tmp_path: Path, capsys, make_study) -> None:
     import json
 
     from radio_nas.cli import main

@@ -781,11 +781,8 @@ def make_base() -> Path:
     return base
 
 
-def make_study_folder(base: Path) -> Path:
-    """One real SQLite study (the report tests' conventions), copied into each case that needs it."""
-    sys.path.insert(0, str(Path(__file__).parent))
-    from test_report_study import make_study
-
+def make_study_folder(base: Path, make_study: Callable[..., Path]) -> Path:
+    """One real SQLite study (conftest.py's ``make_study``), copied into each case that needs it."""
     return make_study(base / "studies", "study", n_ok=3)
 
 
@@ -852,9 +849,9 @@ def run_case(case: Case, base: Path, study: Path | None) -> tuple[bool, str, flo
 
 
 @pytest.fixture(scope="module")
-def fuzz_base():
+def fuzz_base(make_study):
     base = make_base()
-    study = make_study_folder(base)
+    study = make_study_folder(base, make_study)
     yield base, study
     for p in base.rglob("*"):  # read-only cases
         if p.is_dir():

@@ -10,10 +10,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from test_report_study import make_study
 
 
-def test_report_search_study_writes_everything(tmp_path: Path, capsys) -> None:
+def test_report_search_study_writes_everything(tmp_path: Path, capsys, make_study) -> None:
     import optuna
     from optuna.artifacts import FileSystemArtifactStore, download_artifact, get_all_artifact_meta
 
@@ -70,7 +69,7 @@ def test_report_search_study_writes_everything(tmp_path: Path, capsys) -> None:
     assert "pca/pca_trial" in (results / "report.md").read_text()
 
 
-def test_report_ablation_mean_and_ci(tmp_path: Path) -> None:
+def test_report_ablation_mean_and_ci(tmp_path: Path, make_study) -> None:
     from scipy import stats
 
     from radio_nas.report.report import build_report
@@ -93,7 +92,7 @@ def test_report_ablation_mean_and_ci(tmp_path: Path) -> None:
     assert "## Ablation" in md and re.search(r"\| width +\|", md) and "±" in md
 
 
-def test_report_errors_are_one_line(tmp_path: Path, capsys) -> None:
+def test_report_errors_are_one_line(tmp_path: Path, capsys, make_study) -> None:
     from radio_nas.cli import main
 
     results = make_study(tmp_path, weights=False)
@@ -105,7 +104,7 @@ def test_report_errors_are_one_line(tmp_path: Path, capsys) -> None:
     assert main(["report", str(tmp_path / "missing")]) == 2
 
 
-def test_report_on_a_study_with_nothing_trained(tmp_path: Path) -> None:
+def test_report_on_a_study_with_nothing_trained(tmp_path: Path, make_study) -> None:
     import optuna
 
     from radio_nas.report.report import build_report

@@ -10,7 +10,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-from test_report_study import make_study
 
 PATTERNS = [[[2, 1], [1]], [[1], [1]], [[2, 1, 1], [1]]]
 
@@ -161,7 +160,7 @@ def test_too_few_trials_are_said_not_computed(tmp_path: Path) -> None:
     assert imp.computed and imp.per_objective[0].params[0].param == "arch.width"
 
 
-def test_an_ablation_points_to_its_table_instead(tmp_path: Path) -> None:
+def test_an_ablation_points_to_its_table_instead(tmp_path: Path, make_study) -> None:
     from radio_nas.report.report import build_report
     from radio_nas.study import open_study
 
@@ -227,7 +226,7 @@ def test_a_parameter_that_changed_kind_is_named_not_measured() -> None:
     assert by_name["lr"].share == pytest.approx(1.0)
 
 
-def test_parallel_coordinates_need_trained_trials(tmp_path: Path) -> None:
+def test_parallel_coordinates_need_trained_trials(tmp_path: Path, make_study) -> None:
     from radio_nas.report import plots
     from radio_nas.report.study_table import trials_table
     from radio_nas.study import open_study

@@ -3,7 +3,6 @@
 import json
 
 import pandas as pd
-from test_report_study import make_study
 
 from radio_nas.cli import main
 from radio_nas.report.report import build_report
@@ -14,13 +13,13 @@ def _front(rep):
     return rep.pareto.sort_values("fidelity", ascending=False)
 
 
-def test_without_a_validation_nothing_is_marked(tmp_path):
+def test_without_a_validation_nothing_is_marked(tmp_path, make_study):
     rep = build_report(open_study(make_study(tmp_path)), pca=False)
     assert rep.noise is None and rep.table["within_noise_of"].isna().all()
     assert "No validation of this space" in (rep.out_dir / "report.md").read_text()
 
 
-def test_gaps_below_the_measured_noise_are_marked(tmp_path, monkeypatch, capsys):
+def test_gaps_below_the_measured_noise_are_marked(tmp_path, monkeypatch, capsys, make_study):
     results = make_study(tmp_path, n_ok=8)
     front = _front(build_report(open_study(results), pca=False))
     assert len(front) >= 2

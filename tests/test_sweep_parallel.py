@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import optuna
@@ -37,32 +38,39 @@ class _Trainer(threading.Thread):
         self.gate.start()
         while not self.stop_flag.is_set():
             self.gate.pause()
-            time.sleep(self.step_s)  # "computing"
+            self.stop_flag.wait(self.step_s)  # "computing" (a stop ends the step at once)
             self.steps += 1
         self.gate.stop()
 
 
-def _steps_soon(trainer: _Trainer, within_s: float = 5.0) -> bool:
-    """Whether `trainer` takes a step within `within_s` (a loaded CI machine may be slow to schedule it)."""
+def _until(condition: Callable[[], bool], within_s: float = 5.0) -> bool:
+    """Whether `condition` holds within `within_s` (polled; a loaded CI machine may be slow to
+    schedule a thread); a check that something does NOT happen passes a short `within_s`."""
     deadline = time.monotonic() + within_s
-    while trainer.steps == 0 and time.monotonic() < deadline:
-        time.sleep(0.005)
-    return trainer.steps > 0
+    while not condition():
+        if time.monotonic() >= deadline:
+            return False
+        threading.Event().wait(0.005)
+    return True
+
+
+def _steps_soon(trainer: _Trainer, within_s: float = 5.0) -> bool:
+    """Whether `trainer` takes a step within `within_s`."""
+    return _until(lambda: trainer.steps > 0, within_s)
 
 
 def test_the_gate_holds_a_training_trial_at_a_step_boundary(tmp_path):
     driver = PauseGate(tmp_path)
     trial = _Trainer(tmp_path, 3)
     trial.start()
-    while trial.steps < 3:
-        time.sleep(0.005)
+    assert _until(lambda: trial.steps >= 3)
     with driver.pause([3], wait_s=5.0) as paused:
         assert paused
         held = trial.steps
-        time.sleep(0.2)  # twenty steps' worth: none may happen while the gate is up
-        assert trial.steps == held and driver.busy([3]) == []
-    time.sleep(0.1)
-    assert trial.steps > held and not driver.raised  # trains again once the gate is down
+        # twenty steps' worth: none may happen while the gate is up
+        assert not _until(lambda: trial.steps != held, within_s=0.2)
+        assert driver.busy([3]) == []
+    assert _until(lambda: trial.steps > held) and not driver.raised  # trains again once the gate is down
     trial.stop_flag.set()
     trial.join(5)
     assert trial.gate.paused_s >= 0.2 and driver.busy([3]) == []
@@ -83,13 +91,12 @@ def test_a_trial_blocked_in_report_counts_as_stopped_and_waits_for_the_gate(tmp_
 
     worker = threading.Thread(target=report, daemon=True)
     worker.start()
-    time.sleep(0.05)
+    assert _until(lambda: driver.busy([7]) == [])  # in its blocking report
     t0 = time.monotonic()
     with driver.pause([7], wait_s=5.0) as paused:
         assert paused and time.monotonic() - t0 < 1.0  # no deadlock, no timeout
         consumed.set()  # the report returns while the gate is up
-        time.sleep(0.1)
-        assert not after_report.is_set()  # ... and the trial stays stopped
+        assert not after_report.wait(0.1)  # ... and the trial stays stopped
     worker.join(5)
     assert after_report.is_set()
     gate.stop()
@@ -99,8 +106,7 @@ def test_a_trial_that_does_not_stop_is_reported_and_the_gate_comes_down(tmp_path
     driver = PauseGate(tmp_path)
     busy = _Trainer(tmp_path, 1, step_s=30.0)  # one long step (e.g. building the teacher cache)
     busy.start()
-    while not driver.ready([1]):  # past its start: at its first step
-        time.sleep(0.005)
+    assert _until(lambda: driver.ready([1]))  # past its start: at its first step
     t0 = time.monotonic()
     with driver.pause([1], wait_s=0.2) as paused:
         assert not paused
@@ -122,8 +128,7 @@ def test_a_trial_still_starting_is_waited_for(tmp_path):
     trial.gate.start()  # the trainable's first line
     assert driver.busy([4]) == [4] and not driver.ready([4])
     trial.start()  # its step loop: the first boundary marks it ready
-    while not driver.ready([4]):
-        time.sleep(0.005)
+    assert _until(lambda: driver.ready([4]))
     with driver.pause([4], wait_s=5.0) as paused:
         assert paused
     trial.stop_flag.set()
@@ -208,8 +213,11 @@ def test_a_latency_waits_for_a_busy_trial_then_is_timed_anyway_and_not_cached(tm
     assert not PauseGate(gate).raised and s._held is not None
     waiting = s._held[0].number
     monkeypatch.setattr(searcher_module, "_GATE_GIVE_UP_S", 0.0)
-    time.sleep(0.15)  # a failed try lets the paused trials train for _GATE_TRY_S before the next
-    second = s.suggest("t1")  # waited long enough: timed anyway, recorded as such
+    # a failed try lets the paused trials train for _GATE_TRY_S before the next: not now, then timed
+    # anyway (waited long enough), recorded as such
+    asked: list = []
+    assert _until(lambda: asked.append(s.suggest("t1")) or asked[-1] is not None)
+    second = asked[-1]
     assert second["number"] == waiting
     rec = study.trials[waiting].user_attrs
     assert rec["latency_quiet"] is False and rec["latency_ms"] > 0
@@ -231,19 +239,15 @@ def test_a_latency_no_limit_reads_is_timed_while_its_variant_trains(tmp_path, mo
     assert study.trials[first["number"]].user_attrs["gmacs"] > 0  # what a constraint may read is known
     trainers = [_Trainer(gate, c["number"], hold=True) for c in (first, second)]
     trainers[0].start()
-    while not PauseGate(gate).ready([first["number"]]):  # holding at its first step boundary
-        time.sleep(0.005)
-    time.sleep(0.05)
-    assert trainers[0].steps == 0
+    assert _until(lambda: PauseGate(gate).ready([first["number"]]))  # holding at its first step boundary
+    assert not _steps_soon(trainers[0], within_s=0.05)
     # the second trial is starting: nothing is timed over it, and the first is not kept waiting
     assert s.suggest("t2") is None
     assert s.stats().gate_pauses == 0 and not PauseGate(gate).raised
     assert _steps_soon(trainers[0])
     trainers[1].start()
-    while not PauseGate(gate).ready([second["number"]]):
-        time.sleep(0.005)
-    time.sleep(0.05)
-    assert trainers[1].steps == 0  # held until timed
+    assert _until(lambda: PauseGate(gate).ready([second["number"]]))
+    assert not _steps_soon(trainers[1], within_s=0.05)  # held until timed
     assert s.suggest("t2") is None  # every slot taken; both latencies timed behind the gate
     assert s.stats().gate_pauses == 2
     assert _steps_soon(trainers[1])  # released
