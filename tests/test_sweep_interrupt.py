@@ -109,3 +109,67 @@ def test_sigint_mid_sweep_exits_130_keeps_trials_and_resumes(tmp_path):
         assert study.trials[number].datetime_complete == completed
     ok = [t for t in study.trials if t.state == State.COMPLETE and t.user_attrs.get("duplicate_of") is None]
     assert len(ok) == 3  # exactly the missing ones were trained
+
+
+# Loaded by every Python process of the sweep (driver and Ray workers) from PYTHONPATH: the first
+# weights file is written, every later one fails as on a full disk.
+FULL_DISK = """\
+import errno, os
+_replace = os.replace
+def replace(src, dst, *args, **kwargs):
+    if str(dst).endswith("student.safetensors"):
+        try:
+            os.close(os.open(os.environ["RADIO_NAS_TEST_FIRST_WRITE"], os.O_CREAT | os.O_EXCL))
+        except FileExistsError:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(dst)) from None
+    return _replace(src, dst, *args, **kwargs)
+os.replace = replace
+"""
+
+
+def test_a_full_disk_stops_the_sweep_with_one_line_and_loses_nothing(tmp_path):
+    results = tmp_path / "full"
+    (tmp_path / "hook").mkdir()
+    (tmp_path / "hook" / "sitecustomize.py").write_text(FULL_DISK)
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(tmp_path / "hook"), str(REPO)]),
+        "RADIO_NAS_TEST_FIRST_WRITE": str(tmp_path / "first-write"),
+    }
+    cmd = [sys.executable, "-m", "radio_nas", "sweep", str(SMOKE), "--results", str(results), "--trials", "3"]
+    proc = subprocess.Popen(
+        [*cmd, "--num-cpus", "2"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True, env=env
+    )
+    ray_processes: set[int] = set()
+    try:
+        deadline = time.monotonic() + 240
+        while proc.poll() is None and time.monotonic() < deadline:
+            ray_processes |= descendants(proc.pid)
+            time.sleep(0.5)
+        err = proc.communicate(timeout=30)[1].decode(errors="replace")
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert proc.returncode not in (0, None), err[-2000:]
+    assert "Traceback" not in err and len(lines) == 1, err[-2000:]
+    assert "no space left on device" in lines[0].lower() and str(results) in lines[0]
+    assert not [p for p in ray_processes if alive(p)], "Ray processes outlived the stopped sweep"
+
+    study = load(results)
+    finished = {t.number: t.datetime_complete for t in study.trials if t.state == State.COMPLETE}
+    # the trial whose write failed: stopped with the sweep (orphaned) or recorded failed on the full disk
+    full = [t for t in study.trials if t.state == State.FAIL]
+    states = [(t.number, t.state.name, t.user_attrs.get("failure_reason")) for t in study.trials]
+    assert len(finished) == 1 and len(full) == 1, f"it stopped at the first write that failed: {states}"
+    queued = [t for t in study.trials if t.state == State.WAITING]
+    assert [t.system_attrs.get("fixed_params") for t in queued] == [full[0].params]  # it trains again on resume
+
+    out = run_sweep(SMOKE, results_dir=results, trials=3, num_cpus=2, progress=None)
+    study = load(results)
+    assert out["trained"] == 3
+    for number, completed in finished.items():  # kept, not re-run
+        assert study.trials[number].datetime_complete == completed
+    ok = [t for t in study.trials if t.state == State.COMPLETE]
+    assert any(t.params == full[0].params for t in ok)  # the variant the full disk cut off was trained

@@ -56,9 +56,27 @@ def main(argv: list[str] | None = None) -> int:
         where = " -> ".join(str(f) for f in (exc.filename, exc.filename2) if f)
         print(f"radio-nas {args.command}: error: {where + ': ' if where else ''}{exc.strerror}", file=sys.stderr)
         return 2
+    except Exception as exc:  # the storage's own full disk (SQLite: "database or disk is full")
+        if not _disk_full(exc):
+            raise
+        first = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
+        print(f"radio-nas {args.command}: error: no space left on device ({first}); free some, rerun", file=sys.stderr)
+        return 1
     except KeyboardInterrupt as exc:  # Ctrl-C: what was finished is kept; the message may say where
         print(f"radio-nas {args.command}: interrupted" + (f": {exc}" if str(exc) else ""), file=sys.stderr)
         return 130
+
+
+def _disk_full(exc: BaseException | None) -> bool:
+    """Whether `exc` or what caused it is a full disk (an OSError ENOSPC, SQLite's 'disk is full')."""
+    import errno
+
+    seen = 0
+    while exc is not None and seen < 20:
+        if (isinstance(exc, OSError) and exc.errno == errno.ENOSPC) or "database or disk is full" in str(exc):
+            return True
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return False
 
 
 def print_json(obj: Any) -> None:

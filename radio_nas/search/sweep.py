@@ -28,6 +28,7 @@ this machine exit when the driver process is gone.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import time
@@ -174,16 +175,25 @@ def _run(
             progress=say,
             pause_gate=gate_folder(results / RAY_DIR) if address is None else None,
         )
-        interrupted = trained_count(study) < target and _fit(space, searcher, results, address, num_cpus)
+        stop = _fit(space, searcher, results, address, num_cpus) if trained_count(study) < target else None
         searcher.close()
         recover_orphans(study, driver)  # anything Tune left unfinished (interrupt, crash) runs again on resume
+        if stop is not None and stop != _SIGINT:
+            _queue_disk_full_again(study, driver.id)
     finally:
         driver.stop()
     wall = time.monotonic() - started
     stats = searcher.stats()
     abl = ablation_summary(study, space.objective_names) if cfg.mode == "ablation" else None
     say(format_summary(study, space, results, storage_url, abl))
-    if interrupted:
+    if stop is not None and stop != _SIGINT:
+        raise OSError(
+            errno.ENOSPC,
+            f"no space left on device, sweep stopped; {trained_count(study)} trained trials are kept, the one "
+            f"that could not write is queued again: free some space and run the same command ({stop[:200]})",
+            str(results),
+        )
+    if stop == _SIGINT:
         raise SweepInterrupted(
             f"{trained_count(study)} trained trials are kept in {results}; the same command resumes "
             "(trials cut short run again)"
@@ -214,8 +224,54 @@ class SweepInterrupted(KeyboardInterrupt):
     """Ctrl-C (SIGINT) stopped the sweep: its trials were stopped and recorded, Ray shut down."""
 
 
-def _fit(space: Space, searcher: StudySearcher, results: Path, address: str | None, num_cpus: int | None) -> bool:
-    """Run the trials through Ray Tune; True when a SIGINT stopped them."""
+_SIGINT = "SIGINT"
+
+
+def _is_disk_full(reason: str) -> bool:
+    return f"[Errno {errno.ENOSPC}]" in reason or "No space left on device" in reason or "disk is full" in reason
+
+
+def _disk_full_stopper() -> Any:
+    """A Tune stopper ending the sweep at the first trial that failed on a full disk: every trial
+    after it would fail the same way, and be counted by the budget."""
+    import json
+
+    from ray import tune
+
+    from radio_nas.search.trainable import FINAL_KEY, RESULT_KEY
+
+    class DiskFull(tune.Stopper):
+        reason: str | None = None
+
+        def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
+            if result.get(FINAL_KEY) and self.reason is None:
+                try:
+                    why = str(json.loads(result[RESULT_KEY]).get("failure_reason") or "")
+                except (KeyError, TypeError, ValueError):
+                    why = ""
+                if _is_disk_full(why):
+                    self.reason = why
+            return False
+
+        def stop_all(self) -> bool:
+            return self.reason is not None
+
+    return DiskFull()
+
+
+def _queue_disk_full_again(study: Any, driver_id: str) -> None:
+    """The variants this driver's trials could not write (full disk) train again on resume."""
+    import optuna
+
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.FAIL,)):
+        if t.user_attrs.get("driver") == driver_id and _is_disk_full(str(t.user_attrs.get("failure_reason") or "")):
+            if t.params:
+                study.enqueue_trial(t.params, user_attrs={"requeued_from": t.number})
+
+
+def _fit(space: Space, searcher: StudySearcher, results: Path, address: str | None, num_cpus: int | None) -> str | None:
+    """Run the trials through Ray Tune; what stopped them early: _SIGINT, a full disk's failure
+    reason, or None."""
     import ray
     import torch
     from ray import tune
@@ -258,6 +314,7 @@ def _fit(space: Space, searcher: StudySearcher, results: Path, address: str | No
             tune.with_parameters(train_trial, driver=_driver_watch(address)),
             {"cpu": cfg.resources.cpu, "gpu": cfg.resources.gpu},
         )
+        disk_full = _disk_full_stopper()
         tuner = tune.Tuner(
             trainable,
             tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=-1, reuse_actors=True),
@@ -266,12 +323,13 @@ def _fit(space: Space, searcher: StudySearcher, results: Path, address: str | No
                 storage_path=str((results / RAY_DIR).resolve()),
                 verbose=0,
                 failure_config=tune.FailureConfig(max_failures=0, fail_fast=False),
+                stop=disk_full,
             ),
         )
         if searcher.concurrency * max(cfg.resources.cpu, 1) >= (os.cpu_count() or 1):
             # the trials take every core: the driver's GP fits and GMACs counts would only contend
             torch.set_num_threads(1)
-        return _fit_noting_sigint(tuner)
+        return _SIGINT if _fit_noting_sigint(tuner) else disk_full.reason
     finally:
         torch.set_num_threads(driver_threads)
         if started_ray:
