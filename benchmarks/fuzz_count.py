@@ -1,10 +1,15 @@
 """Run the malformed-input table of tests/test_fuzz_cli.py through the real CLI and print how many
-cases get the promised answer (exit 2, one line naming file/key/argument, no traceback, in time).
+cases get the promised answer (exit 2 with one line naming file/key/argument, or the case's own exit
+code and note; no traceback; in time; nothing written where it should not be), per command.
 
     PYTHONPATH=. RADIO_NAS_CACHE=$(mktemp -d) python benchmarks/fuzz_count.py [--verbose] [case-id ...]
+    PYTHONPATH=. python benchmarks/fuzz_count.py --before REV   # also on commit REV: before/after per command
     PYTHONPATH=. python benchmarks/fuzz_count.py --loader     # how long the YAML loader takes to answer
 
-The per-case time is the whole CLI process (Python and package start-up included).
+The per-case time is the whole CLI process (Python and package start-up included). ``--before``
+unpacks REV (``git archive``, nothing in the repository changes) into a temporary folder and runs the
+same table with that code; there each command may allocate at most 6 GiB (RLIMIT_DATA), since code
+that does not refuse an absurd size would otherwise take the machine.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import platform
 import shutil
 import statistics
+import subprocess
 import sys
 from pathlib import Path
 
@@ -19,6 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 import test_fuzz_cli as fz
 from conftest import _make_study
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def loader_table(repeats: int = 21) -> None:
@@ -52,6 +60,27 @@ def loader_table(repeats: int = 21) -> None:
         print(f"{name:<40} {answer:<10} {statistics.median(times) * 1e3:>10.2f} {max(times) * 1e3:>8.2f}")
 
 
+BEFORE_CAP = 6 * 2**30
+
+
+def run_table(cases: list, base: Path, study: Path | None, code: Path, label: str, verbose: bool, cap: int | None):
+    """{case id: (passed, seconds)} on the code at `code`; skipped cases are left out."""
+    rows = {}
+    for case in cases:
+        ok, why, seconds = fz.run_case(case, base, study, code=code, memory_cap=cap)
+        if why == fz.ROOT_SKIP:
+            print(f"{label:<6} SKIP            {case.id:<36} {why}", flush=True)
+            continue
+        rows[case.id] = (ok, seconds)
+        note = why if verbose or not ok else ""
+        print(f"{label:<6} {'PASS' if ok else 'FAIL'}  {seconds:6.2f} s  {case.id:<36} {note}"[:400], flush=True)
+    return rows
+
+
+def command_of(case) -> str:
+    return " ".join(case.argv[:2]) if case.argv[0] in ("viz", "cache") else case.argv[0]
+
+
 def main(argv: list[str]) -> int:
     if "--loader" in argv:
         import yaml
@@ -63,41 +92,49 @@ def main(argv: list[str]) -> int:
         )
         return 0
     verbose = "--verbose" in argv
-    wanted = [a for a in argv if not a.startswith("--")]
+    before = argv[argv.index("--before") + 1] if "--before" in argv else None
+    skip = {"--before", before} if before else set()
+    wanted = [a for a in argv if not a.startswith("--") and a not in skip]
     cases = [c for c in fz.CASES if not wanted or c.id in wanted]
     base = fz.make_base()
     try:
         study = fz.make_study_folder(base, _make_study) if any(c.needs_study for c in cases) else None
-        rows = []
-        for case in cases:
-            ok, why, seconds = fz.run_case(case, base, study)
-            if why == fz.ROOT_SKIP:
-                print(f"SKIP            {case.id:<28} {why}", flush=True)
-                continue
-            rows.append((case.id, ok, seconds, why))
-            print(
-                f"{'PASS' if ok else 'FAIL'}  {seconds:6.2f} s  {case.id:<28} {why if verbose or not ok else ''}"[:400],
-                flush=True,
-            )
+        old = {}
+        if before:
+            code = base / "before"
+            code.mkdir()
+            archive = subprocess.run(["git", "-C", str(REPO), "archive", before], check=True, capture_output=True)
+            subprocess.run(["tar", "-x", "-C", str(code)], input=archive.stdout, check=True)
+            old = run_table(cases, base, study, code, "before", verbose, BEFORE_CAP)
+        rows = run_table(cases, base, study, REPO, "after", verbose, None)
     finally:
         for p in base.rglob("*"):
-            if p.is_dir():
+            if p.is_dir() and not p.is_symlink():
                 p.chmod(0o755)
         shutil.rmtree(base, ignore_errors=True)
-    passed = sum(r[1] for r in rows)
     import torch
 
     print(
         f"\nmachine: {platform.node()} {platform.machine()}, python {platform.python_version()}, "
         f"torch {torch.__version__}"
     )
-    print(
-        f"answer time per case: median {statistics.median(r[2] for r in rows):.2f} s, "
-        f"max {max(r[2] for r in rows):.2f} s"
-    )
+    times = [r[1] for r in rows.values()]
+    print(f"answer time per case: median {statistics.median(times):.2f} s, max {max(times):.2f} s")
+    by_command: dict[str, list] = {}
+    for case in cases:
+        if case.id in rows:
+            by_command.setdefault(command_of(case), []).append(case.id)
+    head = "| command | cases |" + (f" before ({before}) |" if before else "") + " after |"
+    print("\n" + head + "\n|---|---|" + ("---|" if before else "") + "---|")
+    every = [i for group in by_command.values() for i in group]
+    for command, ids in [*by_command.items(), ("all", every)]:
+        cells = [f"{sum(old[i][0] for i in ids if i in old)}"] if before else []
+        after = sum(rows[i][0] for i in ids)
+        print(f"| {command} | {len(ids)} | " + "".join(c + " | " for c in cells) + f"{after} |")
     skipped = len(cases) - len(rows)
+    passed = sum(r[0] for r in rows.values())
     print(
-        f"fuzz table: {passed}/{len(rows)} cases answered with one line and exit 2"
+        f"\nfuzz table: {passed}/{len(rows)} cases answered as promised"
         + (f" ({skipped} skipped: {fz.ROOT_SKIP})" if skipped else "")
     )
     return 0

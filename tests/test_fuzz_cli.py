@@ -182,6 +182,16 @@ def _cache_entry(d: Path) -> None:
     _readonly(d / "c")
 
 
+def _tiny_photos(d: Path) -> None:
+    """A folder of 1x1 photographs: readable, but nothing to crop."""
+    import numpy as np
+    from PIL import Image
+
+    (d / "tiny").mkdir()
+    for i in range(3):
+        Image.fromarray(np.full((1, 1, 3), 40 * i, np.uint8)).save(d / "tiny" / f"p{i}.png")
+
+
 def _dead_pid() -> int:
     proc = subprocess.Popen([sys.executable, "-c", "pass"])
     proc.wait()
@@ -656,6 +666,12 @@ CASES: list[Case] = [
         needs_permissions=True,
         check=lambda d: None if (d / "c" / ("ab" * 10)).is_dir() else "the entry is gone though refused",
     ),
+    Case(
+        "photos-too-small",
+        ["trial", "distill_cpu", "--arch", "xt", "--quiet", "--set", "data.source=folder", "--set", "data.path=tiny"],
+        ("data.path", "too small"),
+        setup=_tiny_photos,
+    ),
     # -- exports ---------------------------------------------------------------------------------
     Case(
         "export-onnx-stale-temporary",
@@ -758,10 +774,10 @@ CASES: list[Case] = [
 ]
 
 
-def _env(base: Path) -> dict[str, str]:
+def _env(base: Path, code: Path = REPO) -> dict[str, str]:
     env = dict(os.environ)
     env.update(
-        PYTHONPATH=str(REPO),
+        PYTHONPATH=str(code),
         RADIO_NAS_CACHE=str(base / "cache"),
         MPLCONFIGDIR=str(base / "mpl"),
         RAY_USAGE_STATS_ENABLED="0",
@@ -789,8 +805,18 @@ def make_study_folder(base: Path, make_study: Callable[..., Path]) -> Path:
 ROOT_SKIP = "running as root: permission bits do not apply"
 
 
-def run_case(case: Case, base: Path, study: Path | None) -> tuple[bool, str, float]:
-    """(passed, why not, seconds) for one case; `why` is ROOT_SKIP for a case root cannot run."""
+def _cap_memory(limit: int) -> None:
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
+
+
+def run_case(
+    case: Case, base: Path, study: Path | None, *, code: Path = REPO, memory_cap: int | None = None
+) -> tuple[bool, str, float]:
+    """(passed, why not, seconds) for one case; `why` is ROOT_SKIP for a case root cannot run.
+    `code`: the checkout whose ``radio_nas`` runs; `memory_cap`: bytes of data the command may
+    allocate (RLIMIT_DATA), so that code which does not refuse an absurd size cannot take the machine."""
     if case.needs_permissions and os.geteuid() == 0:
         return False, ROOT_SKIP, 0.0
     d = base / case.id
@@ -809,7 +835,7 @@ def run_case(case: Case, base: Path, study: Path | None) -> tuple[bool, str, flo
     if case.setup:
         case.setup(d)
     argv = [a.format(d=d, study=d / "study", repo=REPO) for a in case.argv]
-    env = {**_env(base), **{k: v.format(d=d) for k, v in case.env.items()}}
+    env = {**_env(base, code), **{k: v.format(d=d) for k, v in case.env.items()}}
     t0 = time.perf_counter()
     proc = subprocess.Popen(
         [sys.executable, "-m", "radio_nas", *argv],
@@ -818,6 +844,7 @@ def run_case(case: Case, base: Path, study: Path | None) -> tuple[bool, str, flo
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         start_new_session=True,
+        preexec_fn=None if memory_cap is None else lambda: _cap_memory(memory_cap),
     )
     try:
         _out, err = proc.communicate(timeout=TIMEOUT_S)
