@@ -15,7 +15,7 @@ import optuna
 import pytest
 import yaml
 
-from radio_nas.search import searcher as searcher_module
+from radio_nas.search import timing as timing_module
 from radio_nas.search.gate import PauseGate, TrialGate
 from radio_nas.search.optuna_study import default_storage, open_study
 from radio_nas.search.searcher import StudySearcher
@@ -208,11 +208,11 @@ def test_a_latency_waits_for_a_busy_trial_then_is_timed_anyway_and_not_cached(tm
     running = TrialGate(gate, first["number"])
     running.start()
     running.pause()  # past its start; then it trains and never reaches a step boundary again
-    monkeypatch.setattr(searcher_module, "_GATE_TRY_S", 0.1)
+    monkeypatch.setattr(timing_module, "_GATE_TRY_S", 0.1)
     assert s.suggest("t1") is None  # not now: the variant waits, the gate is down again
     assert not PauseGate(gate).raised and s._held is not None
     waiting = s._held[0].number
-    monkeypatch.setattr(searcher_module, "_GATE_GIVE_UP_S", 0.0)
+    monkeypatch.setattr(timing_module, "_GATE_GIVE_UP_S", 0.0)
     # a failed try lets the paused trials train for _GATE_TRY_S before the next: not now, then timed
     # anyway (waited long enough), recorded as such
     asked: list = []

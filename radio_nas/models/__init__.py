@@ -23,6 +23,9 @@ from radio_nas.models.eradio import ERadio, ERadioConfig, optimal_window_size
 from radio_nas.models.vit import PRESETS as VIT_PRESETS
 from radio_nas.models.vit import ViT, ViTConfig
 
+ArchConfig = ERadioConfig | ViTConfig
+"""An architecture config of the built-in families (what :func:`resolve_config` gives for them)."""
+
 
 class Family(NamedTuple):
     config: type[Config]
@@ -108,6 +111,7 @@ def _from_mapping(data: dict[str, Any]) -> Config:
 
 __all__ = [
     "FAMILIES",
+    "ArchConfig",
     "ERadio",
     "ERadioConfig",
     "Family",

@@ -56,28 +56,19 @@ and reads the outcome from :meth:`stats`. Everything else is private.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import functools
 import json
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ray.tune.search import Searcher
 
 from radio_nas._config import ConfigError
-from radio_nas.search.costs import (
-    Costs,
-    constraint_limits,
-    latency_is_cached,
-    measure_costs,
-    stand_in_values,
-    time_latency,
-    violations,
-)
+from radio_nas.search.copies import Variants
+from radio_nas.search.costs import Costs, constraint_limits, measure_costs, stand_in_values, violations
 from radio_nas.search.decisions import (
     Decision,
     Event,
@@ -89,9 +80,9 @@ from radio_nas.search.decisions import (
     streak_stop,
     trained_outcome,
 )
-from radio_nas.search.gate import PauseGate
 from radio_nas.search.optuna_study import trained_count
-from radio_nas.search.space import Space, recorded_pipeline_id, variant_key
+from radio_nas.search.space import Space, variant_key
+from radio_nas.search.timing import LatencyTiming, NotYet, Variant
 from radio_nas.search.trainable import FINAL_KEY, RESULT_KEY
 from radio_nas.study.layout import WEIGHTS_FILE, trial_dir
 from radio_nas.study.record import (
@@ -108,22 +99,7 @@ if TYPE_CHECKING:
     from optuna.trial import FrozenTrial, Trial
 
     from radio_nas.distill.pipeline import PipelineConfig
-    from radio_nas.models.eradio import ERadioConfig
-    from radio_nas.models.vit import ViTConfig
-
-    ArchConfig = ERadioConfig | ViTConfig
-
-_GATE_TRY_S = 5.0
-"""How long one attempt waits for the running trials to stop before the variant waits instead."""
-_GATE_GIVE_UP_S = 300.0
-"""After this long waiting, a latency is timed anyway (recorded as not quiet, not cached)."""
-
-
-class _NotYet(Exception):
-    """The running trials did not stop in time: try the held variant again at the next suggest."""
-
-
-_Variant = tuple["Trial", "ArchConfig", "PipelineConfig"]
+    from radio_nas.models import ArchConfig
 
 
 TrainedHook = Callable[["Trial", TrialRecord], None]
@@ -187,22 +163,10 @@ class StudySearcher(Searcher):
         self._copies = 0
         self._trained_here = 0  # what the budget counts (ok, failed, pruned; not a failed measurement)
         self._stop_reason: str | None = None
-        self._held: _Variant | None = None  # valid, waiting for an idle device
+        self._held: Variant | None = None  # valid, waiting for an idle device
         self._limits = constraint_limits(space.config.constraints)
-        self._need_latency = "latency_ms" in space.objective_names or self._limits["latency_ms"] is not None
-        self._gate = PauseGate(pause_gate) if pause_gate is not None and self._need_latency else None
-        # the latency only ranks trained variants: time it while the variant trains (see the module docstring)
-        self._latency_later = (
-            self._gate is not None and self._limits["latency_ms"] is None and space.config.scheduler.name != "moasha"
-        )
-        self._untimed: dict[str, _Variant] = {}  # tune trial id -> started before its latency was timed
-        self._gate_waiting_since: float | None = None  # the held variant's first try at the gate
-        self._gate_retry_at = 0.0  # after a try that failed, let the paused trials train this long
-        self._gate_pauses, self._gate_s = 0, 0.0
-        self._keys: dict[str, tuple[str, str]] = {}  # tune trial id -> its variant_key
-        self._variants: dict[tuple[str, str], tuple[str, str]] = {}  # (arch id, pipeline id) -> variant_key
-        # copies waiting for a running original, with their own architecture
-        self._pending: dict[tuple[str, str], list[tuple[Trial, Any]]] = {}
+        self._timing = LatencyTiming(space, pause_gate, lambda: [t.number for t in self._live.values()], self._line)
+        self._variants = Variants(study)  # which variant is which, and copies waiting for an original
 
     # -- Tune's Searcher interface ---------------------------------------------------------------
 
@@ -210,8 +174,8 @@ class StudySearcher(Searcher):
         return True  # the space lives in the study; Tune's param_space stays empty
 
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:  # type: ignore[override]  # Ray omits its FINISHED str
-        if self._untimed:
-            self._time_started()  # Tune asks at every turn of its loop, also with every slot taken
+        if self._timing.untimed:
+            self._timing.time_started()  # Tune asks at every turn of its loop, also with every slot taken
         if (
             self._stop_reason is None
             and self._wall_time_s is not None
@@ -237,24 +201,21 @@ class StudySearcher(Searcher):
                     continue
                 self._held = (trial, *prepared)
             trial, arch_cfg, pipeline = self._held
-            later = self._latency_later or latency_is_cached(arch_cfg, self._space.config.latency, pipeline.size)
-            if self._need_latency and self._live and not later:
-                if self._gate is None:
-                    return None  # timing it now would be corrupted by the running trial: wait
-                if not self._gate_open():
-                    return None  # a trial is starting, or the last try failed moments ago: they train on
+            if self._timing.must_wait(arch_cfg, pipeline):
+                return None  # timing it now would be corrupted by a running trial: they train on
             try:
                 measured = self._measure(trial, arch_cfg, pipeline)
-            except _NotYet:
-                self._gate_retry_at = time.monotonic() + _GATE_TRY_S
+            except NotYet:
+                self._timing.failed_try()
                 return None  # still held: the running trials did not stop in time
-            self._held, self._gate_waiting_since = None, None
+            self._held = None
+            self._timing.timed()
             if measured is not None:
                 config, untimed = measured
                 if untimed:
-                    self._untimed[trial_id] = (trial, arch_cfg, pipeline)
+                    self._timing.untimed[trial_id] = (trial, arch_cfg, pipeline)
                 self._live[trial_id] = trial
-                self._keys[trial_id] = variant_key(arch_cfg, pipeline)
+                self._variants.started(trial_id, variant_key(arch_cfg, pipeline))
                 self._started[trial_id] = time.monotonic()
                 self._curves[trial_id] = []
                 self._first_start = self._first_start or self._started[trial_id]
@@ -285,10 +246,10 @@ class StudySearcher(Searcher):
         trial = self._live.pop(trial_id, None)
         if trial is None:
             return
-        untimed = self._untimed.pop(trial_id, None)
+        untimed = self._timing.untimed.pop(trial_id, None)
         if untimed is not None and not error and result and result.get(FINAL_KEY):
-            self._time_latency(*untimed, last_try=True)  # its values need it (see the module docstring)
-        key = self._keys.pop(trial_id, None)
+            self._timing.time_latency(*untimed, last_try=True)  # its values need it (see the module docstring)
+        key = self._variants.ended(trial_id)
         try:
             self._complete(trial_id, trial, result, error)
         finally:
@@ -363,12 +324,10 @@ class StudySearcher(Searcher):
         """Give back a variant asked for but never started (the budget or time ran out meanwhile)."""
         import optuna
 
-        if self._gate is not None:
-            self._gate.lower()
+        self._timing.lower()
         waiting = [self._held[0]] if self._held is not None else []
-        waiting += [t for pending in self._pending.values() for t, _ in pending]
+        waiting += self._variants.drop_waiting()
         self._held = None
-        self._pending.clear()
         for trial in waiting:
             write_trial(
                 trial,
@@ -404,8 +363,8 @@ class StudySearcher(Searcher):
             stop_reason=self._stop_reason,
             trained_wall_s=tuple(self._trained_wall_s),
             trial_seen_s=tuple(self._trial_seen_s),
-            gate_pauses=self._gate_pauses,
-            gate_s=self._gate_s,
+            gate_pauses=self._timing.pauses,
+            gate_s=self._timing.seconds,
         )
 
     # -- helpers -------------------------------------------------------------------------------------
@@ -450,32 +409,25 @@ class StudySearcher(Searcher):
             self._finish(trial, Event.REJECTED, reason=f"rejected: {exc}")
             return None
         key = variant_key(arch_cfg, pipeline)
-        original = self._trained(pipeline).get(key)
+        original = self._variants.trained(pipeline).get(key)
         if original is not None:
             self._copy(trial, original, arch_cfg)
             return None
-        running = self._running(key)
+        running = self._variants.running(key, self._live)
         if running is not None:  # training now: take its outcome when it ends instead of training it twice
             write_trial(trial, arch=arch_cfg.to_dict(), arch_id=arch_cfg.id, pipeline=pipeline.to_dict())
-            self._pending.setdefault(key, []).append((trial, arch_cfg))
+            self._variants.wait(key, trial, arch_cfg)
             self._line(f"#{trial.number} is #{running} (still training): waits for its outcome")
             self._note(decide(Event.WAITS), trial)  # as a copy: a sampler stuck on one point must not loop forever
             return None
         return arch_cfg, pipeline
-
-    def _running(self, key: tuple[str, str]) -> int | None:
-        """The number of the live trial training the variant `key`, if any."""
-        for trial_id, k in self._keys.items():
-            if k == key and trial_id in self._live:
-                return self._live[trial_id].number
-        return None
 
     def _resolve_pending(self, key: tuple[str, str], original: Trial) -> None:
         """The original of waiting copies ended: copy its outcome, or fail them (trials are
         deterministic, so training the copy would end the same way)."""
         import optuna
 
-        waiting = self._pending.pop(key, [])
+        waiting = self._variants.take_waiting(key)
         if not waiting:
             return
         frozen = self._study._storage.get_trial(original._trial_id)
@@ -494,26 +446,6 @@ class StudySearcher(Searcher):
             self._study.tell(trial, state=optuna_state(decision))
             self._note(decision)
             self._line(f"#{trial.number} failed with its original #{original.number}")
-
-    def _trained(self, pipeline: PipelineConfig) -> dict[tuple[str, str], FrozenTrial]:
-        """:func:`variant_key` at `pipeline` -> the COMPLETE trial of that pipeline that trained it (not a copy)."""
-        from radio_nas.models import resolve_config
-
-        out: dict[tuple[str, str], FrozenTrial] = {}
-        for t in self._study.get_trials(deepcopy=False):
-            r = TrialRecord.from_trial(t)
-            if not (r.state == "COMPLETE" and r.status is Status.OK and r.duplicate_of is None and r.arch_id):
-                continue
-            if not r.pipeline or recorded_pipeline_id(r.pipeline) != pipeline.id:
-                continue
-            if (r.arch_id, pipeline.id) not in self._variants:
-                own = (r.arch_id, pipeline.id)  # a record this code cannot rebuild keeps its own arch id
-                try:
-                    self._variants[own] = variant_key(resolve_config(dict(r.arch)), pipeline) if r.arch else own
-                except ConfigError:
-                    self._variants[own] = own
-            out.setdefault(self._variants[r.arch_id, pipeline.id], t)
-        return out
 
     def _copy(self, trial: Trial, original: FrozenTrial, arch_cfg: ArchConfig, streak: bool = True) -> None:
         """A variant trained already (the same model at the same pipeline and seed: trials are
@@ -559,11 +491,12 @@ class StudySearcher(Searcher):
             status=Status.RUNNING,
             phase="measuring",
         )
-        settings = self._space.config.latency
-        untimed = self._latency_later and not latency_is_cached(arch_cfg, settings, pipeline.size)
-        need_latency = self._need_latency and not untimed
+        untimed = self._timing.is_later(arch_cfg, pipeline)
+        need_latency = self._timing.needed and not untimed
         try:
-            costs = measure_costs(arch_cfg, settings, pipeline.size, need_latency, quiet=self._quiet)
+            costs = measure_costs(
+                arch_cfg, self._timing.settings, pipeline.size, need_latency, quiet=self._timing.quiet
+            )
         except (ConfigError, MemoryError, RuntimeError, ValueError, OverflowError) as exc:
             # e.g. a width of 10^9: recorded FAIL (not queued again) so a resume never repeats it
             self._set_constraints(trial, {})
@@ -602,81 +535,10 @@ class StudySearcher(Searcher):
             "pipeline": pipeline.to_dict(),
             "weights_path": str(weights.resolve()) if self._space.config.save_weights else None,
             "threads": self._threads,
-            "gate": str(self._gate.folder) if self._gate is not None else None,
+            "gate": self._timing.folder,
             "hold": untimed,  # at its first step boundary until its latency is timed
         }
         return config, untimed
-
-    def _gate_open(self) -> bool:
-        """Whether to try the gate now: every running trial past its start and no failed try
-        moments ago, or waited so long that a latency is timed anyway."""
-        if self._gate is None:
-            return True
-        since = self._gate_waiting_since = self._gate_waiting_since or time.monotonic()
-        if time.monotonic() - since >= _GATE_GIVE_UP_S:
-            return True
-        return time.monotonic() >= self._gate_retry_at and self._gate.ready([t.number for t in self._live.values()])
-
-    def _time_started(self) -> None:
-        """Time the latencies of running trials that started untimed, when the gate allows; while
-        it does not (another trial is starting), one holding for it trains on, timed at a later pause."""
-        for trial_id, variant in list(self._untimed.items()):
-            if not self._gate_open():
-                assert self._gate is not None  # (only a gated sweep defers a latency)
-                for trial, _, _ in self._untimed.values():
-                    if self._gate.ready([trial.number]):  # at its first boundary: let it go
-                        self._gate.release(trial.number)
-                return
-            try:
-                self._time_latency(*variant)
-            except _NotYet:
-                self._gate_retry_at = time.monotonic() + _GATE_TRY_S
-                return
-            del self._untimed[trial_id]
-
-    def _time_latency(
-        self, trial: Trial, arch_cfg: ArchConfig, pipeline: PipelineConfig, last_try: bool = False
-    ) -> None:
-        """Time a started trial's latency behind the gate and record it (`last_try`: at once, as
-        not quiet if the trials do not stop)."""
-        quiet = functools.partial(self._quiet, last_try=last_try)
-        try:
-            timed = time_latency(arch_cfg, self._space.config.latency, pipeline.size, quiet=quiet)
-        except (MemoryError, RuntimeError, ValueError, OverflowError) as exc:
-            # no latency: the trial is told FAIL when it ends (an objective is missing)
-            self._gate_waiting_since = None
-            self._line(f"#{trial.number}: timing its latency raised {type(exc).__name__}: {str(exc)[:200]}")
-            return
-        finally:
-            assert self._gate is not None  # (only a gated sweep defers a latency)
-            self._gate.release(trial.number)  # also after a failed try: it trains, timed at a later pause
-        self._gate_waiting_since = None
-        write_trial(trial, latency_ms=timed.median_ms, latency_device=timed.device_name, latency_quiet=timed.quiet)
-        if timed.quiet is False:
-            self._line(f"#{trial.number}: latency timed while trials ran (they did not pause); not cached")
-
-    @contextlib.contextmanager
-    def _quiet(self, last_try: bool = False) -> Iterator[bool]:
-        """Around the timed runs of a latency: the running trials paused (see the module docstring)."""
-        numbers = [t.number for t in self._live.values()]
-        if self._gate is None or not numbers:
-            yield True  # nothing of this sweep runs (or a cluster: suggest waited for idle)
-            return
-        now = time.monotonic()
-        if self._gate_waiting_since is None:
-            self._gate_waiting_since = now
-        give_up = last_try or now - self._gate_waiting_since >= _GATE_GIVE_UP_S
-        # a last try does not wait for trials still starting: they reach no step boundary soon
-        wait_s = 0.0 if last_try and not self._gate.ready(numbers) else _GATE_TRY_S
-        t0 = time.monotonic()
-        try:
-            with self._gate.pause(numbers, wait_s) as paused:
-                if not paused and not give_up:
-                    raise _NotYet
-                self._gate_pauses += 1
-                yield paused
-        finally:
-            self._gate_s += time.monotonic() - t0
 
     def _set_constraints(self, trial: Trial, costs: dict[str, Any]) -> None:
         for key, value in constraint_values(costs, self._limits).items():
