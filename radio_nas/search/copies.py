@@ -8,7 +8,7 @@ resolution and the pipeline, so ``window_sizes: auto`` and the windows it resolv
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from radio_nas._config import ConfigError
 from radio_nas.search.space import recorded_pipeline_id, variant_key
@@ -75,7 +75,9 @@ class Variants:
             own = (r.arch_id, pipeline.id)
             if own not in self._known:  # a record this code cannot rebuild keeps its own arch id
                 try:
-                    self._known[own] = variant_key(resolve_config(dict(r.arch)), pipeline) if r.arch else own
+                    self._known[own] = (
+                        variant_key(cast("ArchConfig", resolve_config(dict(r.arch))), pipeline) if r.arch else own
+                    )
                 except ConfigError:
                     self._known[own] = own
             out.setdefault(self._known[own], t)

@@ -22,6 +22,7 @@ from radio_nas.study.record import COST_METRICS, Objective, TrialRecord
 
 if TYPE_CHECKING:
     from radio_nas.measure.latency import LatencyResult, Quiet
+    from radio_nas.models import ArchConfig
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,7 +44,7 @@ def latency_cache_dir() -> Path:
 
 
 def measure_costs(
-    arch_cfg: Any,
+    arch_cfg: ArchConfig,
     settings: LatencySettings,
     resolution: tuple[int, int],
     need_latency: bool,
@@ -63,7 +64,7 @@ def measure_costs(
 
 
 def time_latency(
-    arch_cfg: Any, settings: LatencySettings, resolution: tuple[int, int], quiet: Quiet | None = None
+    arch_cfg: ArchConfig, settings: LatencySettings, resolution: tuple[int, int], quiet: Quiet | None = None
 ) -> LatencyResult:
     """The latency of `arch_cfg` with `settings`, timed (inside `quiet`) or read from the cache."""
     from radio_nas.measure import cached_latency
@@ -103,7 +104,7 @@ def _threads(n: int | None) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def latency_is_cached(arch_cfg: Any, settings: LatencySettings, resolution: tuple[int, int]) -> bool:
+def latency_is_cached(arch_cfg: ArchConfig, settings: LatencySettings, resolution: tuple[int, int]) -> bool:
     """True when :func:`measure_costs` would not time anything (used to wait for an idle device)."""
     from radio_nas.measure import latency_cache_path
 

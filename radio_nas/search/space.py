@@ -18,12 +18,16 @@ import json
 import math
 import re
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from radio_nas._config import Config, ConfigError, load_yaml, set_dotted, stable_id
 from radio_nas._shipped import find_space
 from radio_nas.search.grammar import Choice, Fixed, FloatRange, IntRange, parse_param
 from radio_nas.study.record import DEFAULT_OBJECTIVES, MEASURED_METRICS, TRIAL_METRICS, Objective
+
+if TYPE_CHECKING:
+    from radio_nas.distill.pipeline import PipelineConfig
+    from radio_nas.models import ArchConfig
 
 # Keys that do not change what a study searches: they may differ when a sweep is resumed.
 # A parameter with more values than this is treated as continuous (never listed value by value).
@@ -303,7 +307,7 @@ def decode_choice(value: Any) -> Any:
     return value
 
 
-def variant_key(arch_cfg: Any, pipeline: Any) -> tuple[str, str]:
+def variant_key(arch_cfg: ArchConfig, pipeline: PipelineConfig) -> tuple[str, str]:
     """What a sweep treats as one variant (trained once, copied after): the model as built at the
     pipeline's resolution, and the pipeline (seed included). ``window_sizes: auto`` and the windows it
     resolves to there are one variant."""

@@ -30,17 +30,9 @@ from typing import Any
 import numpy as np
 
 from radio_nas._config import ConfigError
+from radio_nas.search import decisions as rules
 from radio_nas.search.costs import constraint_limits, stand_in_values
-from radio_nas.search.decisions import (
-    Event,
-    decide,
-    exhausted,
-    next_streak,
-    optuna_state,
-    queue_untried,
-    streak_stop,
-    trained_outcome,
-)
+from radio_nas.search.decisions import Event
 from radio_nas.search.space import Space
 from radio_nas.simulate.summary import TARGET_RATIO, median_iqr, summarise
 from radio_nas.simulate.table import SAMPLERS, Row, Table
@@ -145,21 +137,21 @@ def simulate(
         fields, and constraint values from the measured costs (none measured: violated) so constrained
         samplers see what a real sweep shows; then the counters, the streak and an untried point."""
         nonlocal streak
-        decision = decide(event)
+        decision = rules.decide(event)
         costs = {k: attrs.get(k) for k in ("params", "gmacs", "latency_ms")}
         renamed = {"params": "n_params", "failure_reason": "reason"}  # attribute names -> record fields
         write_trial(trial, status=decision.status, **{renamed.get(k, k): v for k, v in attrs.items()})
         for key, value in constraint_values(costs, limits).items():
             trial.set_constraint(key, value)
-        study.tell(trial, values=values, state=optuna_state(decision))
+        study.tell(trial, values=values, state=rules.optuna_state(decision))
         run.told.append(
             (trial.number, dict(trial.params), str(decision.state), str(decision.status), attrs.get("duplicate_of"))
         )
         if decision.count is not None:
             run.counts[decision.count] += 1
-        streak = next_streak(streak, decision)
+        streak = rules.next_streak(streak, decision)
         if decision.queue_untried:
-            queue_untried(study, sim_space, trial.number)
+            rules.queue_untried(study, sim_space, trial.number)
 
     for row in imported:
         _import_row(study, space, row, limits)
@@ -168,10 +160,10 @@ def simulate(
     run.start_ratio = front.ratio()
 
     while len(run.ratios) < trials:
-        if exhausted(study, sim_space):
+        if rules.exhausted(study, sim_space):
             run.stop_reason = "every point of the design has been tried"
             break
-        run.stop_reason = streak_stop(streak, cfg.budget.max_infeasible)
+        run.stop_reason = rules.streak_stop(streak, cfg.budget.max_infeasible)
         if run.stop_reason is not None:
             break
         trial = study.ask()
@@ -191,7 +183,7 @@ def simulate(
             reason = row.failure_reason
             tell(trial, Event.INFEASIBLE, values, arch_id=row.arch_id, failure_reason=reason, **measured)
             continue
-        streak = next_streak(streak, decide(Event.STARTED))
+        streak = rules.next_streak(streak, rules.decide(Event.STARTED))
         stop = _stop_step(sh, trial.number, row, cost_names) if sh is not None else None
         if stop is not None:
             cost += row.seconds_at(stop)
@@ -203,7 +195,7 @@ def simulate(
             cost += row.train_seconds or 0.0
             steps += row.steps or 0
             _record_curve(study, trial, row, None)
-            event, told, missing = trained_outcome(row.status, space.objective_names, row.metrics.get)
+            event, told, missing = rules.trained_outcome(row.status, space.objective_names, row.metrics.get)
             if told is not None:
                 trained[row.variant] = (trial.number, row)
                 run.trained_rows.append(row)
