@@ -7,6 +7,7 @@ from typing import Any
 
 from radio_nas._config import ConfigError, parse_assignment
 from radio_nas.cli._checks import int_at_least
+from radio_nas.cli._options import add_set_option
 
 # Refuse an input whose float32 tensor alone, times this allowance for activations, exceeds memory.
 _ACTIVATION_ALLOWANCE = 8
@@ -46,13 +47,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         help="torch checkpoint to load first (weights-only): the model's own state dict or "
         "the published E-RADIO v2 one (e.g. eradio_v2.pth.tar with the l-v2 preset)",
     )
-    p.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override an architecture field, e.g. --set width=96 (repeatable)",
-    )
+    add_set_option(p, "override an architecture field, e.g. --set width=96 (repeatable)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     return p
 

@@ -11,6 +11,8 @@ import argparse
 import sys
 from typing import Any
 
+from radio_nas.cli._options import add_set_option
+
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
@@ -51,12 +53,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="scheduler's first rung (default: the space's scheduler.grace_period, else eval.every)",
     )
     p.add_argument("--reduction-factor", type=float, metavar="ETA", help="scheduler's eta (default: the space's)")
-    p.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="change sampler.n_startup_trials, scheduler.grace_period, scheduler.reduction_factor or "
+    add_set_option(
+        p,
+        "change sampler.n_startup_trials, scheduler.grace_period, scheduler.reduction_factor or "
         "budget.max_infeasible of the table's space",
     )
     p.add_argument(

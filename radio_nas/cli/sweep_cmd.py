@@ -14,6 +14,7 @@ import sys
 from typing import Any
 
 from radio_nas.cli._checks import int_at_least
+from radio_nas.cli._options import add_local_ray_options, add_set_option
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -29,19 +30,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument(
         "--address", metavar="ADDR", help="an existing Ray cluster ('auto' or host:port); default: start a local Ray"
     )
-    p.add_argument("--num-cpus", type=int_at_least(1), metavar="N", help="CPUs of the local Ray (default: all)")
+    add_local_ray_options(p)
     p.add_argument(
         "--trials", type=int_at_least(1), metavar="N", help="trained trials to reach (overrides budget.trials)"
     )
-    p.add_argument("--time", metavar="DUR", help="no new trial after this long: 900, 90s, 15m, 2h")
     p.add_argument("--concurrency", type=int_at_least(1), metavar="N", help="trials at a time (overrides concurrency)")
-    p.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a key of the space file (dotted, e.g. pipeline.overrides.steps=10)",
-    )
+    add_set_option(p)
     p.add_argument(
         "--warm-start",
         action="append",

@@ -12,6 +12,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from radio_nas.cli._options import add_set_option
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
@@ -24,14 +26,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     )
     p.add_argument("pipeline", help="pipeline YAML (e.g. pipelines/distill_cpu.yaml) or a bundled name")
     p.add_argument("--arch", required=True, help="student: a preset name (xt, t, s, ...) or an arch YAML")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a pipeline key (dotted, e.g. steps=40, balancing.method=adaloss, "
+    add_set_option(
+        p,
+        "override a pipeline key (dotted, e.g. steps=40, balancing.method=adaloss, "
         "teachers.rn50_s16.batch_size=32); repeatable",
+        dest="overrides",
     )
     p.add_argument("--weights", metavar="PATH", help="save the trained student + adaptors (safetensors)")
     p.add_argument("--quiet", action="store_true", help="no progress output on stderr")

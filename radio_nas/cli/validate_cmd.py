@@ -17,6 +17,7 @@ import sys
 from typing import Any
 
 from radio_nas.cli._checks import int_at_least
+from radio_nas.cli._options import add_local_ray_options, add_set_option
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -56,15 +57,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--boot", type=int_at_least(1), default=2000, metavar="N", help="bootstrap resamples (default 2000)")
     p.add_argument("--results", metavar="DIR", help="results folder (default: results/<name>-validate)")
     p.add_argument("--address", metavar="ADDR", help="an existing Ray cluster; default: start a local Ray")
-    p.add_argument("--num-cpus", type=int_at_least(1), metavar="N", help="CPUs of the local Ray (default: all)")
-    p.add_argument("--time", metavar="DUR", help="no new trial after this long: 900, 90s, 15m, 2h")
-    p.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a key of the space file (dotted, e.g. pipeline.overrides.steps=10)",
-    )
+    add_local_ray_options(p)
+    add_set_option(p)
     p.add_argument(
         "--trust-teachers",
         action="store_true",
