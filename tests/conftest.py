@@ -127,29 +127,13 @@ def _make_study(
             )
         )
     d2 = {"width": dist["width"], "window": dist["window"]}
-    study.add_trial(
-        optuna.trial.create_trial(
-            state=optuna.trial.TrialState.FAIL,
-            params={"width": 32, "window": 2},
-            distributions=d2,
-            user_attrs={"status": "failed", "failure_reason": "RuntimeError: out of memory"},
-        )
-    )
-    study.add_trial(
-        optuna.trial.create_trial(
-            state=optuna.trial.TrialState.PRUNED,
-            params={"width": 16, "window": 4},
-            distributions=d2,
-            user_attrs={"status": "pruned"},
-        )
-    )
-    # infeasible: rejected before training, recorded PRUNED (radio_nas.search convention)
-    study.add_trial(
-        optuna.trial.create_trial(
-            state=optuna.trial.TrialState.PRUNED,
-            params={"width": 32, "window": 4},
-            distributions=d2,
-            user_attrs={"status": "infeasible", "failure_reason": "constraints: params 5.1M > 5M"},
-        )
-    )
+    State = optuna.trial.TrialState
+    for state, (width, window), attrs in (
+        (State.FAIL, (32, 2), {"status": "failed", "failure_reason": "RuntimeError: out of memory"}),
+        (State.PRUNED, (16, 4), {"status": "pruned"}),
+        # infeasible: rejected before training, recorded PRUNED (radio_nas.search convention)
+        (State.PRUNED, (32, 4), {"status": "infeasible", "failure_reason": "constraints: params 5.1M > 5M"}),
+    ):
+        params = {"width": width, "window": window}
+        study.add_trial(optuna.trial.create_trial(state=state, params=params, distributions=d2, user_attrs=attrs))
     return results

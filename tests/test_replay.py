@@ -11,15 +11,14 @@ import pytest
 
 from radio_nas._config import ConfigError, dump_yaml
 from radio_nas.cli import main
-from radio_nas.simulate import (
+from radio_nas.simulate.simulate import replay, simulate
+from radio_nas.simulate.table import (
     CurvePoint,
     Row,
     Table,
     load_table,
     missing_points,
     read_csv,
-    replay,
-    simulate,
     space_from_raw,
     write_table,
 )
