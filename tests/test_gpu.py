@@ -19,6 +19,7 @@ from radio_nas.cli import main
 from radio_nas.distill import load_pipeline, run_trial
 from radio_nas.measure.latency import cached_latency, measure_latency
 from radio_nas.models import build_model, deploy_model, resolve_config
+from radio_nas.search.space import LatencySettings
 
 pytestmark = [
     pytest.mark.gpu,
@@ -113,8 +114,8 @@ def test_cuda_latency_is_timed_with_cuda_events(monkeypatch):
 def test_latency_is_recorded_with_the_device_name(tmp_path):
     name = torch.cuda.get_device_name()
     cfg = resolve_config(TINY)
-    settings = {"device": "cuda", "dtype": "bf16", "channels_last": True, "runs": 5, "warmup": 2}
-    result = cached_latency(cfg, tmp_path, RESOLUTION, **settings)
+    settings = LatencySettings(device="cuda", dtype="bf16", channels_last=True, runs=5, warmup=2)
+    result = cached_latency(cfg, tmp_path, RESOLUTION, settings)
     assert (result.device, result.device_name, result.dtype, result.channels_last) == ("cuda", name, "bf16", True)
     cached = [json.loads(p.read_text()) for p in tmp_path.rglob("*.json")]
     assert len(cached) == 1 and cached[0]["device_name"] == name and cached[0]["median_ms"] == result.median_ms

@@ -11,6 +11,7 @@ from radio_nas.cli import main
 from radio_nas.measure import cached_latency, count_gmacs, measure_latency, profile
 from radio_nas.measure.flops import flop_analysis
 from radio_nas.models import build_model, resolve_config
+from radio_nas.search.space import LatencySettings
 
 TINY = {"width": 16, "depths": (1, 1, 1, 1), "head_dim": 16, "cpb_hidden": 16}
 # ops that torch.utils.flop_counter leaves out (it counts matmuls, convs and attention only)
@@ -60,11 +61,12 @@ def test_latency_statistics_and_cache(tmp_path):
     assert r.images_per_s == pytest.approx(2000 / r.median_ms)
     assert r.device == "cpu" and r.device_name and r.peak_memory_mb > 0
     cfg = resolve_config("xt", **TINY)
-    first = cached_latency(cfg, tmp_path, (64, 64), runs=3, warmup=1)
-    again = cached_latency(cfg, tmp_path, (64, 64), runs=3, warmup=1)
+    settings = LatencySettings(runs=3, warmup=1)
+    first = cached_latency(cfg, tmp_path, (64, 64), settings)
+    again = cached_latency(cfg, tmp_path, (64, 64), settings)
     assert again == first  # served from the cache, not re-measured
     assert len(list(tmp_path.glob("latency-*.json"))) == 1
-    cached_latency(cfg, tmp_path, (64, 96), runs=3, warmup=1)
+    cached_latency(cfg, tmp_path, (64, 96), settings)
     assert len(list(tmp_path.glob("latency-*.json"))) == 2
 
 

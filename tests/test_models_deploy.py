@@ -7,6 +7,7 @@ from torch import nn
 from radio_nas._config import ConfigError
 from radio_nas.measure import cached_latency, measure_latency
 from radio_nas.models import build_model, deploy_model, resolve_config
+from radio_nas.search.space import LatencySettings
 
 TINY = {"preset": "xt", "width": 16, "depths": (1, 1, 1, 1), "head_dim": 16, "cpb_hidden": 16}
 V2_LIKE = {
@@ -98,14 +99,13 @@ def test_latency_times_the_deployed_graph_and_keys_the_cache_by_it(tmp_path):
     assert r.deploy and any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
     assert not measure_latency(model, (64, 64), warmup=0, runs=2, deploy=False).deploy
     cfg = resolve_config(TINY)
-    cached_latency(cfg, tmp_path, (64, 64), runs=2, warmup=0)
-    cached_latency(cfg, tmp_path, (64, 64), runs=2, warmup=0, deploy=False)
+    cached_latency(cfg, tmp_path, (64, 64), LatencySettings(runs=2, warmup=0))
+    cached_latency(cfg, tmp_path, (64, 64), LatencySettings(runs=2, warmup=0, deploy=False))
     assert len(list(tmp_path.glob("latency-*.json"))) == 2
 
 
 def test_latency_settings_deploy_reaches_the_cache_key(tmp_path, monkeypatch):
     from radio_nas.search.costs import latency_is_cached, measure_costs
-    from radio_nas.search.space import LatencySettings
 
     monkeypatch.setenv("RADIO_NAS_CACHE", str(tmp_path))
     cfg = resolve_config(TINY)

@@ -21,7 +21,7 @@ import weakref
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import numpy as np
 import torch
@@ -31,6 +31,9 @@ from torch.utils._pytree import tree_flatten
 
 from radio_nas._config import ConfigError, stable_id
 from radio_nas._util import atomic_write
+
+if TYPE_CHECKING:
+    from radio_nas.models import ArchConfig
 
 Quiet = Callable[[], AbstractContextManager[bool]]
 """Entered around the warm-up and timed runs only; yields whether the machine was otherwise idle
@@ -203,25 +206,40 @@ def _timed(
     return times, peak, bool(was_quiet)
 
 
+class LatencyOptions(Protocol):
+    """What a latency is measured with: :class:`radio_nas.search.space.LatencySettings` (a space's
+    ``latency`` section) is one; any object with these attributes is."""
+
+    @property
+    def batch_size(self) -> int: ...
+    @property
+    def device(self) -> str: ...
+    @property
+    def dtype(self) -> str: ...
+    @property
+    def channels_last(self) -> bool: ...
+    @property
+    def runs(self) -> int: ...
+    @property
+    def warmup(self) -> int: ...
+    @property
+    def deploy(self) -> bool: ...
+
+
 def cached_latency(
-    cfg: Any,
+    cfg: ArchConfig,
     cache_dir: str | Path,
     resolution: tuple[int, int],
-    batch_size: int = 1,
-    device: str = "cpu",
-    dtype: str = "fp32",
-    channels_last: bool = False,
-    runs: int = 50,
-    warmup: int = 10,
-    deploy: bool = True,
+    settings: LatencyOptions,
     quiet: Quiet | None = None,
 ) -> LatencyResult:
-    """:func:`measure_latency` of the model `cfg` builds, cached by arch id + settings + device name
-    (a measurement that was not quiet is returned, not cached)."""
+    """:func:`measure_latency` with `settings` of the model `cfg` builds, cached by arch id +
+    settings + device name (a measurement that was not quiet is returned, not cached)."""
     from radio_nas.models import build_model
 
-    check_settings(device, dtype)
-    path = latency_cache_path(cfg, cache_dir, resolution, batch_size, device, dtype, channels_last, runs, deploy)
+    s = settings
+    check_settings(s.device, s.dtype)
+    path = latency_cache_path(cfg, cache_dir, resolution, s)
     if path.is_file():
         with contextlib.suppress(ValueError, TypeError, KeyError):
             data = json.loads(path.read_text())
@@ -230,13 +248,13 @@ def cached_latency(
     result = measure_latency(
         build_model(cfg, resolution=resolution),
         resolution,
-        batch_size,
-        device,
-        dtype,
-        channels_last,
-        warmup=warmup,
-        runs=runs,
-        deploy=deploy,
+        s.batch_size,
+        s.device,
+        s.dtype,
+        s.channels_last,
+        warmup=s.warmup,
+        runs=s.runs,
+        deploy=s.deploy,
         quiet=quiet,
     )
     if result.quiet:
@@ -245,27 +263,20 @@ def cached_latency(
 
 
 def latency_cache_path(
-    cfg: Any,
-    cache_dir: str | Path,
-    resolution: tuple[int, int],
-    batch_size: int = 1,
-    device: str = "cpu",
-    dtype: str = "fp32",
-    channels_last: bool = False,
-    runs: int = 50,
-    deploy: bool = True,
+    cfg: ArchConfig, cache_dir: str | Path, resolution: tuple[int, int], settings: LatencyOptions
 ) -> Path:
     """Where :func:`cached_latency` keeps this measurement (the device name includes the thread count)."""
+    s = settings
     key = stable_id(
         {
             "arch": cfg.id,
             "resolution": list(resolution),
-            "batch": batch_size,
-            "device": device_name(device),
-            "dtype": dtype,
-            "channels_last": channels_last,
-            "runs": runs,
-            "deploy": deploy,
+            "batch": s.batch_size,
+            "device": device_name(s.device),
+            "dtype": s.dtype,
+            "channels_last": s.channels_last,
+            "runs": s.runs,
+            "deploy": s.deploy,
         }
     )
     return Path(cache_dir) / f"latency-{key}.json"

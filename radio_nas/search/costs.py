@@ -70,25 +70,14 @@ def time_latency(
     from radio_nas.measure import cached_latency
 
     with _threads(settings.threads):  # the device name (cache key) records the thread count
-        return cached_latency(
-            arch_cfg, latency_cache_dir(), **_cache_key(settings, resolution), warmup=settings.warmup, quiet=quiet
-        )
+        return cached_latency(arch_cfg, latency_cache_dir(), _timed_at(settings, resolution), settings, quiet=quiet)
 
 
-def _cache_key(settings: LatencySettings, resolution: tuple[int, int]) -> dict[str, Any]:
-    """The settings that key a cached latency; timed at `latency.resolution` when a space sets one,
-    else at the trial's."""
+def _timed_at(settings: LatencySettings, resolution: tuple[int, int]) -> tuple[int, int]:
+    """Latency is timed at `latency.resolution` when a space sets one, else at the trial's."""
     if settings.resolution is not None:
-        resolution = parse_resolution(settings.resolution, key="latency.resolution")
-    return {
-        "resolution": resolution,
-        "batch_size": settings.batch_size,
-        "device": settings.device,
-        "dtype": settings.dtype,
-        "channels_last": settings.channels_last,
-        "runs": settings.runs,
-        "deploy": settings.deploy,
-    }
+        return parse_resolution(settings.resolution, key="latency.resolution")
+    return resolution
 
 
 @contextlib.contextmanager
@@ -109,7 +98,7 @@ def latency_is_cached(arch_cfg: ArchConfig, settings: LatencySettings, resolutio
     from radio_nas.measure import latency_cache_path
 
     with _threads(settings.threads):
-        return latency_cache_path(arch_cfg, latency_cache_dir(), **_cache_key(settings, resolution)).is_file()
+        return latency_cache_path(arch_cfg, latency_cache_dir(), _timed_at(settings, resolution), settings).is_file()
 
 
 def violations(costs: Costs, constraints: Constraints) -> list[str]:
