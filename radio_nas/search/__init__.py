@@ -7,8 +7,9 @@
 Modules: ``grammar`` (Hydra/NNI parameter syntax), ``space`` (the space file), ``costs``
 (params/GMACs/latency + constraints), ``optuna_study`` (the Optuna study behind a sweep: creation,
 drivers, resume; the trial record itself is :mod:`radio_nas.study`), ``decisions`` (what the sweep
-decides about each proposal), ``searcher`` (the Tune searcher driving the study by ask/tell),
-``gate`` (pausing trials while a latency is timed), ``trainable`` (the Ray worker), ``ablation``,
+decides about each proposal), ``searcher`` (the Tune searcher driving the study by ask/tell) with
+``timing`` (when a latency may be timed) and ``copies`` (which variant is which), ``gate`` (pausing
+trials while a latency is timed), ``trainable`` (the Ray worker), ``ablation``,
 ``summary``, ``sweep`` (orchestration). Sweeps simulated against exhaustive tables live in
 :mod:`radio_nas.simulate`.
 """
