@@ -23,7 +23,7 @@ ALLOWED = {
     "validate": {"search", "report", "study", "measure", "models"},
     "search": {"study", "distill", "measure", "models"},
     "report": {"study", "distill", "measure", "models"},
-    "distill": {"models", "measure"},
+    "distill": {"study", "models", "measure"},
     "measure": {"models"},
     "models": set(),
     "study": set(),

@@ -51,6 +51,7 @@ from radio_nas.distill.losses import (
 from radio_nas.distill.pipeline import PipelineConfig, load_pipeline
 from radio_nas.distill.targets import TERMS, TargetStats, TargetTransform, entry_stats
 from radio_nas.distill.teachers import build_teachers
+from radio_nas.study.record import CurvePoint
 
 Report = Callable[[dict[str, Any]], None]
 Pause = Callable[[], float]
@@ -60,19 +61,6 @@ _STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
 
 class TrialFailed(RuntimeError):
     """Training cannot go on (e.g. a non-finite loss); the message becomes the failure reason."""
-
-
-@dataclass(frozen=True)
-class CurvePoint:
-    """One evaluation during a trial: its step, the fidelity then, and seconds on the trial's clock
-    (training and evaluations since the first step; not the teacher cache or the model build)."""
-
-    step: int
-    fidelity: float | None
-    seconds: float
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"step": self.step, "fidelity": _finite(self.fidelity), "seconds": self.seconds}
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ import numpy as np
 from radio_nas._config import ConfigError, load_yaml, set_dotted, stable_id
 from radio_nas.search.space import Space, decode_choice, encode_choice, parse_space, recorded_pipeline_id
 from radio_nas.study.pareto import pareto_mask
-from radio_nas.study.record import StudyRecord, TrialRecord
+from radio_nas.study.record import CurvePoint, StudyRecord, TrialRecord
 
 TABLE_FORMAT = "radio-nas-exhaustive/1"
 STATUSES = ("ok", "infeasible", "failed")
@@ -58,14 +58,6 @@ _REPLAY_KEYS = (
     "budget.max_infeasible",
 )
 """Space keys a replay may change (--set): they do not change what the table's points are."""
-
-
-@dataclasses.dataclass(frozen=True)
-class CurvePoint:
-    step: int
-    fidelity: float
-    seconds: float | None = None
-    """Training seconds up to `step`; None when the study did not record it (estimated linearly)."""
 
 
 @dataclasses.dataclass(frozen=True)

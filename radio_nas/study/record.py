@@ -124,6 +124,21 @@ TRIAL_ATTRS: dict[str, str] = {
 
 
 @dataclasses.dataclass(frozen=True)
+class CurvePoint:
+    """One point of a trial's learning curve: its step, the fidelity then (None when it was not
+    finite), and seconds on the trial's clock (training and evaluations since the first step, not
+    the teacher cache or the model build; None where a table did not record them)."""
+
+    step: int
+    fidelity: float | None
+    seconds: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        finite = self.fidelity is not None and math.isfinite(self.fidelity)
+        return {"step": self.step, "fidelity": self.fidelity if finite else None, "seconds": self.seconds}
+
+
+@dataclasses.dataclass(frozen=True)
 class TrialRecord:
     """One trial of a sweep as radio-nas recorded it (read-only; see the module docstring)."""
 
