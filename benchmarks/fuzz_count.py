@@ -3,17 +3,20 @@ cases get the promised answer (exit 2 with one line naming file/key/argument, or
 code and note; no traceback; in time; nothing written where it should not be), per command.
 
     PYTHONPATH=. RADIO_NAS_CACHE=$(mktemp -d) python benchmarks/fuzz_count.py [--verbose] [case-id ...]
-    PYTHONPATH=. python benchmarks/fuzz_count.py --before REV   # also on commit REV: before/after per command
+    PYTHONPATH=. python benchmarks/fuzz_count.py --before REV [--after REV2]   # before/after per command
     PYTHONPATH=. python benchmarks/fuzz_count.py --loader     # how long the YAML loader takes to answer
 
 The per-case time is the whole CLI process (Python and package start-up included). ``--before``
-unpacks REV (``git archive``, nothing in the repository changes) into a temporary folder and runs the
-same table with that code; there each command may allocate at most 6 GiB (RLIMIT_DATA), since code
-that does not refuse an absurd size would otherwise take the machine.
+(and ``--after``; default: the working tree) unpacks REV (``git archive``, nothing in the repository
+changes) into a temporary folder and runs today's table with that code; there each command may
+allocate at most 6 GiB (RLIMIT_DATA), since code that does not refuse an absurd size would otherwise
+take the machine.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import platform
 import shutil
 import statistics
@@ -77,6 +80,20 @@ def run_table(cases: list, base: Path, study: Path | None, code: Path, label: st
     return rows
 
 
+def table_at(rev: str, label: str, base: Path, ids: list[str], verbose: bool) -> dict:
+    """The table on commit `rev` (unpacked by git archive; the repository is not touched), in a
+    child whose cases read that checkout's own pipeline file."""
+    code = base / label
+    code.mkdir()
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", rev], check=True, capture_output=True)
+    subprocess.run(["tar", "-x", "-C", str(code)], input=archive.stdout, check=True)
+    out = base / f"{label}.json"
+    env = {**os.environ, "RADIO_NAS_FUZZ_PIPELINE": str(code / "pipelines" / "distill_cpu.yaml")}
+    argv = [sys.executable, __file__, "--code", str(code), "--json-out", str(out), "--label", label, *ids]
+    subprocess.run([*argv, *(["--verbose"] if verbose else [])], env=env, check=True)
+    return {k: tuple(v) for k, v in json.loads(out.read_text()).items()}
+
+
 def command_of(case) -> str:
     return " ".join(case.argv[:2]) if case.argv[0] in ("viz", "cache") else case.argv[0]
 
@@ -93,20 +110,25 @@ def main(argv: list[str]) -> int:
         return 0
     verbose = "--verbose" in argv
     before = argv[argv.index("--before") + 1] if "--before" in argv else None
-    skip = {"--before", before} if before else set()
+    after = argv[argv.index("--after") + 1] if "--after" in argv else None
+    valued = ("--before", "--after", "--code", "--json-out", "--label")
+    skip = {argv[i + 1] for i, a in enumerate(argv[:-1]) if a in valued}
     wanted = [a for a in argv if not a.startswith("--") and a not in skip]
     cases = [c for c in fz.CASES if not wanted or c.id in wanted]
     base = fz.make_base()
     try:
         study = fz.make_study_folder(base, _make_study) if any(c.needs_study for c in cases) else None
-        old = {}
-        if before:
-            code = base / "before"
-            code.mkdir()
-            archive = subprocess.run(["git", "-C", str(REPO), "archive", before], check=True, capture_output=True)
-            subprocess.run(["tar", "-x", "-C", str(code)], input=archive.stdout, check=True)
-            old = run_table(cases, base, study, code, "before", verbose, BEFORE_CAP)
-        rows = run_table(cases, base, study, REPO, "after", verbose, None)
+        if "--code" in argv:  # the child of --before/--after: this table on that code, to a JSON file
+            code, out = Path(argv[argv.index("--code") + 1]), Path(argv[argv.index("--json-out") + 1])
+            label = argv[argv.index("--label") + 1]
+            out.write_text(json.dumps(run_table(cases, base, study, code, label, verbose, BEFORE_CAP)))
+            return 0
+        ids = [c.id for c in cases]
+        old = table_at(before, "before", base, ids, verbose) if before else {}
+        if after:
+            rows = table_at(after, "after", base, ids, verbose)
+        else:
+            rows = run_table(cases, base, study, REPO, "after", verbose, None)
     finally:
         for p in base.rglob("*"):
             if p.is_dir() and not p.is_symlink():
@@ -124,7 +146,7 @@ def main(argv: list[str]) -> int:
     for case in cases:
         if case.id in rows:
             by_command.setdefault(command_of(case), []).append(case.id)
-    head = "| command | cases |" + (f" before ({before}) |" if before else "") + " after |"
+    head = "| command | cases |" + (f" before ({before}) |" if before else "") + f" after ({after or 'working tree'}) |"
     print("\n" + head + "\n|---|---|" + ("---|" if before else "") + "---|")
     every = [i for group in by_command.values() for i in group]
     for command, ids in [*by_command.items(), ("all", every)]:
