@@ -60,3 +60,23 @@ def test_atomic_path_leaves_nothing_when_the_write_fails(tmp_path):
         tmp.write_text("partial")
         raise RuntimeError("writer failed")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_full_disk_under_the_storage_is_one_line(monkeypatch, capsys, tmp_path):
+    """SQLite's own full disk reaches the command wrapped (sqlalchemy, Optuna): one line, exit 1."""
+    from radio_nas.cli import main
+    from radio_nas.distill import cache
+
+    def full(*_args, **_kwargs):
+        try:
+            raise OSError(28, "No space left on device")
+        except OSError as exc:
+            raise RuntimeError("(sqlite3.OperationalError) database or disk is full\n[SQL: INSERT ...]") from exc
+
+    monkeypatch.setattr(cache, "list_entries", full)
+    assert main(["cache", "ls", "--dir", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no space left on device (" in err and "database or disk is full" in err
+    monkeypatch.setattr(cache, "list_entries", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("other")))
+    with pytest.raises(RuntimeError, match="other"):  # anything else is not dressed up as a full disk
+        main(["cache", "ls", "--dir", str(tmp_path)])
