@@ -9,6 +9,7 @@ import torch
 
 from radio_nas.distill import load_pipeline
 from radio_nas.distill.cache import CacheEntry
+from radio_nas.distill.targets import entry_stats
 from radio_nas.distill.trial import _losses, _optimizer, _Student, _Targets
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,7 +41,11 @@ def _setup(method: str, **balancing):
         for t in pipeline.teachers
     }
     torch.manual_seed(0)
-    student = _Student(pipeline, build_model(resolve_config(TINY)), _Targets(entries, entries, True, 0.0))
+    student = _Student(
+        pipeline,
+        build_model(resolve_config(TINY)),
+        _Targets(entries, entries, True, 0.0, {n: entry_stats(e) for n, e in entries.items()}),
+    )
     x = torch.randn(4, 3, 64, 64)
     y = {
         name: (torch.from_numpy(e.summary.astype(np.float32)), torch.from_numpy(e.features.astype(np.float32)))
