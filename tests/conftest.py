@@ -43,6 +43,41 @@ def make_study() -> Any:
     return _make_study
 
 
+@pytest.fixture(scope="session")
+def wait_mid_sweep() -> Any:
+    """``wait_mid_sweep(results, why=None, tick=None)``: poll a sweep running in another process
+    (once a second, up to 240 s) until its study holds a finished trial and one still training;
+    `tick()` runs on every poll; otherwise the test fails, with `why()` (e.g. the driver's log)."""
+    return _wait_mid_sweep
+
+
+def _wait_mid_sweep(results: Path, why: Any = None, tick: Any = None) -> None:
+    import time
+
+    import optuna
+
+    from radio_nas._config import ConfigError
+    from radio_nas.study.storage import open_study
+
+    state = optuna.trial.TrialState
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        time.sleep(1.0)
+        if tick is not None:
+            tick()
+        if not (results / "study.db").exists():
+            continue
+        try:  # read-only: never creates tables under a driver that is starting
+            trials = open_study(results).study.trials
+        except (ConfigError, ValueError, optuna.exceptions.StorageInternalError):
+            continue
+        done = [t for t in trials if t.state == state.COMPLETE]
+        running = [t for t in trials if t.state == state.RUNNING and t.user_attrs.get("status") == "running"]
+        if done and running:
+            return
+    pytest.fail("the sweep never had a finished and a running trial at once" + (f":\n{why()}" if why else ""))
+
+
 TINY = {"preset": "xt", "width": 16, "depths": [1, 1, 1, 1], "head_dim": 16}
 PIPELINE = {"name": "tiny", "resolution": 64, "teachers": [], "steps": 2}
 

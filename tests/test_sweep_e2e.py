@@ -6,13 +6,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import optuna
 import pytest
 
-from radio_nas._config import ConfigError
 from radio_nas.cli import main
 from radio_nas.search.optuna_study import trained_count
 from radio_nas.search.space import load_space
@@ -67,7 +65,7 @@ def test_smoke_sweep_end_to_end_and_rerun_is_a_no_op(tmp_path, capsys):
     assert again["trained"] == 3 and [(t.number, t.datetime_complete) for t in load(results).trials] == before
 
 
-def test_sigkill_mid_sweep_then_resume(tmp_path):
+def test_sigkill_mid_sweep_then_resume(tmp_path, wait_mid_sweep):
     results = tmp_path / "killed"
     # Longer trials than the smoke default so the kill lands while one trains.
     slow = {"pipeline.overrides.steps": 30}
@@ -89,24 +87,7 @@ def test_sigkill_mid_sweep_then_resume(tmp_path):
     log = open(tmp_path / "driver.log", "w")
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        deadline = time.monotonic() + 240
-        while time.monotonic() < deadline:
-            time.sleep(1.0)
-            if not (results / "study.db").exists():
-                continue
-            try:
-                trials = load(results).trials
-            except (ConfigError, ValueError, optuna.exceptions.StorageInternalError):
-                continue
-            done = [t for t in trials if t.state == State.COMPLETE]
-            running = [t for t in trials if t.state == State.RUNNING and t.user_attrs.get("status") == "running"]
-            if done and running:
-                break
-        else:
-            pytest.fail(
-                "the sweep never had a finished and a running trial at once:\n"
-                + (tmp_path / "driver.log").read_text()[-3000:]
-            )
+        wait_mid_sweep(results, why=lambda: (tmp_path / "driver.log").read_text()[-3000:])
     finally:
         os.killpg(proc.pid, signal.SIGKILL)  # the driver and the Ray processes it started
         proc.wait()

@@ -13,7 +13,6 @@ from pathlib import Path
 import optuna
 import pytest
 
-from radio_nas._config import ConfigError
 from radio_nas.search.sweep import run_sweep
 
 REPO = Path(__file__).resolve().parents[1]
@@ -53,7 +52,7 @@ def alive(pid: int) -> bool:
     return state != "Z"  # a zombie holds nothing, and init reaps it
 
 
-def test_sigint_mid_sweep_exits_130_keeps_trials_and_resumes(tmp_path):
+def test_sigint_mid_sweep_exits_130_keeps_trials_and_resumes(tmp_path, wait_mid_sweep):
     results = tmp_path / "interrupted"
     steps = {"pipeline.overrides.steps": 30}  # long enough that the interrupt lands while one trains
     cmd = [sys.executable, "-m", "radio_nas", "sweep", str(SMOKE), "--results", str(results), "--trials", "3"]
@@ -63,22 +62,7 @@ def test_sigint_mid_sweep_exits_130_keeps_trials_and_resumes(tmp_path):
     )
     ray_processes: set[int] = set()
     try:
-        deadline = time.monotonic() + 240
-        while time.monotonic() < deadline:
-            time.sleep(1.0)
-            ray_processes |= descendants(proc.pid)
-            if not (results / "study.db").exists():
-                continue
-            try:
-                trials = load(results).trials
-            except (ConfigError, ValueError, optuna.exceptions.StorageInternalError):
-                continue
-            done = [t for t in trials if t.state == State.COMPLETE]
-            running = [t for t in trials if t.state == State.RUNNING and t.user_attrs.get("status") == "running"]
-            if done and running:
-                break
-        else:
-            pytest.fail("the sweep never had a finished and a running trial at once")
+        wait_mid_sweep(results, tick=lambda: ray_processes.update(descendants(proc.pid)))
         ray_processes |= descendants(proc.pid)
         os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C: the terminal signals the whole process group
         err = proc.communicate(timeout=120)[1].decode(errors="replace")
