@@ -304,12 +304,12 @@ def to_dict(cfg: Any) -> Any:
 def from_dict(cls: type[T], data: Any, *, key: str = "") -> T:
     """Build dataclass `cls` from a plain mapping, checking keys and types against annotations.
 
-    >>> @dataclasses.dataclass(frozen=True)
-    ... class Opt:
-    ...     lr: float = 1e-3
-    ...     steps: int = 10
-    >>> from_dict(Opt, {"lr": 0.01})
-    Opt(lr=0.01, steps=10)
+    @dataclasses.dataclass(frozen=True)
+    class Opt:
+        lr: float = 1e-3
+        steps: int = 10
+    from_dict(Opt, {"lr": 0.01})
+    # Opt(lr=0.01, steps=10)
     """
     if isinstance(data, cls):
         return data

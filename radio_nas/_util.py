@@ -1,11 +1,11 @@
 """Small helpers every layer shares: atomic files, the cache root, resolutions, tables, intervals.
 
-    >>> from radio_nas._util import atomic_write, atomic_path, cache_root, parse_resolution
-    >>> atomic_write("results/x/report.md", "# ...")       # a reader sees the old file or the new one
-    >>> with atomic_path("results/x/plot.png") as tmp:      # for writers that want a file name
-    ...     fig.savefig(tmp)
-    >>> cache_root() / "teachers"                          # $RADIO_NAS_CACHE, else ~/.cache/radio-nas
-    >>> parse_resolution("256x384")                        # (256, 384)
+    from radio_nas._util import atomic_write, atomic_path, cache_root, parse_resolution
+    atomic_write("results/x/report.md", "# ...")       # a reader sees the old file or the new one
+    with atomic_path("results/x/plot.png") as tmp:      # for writers that want a file name
+        fig.savefig(tmp)
+    cache_root() / "teachers"                          # $RADIO_NAS_CACHE, else ~/.cache/radio-nas
+    parse_resolution("256x384")                        # (256, 384)
 
 Nothing here imports torch, Optuna or Ray; it sits at the bottom of the import graph with
 :mod:`radio_nas._config`.

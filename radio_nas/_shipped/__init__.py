@@ -1,8 +1,8 @@
 """The search spaces and pipelines shipped with radio-nas, found by name from any folder.
 
-    >>> from radio_nas._shipped import shipped, find_space
-    >>> shipped()                         # {"spaces": ["loss_balancing", "mra", ...], "pipelines": [...]}
-    >>> find_space("mra")                 # .../radio_nas/_shipped/search_spaces/mra.yaml
+    from radio_nas._shipped import shipped, find_space
+    shipped()                         # {"spaces": ["loss_balancing", "mra", ...], "pipelines": [...]}
+    find_space("mra")                 # .../radio_nas/_shipped/search_spaces/mra.yaml
 
 In a checkout ``search_spaces/`` and ``pipelines/`` at the top level are the real files and this
 package holds symbolic links to them; a wheel (``pip wheel .``) copies the files in, so an installed

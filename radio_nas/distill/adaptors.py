@@ -1,7 +1,7 @@
 """Per-teacher adaptor heads: a 2-layer summary MLP and a 2-layer per-token feature MLP.
 
-    >>> heads = TeacherAdaptor(student_dim=320, summary_dim=1024, feature_dim=512, grid=(14, 14))
-    >>> summary, features = heads(student_summary, student_features)   # (B, 1024), (B, 512, 14, 14)
+    heads = TeacherAdaptor(student_dim=320, summary_dim=1024, feature_dim=512, grid=(14, 14))
+    summary, features = heads(student_summary, student_features)   # (B, 1024), (B, 512, 14, 14)
 
 Student features are resampled (bilinear) to the teacher's grid before the feature MLP. Given
 ``start`` (the constant predictor of each term, and a scale), the heads start there: output =

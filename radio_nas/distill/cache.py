@@ -1,9 +1,9 @@
 """Content-keyed cache of teacher outputs for a trial's crop stream.
 
-    >>> from radio_nas.distill.cache import teacher_outputs, list_entries, clear
-    >>> entries, built = teacher_outputs(pipeline.teachers, dataset, "train", root=pipeline.cache_dir(),
-    ...                                  get_teachers=lambda: {t.name: t for t in build_teachers(pipeline)})
-    >>> entries["rn50_s16"].summary[:8]          # fp16 np.memmap (N, Ds); .features is (N, Df, h, w)
+    from radio_nas.distill.cache import teacher_outputs, list_entries, clear
+    entries, built = teacher_outputs(pipeline.teachers, dataset, "train", root=pipeline.cache_dir(),
+                                     get_teachers=lambda: {t.name: t for t in build_teachers(pipeline)})
+    entries["rn50_s16"].summary[:8]          # fp16 np.memmap (N, Ds); .features is (N, Df, h, w)
 
 One entry per (teacher, data, crops, split): a folder ``<root>/<key>/`` with ``summary.npy``,
 ``features.npy`` (fp16, opened memory-mapped), ``meta.json`` and the marker file

@@ -1,9 +1,9 @@
 """Image sources and the deterministic random-resized-crop stream of a trial.
 
-    >>> from radio_nas.distill.data import open_dataset
-    >>> ds = open_dataset(pipeline.data)                 # skimage photos, an image folder or tar shards
-    >>> crops = ds.crops("train", range(8), (128, 128))  # uint8 (8, 3, 128, 128); same box for any size
-    >>> ds.labels("train", range(8))                      # class per crop (or None without labels)
+    from radio_nas.distill.data import open_dataset
+    ds = open_dataset(pipeline.data)                 # bundled photos, an image folder or tar shards
+    crops = ds.crops("train", range(8), (128, 128))  # uint8 (8, 3, 128, 128); same box for any size
+    ds.labels("train", range(8))                      # class per crop (or None without labels)
 
 A crop is a pure function of (data.seed, split, index): its source image, box and flip come from a
 random generator seeded with those, so teacher outputs can be cached and re-used by any trial.

@@ -1,10 +1,12 @@
 """Distillation losses (AM-RADIO recipe), per sample so balancing can weight each input.
 
->>> summary_loss(student_summary, teacher_summary)        # (B,): 1 - cos
->>> feature_loss(student_features, teacher_features)      # (B,): mean over tokens of
-...                                                        #   0.9 (1 - cos) + 0.1 SmoothL1(beta=2)
->>> feature_smooth_l1(student_features, teacher_features) # (B,): the SmoothL1 part alone (evaluation)
->>> mse_loss(student, teacher)                            # (B,): mean squared error over all values
+For example:
+
+    summary_loss(student_summary, teacher_summary)        # (B,): 1 - cos
+    feature_loss(student_features, teacher_features)      # (B,): mean over tokens of
+                                                           #   0.9 (1 - cos) + 0.1 SmoothL1(beta=2)
+    feature_smooth_l1(student_features, teacher_features) # (B,): the SmoothL1 part alone (evaluation)
+    mse_loss(student, teacher)                            # (B,): mean squared error over all values
 """
 
 from __future__ import annotations

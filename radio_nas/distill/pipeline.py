@@ -1,9 +1,9 @@
 """Trial recipes ("pipelines"): teachers, data, crops, steps, optimiser, balancing, evaluation.
 
-    >>> from radio_nas.distill import load_pipeline
-    >>> p = load_pipeline("pipelines/distill_cpu.yaml", {"balancing.method": "adaloss", "steps": 40})
-    >>> p.steps, p.balancing.method, p.id
-    (40, 'adaloss', '...')
+    from radio_nas.distill import load_pipeline
+    p = load_pipeline("pipelines/distill_cpu.yaml", {"balancing.method": "adaloss", "steps": 40})
+    p.steps, p.balancing.method, p.id
+    # (40, 'adaloss', '...')
 
 Every key is documented in ``pipelines/README.md``. Errors name the file and the dotted key.
 """

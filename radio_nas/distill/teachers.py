@@ -1,9 +1,9 @@
 """Teachers: images in, ``(summary (B, Ds), features (B, Df, h, w))`` out, each with its own
 resize and normalisation.
 
-    >>> from radio_nas.distill import build_teachers
-    >>> teachers = build_teachers(pipeline)          # one Teacher per ``teachers:`` entry
-    >>> summary, features = teachers[0](crops)        # uint8 (B, 3, H, W) or float in [0, 1]
+    from radio_nas.distill import build_teachers
+    teachers = build_teachers(pipeline)          # one Teacher per ``teachers:`` entry
+    summary, features = teachers[0](crops)        # uint8 (B, 3, H, W) or float in [0, 1]
 
 Adapters: ``onnx`` (onnxruntime; any graph output by name, intermediate ones included),
 ``torchscript`` (a saved file), ``torch_hub`` (``repo:entry``, GitHub or a local hub dir), ``hf``

@@ -1,9 +1,9 @@
 """One short multi-teacher distillation trial: the unit of work of every sweep.
 
-    >>> from radio_nas.distill import load_pipeline, run_trial
-    >>> result = run_trial(load_pipeline("pipelines/distill_cpu.yaml"), "t", report=print)
-    >>> result.status, result.fidelity, result.fidelity_curve[-1], result.seconds
-    >>> json.dumps(result.to_dict())     # flat, strict JSON
+    from radio_nas.distill import load_pipeline, run_trial
+    result = run_trial(load_pipeline("pipelines/distill_cpu.yaml"), "t", report=print)
+    result.status, result.fidelity, result.fidelity_curve[-1], result.seconds
+    json.dumps(result.to_dict())     # flat, strict JSON
 
 Trains the student plus per-teacher adaptors for ``pipeline.steps`` on the seeded crop stream
 against cached teacher outputs, calls ``report(metrics)`` at every multiple of ``eval.every`` (with

@@ -1,8 +1,8 @@
 """How much memory a student would take, estimated before anything is allocated.
 
-    >>> from radio_nas.measure.size import estimate_size, check_fits
-    >>> estimate_size(cfg, (224, 224), batch_size=8).total_bytes
-    >>> check_fits(cfg, (224, 224), batch_size=8, training=True, what="the trial")   # ConfigError if not
+    from radio_nas.measure.size import estimate_size, check_fits
+    estimate_size(cfg, (224, 224), batch_size=8).total_bytes
+    check_fits(cfg, (224, 224), batch_size=8, training=True, what="the trial")   # ConfigError if not
 
 Parameters are counted exactly on PyTorch's ``meta`` device (no memory) for the config at small
 widths and depths, then extended to the real ones: a model's parameter count is a quadratic in its

@@ -1,12 +1,12 @@
 """Export chosen trials of a sweep: a YAML per variant that rebuilds the model, plus weights and ONNX.
 
-    >>> from radio_nas.study import open_study
-    >>> from radio_nas.report.export import export_trials, pareto_numbers
-    >>> handle = open_study("results/mra")
-    >>> done = export_trials(handle, pareto_numbers(handle), weights=True, onnx=True)
-    >>> from radio_nas.models import resolve_config
-    >>> resolve_config(done[0].yaml_path).id == done[0].arch_id          # same model
-    True
+    from radio_nas.study import open_study
+    from radio_nas.report.export import export_trials, pareto_numbers
+    handle = open_study("results/mra")
+    done = export_trials(handle, pareto_numbers(handle), weights=True, onnx=True)
+    from radio_nas.models import resolve_config
+    resolve_config(done[0].yaml_path).id == done[0].arch_id          # same model
+    # True
 
 Each ``<study>-trial<N>.yaml`` holds ``arch:`` (the full architecture config), ``pipeline:`` (as
 the trial ran it), ``metrics:`` (objectives and recorded metrics), ``provenance:`` (study, trial,

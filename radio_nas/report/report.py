@@ -1,9 +1,9 @@
 """The sweep report: tables, Pareto front, hypervolume, plots, ablation statistics, PCA pictures.
 
-    >>> from radio_nas.study import open_study
-    >>> from radio_nas.report.report import build_report
-    >>> rep = build_report(open_study("results/mra"), reference="radio_nas/report/reference_rows.yaml")
-    >>> rep.files["report.md"], rep.hypervolume.value, rep.pareto_json()
+    from radio_nas.study import open_study
+    from radio_nas.report.report import build_report
+    rep = build_report(open_study("results/mra"), reference="radio_nas/report/reference_rows.yaml")
+    rep.files["report.md"], rep.hypervolume.value, rep.pareto_json()
 
 Writes into the results folder (or `out_dir`): ``report.md``, ``report.html``, ``trials.csv`` (every trial),
 ``pareto.csv`` (the front), ``fidelity_vs_gmacs.png``, ``fidelity_vs_latency.png``,

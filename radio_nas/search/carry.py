@@ -1,9 +1,9 @@
 """Carry what earlier sweeps learned into a study: a resume with an edited space, and warm start.
 
-    >>> from radio_nas.search.carry import carry_trials, open_sources, import_trials
-    >>> report = carry_trials(old_study, new_study, space)           # edited space: next revision
-    >>> sources = open_sources("results/mra-first,sqlite:///x.db#mra-1a2b3c4d", space, here=results)
-    >>> report = import_trials(study, space, sources)                 # warm start
+    from radio_nas.search.carry import carry_trials, open_sources, import_trials
+    report = carry_trials(old_study, new_study, space)           # edited space: next revision
+    sources = open_sources("results/mra-first,sqlite:///x.db#mra-1a2b3c4d", space, here=results)
+    report = import_trials(study, space, sources)                 # warm start
 
 **Why copies.** Optuna's samplers read a trial's parameters through its recorded distributions:
 GPSampler (and TPE/NSGA-II with ``multivariate``/relative sampling) keep only the parameters whose

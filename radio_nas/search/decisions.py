@@ -7,8 +7,8 @@ radio-nas records (status), which counter it adds to, whether it lengthens the r
 proposals (``budget.max_infeasible`` of them in a row end the sweep), whether the budget counts it,
 and whether a random untried point is queued after it (:func:`queue_untried`).
 
-    >>> decide(Event.COPY).state, decide(Event.COPY).status, decide(Event.COPY).streak
-    ('COMPLETE', <Status.OK: 'ok'>, 'add')
+    decide(Event.COPY).state, decide(Event.COPY).status, decide(Event.COPY).streak
+    # ('COMPLETE', <Status.OK: 'ok'>, 'add')
 """
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
 """Search-space files: what varies in a sweep, validated before anything runs.
 
-    >>> from radio_nas.search.space import load_space
-    >>> space = load_space("search_spaces/mra.yaml")          # ConfigError names file + key
-    >>> space.name, [p.name for p in space.params], space.objective_names
-    >>> values = space.sample(optuna_trial)                     # define-by-run, conditions honoured
-    >>> space.arch_config(values), space.pipeline_for(values)
+    from radio_nas.search.space import load_space
+    space = load_space("search_spaces/mra.yaml")          # ConfigError names file + key
+    space.name, [p.name for p in space.params], space.objective_names
+    values = space.sample(optuna_trial)                     # define-by-run, conditions honoured
+    space.arch_config(values), space.pipeline_for(values)
 
 A space says *what varies* (``parameters`` over ``arch.*`` and ``pipeline.*`` fields, in the grammar
 of :mod:`radio_nas.search.grammar`); its ``pipeline`` says *how each trial is trained*. The keys are

@@ -1,8 +1,8 @@
 """Run (or resume) a sweep: Ray Tune runs the trials, an Optuna study decides and records them.
 
-    >>> from radio_nas.search.sweep import run_sweep
-    >>> outcome = run_sweep("search_spaces/smoke.yaml")              # results/smoke/
-    >>> outcome["pareto"], outcome["results_dir"], outcome["storage"]
+    from radio_nas.search.sweep import run_sweep
+    outcome = run_sweep("search_spaces/smoke.yaml")              # results/smoke/
+    outcome["pareto"], outcome["results_dir"], outcome["storage"]
 
 The same call on an existing results folder resumes the study: finished trials are kept, trials a
 dead driver left RUNNING are marked FAIL and their parameters queued again, and the budget counts

@@ -1,9 +1,9 @@
 """Sampler replay against an exhaustive table (``radio-nas replay``): sweeps simulated without
 training anything.
 
-    >>> from radio_nas.simulate import load_table, replay
-    >>> out = replay(load_table("benchmarks/mra_exhaustive.csv"), ["tpe", "random"], trials=24, repeats=10)
-    >>> out["samplers"]["tpe"]["hv_ratio_median"]
+    from radio_nas.simulate import load_table, replay
+    out = replay(load_table("benchmarks/mra_exhaustive.csv"), ["tpe", "random"], trials=24, repeats=10)
+    out["samplers"]["tpe"]["hv_ratio_median"]
 
 A real Optuna sampler (in an in-memory study with the space's directions and sampler settings)
 proposes, the space's own sampling code turns the proposal into a point, and the table answers it.

@@ -1,8 +1,8 @@
 """Exhaustive tables of a finite space: one row per point, from a finished study or its CSV.
 
-    >>> from radio_nas.simulate import load_table, write_table
-    >>> table = load_table("results/mra-grid")          # a finished exhaustive study, or its CSV
-    >>> write_table(table, "benchmarks/mra_exhaustive.csv")
+    from radio_nas.simulate import load_table, write_table
+    table = load_table("results/mra-grid")          # a finished exhaustive study, or its CSV
+    write_table(table, "benchmarks/mra_exhaustive.csv")
 
 An **exhaustive table** holds one row per point of a finite space (every combination of the sampled
 parameters' values): its status (``ok``, ``infeasible``, ``failed``), measured costs, objective

@@ -1,8 +1,8 @@
 """Open a finished (or running) sweep's study for reading: report, export and validation use this.
 
-    >>> from radio_nas.study.storage import open_study
-    >>> handle = open_study("results/mra")                  # or ("sqlite:///x.db", "mra-1a2b3c4d")
-    >>> handle.record.objectives, [r.number for r in handle.trials() if r.is_candidate]
+    from radio_nas.study.storage import open_study
+    handle = open_study("results/mra")                  # or ("sqlite:///x.db", "mra-1a2b3c4d")
+    handle.record.objectives, [r.number for r in handle.trials() if r.is_candidate]
 
 Reading never writes: a file or database that holds no Optuna study is refused before Optuna is
 asked to open it (Optuna's storage would otherwise create its tables there).
