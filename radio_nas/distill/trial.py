@@ -135,7 +135,7 @@ class _Targets:
     eval: dict[str, cache_mod.CacheEntry]
     hit: bool
     seconds: float
-    stats: dict[str, TargetStats] = field(default_factory=dict)
+    stats: dict[str, TargetStats]
     """Per teacher, the statistics of its training targets (see :mod:`radio_nas.distill.targets`)."""
     baseline: dict[str, np.ndarray] = field(default_factory=dict)
     """Per eval crop, the constant predictor's score: ``<teacher>/summary`` and ``<teacher>/features``
